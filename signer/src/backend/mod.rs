@@ -1,0 +1,193 @@
+//! Root key backends behind one small trait.
+//!
+//! The root key lives in a YubiKey PIV slot at real ceremonies; PKCS#11 tokens and an
+//! age-encrypted software key (for rehearsals) are the other backends. The issuance pipeline
+//! sees only [`KeyBackend`]: a public key and a `sign` that returns a DER ECDSA signature.
+
+pub mod soft;
+
+use std::cell::RefCell;
+use std::fmt;
+
+use zeroize::Zeroizing;
+
+use crate::algo::{KeyAlgorithm, PublicKey};
+
+/// A secret the operator supplies: passphrase or PIN. Never printed.
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a secret string.
+    pub fn new(s: String) -> Self {
+        Secret(Zeroizing::new(s))
+    }
+
+    /// The secret's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Which backend holds the root key, as named on the command line and in `ca.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Age-encrypted PKCS#8 file (rehearsals, tests).
+    Soft,
+    /// YubiKey PIV slot.
+    Yubikey,
+    /// PKCS#11 token.
+    Pkcs11,
+}
+
+impl BackendKind {
+    /// Name as written in `ca.toml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Soft => "soft",
+            BackendKind::Yubikey => "yubikey",
+            BackendKind::Pkcs11 => "pkcs11",
+        }
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "soft" => Ok(BackendKind::Soft),
+            "yubikey" => Ok(BackendKind::Yubikey),
+            "pkcs11" => Ok(BackendKind::Pkcs11),
+            _ => Err(format!(
+                "unknown backend `{s}`; use soft, yubikey or pkcs11"
+            )),
+        }
+    }
+}
+
+/// Why a backend could not produce a key or a signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The passphrase does not decrypt the software key.
+    #[error(
+        "the passphrase does not open the root key {0}; check the passphrase file and try again"
+    )]
+    WrongPassphrase(String),
+    /// The passphrase is too weak to protect a root key.
+    #[error("the passphrase has {0} characters; a root key passphrase needs at least {min}", min = soft::MIN_PASSPHRASE)]
+    WeakPassphrase(usize),
+    /// The backend's key differs from the root certificate's.
+    #[error(
+        "the key in {backend} is not the key of root.pem (backend key id {backend_key}, root.pem key id \
+         {root_key}); use the device or key file that belongs to this CA"
+    )]
+    KeyMismatch {
+        /// Which backend.
+        backend: String,
+        /// Key id of the backend's key.
+        backend_key: String,
+        /// Key id of root.pem's key.
+        root_key: String,
+    },
+    /// The backend is not built into this binary yet.
+    #[error("the {0} backend is not available in this build of kiwi-signer; use --backend soft for rehearsals")]
+    Unavailable(&'static str),
+    /// The key file is damaged.
+    #[error("the root key file {path} is damaged ({detail}); restore it from the backup")]
+    Damaged {
+        /// Key file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// Signing failed inside the backend.
+    #[error("the {backend} failed to sign: {detail}")]
+    SignFailed {
+        /// Which backend.
+        backend: String,
+        /// Its error.
+        detail: String,
+    },
+}
+
+/// A root key: its public half, and signatures on demand.
+pub trait KeyBackend {
+    /// Names the backend and key for messages ("software key /ca/root.key.age").
+    fn describe(&self) -> String;
+    /// The public key.
+    fn public_key(&self) -> &PublicKey;
+    /// Signs `msg` (a DER TBSCertificate or TBSCertList) with the key's standard hash (SHA-256
+    /// for P-256, SHA-384 for P-384) and returns the DER ECDSA signature.
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, BackendError>;
+
+    /// The key's algorithm.
+    fn algorithm(&self) -> KeyAlgorithm {
+        self.public_key().algorithm()
+    }
+}
+
+/// Refuses a backend whose public key is not `root`'s (checked before every signature).
+pub fn check_matches(backend: &dyn KeyBackend, root: &PublicKey) -> Result<(), BackendError> {
+    if backend.public_key() == root {
+        return Ok(());
+    }
+    Err(BackendError::KeyMismatch {
+        backend: backend.describe(),
+        backend_key: hex::encode(backend.public_key().key_id()),
+        root_key: hex::encode(root.key_id()),
+    })
+}
+
+/// Adapts a [`KeyBackend`] to rcgen's `SigningKey`, keeping the backend's real error aside
+/// (rcgen collapses it to `RemoteKeyError`) and counting signatures.
+pub(crate) struct RcgenSigner<'a> {
+    backend: &'a dyn KeyBackend,
+    last_error: RefCell<Option<BackendError>>,
+    signatures: RefCell<u32>,
+}
+
+impl<'a> RcgenSigner<'a> {
+    pub(crate) fn new(backend: &'a dyn KeyBackend) -> Self {
+        RcgenSigner {
+            backend,
+            last_error: RefCell::new(None),
+            signatures: RefCell::new(0),
+        }
+    }
+
+    /// The backend error behind an rcgen failure, if the backend failed.
+    pub(crate) fn take_error(&self) -> Option<BackendError> {
+        self.last_error.borrow_mut().take()
+    }
+
+    /// How many signatures the backend was asked for.
+    pub(crate) fn signatures(&self) -> u32 {
+        *self.signatures.borrow()
+    }
+}
+
+impl rcgen::PublicKeyData for RcgenSigner<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.backend.public_key().point()
+    }
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.backend.algorithm().rcgen_alg()
+    }
+}
+
+impl rcgen::SigningKey for RcgenSigner<'_> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        *self.signatures.borrow_mut() += 1;
+        self.backend.sign(msg).map_err(|e| {
+            *self.last_error.borrow_mut() = Some(e);
+            rcgen::Error::RemoteKeyError
+        })
+    }
+}

@@ -1,0 +1,288 @@
+//! `kiwi-signer`: thin command-line front end over the `kiwi_signer` library.
+//!
+//! It parses arguments, resolves them into typed requests, supplies terminal prompts through
+//! the library's `Callbacks`, and prints results. All logic lives in the library.
+
+mod prompt;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
+
+use kiwi_signer::backend::BackendKind;
+use kiwi_signer::ca::{self, Ca, Outcome, SignRequest};
+use kiwi_signer::ledger::Reason;
+use kiwi_signer::slug::{Slug, Tier};
+use kiwi_signer::words::Fingerprint;
+use kiwi_signer::x509::Serial;
+
+const EXIT_HELP: &str = "Exit status: 0 success; 1 refused or failed (nothing was written, the ledger is unchanged); 2 bad usage.
+Secrets: the passphrase/PIN comes from --pin-file or the terminal, never from the environment.";
+
+/// KiwiStack's air-gapped root signer.
+#[derive(Parser)]
+#[command(name = "kiwi-signer", version, about, after_help = EXIT_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Secrets {
+    /// File holding the passphrase or PIN (first line). Without it, it is asked on the terminal.
+    #[arg(long, value_name = "FILE")]
+    pin_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new root CA in an empty directory.
+    Init {
+        /// The CA directory (absent or empty).
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Where the root key lives: soft (age-encrypted file, for rehearsals), yubikey, pkcs11.
+        #[arg(long, value_parser = parse_backend)]
+        backend: BackendKind,
+        /// The root policy, e.g. policies/root.yaml (intermediate policies are read beside it).
+        #[arg(long, value_name = "FILE")]
+        policy: PathBuf,
+        #[command(flatten)]
+        secrets: Secrets,
+    },
+    /// Issue an intermediate CA certificate for a customer's CSR.
+    Sign {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The CSR, PEM or DER.
+        #[arg(long, value_name = "FILE")]
+        csr: PathBuf,
+        /// The customer's slug (RFC 1123 label).
+        #[arg(long, value_parser = parse_slug)]
+        slug: Slug,
+        /// The customer's tier.
+        #[arg(long, value_parser = parse_tier)]
+        tier: Tier,
+        /// Output certificate (PEM; DER if the name ends in .der). Never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Validity in days (default: the tier policy's default_days).
+        #[arg(long)]
+        days: Option<u32>,
+        /// Do not ask for confirmation (the summary is still printed).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        secrets: Secrets,
+    },
+    /// Revoke an intermediate and issue a new CRL.
+    Revoke {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Serial of the intermediate, in hex (as `status` prints it).
+        #[arg(long, value_parser = parse_serial)]
+        serial: Serial,
+        /// keyCompromise, cACompromise, superseded, cessationOfOperation or affiliationChanged.
+        #[arg(long, value_parser = parse_reason)]
+        reason: Reason,
+        /// Output CRL (PEM; DER if the name ends in .der). Never overwritten.
+        #[arg(long, value_name = "CRLFILE")]
+        out: PathBuf,
+        /// Do not ask for confirmation (the summary is still printed).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        secrets: Secrets,
+    },
+    /// Re-issue the CRL (run at every scheduled ceremony, before nextUpdate).
+    Crl {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Output CRL (PEM; DER if the name ends in .der). Never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        secrets: Secrets,
+    },
+    /// Show issued and revoked intermediates, the CRL number and when the next CRL is due.
+    Status {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ledger commands.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Verify the whole ledger; exit 0 only if it is intact.
+    Verify {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The head hash the witness wrote down; catches removed newest entries.
+        #[arg(long, value_name = "HEX")]
+        expect_head: Option<String>,
+    },
+}
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    s.parse()
+}
+fn parse_slug(s: &str) -> Result<Slug, String> {
+    Slug::parse(s).map_err(|e| e.to_string())
+}
+fn parse_tier(s: &str) -> Result<Tier, String> {
+    s.parse()
+        .map_err(|e: kiwi_signer::slug::TierError| e.to_string())
+}
+fn parse_serial(s: &str) -> Result<Serial, String> {
+    Serial::parse_hex(s)
+}
+fn parse_reason(s: &str) -> Result<Reason, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiwi-signer: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn print_outcome(what: &str, o: &Outcome) {
+    println!("{what}");
+    for w in &o.written {
+        println!("  wrote       {}", w.display());
+    }
+    if let Some(s) = &o.serial {
+        println!("  serial      {s}");
+    }
+    if let Some(n) = o.crl_number {
+        println!("  CRL number  {n}");
+    }
+    let head = Fingerprint::from_hex(&o.head)
+        .map(|f| f.for_reading())
+        .unwrap_or_else(|| o.head.clone());
+    println!("  ledger head {head}");
+    println!("  (the witness writes the ledger head down)");
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    match cli.command {
+        Command::Init {
+            ca,
+            backend,
+            policy,
+            secrets,
+        } => {
+            let cb = prompt::Terminal::new(secrets.pin_file, true);
+            let o = ca::init(&ca, &policy, backend, &cb, now)?;
+            print_outcome("Root CA created", &o);
+        }
+        Command::Sign {
+            ca,
+            csr,
+            slug,
+            tier,
+            out,
+            days,
+            yes,
+            secrets,
+        } => {
+            let bytes = std::fs::read(&csr)
+                .with_context(|| format!("cannot read the CSR {}", csr.display()))?;
+            let cb = prompt::Terminal::new(secrets.pin_file, yes);
+            let req = SignRequest {
+                csr: bytes,
+                csr_origin: csr.display().to_string(),
+                slug,
+                tier,
+                days,
+                out,
+            };
+            let o = Ca::open(&ca)?.sign(&req, &cb, now)?;
+            print_outcome("Intermediate issued", &o);
+        }
+        Command::Revoke {
+            ca,
+            serial,
+            reason,
+            out,
+            yes,
+            secrets,
+        } => {
+            let cb = prompt::Terminal::new(secrets.pin_file, yes);
+            let o = Ca::open(&ca)?.revoke(&serial, reason, &out, &cb, now)?;
+            print_outcome("Intermediate revoked, CRL issued", &o);
+        }
+        Command::Crl { ca, out, secrets } => {
+            let cb = prompt::Terminal::new(secrets.pin_file, true);
+            let o = Ca::open(&ca)?.crl(&out, &cb, now)?;
+            print_outcome("CRL issued", &o);
+        }
+        Command::Status { ca, json } => {
+            let st = Ca::open(&ca)?.status(now)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                println!("root         {}", st.root_subject);
+                println!("root key id  {}", st.root_key_id);
+                println!("backend      {}", st.backend);
+                println!(
+                    "ledger       {} entries, head {}",
+                    st.ledger_entries, st.ledger_head
+                );
+                println!("intermediates ({}):", st.intermediates.len());
+                for i in &st.intermediates {
+                    let state = i
+                        .revoked
+                        .as_deref()
+                        .map(|r| format!("REVOKED {r}"))
+                        .unwrap_or_else(|| "valid".into());
+                    println!(
+                        "  {}  {:<20} {:<5}  until {}  {}",
+                        i.serial,
+                        i.slug,
+                        i.tier.as_str(),
+                        i.not_after,
+                        state
+                    );
+                }
+                match (&st.crl_number, &st.crl_next_update, &st.next_crl_due) {
+                    (Some(n), Some(next), Some(due)) => {
+                        println!("CRL          number {n}, nextUpdate {next}");
+                        println!("next CRL due {due}{}", if st.crl_overdue { "  OVERDUE: run `kiwi-signer crl` now" } else { "" });
+                    }
+                    _ => println!("CRL          none issued yet: run `kiwi-signer crl` before publishing the root"),
+                }
+            }
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify { ca, expect_head },
+        } => {
+            let st = ca::verify_ledger(&ca, expect_head.as_deref())?;
+            println!("ledger intact: {} entries", st.len);
+            println!("  head {}", st.head.for_reading());
+        }
+    }
+    Ok(())
+}

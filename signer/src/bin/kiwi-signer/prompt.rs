@@ -1,0 +1,114 @@
+//! Terminal prompts for the signer: the binary's implementation of `Callbacks`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use kiwi_signer::backend::Secret;
+use kiwi_signer::callbacks::Callbacks;
+use kiwi_signer::{Error, Result};
+use zeroize::Zeroizing;
+
+/// Prompts on the terminal, or reads the secret from `--pin-file`.
+pub struct Terminal {
+    pin_file: Option<PathBuf>,
+    yes: bool,
+}
+
+impl Terminal {
+    pub fn new(pin_file: Option<PathBuf>, yes: bool) -> Self {
+        Terminal { pin_file, yes }
+    }
+
+    fn read_pin_file(path: &PathBuf) -> Result<Secret> {
+        let raw = Zeroizing::new(
+            std::fs::read(path).map_err(|e| Error::io(path, e, "check the --pin-file path"))?,
+        );
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                eprintln!(
+                    "kiwi-signer: warning: {} is readable by other users; chmod 600 it",
+                    path.display()
+                );
+            }
+        }
+        let text = std::str::from_utf8(&raw).map_err(|_| {
+            Error::Refused(format!(
+                "{}: the PIN file is not UTF-8 text",
+                path.display()
+            ))
+        })?;
+        let first = text.lines().next().unwrap_or("");
+        if first.is_empty() {
+            return Err(Error::Refused(format!(
+                "{}: the PIN file is empty",
+                path.display()
+            )));
+        }
+        Ok(Secret::new(first.to_string()))
+    }
+
+    fn ask(&self, prompt: &str) -> Result<Secret> {
+        rpassword::prompt_password(format!("{prompt}: "))
+            .map(Secret::new)
+            .map_err(|e| {
+                Error::Refused(format!(
+                    "cannot ask for the secret on a terminal ({e}); pass --pin-file FILE"
+                ))
+            })
+    }
+}
+
+impl Callbacks for Terminal {
+    fn confirm(&self, summary: &str) -> Result<bool> {
+        let mut err = std::io::stderr();
+        let _ = write!(err, "{summary}");
+        if self.yes {
+            let _ = writeln!(err, "Confirmed by --yes.");
+            return Ok(true);
+        }
+        let _ = write!(err, "Type yes to continue: ");
+        let _ = err.flush();
+        let mut line = String::new();
+        let n = std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::io("stdin", e, ""))?;
+        if n == 0 {
+            return Err(Error::Refused(
+                "no answer at the confirmation prompt (standard input is closed); type `yes` on a terminal, or pass --yes".into(),
+            ));
+        }
+        Ok(line.trim() == "yes")
+    }
+
+    fn secret(&self, prompt: &str) -> Result<Secret> {
+        match &self.pin_file {
+            Some(p) => Self::read_pin_file(p),
+            None => self.ask(prompt),
+        }
+    }
+
+    fn new_secret(&self, prompt: &str) -> Result<Secret> {
+        if let Some(p) = &self.pin_file {
+            return Self::read_pin_file(p);
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Refused(
+                "no terminal to ask for a new passphrase; pass --pin-file FILE".into(),
+            ));
+        }
+        let a = self.ask(prompt)?;
+        let b = self.ask("Repeat it")?;
+        if a.expose() != b.expose() {
+            return Err(Error::Refused(
+                "the two passphrases differ; nothing was created".into(),
+            ));
+        }
+        Ok(a)
+    }
+
+    fn notice(&self, message: &str) {
+        eprintln!("{message}");
+    }
+}

@@ -1,0 +1,628 @@
+//! The tamper-evident ledger of everything the root ever signed: `ledger.jsonl`.
+//!
+//! One JSON object per line, one line per event. Each entry carries `prev`, the hash of the entry
+//! before it, and `hash`, the SHA-256 of its own canonical serialization with `hash` set to "".
+//! Lines must be byte-identical to the canonical serialization, so one changed byte anywhere is
+//! caught and reported with its entry number. Artifacts (certificates, CRLs) are stored whole
+//! (base64 DER) and re-verified against the root key, so the ledger alone proves what was signed.
+//! The signer's state (issued, revoked, CRL number) is derived from a verified ledger and from
+//! nothing else. Truncation of the newest entries is caught against the head hash the witness
+//! wrote down (`ledger verify --expect-head`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::algo::PublicKey;
+use crate::slug::{Slug, Tier};
+use crate::words::Fingerprint;
+use crate::x509::{self, Serial};
+
+/// The ledger's file name inside a CA directory.
+pub const FILE: &str = "ledger.jsonl";
+
+/// A damaged ledger, or one that could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", entry.map(|n| format!(" entry {n}")).unwrap_or_default())]
+pub struct LedgerError {
+    /// The ledger file.
+    pub file: String,
+    /// The entry at fault (0-based, as `seq`), if one is.
+    pub entry: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Why an intermediate was revoked (RFC 5280 reason codes the signer uses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Reason {
+    /// The intermediate's key leaked.
+    KeyCompromise,
+    /// The CA itself was compromised.
+    #[serde(rename = "cACompromise")]
+    CaCompromise,
+    /// Replaced by a newer certificate.
+    Superseded,
+    /// The customer stopped using it.
+    CessationOfOperation,
+    /// The customer left or changed.
+    AffiliationChanged,
+}
+
+impl Reason {
+    /// All reasons with their command-line names.
+    pub const ALL: [(Reason, &'static str); 5] = [
+        (Reason::KeyCompromise, "keyCompromise"),
+        (Reason::CaCompromise, "cACompromise"),
+        (Reason::Superseded, "superseded"),
+        (Reason::CessationOfOperation, "cessationOfOperation"),
+        (Reason::AffiliationChanged, "affiliationChanged"),
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        Reason::ALL
+            .iter()
+            .find(|(r, _)| *r == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+
+    /// rcgen's reason code.
+    pub fn rcgen(self) -> rcgen::RevocationReason {
+        match self {
+            Reason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+            Reason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+            Reason::Superseded => rcgen::RevocationReason::Superseded,
+            Reason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+            Reason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+        }
+    }
+}
+
+impl std::str::FromStr for Reason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Reason::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(r, _)| *r)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Reason::ALL.iter().map(|(_, n)| *n).collect();
+                format!(
+                    "unknown revocation reason `{s}`; use one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// One event the root took part in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    /// The root certificate was created.
+    RootCreated {
+        /// Root serial.
+        serial: Serial,
+        /// Root subject.
+        subject: String,
+        /// Root notAfter (RFC 3339).
+        not_after: String,
+        /// Root key id (hex).
+        key_id: String,
+        /// Which backend holds the key.
+        backend: String,
+        /// SHA-256 of the root policy file.
+        policy_sha256: String,
+        /// SHA-256 of the certificate DER.
+        artifact_sha256: String,
+        /// The certificate, base64 DER.
+        artifact: String,
+    },
+    /// An intermediate CA certificate was issued.
+    IntermediateIssued {
+        /// Serial.
+        serial: Serial,
+        /// Customer slug.
+        slug: Slug,
+        /// Customer tier.
+        tier: Tier,
+        /// Subject.
+        subject: String,
+        /// notAfter (RFC 3339).
+        not_after: String,
+        /// Subject key id (hex).
+        key_id: String,
+        /// SHA-256 of the CSR DER.
+        csr_sha256: String,
+        /// SHA-256 of the tier policy file.
+        policy_sha256: String,
+        /// SHA-256 of the certificate DER.
+        artifact_sha256: String,
+        /// The certificate, base64 DER.
+        artifact: String,
+    },
+    /// An intermediate was revoked (the CRL that carries it follows as the next entry).
+    Revoked {
+        /// Serial.
+        serial: Serial,
+        /// Customer slug.
+        slug: Slug,
+        /// Reason.
+        reason: Reason,
+        /// Revocation time (RFC 3339).
+        revoked_at: String,
+    },
+    /// A CRL was issued.
+    CrlIssued {
+        /// CRL number.
+        crl_number: u64,
+        /// thisUpdate (RFC 3339).
+        this_update: String,
+        /// nextUpdate (RFC 3339).
+        next_update: String,
+        /// Revoked serials it lists.
+        revoked: Vec<Serial>,
+        /// SHA-256 of the CRL DER.
+        artifact_sha256: String,
+        /// The CRL, base64 DER.
+        artifact: String,
+    },
+}
+
+impl Event {
+    /// The event's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::RootCreated { .. } => "root_created",
+            Event::IntermediateIssued { .. } => "intermediate_issued",
+            Event::Revoked { .. } => "revoked",
+            Event::CrlIssued { .. } => "crl_issued",
+        }
+    }
+}
+
+/// A ledger line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Position, from 0.
+    pub seq: u64,
+    /// When (RFC 3339, UTC, seconds).
+    pub time: String,
+    /// Hash of the previous entry (64 zeros for the first).
+    pub prev: String,
+    /// What happened.
+    pub event: Event,
+    /// SHA-256 of this entry serialized with `hash` = "".
+    pub hash: String,
+}
+
+impl Entry {
+    fn compute_hash(&self) -> String {
+        let mut blank = self.clone();
+        blank.hash = String::new();
+        // Serializing plain data structs to JSON cannot fail.
+        let json = serde_json::to_string(&blank).unwrap_or_default();
+        Fingerprint::of(json.as_bytes()).hex()
+    }
+
+    fn line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Formats a time as the ledger stores it.
+pub fn fmt_time(t: OffsetDateTime) -> String {
+    let t = t
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t);
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Parses a time the ledger stored.
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+/// Encodes an artifact for the ledger.
+pub fn encode_artifact(der: &[u8]) -> (String, String) {
+    (
+        Fingerprint::of(der).hex(),
+        base64::engine::general_purpose::STANDARD.encode(der),
+    )
+}
+
+/// An issued intermediate, as the ledger knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issued {
+    /// Serial.
+    pub serial: Serial,
+    /// Slug.
+    pub slug: Slug,
+    /// Tier.
+    pub tier: Tier,
+    /// Subject.
+    pub subject: String,
+    /// notAfter.
+    pub not_after: String,
+    /// Subject key id.
+    pub key_id: String,
+    /// When issued.
+    pub issued_at: String,
+    /// Ledger entry.
+    pub entry: u64,
+}
+
+/// A revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revocation {
+    /// Serial.
+    pub serial: Serial,
+    /// Slug.
+    pub slug: Slug,
+    /// Reason.
+    pub reason: Reason,
+    /// When.
+    pub revoked_at: String,
+}
+
+/// The newest CRL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CrlInfo {
+    /// CRL number.
+    pub number: u64,
+    /// thisUpdate.
+    pub this_update: String,
+    /// nextUpdate.
+    pub next_update: String,
+}
+
+/// Everything derived from a verified ledger.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// The root certificate's DER.
+    pub root_der: Vec<u8>,
+    /// The root's key.
+    pub root_key: PublicKey,
+    /// Issued intermediates by serial.
+    pub issued: BTreeMap<Serial, Issued>,
+    /// Revocations by serial.
+    pub revoked: BTreeMap<Serial, Revocation>,
+    /// The newest CRL.
+    pub last_crl: Option<CrlInfo>,
+    /// Hash of the newest entry.
+    pub head: Fingerprint,
+    /// Time of the newest entry.
+    pub last_time: OffsetDateTime,
+    /// Number of entries.
+    pub len: u64,
+}
+
+/// A verified ledger, ready to be appended to.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    file: String,
+    text: String,
+    state: State,
+}
+
+const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+impl Ledger {
+    /// Reads and fully verifies `path`; `root_pem_der` (from root.pem) must be the ledger's root.
+    pub fn open(path: &Path, root_pem_der: &[u8]) -> Result<Self, LedgerError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| LedgerError {
+            file: file.clone(),
+            entry: None,
+            message: format!("cannot read the ledger ({e}); is this a CA directory?"),
+        })?;
+        let state = verify_text(&file, &text)?;
+        if state.root_der != root_pem_der {
+            return Err(LedgerError {
+                file,
+                entry: Some(0),
+                message:
+                    "the root certificate in the ledger is not root.pem; root.pem was replaced"
+                        .into(),
+            });
+        }
+        Ok(Ledger { file, text, state })
+    }
+
+    /// The verified state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The ledger text with `events` appended at `now`, and the new head. Nothing is written.
+    pub fn prepare(&self, events: Vec<Event>, now: OffsetDateTime) -> (String, Fingerprint) {
+        let mut text = self.text.clone();
+        let mut prev = self.state.head.hex();
+        for (seq, event) in (self.state.len..).zip(events) {
+            let line = make_line(seq, now, &prev, event);
+            prev = line.1;
+            text.push_str(&line.0);
+            text.push('\n');
+        }
+        let head = Fingerprint::from_hex(&prev).unwrap_or(Fingerprint([0; 32]));
+        (text, head)
+    }
+
+    /// The file name used in messages.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+}
+
+fn make_line(seq: u64, now: OffsetDateTime, prev: &str, event: Event) -> (String, String) {
+    let mut e = Entry {
+        seq,
+        time: fmt_time(now),
+        prev: prev.to_string(),
+        event,
+        hash: String::new(),
+    };
+    e.hash = e.compute_hash();
+    (e.line(), e.hash)
+}
+
+/// The first ledger text of a new CA, and its head.
+pub fn genesis(event: Event, now: OffsetDateTime) -> (String, Fingerprint) {
+    let (line, hash) = make_line(0, now, ZERO, event);
+    (
+        format!("{line}\n"),
+        Fingerprint::from_hex(&hash).unwrap_or(Fingerprint([0; 32])),
+    )
+}
+
+fn decode_artifact(sha: &str, b64: &str) -> Result<Vec<u8>, String> {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| "artifact is not valid base64".to_string())?;
+    if Fingerprint::of(&der).hex() != sha {
+        return Err("artifact_sha256 does not match the artifact".into());
+    }
+    Ok(der)
+}
+
+/// Verifies ledger text completely and derives the state.
+pub fn verify_text(file: &str, text: &str) -> Result<State, LedgerError> {
+    let err = |entry: Option<u64>, message: String| LedgerError {
+        file: file.to_string(),
+        entry,
+        message,
+    };
+    if text.is_empty() {
+        return Err(err(None, "the ledger is empty".into()));
+    }
+    if !text.ends_with('\n') {
+        return Err(err(
+            None,
+            "the last line is incomplete (no newline): the ledger was cut or edited".into(),
+        ));
+    }
+    let mut prev = ZERO.to_string();
+    let mut state: Option<State> = None;
+    let mut serials: BTreeSet<Serial> = BTreeSet::new();
+    let mut crl_revoked: BTreeSet<Serial> = BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i as u64;
+        let e = |m: String| err(Some(n), m);
+        let entry: Entry =
+            serde_json::from_str(line).map_err(|x| e(format!("not a valid entry ({x})")))?;
+        if entry.line() != line {
+            return Err(e("the line is not in canonical form: it was edited".into()));
+        }
+        if entry.seq != n {
+            return Err(e(format!(
+                "sequence number is {}, expected {n}: entries were removed or reordered",
+                entry.seq
+            )));
+        }
+        if entry.hash != entry.compute_hash() {
+            return Err(e(
+                "the entry's hash does not match its content: it was altered".into(),
+            ));
+        }
+        if entry.prev != prev {
+            return Err(e("prev does not match the hash of the entry before: entries were altered, removed or inserted".into()));
+        }
+        let time =
+            parse_time(&entry.time).ok_or_else(|| e(format!("bad time `{}`", entry.time)))?;
+        if let Some(s) = &state {
+            if time < s.last_time {
+                return Err(e("time goes backwards".into()));
+            }
+        }
+        prev = entry.hash.clone();
+        match (&mut state, &entry.event) {
+            (
+                None,
+                Event::RootCreated {
+                    serial,
+                    artifact_sha256,
+                    artifact,
+                    ..
+                },
+            ) => {
+                let der = decode_artifact(artifact_sha256, artifact).map_err(e)?;
+                let cert =
+                    x509::parse_cert(&der).map_err(|m| e(format!("root certificate: {m}")))?;
+                let key = x509::cert_key(&cert).map_err(|m| e(format!("root certificate: {m}")))?;
+                x509::verify_cert(&cert, &key).map_err(|m| {
+                    e(format!(
+                        "root certificate is not self-signed by its key: {m}"
+                    ))
+                })?;
+                if Serial::from_der_integer(cert.raw_serial()) != *serial {
+                    return Err(e("recorded serial differs from the certificate's".into()));
+                }
+                serials.insert(serial.clone());
+                state = Some(State {
+                    root_der: der,
+                    root_key: key,
+                    issued: BTreeMap::new(),
+                    revoked: BTreeMap::new(),
+                    last_crl: None,
+                    head: Fingerprint([0; 32]),
+                    last_time: time,
+                    len: 0,
+                });
+            }
+            (None, _) => return Err(e("the first entry must be root_created".into())),
+            (Some(_), Event::RootCreated { .. }) => {
+                return Err(e("a second root_created entry".into()))
+            }
+            (
+                Some(s),
+                Event::IntermediateIssued {
+                    serial,
+                    slug,
+                    tier,
+                    subject,
+                    not_after,
+                    key_id,
+                    artifact_sha256,
+                    artifact,
+                    ..
+                },
+            ) => {
+                let der = decode_artifact(artifact_sha256, artifact).map_err(e)?;
+                let cert = x509::parse_cert(&der).map_err(|m| e(format!("certificate: {m}")))?;
+                x509::verify_cert(&cert, &s.root_key)
+                    .map_err(|m| e(format!("certificate signature: {m}")))?;
+                if Serial::from_der_integer(cert.raw_serial()) != *serial {
+                    return Err(e("recorded serial differs from the certificate's".into()));
+                }
+                let ckey = x509::cert_key(&cert).map_err(|m| e(format!("certificate key: {m}")))?;
+                if hex::encode(ckey.key_id()) != *key_id {
+                    return Err(e("recorded key id differs from the certificate's".into()));
+                }
+                if !serials.insert(serial.clone()) {
+                    return Err(e(format!(
+                        "serial {serial} was issued before: serials must be unique"
+                    )));
+                }
+                s.issued.insert(
+                    serial.clone(),
+                    Issued {
+                        serial: serial.clone(),
+                        slug: slug.clone(),
+                        tier: *tier,
+                        subject: subject.clone(),
+                        not_after: not_after.clone(),
+                        key_id: key_id.clone(),
+                        issued_at: entry.time.clone(),
+                        entry: n,
+                    },
+                );
+            }
+            (
+                Some(s),
+                Event::Revoked {
+                    serial,
+                    slug,
+                    reason,
+                    revoked_at,
+                },
+            ) => {
+                let Some(issued) = s.issued.get(serial) else {
+                    return Err(e(format!("revokes {serial}, which this root never issued")));
+                };
+                if issued.slug != *slug {
+                    return Err(e(
+                        "recorded slug differs from the issued certificate's".into()
+                    ));
+                }
+                if s.revoked.contains_key(serial) {
+                    return Err(e(format!("{serial} is revoked twice")));
+                }
+                s.revoked.insert(
+                    serial.clone(),
+                    Revocation {
+                        serial: serial.clone(),
+                        slug: slug.clone(),
+                        reason: *reason,
+                        revoked_at: revoked_at.clone(),
+                    },
+                );
+            }
+            (
+                Some(s),
+                Event::CrlIssued {
+                    crl_number,
+                    this_update,
+                    next_update,
+                    revoked,
+                    artifact_sha256,
+                    artifact,
+                },
+            ) => {
+                let der = decode_artifact(artifact_sha256, artifact).map_err(e)?;
+                let crl = x509::parse_crl(&der).map_err(|m| e(format!("CRL: {m}")))?;
+                x509::verify_crl(&crl, &s.root_key)
+                    .map_err(|m| e(format!("CRL signature: {m}")))?;
+                let der_number = crl.crl_number().map(|b| b.to_bytes_be());
+                if der_number.as_deref().map(Serial::from_der_integer)
+                    != Some(Serial::from_der_integer(&crl_number.to_be_bytes()))
+                {
+                    return Err(e("recorded CRL number differs from the CRL's".into()));
+                }
+                if let Some(last) = &s.last_crl {
+                    if *crl_number <= last.number {
+                        return Err(e(format!(
+                            "CRL number {crl_number} does not increase (last was {})",
+                            last.number
+                        )));
+                    }
+                }
+                let in_der: BTreeSet<Serial> = crl
+                    .iter_revoked_certificates()
+                    .map(|r| Serial::from_der_integer(r.raw_serial()))
+                    .collect();
+                let recorded: BTreeSet<Serial> = revoked.iter().cloned().collect();
+                if in_der != recorded {
+                    return Err(e("recorded revoked list differs from the CRL's".into()));
+                }
+                if let Some(gone) = crl_revoked.difference(&in_der).next() {
+                    return Err(e(format!(
+                        "{gone} was revoked in an earlier CRL and is missing from this one"
+                    )));
+                }
+                for r in s.revoked.keys() {
+                    if !in_der.contains(r) {
+                        return Err(e(format!("{r} was revoked but this CRL does not list it")));
+                    }
+                }
+                for r in &in_der {
+                    if !s.revoked.contains_key(r) {
+                        return Err(e(format!(
+                            "the CRL lists {r}, which has no revocation entry"
+                        )));
+                    }
+                }
+                crl_revoked = in_der;
+                s.last_crl = Some(CrlInfo {
+                    number: *crl_number,
+                    this_update: this_update.clone(),
+                    next_update: next_update.clone(),
+                });
+            }
+        }
+        if let Some(s) = &mut state {
+            s.head = Fingerprint::from_hex(&entry.hash).unwrap_or(Fingerprint([0; 32]));
+            s.last_time = time;
+            s.len = n + 1;
+        }
+    }
+    state.ok_or_else(|| err(None, "the ledger has no entries".into()))
+}

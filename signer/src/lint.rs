@@ -1,0 +1,254 @@
+//! RFC 5280 checks on every certificate and CRL before it is signed for real.
+//!
+//! The pipeline builds each artifact once with a throwaway key of the root's algorithm, lints
+//! that (so linting never asks the hardware for a signature), then signs the same TBS with the
+//! root key and lints again. A finding is a refusal: nothing is written.
+
+use std::collections::HashSet;
+
+use x509_parser::certificate::{TbsCertificate, X509Certificate};
+use x509_parser::extensions::X509Extension;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::Oid;
+use x509_parser::oid_registry::{
+    OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_KEY_USAGE,
+    OID_X509_EXT_NAME_CONSTRAINTS, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+};
+use x509_parser::revocation_list::CertificateRevocationList;
+use x509_parser::x509::X509Version;
+
+use crate::algo::PublicKey;
+use crate::policy::KeyUsage;
+
+/// What a CA certificate must say, from policy and the issuer.
+#[derive(Debug, Clone)]
+pub struct CaExpectations<'a> {
+    /// Raw DER of the issuer's subject name.
+    pub issuer_name: &'a [u8],
+    /// The issuer's key identifier (AKI must equal it).
+    pub issuer_key_id: &'a [u8],
+    /// The issuer's validity window (UNIX seconds); the certificate must fit inside.
+    pub issuer_window: (i64, i64),
+    /// The subject's key.
+    pub subject_key: &'a PublicKey,
+    /// Required pathLenConstraint.
+    pub path_len: Option<u8>,
+    /// Key usages that must be set, and no others.
+    pub key_usages: &'a [KeyUsage],
+    /// Permitted DNS subtrees that must be present (empty for the root).
+    pub permitted_dns: &'a [String],
+}
+
+/// Lints a CA certificate; returns every finding.
+pub fn lint_ca_cert(cert: &X509Certificate<'_>, want: &CaExpectations<'_>) -> Vec<String> {
+    let mut f = Vec::new();
+    let tbs = &cert.tbs_certificate;
+    if tbs.version != X509Version::V3 {
+        f.push("version is not v3".into());
+    }
+    let serial = tbs.raw_serial();
+    if serial.is_empty()
+        || serial.len() > 20
+        || serial[0] & 0x80 != 0
+        || serial.iter().all(|b| *b == 0)
+    {
+        f.push("serial must be a positive integer of at most 20 octets (RFC 5280 4.1.2.2)".into());
+    }
+    if tbs.signature != cert.signature_algorithm {
+        f.push("TBS signature algorithm differs from the outer one (4.1.1.2)".into());
+    }
+    if tbs.issuer.as_raw() != want.issuer_name {
+        f.push("issuer name is not byte-identical to the root's subject".into());
+    }
+    if tbs.subject.iter().next().is_none() {
+        f.push("subject is empty".into());
+    }
+    let (nb, na) = (
+        tbs.validity.not_before.timestamp(),
+        tbs.validity.not_after.timestamp(),
+    );
+    if nb >= na {
+        f.push("notBefore is not before notAfter".into());
+    }
+    if nb < want.issuer_window.0 || na > want.issuer_window.1 {
+        f.push("validity is not inside the root's validity".into());
+    }
+    if tbs.subject_pki.raw != want.subject_key.spki_der() {
+        f.push("subjectPublicKeyInfo is not the requested key's".into());
+    }
+    let mut seen = HashSet::new();
+    for ext in tbs.extensions() {
+        if !seen.insert(ext.oid.to_id_string()) {
+            f.push(format!("extension {} appears twice (4.2)", ext.oid));
+        }
+        if let ParsedExtension::UnsupportedExtension { .. } = ext.parsed_extension() {
+            if ext.critical {
+                f.push(format!("unknown critical extension {}", ext.oid));
+            }
+        }
+        match ext.parsed_extension() {
+            ParsedExtension::SubjectAlternativeName(_) => {
+                f.push("a CA certificate here carries no SAN".into())
+            }
+            ParsedExtension::ExtendedKeyUsage(_) => {
+                f.push("a CA certificate here carries no EKU".into())
+            }
+            _ => {}
+        }
+    }
+    let get = |oid: &Oid<'static>| ext_of(tbs, oid);
+    match get(&OID_X509_EXT_BASIC_CONSTRAINTS).map(|e| (e.critical, e.parsed_extension())) {
+        Some((true, ParsedExtension::BasicConstraints(bc))) => {
+            if !bc.ca {
+                f.push("basicConstraints cA is not TRUE".into());
+            }
+            if bc.path_len_constraint != want.path_len.map(u32::from) {
+                f.push(format!(
+                    "pathLenConstraint is {:?}, policy says {:?}",
+                    bc.path_len_constraint, want.path_len
+                ));
+            }
+        }
+        Some((false, _)) => f.push("basicConstraints must be critical (4.2.1.9)".into()),
+        _ => f.push("basicConstraints is missing".into()),
+    }
+    match get(&OID_X509_EXT_KEY_USAGE).map(|e| (e.critical, e.parsed_extension())) {
+        Some((true, ParsedExtension::KeyUsage(ku))) => {
+            let has = |u: KeyUsage| match u {
+                KeyUsage::KeyCertSign => ku.key_cert_sign(),
+                KeyUsage::CrlSign => ku.crl_sign(),
+                KeyUsage::DigitalSignature => ku.digital_signature(),
+            };
+            let mut expected: u16 = 0;
+            for u in want.key_usages {
+                if !has(*u) {
+                    f.push(format!("keyUsage lacks {u}"));
+                }
+                expected |= match u {
+                    KeyUsage::DigitalSignature => 1,
+                    KeyUsage::KeyCertSign => 1 << 5,
+                    KeyUsage::CrlSign => 1 << 6,
+                };
+            }
+            if ku.flags != expected {
+                f.push(format!(
+                    "keyUsage has bits the policy does not list ({:#06x})",
+                    ku.flags
+                ));
+            }
+        }
+        Some((false, _)) => f.push("keyUsage must be critical for a CA".into()),
+        _ => f.push("keyUsage is missing (4.2.1.3)".into()),
+    }
+    match get(&OID_X509_EXT_SUBJECT_KEY_IDENTIFIER).map(|e| (e.critical, e.parsed_extension())) {
+        Some((false, ParsedExtension::SubjectKeyIdentifier(ki))) => {
+            if ki.0 != want.subject_key.key_id().as_slice() {
+                f.push("subjectKeyIdentifier is not RFC 7093 method 1 of the key".into());
+            }
+        }
+        Some((true, _)) => f.push("subjectKeyIdentifier must not be critical".into()),
+        _ => f.push("subjectKeyIdentifier is missing (4.2.1.2)".into()),
+    }
+    match get(&OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER).map(|e| (e.critical, e.parsed_extension())) {
+        Some((false, ParsedExtension::AuthorityKeyIdentifier(aki))) => {
+            if aki.key_identifier.as_ref().map(|k| k.0) != Some(want.issuer_key_id) {
+                f.push("authorityKeyIdentifier is not the root's key identifier".into());
+            }
+        }
+        Some((true, _)) => f.push("authorityKeyIdentifier must not be critical".into()),
+        _ => f.push("authorityKeyIdentifier is missing (4.2.1.1)".into()),
+    }
+    let nc = get(&OID_X509_EXT_NAME_CONSTRAINTS).map(|e| (e.critical, e.parsed_extension()));
+    match (nc, want.permitted_dns.is_empty()) {
+        (None, true) => {}
+        (Some((true, ParsedExtension::NameConstraints(nc))), false) => {
+            let permitted: Vec<&str> = nc
+                .permitted_subtrees
+                .iter()
+                .flatten()
+                .filter_map(|s| match s.base {
+                    GeneralName::DNSName(d) => Some(d),
+                    _ => None,
+                })
+                .collect();
+            for d in want.permitted_dns {
+                if !permitted.contains(&d.as_str()) {
+                    f.push(format!("nameConstraints does not permit {d}"));
+                }
+            }
+            if permitted.len() != want.permitted_dns.len() {
+                f.push("nameConstraints permits DNS names the policy does not list".into());
+            }
+        }
+        (Some((false, _)), _) => f.push("nameConstraints must be critical (4.2.1.10)".into()),
+        (Some(_), true) => f.push("the root carries no nameConstraints".into()),
+        (None, false) => f.push("nameConstraints is missing".into()),
+        _ => f.push("nameConstraints does not parse".into()),
+    }
+    f
+}
+
+fn ext_of<'a>(tbs: &'a TbsCertificate<'a>, oid: &Oid<'static>) -> Option<&'a X509Extension<'a>> {
+    tbs.get_extension_unique(oid).ok().flatten()
+}
+
+/// Lints a root CRL.
+pub fn lint_crl(
+    crl: &CertificateRevocationList<'_>,
+    issuer_name: &[u8],
+    issuer_key_id: &[u8],
+) -> Vec<String> {
+    let mut f = Vec::new();
+    let tbs = &crl.tbs_cert_list;
+    if tbs.version != Some(X509Version::V2) {
+        f.push("CRL version is not v2 (5.1.2.1)".into());
+    }
+    if tbs.signature != crl.signature_algorithm {
+        f.push("TBS signature algorithm differs from the outer one (5.1.1.2)".into());
+    }
+    if tbs.issuer.as_raw() != issuer_name {
+        f.push("CRL issuer is not byte-identical to the root's subject".into());
+    }
+    match tbs.next_update {
+        Some(n) if n.timestamp() > tbs.this_update.timestamp() => {}
+        _ => f.push("nextUpdate missing or not after thisUpdate (5.1.2.5)".into()),
+    }
+    let mut has_aki = false;
+    let mut has_number = false;
+    for ext in crl.extensions() {
+        match ext.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                has_aki = true;
+                if aki.key_identifier.as_ref().map(|k| k.0) != Some(issuer_key_id) {
+                    f.push("CRL authorityKeyIdentifier is not the root's key identifier".into());
+                }
+            }
+            ParsedExtension::CRLNumber(n) => {
+                has_number = true;
+                if ext.critical || n.to_bytes_be().len() > 20 {
+                    f.push("CRL number must be non-critical and at most 20 octets (5.2.3)".into());
+                }
+            }
+            _ => {}
+        }
+    }
+    if !has_aki {
+        f.push("CRL authorityKeyIdentifier is missing (5.2.1)".into());
+    }
+    if !has_number {
+        f.push("CRL number is missing (5.2.3)".into());
+    }
+    let mut seen = HashSet::new();
+    for r in crl.iter_revoked_certificates() {
+        if !seen.insert(r.raw_serial().to_vec()) {
+            f.push(format!(
+                "serial {} is listed twice",
+                r.raw_serial_as_string()
+            ));
+        }
+        if r.revocation_date.timestamp() > tbs.this_update.timestamp() {
+            f.push("a revocation date is after thisUpdate".into());
+        }
+    }
+    f
+}

@@ -1,0 +1,702 @@
+//! Certificate and CRL policies, read from `policies/*.yaml`.
+//!
+//! A policy file is deserialized strictly (unknown keys are errors naming their path) into raw
+//! structs, then converted into the validated [`RootPolicy`] or [`IntermediatePolicy`]. The
+//! issuance code accepts only the validated types, so an unchecked value cannot reach the key.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::algo::KeyAlgorithm;
+use crate::slug::{Slug, Tier};
+use crate::words::Fingerprint;
+
+/// Longest root validity a policy may state (25 years).
+pub const MAX_ROOT_DAYS: u32 = 9132;
+/// Longest intermediate validity a policy may state (10 years).
+pub const MAX_INTERMEDIATE_DAYS: u32 = 3650;
+/// Longest CRL validity a policy may state.
+pub const MAX_CRL_DAYS: u32 = 400;
+
+/// A policy file that is invalid, with the field path at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field}: {message}")]
+pub struct PolicyError {
+    /// The policy file.
+    pub file: String,
+    /// Dotted path of the field (`.` for the whole file).
+    pub field: String,
+    /// What is wrong and what is expected.
+    pub message: String,
+}
+
+/// Where a policy came from, for the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// SHA-256 of the file's bytes.
+    pub sha256: Fingerprint,
+}
+
+/// A key usage bit a CA certificate may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyUsage {
+    /// keyCertSign.
+    KeyCertSign,
+    /// cRLSign.
+    CrlSign,
+    /// digitalSignature (for a CA that signs OCSP responses).
+    DigitalSignature,
+}
+
+impl KeyUsage {
+    /// The rcgen equivalent.
+    pub fn rcgen(self) -> rcgen::KeyUsagePurpose {
+        match self {
+            KeyUsage::KeyCertSign => rcgen::KeyUsagePurpose::KeyCertSign,
+            KeyUsage::CrlSign => rcgen::KeyUsagePurpose::CrlSign,
+            KeyUsage::DigitalSignature => rcgen::KeyUsagePurpose::DigitalSignature,
+        }
+    }
+}
+
+/// A string with `{slug}` placeholders (the only placeholder there is).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template(String);
+
+impl Template {
+    fn parse(s: &str) -> Result<Self, String> {
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            let after = &rest[open + 1..];
+            let close = after
+                .find('}')
+                .ok_or_else(|| format!("`{s}` has a `{{` without a closing `}}`"))?;
+            let name = &after[..close];
+            if name != "slug" {
+                return Err(format!(
+                    "`{s}` uses the placeholder `{{{name}}}`; the only placeholder is `{{slug}}`"
+                ));
+            }
+            rest = &after[close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("`{s}` has a `}}` without an opening `{{`"));
+        }
+        Ok(Template(s.to_string()))
+    }
+
+    /// Substitutes the slug.
+    pub fn render(&self, slug: &Slug) -> String {
+        self.0.replace("{slug}", slug.as_str())
+    }
+
+    /// The template text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Subject distinguished name, from templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectTemplate {
+    /// commonName.
+    pub common_name: Template,
+    /// organizationName.
+    pub organization: Option<Template>,
+    /// organizationalUnitName.
+    pub organizational_unit: Option<Template>,
+    /// countryName (two letters).
+    pub country: Option<String>,
+}
+
+impl SubjectTemplate {
+    /// The distinguished name for a slug (or for the root, which has none).
+    pub fn render(&self, slug: Option<&Slug>) -> rcgen::DistinguishedName {
+        let r = |t: &Template| match slug {
+            Some(s) => t.render(s),
+            None => t.as_str().to_string(),
+        };
+        let mut dn = rcgen::DistinguishedName::new();
+        if let Some(c) = &self.country {
+            dn.push(
+                rcgen::DnType::CountryName,
+                rcgen::DnValue::PrintableString(
+                    // Validated as two ASCII uppercase letters when the policy was loaded.
+                    rcgen::string::PrintableString::try_from(c.as_str())
+                        .unwrap_or_else(|_| unreachable!("country validated at load")),
+                ),
+            );
+        }
+        if let Some(o) = &self.organization {
+            dn.push(rcgen::DnType::OrganizationName, r(o));
+        }
+        if let Some(ou) = &self.organizational_unit {
+            dn.push(rcgen::DnType::OrganizationalUnitName, r(ou));
+        }
+        dn.push(rcgen::DnType::CommonName, r(&self.common_name));
+        dn
+    }
+}
+
+/// How a YubiKey slot guards the root key (used by the YubiKey backend).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinPolicy {
+    /// PIN for every signature.
+    Always,
+    /// PIN once per session.
+    Once,
+}
+
+/// Whether the YubiKey needs a touch for each signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TouchPolicy {
+    /// Touch for every signature.
+    Always,
+    /// Touch cached for 15 seconds.
+    Cached,
+    /// No touch.
+    Never,
+}
+
+/// The root's CRL schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlPolicy {
+    /// nextUpdate = thisUpdate + this many days.
+    pub validity_days: u32,
+    /// The next ceremony is due this many days before nextUpdate.
+    pub reissue_before_days: u32,
+}
+
+/// The validated root policy.
+#[derive(Debug, Clone)]
+pub struct RootPolicy {
+    /// Where it came from.
+    pub source: PolicySource,
+    /// Subject of the root certificate.
+    pub subject: SubjectTemplate,
+    /// The root key's algorithm.
+    pub key_algorithm: KeyAlgorithm,
+    /// Root certificate validity.
+    pub validity_days: u32,
+    /// pathLenConstraint of the root (None: unconstrained).
+    pub path_len: Option<u8>,
+    /// Key usages of the root certificate.
+    pub key_usages: Vec<KeyUsage>,
+    /// The root CRL's schedule.
+    pub crl: CrlPolicy,
+    /// YubiKey PIN policy for the root key slot.
+    pub pin_policy: PinPolicy,
+    /// YubiKey touch policy for the root key slot.
+    pub touch_policy: TouchPolicy,
+}
+
+/// The validated policy for one tier's intermediates.
+#[derive(Debug, Clone)]
+pub struct IntermediatePolicy {
+    /// Where it came from.
+    pub source: PolicySource,
+    /// The tier it governs.
+    pub tier: Tier,
+    /// Key algorithms a CSR may carry.
+    pub allowed_keys: Vec<KeyAlgorithm>,
+    /// Longest validity.
+    pub max_days: u32,
+    /// Validity when the operator asks for none.
+    pub default_days: u32,
+    /// Subject from the slug.
+    pub subject: SubjectTemplate,
+    /// Permitted DNS subtrees (no leading dot: domain and subdomains).
+    pub permitted_dns: Vec<Template>,
+    /// Excluded IP ranges (address, prefix length).
+    pub excluded_ip: Vec<(IpAddr, u8)>,
+    /// Key usages.
+    pub key_usages: Vec<KeyUsage>,
+    /// pathLenConstraint.
+    pub path_len: u8,
+    /// CRL distribution point URL (the root's CRL).
+    pub crl_distribution_point: Template,
+}
+
+// ---- raw file shapes ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubject {
+    common_name: String,
+    organization: Option<String>,
+    organizational_unit: Option<String>,
+    country: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRootKey {
+    algorithm: String,
+    #[serde(default)]
+    yubikey: Option<RawYubikey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawYubikey {
+    pin_policy: PinPolicy,
+    touch_policy: TouchPolicy,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRootValidity {
+    days: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCrl {
+    validity_days: u32,
+    reissue_before_days: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoot {
+    kind: String,
+    subject: RawSubject,
+    key: RawRootKey,
+    validity: RawRootValidity,
+    #[serde(default)]
+    path_len: Option<u8>,
+    key_usage: Vec<KeyUsage>,
+    crl: RawCrl,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeys {
+    allowed: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntValidity {
+    max_days: u32,
+    #[serde(default)]
+    default_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNameConstraints {
+    permitted_dns: Vec<String>,
+    #[serde(default)]
+    excluded_ip: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntermediate {
+    kind: String,
+    tier: String,
+    keys: RawKeys,
+    validity: RawIntValidity,
+    subject: RawSubject,
+    name_constraints: RawNameConstraints,
+    key_usage: Vec<KeyUsage>,
+    path_len: u8,
+    crl_distribution_point: String,
+}
+
+// ---- loading ----
+
+struct Ctx {
+    file: String,
+}
+
+impl Ctx {
+    fn err(&self, field: &str, message: impl Into<String>) -> PolicyError {
+        PolicyError {
+            file: self.file.clone(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+fn read_strict<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> Result<(T, PolicySource, Ctx), PolicyError> {
+    let ctx = Ctx {
+        file: path.display().to_string(),
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        ctx.err(
+            ".",
+            format!("cannot read the policy file ({e}); check the path"),
+        )
+    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| ctx.err(".", "not UTF-8 text"))?;
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    let raw: T = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let msg = e.inner().to_string();
+        // serde_yaml_ng prefixes the parent path itself ("validity: unknown field ..."): drop it.
+        let msg = match msg.split_once(": ") {
+            Some((prefix, rest)) if !prefix.contains(' ') && field.starts_with(prefix) => {
+                rest.to_string()
+            }
+            _ => msg,
+        };
+        ctx.err(&field, msg)
+    })?;
+    let source = PolicySource {
+        path: path.to_path_buf(),
+        sha256: Fingerprint::of(&bytes),
+    };
+    Ok((raw, source, ctx))
+}
+
+fn subject(ctx: &Ctx, raw: RawSubject, slugged: bool) -> Result<SubjectTemplate, PolicyError> {
+    let t = |field: &str, s: &str| -> Result<Template, PolicyError> {
+        let t = Template::parse(s).map_err(|m| ctx.err(field, m))?;
+        if !slugged && t.as_str().contains("{slug}") {
+            return Err(ctx.err(field, "the root has no slug; remove `{slug}`"));
+        }
+        if s.trim().is_empty() || s.len() > 64 + 10 {
+            return Err(ctx.err(field, "must be 1 to 64 characters"));
+        }
+        Ok(t)
+    };
+    let country = match raw.country {
+        Some(c) if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_uppercase()) => Some(c),
+        Some(c) => {
+            return Err(ctx.err(
+                "subject.country",
+                format!("`{c}` is not an ISO 3166-1 alpha-2 code (two uppercase letters)"),
+            ))
+        }
+        None => None,
+    };
+    Ok(SubjectTemplate {
+        common_name: t("subject.common_name", &raw.common_name)?,
+        organization: raw
+            .organization
+            .as_deref()
+            .map(|o| t("subject.organization", o))
+            .transpose()?,
+        organizational_unit: raw
+            .organizational_unit
+            .as_deref()
+            .map(|o| t("subject.organizational_unit", o))
+            .transpose()?,
+        country,
+    })
+}
+
+fn ca_key_usages(ctx: &Ctx, usages: Vec<KeyUsage>) -> Result<Vec<KeyUsage>, PolicyError> {
+    for need in [KeyUsage::KeyCertSign, KeyUsage::CrlSign] {
+        if !usages.contains(&need) {
+            return Err(ctx.err(
+                "key_usage",
+                "a CA certificate needs key_cert_sign and crl_sign",
+            ));
+        }
+    }
+    let mut seen = Vec::new();
+    for u in usages {
+        if seen.contains(&u) {
+            return Err(ctx.err("key_usage", format!("{u:?} is listed twice")));
+        }
+        seen.push(u);
+    }
+    Ok(seen)
+}
+
+fn kind(ctx: &Ctx, got: &str, want: &str) -> Result<(), PolicyError> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(ctx.err(
+            "kind",
+            format!("is `{got}`, this file must be a `{want}` policy"),
+        ))
+    }
+}
+
+/// Loads and validates the root policy.
+pub fn load_root(path: &Path) -> Result<RootPolicy, PolicyError> {
+    let (raw, source, ctx) = read_strict::<RawRoot>(path)?;
+    kind(&ctx, &raw.kind, "root")?;
+    let key_algorithm =
+        KeyAlgorithm::parse(&raw.key.algorithm).map_err(|m| ctx.err("key.algorithm", m))?;
+    if raw.validity.days == 0 || raw.validity.days > MAX_ROOT_DAYS {
+        return Err(ctx.err("validity.days", format!("must be 1 to {MAX_ROOT_DAYS}")));
+    }
+    let crl = crl_policy(&ctx, raw.crl)?;
+    let (pin_policy, touch_policy) = match raw.key.yubikey {
+        Some(y) => (y.pin_policy, y.touch_policy),
+        None => (PinPolicy::Always, TouchPolicy::Always),
+    };
+    Ok(RootPolicy {
+        source,
+        subject: subject(&ctx, raw.subject, false)?,
+        key_algorithm,
+        validity_days: raw.validity.days,
+        path_len: raw.path_len,
+        key_usages: ca_key_usages(&ctx, raw.key_usage)?,
+        crl,
+        pin_policy,
+        touch_policy,
+    })
+}
+
+fn crl_policy(ctx: &Ctx, raw: RawCrl) -> Result<CrlPolicy, PolicyError> {
+    if raw.validity_days == 0 || raw.validity_days > MAX_CRL_DAYS {
+        return Err(ctx.err("crl.validity_days", format!("must be 1 to {MAX_CRL_DAYS}")));
+    }
+    if raw.reissue_before_days >= raw.validity_days {
+        return Err(ctx.err(
+            "crl.reissue_before_days",
+            format!(
+                "must be less than crl.validity_days ({})",
+                raw.validity_days
+            ),
+        ));
+    }
+    Ok(CrlPolicy {
+        validity_days: raw.validity_days,
+        reissue_before_days: raw.reissue_before_days,
+    })
+}
+
+/// The file name of a tier's intermediate policy.
+pub fn intermediate_file(tier: Tier) -> String {
+    format!("intermediate-{tier}.yaml")
+}
+
+/// Loads and validates `DIR/intermediate-<tier>.yaml`.
+pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, PolicyError> {
+    let path = dir.join(intermediate_file(tier));
+    let (raw, source, ctx) = read_strict::<RawIntermediate>(&path)?;
+    kind(&ctx, &raw.kind, "intermediate")?;
+    if raw.tier != tier.as_str() {
+        return Err(ctx.err(
+            "tier",
+            format!("is `{}` but the file is for tier {tier}", raw.tier),
+        ));
+    }
+    let mut allowed_keys = Vec::new();
+    for (i, a) in raw.keys.allowed.iter().enumerate() {
+        let k = KeyAlgorithm::parse(a).map_err(|m| ctx.err(&format!("keys.allowed[{i}]"), m))?;
+        if !allowed_keys.contains(&k) {
+            allowed_keys.push(k);
+        }
+    }
+    if allowed_keys.is_empty() {
+        return Err(ctx.err("keys.allowed", "must list at least one key algorithm"));
+    }
+    let v = raw.validity;
+    if v.max_days == 0 || v.max_days > MAX_INTERMEDIATE_DAYS {
+        return Err(ctx.err(
+            "validity.max_days",
+            format!("must be 1 to {MAX_INTERMEDIATE_DAYS}"),
+        ));
+    }
+    let default_days = v.default_days.unwrap_or(v.max_days);
+    if default_days == 0 || default_days > v.max_days {
+        return Err(ctx.err(
+            "validity.default_days",
+            format!("must be 1 to validity.max_days ({})", v.max_days),
+        ));
+    }
+    let probe =
+        Slug::parse("probe-slug").unwrap_or_else(|_| unreachable!("literal is a valid slug"));
+    let mut permitted_dns = Vec::new();
+    for (i, d) in raw.name_constraints.permitted_dns.iter().enumerate() {
+        let field = format!("name_constraints.permitted_dns[{i}]");
+        let t = Template::parse(d).map_err(|m| ctx.err(&field, m))?;
+        if d.starts_with('.') {
+            return Err(ctx.err(
+                &field,
+                "no leading dot: `example.com` already covers its subdomains",
+            ));
+        }
+        if !is_dns_name(&t.render(&probe)) {
+            return Err(ctx.err(&field, format!("`{d}` is not a DNS name")));
+        }
+        if !d.contains("{slug}") {
+            return Err(ctx.err(
+                &field,
+                "must contain `{slug}`: each customer gets its own subtree",
+            ));
+        }
+        permitted_dns.push(t);
+    }
+    if permitted_dns.is_empty() {
+        return Err(ctx.err(
+            "name_constraints.permitted_dns",
+            "must list the customer's DNS subtree",
+        ));
+    }
+    let mut excluded_ip = Vec::new();
+    for (i, c) in raw.name_constraints.excluded_ip.iter().enumerate() {
+        excluded_ip.push(
+            parse_cidr(c).map_err(|m| ctx.err(&format!("name_constraints.excluded_ip[{i}]"), m))?,
+        );
+    }
+    if raw.path_len != 0 {
+        return Err(ctx.err(
+            "path_len",
+            "intermediates issue leaves only: path_len must be 0",
+        ));
+    }
+    let cdp = Template::parse(&raw.crl_distribution_point)
+        .map_err(|m| ctx.err("crl_distribution_point", m))?;
+    let rendered = cdp.render(&probe);
+    if !(rendered.starts_with("http://") || rendered.starts_with("https://"))
+        || rendered.contains(' ')
+    {
+        return Err(ctx.err(
+            "crl_distribution_point",
+            "must be an http:// URL (CRLs are fetched over plain HTTP)",
+        ));
+    }
+    Ok(IntermediatePolicy {
+        source,
+        tier,
+        allowed_keys,
+        max_days: v.max_days,
+        default_days,
+        subject: subject(&ctx, raw.subject, true)?,
+        permitted_dns,
+        excluded_ip,
+        key_usages: ca_key_usages(&ctx, raw.key_usage)?,
+        path_len: raw.path_len,
+        crl_distribution_point: cdp,
+    })
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, len) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not a CIDR range like 10.0.0.0/8"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IP address"))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|_| format!("`{len}` is not a prefix length"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(format!("prefix /{len} is longer than {max}"));
+    }
+    Ok((addr, len))
+}
+
+impl fmt::Display for KeyUsage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyUsage::KeyCertSign => "keyCertSign",
+            KeyUsage::CrlSign => "cRLSign",
+            KeyUsage::DigitalSignature => "digitalSignature",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policies_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    }
+
+    #[test]
+    fn shipped_policies_load() {
+        let root = load_root(&policies_dir().join("root.yaml")).expect("root policy");
+        assert!(root.key_usages.contains(&KeyUsage::KeyCertSign));
+        for tier in Tier::ALL {
+            let p = load_intermediate(&policies_dir(), tier).expect("intermediate policy");
+            assert_eq!(p.tier, tier);
+            let slug = Slug::parse("acme").expect("slug");
+            assert_eq!(p.permitted_dns[0].render(&slug), "acme.od.kiwistack.io");
+        }
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    #[test]
+    fn unknown_key_names_its_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = std::fs::read_to_string(policies_dir().join("intermediate-mesh.yaml"))
+            .expect("read")
+            .replace("max_days:", "maxdays_typo: 1\n  max_days:");
+        write(dir.path(), "intermediate-mesh.yaml", &text);
+        let e = load_intermediate(dir.path(), Tier::Mesh).expect_err("must refuse");
+        assert_eq!(e.field, "validity.maxdays_typo");
+        assert!(e.message.contains("maxdays_typo"), "{e}");
+        assert!(
+            e.to_string().contains("intermediate-mesh.yaml: validity:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base =
+            std::fs::read_to_string(policies_dir().join("intermediate-core.yaml")).expect("read");
+        let cases = [
+            ("max_days: 1826", "max_days: 9999", "validity.max_days"),
+            ("- ecdsa-p256", "- rsa-2048", "keys.allowed[0]"),
+            (
+                "\"{slug}.od.kiwistack.io\"",
+                "\".{slug}.od.kiwistack.io\"",
+                "name_constraints.permitted_dns[0]",
+            ),
+            ("path_len: 0", "path_len: 2", "path_len"),
+            ("tier: core", "tier: mesh", "tier"),
+        ];
+        for (from, to, field) in cases {
+            assert!(base.contains(from), "fixture lacks {from}");
+            write(
+                dir.path(),
+                "intermediate-core.yaml",
+                &base.replace(from, to),
+            );
+            let e = load_intermediate(dir.path(), Tier::Core).expect_err(to);
+            assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn templates_allow_only_slug() {
+        assert!(Template::parse("{slug}.x").is_ok());
+        assert!(Template::parse("{tenant}.x").is_err());
+        assert!(Template::parse("{slug").is_err());
+        assert!(Template::parse("slug}").is_err());
+    }
+}

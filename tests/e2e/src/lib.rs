@@ -1,0 +1,1 @@
+//! Shared helpers for the end-to-end tests: locating our binaries and the external tools.
