@@ -659,7 +659,8 @@ mod tests {
         assert_eq!(e.field, "validity.maxdays_typo");
         assert!(e.message.contains("maxdays_typo"), "{e}");
         assert!(
-            e.to_string().contains("intermediate-mesh.yaml: validity:"),
+            e.to_string()
+                .contains("intermediate-mesh.yaml: validity.maxdays_typo: unknown field"),
             "{e}"
         );
     }
