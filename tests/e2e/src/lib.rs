@@ -1,1 +1,277 @@
-//! Shared helpers for the end-to-end tests: locating our binaries and the external tools.
+//! Shared helpers for the end-to-end tests: locate our binaries and the tools we did not write
+//! (openssl, pkilint, Python `cryptography`, sops, age), run them, and build CA fixtures.
+//!
+//! A missing tool is a test failure that says how to install it (`scripts/install-test-deps`),
+//! never a silent skip: a green run must mean the outside tools really checked our output.
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists")
+}
+
+/// One of our binaries, from the same target directory as the running test.
+///
+/// `scripts/test` builds them first (`cargo build --workspace --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A program installed into the test venv by `scripts/install-test-deps` (`KIWI_VENV`
+/// overrides the venv's location).
+pub fn venv_tool(name: &str) -> PathBuf {
+    let venv = std::env::var_os("KIWI_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"));
+    let path = venv.join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing; run scripts/install-test-deps (it installs the test venv)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command to completion with no standard input, capturing its output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("could not start {cmd:?}: {e}; run scripts/install-test-deps"))
+}
+
+/// Runs a command and panics with its output unless it exits 0; returns stdout as text.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `openssl` with the given arguments, run in `dir`.
+pub fn openssl(dir: &Path, args: &[&str]) -> Output {
+    run(Command::new("openssl").current_dir(dir).args(args))
+}
+
+/// `openssl` that must succeed; returns stdout.
+pub fn openssl_ok(dir: &Path, args: &[&str]) -> String {
+    run_ok(Command::new("openssl").current_dir(dir).args(args))
+}
+
+/// Text of a process's standard error.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Text of a process's standard output.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The rehearsal passphrase the fixtures use (software backend only).
+pub const PASSPHRASE: &str = "correct horse battery staple e2e";
+
+/// A fresh CA on the software backend in a temporary directory, plus a scratch directory
+/// for CSRs and outputs.
+pub struct Fixture {
+    /// Holds everything; removed on drop.
+    pub tmp: tempfile::TempDir,
+    /// The CA directory (`tmp/ca`).
+    pub ca: PathBuf,
+    /// Scratch space for CSRs, keys and outputs (`tmp/work`).
+    pub work: PathBuf,
+    /// The passphrase file (`tmp/pin`, mode 0600).
+    pub pin: PathBuf,
+}
+
+impl Fixture {
+    /// Creates the directories and runs `kiwi-signer init` with `policies/root.yaml`.
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tmp = tempfile::tempdir().expect("temporary directory");
+        let ca = tmp.path().join("ca");
+        let work = tmp.path().join("work");
+        std::fs::create_dir(&work).expect("work dir");
+        let pin = tmp.path().join("pin");
+        std::fs::write(&pin, format!("{PASSPHRASE}\n")).expect("pin file");
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let f = Fixture { tmp, ca, work, pin };
+        let policy = workspace_root().join("policies/root.yaml");
+        let o = f.signer(&["init", "--backend", "soft", "--policy", path_str(&policy)]);
+        assert!(o.status.success(), "init failed: {}", stderr(&o));
+        f
+    }
+
+    /// Runs `kiwi-signer CMD --ca DIR ARGS… --pin-file PIN` (the pin file only for commands
+    /// that take one).
+    pub fn signer(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(bin("kiwi-signer"));
+        // `ledger verify` is a two-word command; every other one is one word.
+        let words = if args[0] == "ledger" { 2 } else { 1 };
+        cmd.args(&args[..words])
+            .arg("--ca")
+            .arg(&self.ca)
+            .args(&args[words..]);
+        if matches!(args[0], "init" | "sign" | "revoke" | "crl") {
+            cmd.arg("--pin-file").arg(&self.pin);
+        }
+        run(&mut cmd)
+    }
+
+    /// Like [`Fixture::signer`], but panics unless it succeeds; returns stdout.
+    pub fn signer_ok(&self, args: &[&str]) -> String {
+        let o = self.signer(args);
+        assert!(
+            o.status.success(),
+            "kiwi-signer {args:?} failed ({}):\n{}",
+            o.status,
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
+    /// Path of a file in the work directory.
+    pub fn w(&self, name: &str) -> PathBuf {
+        self.work.join(name)
+    }
+
+    /// The root certificate.
+    pub fn root_pem(&self) -> PathBuf {
+        self.ca.join("root.pem")
+    }
+
+    /// The ledger's bytes (to prove a refusal left it unchanged).
+    pub fn ledger_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.ca.join("ledger.jsonl")).expect("ledger exists")
+    }
+
+    /// Makes an EC key (`curve` as openssl names it) and a CSR for it in the work directory;
+    /// extra `openssl req` arguments (e.g. `-addext`) are appended. Returns the CSR path.
+    pub fn csr(&self, name: &str, curve: &str, extra: &[&str]) -> PathBuf {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        openssl_ok(
+            &self.work,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                &format!("ec_paramgen_curve:{curve}"),
+                "-out",
+                &key,
+            ],
+        );
+        let mut args = vec![
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            "/CN=csr subject",
+            "-out",
+            &csr,
+        ];
+        args.extend_from_slice(extra);
+        openssl_ok(&self.work, &args);
+        self.w(&csr)
+    }
+
+    /// Signs `csr` for `slug`/`tier` with `--yes` into `out` (in the work directory).
+    pub fn sign(&self, csr: &Path, slug: &str, tier: &str, out: &str) -> PathBuf {
+        let out = self.w(out);
+        self.signer_ok(&[
+            "sign",
+            "--csr",
+            path_str(csr),
+            "--slug",
+            slug,
+            "--tier",
+            tier,
+            "--out",
+            path_str(&out),
+            "--yes",
+        ]);
+        out
+    }
+
+    /// The certificate's serial in lowercase hex, as openssl prints it.
+    pub fn serial_of(&self, cert: &Path) -> String {
+        let form = if path_str(cert).ends_with(".der") {
+            "DER"
+        } else {
+            "PEM"
+        };
+        let s = openssl_ok(
+            &self.work,
+            &[
+                "x509",
+                "-inform",
+                form,
+                "-in",
+                path_str(cert),
+                "-noout",
+                "-serial",
+            ],
+        );
+        s.trim().trim_start_matches("serial=").to_ascii_lowercase()
+    }
+
+    /// Asserts `ledger verify` succeeds.
+    pub fn assert_ledger_ok(&self) {
+        self.signer_ok(&["ledger", "verify"]);
+    }
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A path as `&str` (test paths are UTF-8).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// Runs pkilint's RFC 5280 linter on a PEM certificate or CRL and returns every finding at
+/// WARNING or above (empty means clean).
+pub fn pkilint(file: &Path, crl: bool) -> String {
+    let mut cmd = if crl {
+        let mut c = Command::new(venv_tool("lint_crl"));
+        c.args(["lint", "-t", "CRL", "-p", "PKIX", "-s", "WARNING"]);
+        c
+    } else {
+        let mut c = Command::new(venv_tool("lint_pkix_cert"));
+        c.args(["lint", "-s", "WARNING"]);
+        c
+    };
+    let o = run(cmd.arg(file));
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    if !o.status.success() && text.trim().is_empty() {
+        return format!("pkilint exited with {} and no output", o.status);
+    }
+    text.trim().to_string()
+}

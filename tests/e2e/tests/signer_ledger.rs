@@ -1,0 +1,93 @@
+//! The ledger through the real binary: it verifies after every command, `--expect-head`
+//! catches truncation, and a one-byte edit anywhere is reported with the entry's number.
+
+use kiwi_e2e::{path_str, stderr, stdout, Fixture};
+
+#[test]
+fn ledger_verifies_after_every_command_and_reports_one_byte_edits() {
+    let f = Fixture::new();
+    f.assert_ledger_ok();
+    let csr = f.csr("acme", "P-256", &[]);
+    let cert = f.sign(&csr, "acme", "core", "acme.pem");
+    f.assert_ledger_ok();
+    let serial = f.serial_of(&cert);
+    let crl1 = f.w("crl1.pem");
+    f.signer_ok(&[
+        "revoke",
+        "--serial",
+        &serial,
+        "--reason",
+        "superseded",
+        "--out",
+        path_str(&crl1),
+        "--yes",
+    ]);
+    f.assert_ledger_ok();
+    let crl2 = f.w("crl2.pem");
+    let printed = f.signer_ok(&["crl", "--out", path_str(&crl2)]);
+    let verified = f.signer_ok(&["ledger", "verify"]);
+
+    // The head printed by the last command is what verify reports, and --expect-head holds.
+    let ledger_path = f.ca.join("ledger.jsonl");
+    let original = std::fs::read_to_string(&ledger_path).expect("ledger");
+    let lines: Vec<&str> = original.lines().collect();
+    // root_created, intermediate_issued, revoked, crl_issued, crl_issued
+    assert_eq!(lines.len(), 5, "{original}");
+    let head: serde_json::Value = serde_json::from_str(lines[4]).expect("entry is JSON");
+    let head = head["hash"].as_str().expect("hash").to_string();
+    // The head is printed in groups of four hex digits for the witness.
+    let squeeze = |s: &str| s.split_whitespace().collect::<String>();
+    assert!(
+        squeeze(&printed).contains(&head),
+        "crl did not print the head {head}:\n{printed}"
+    );
+    assert!(
+        squeeze(&verified).contains(&head),
+        "verify did not print the head {head}:\n{verified}"
+    );
+    f.signer_ok(&["ledger", "verify", "--expect-head", &head]);
+
+    // Truncation (the newest entry removed) is caught by --expect-head.
+    let truncated: String = lines[..4].iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&ledger_path, &truncated).expect("write");
+    let o = f.signer(&["ledger", "verify", "--expect-head", &head]);
+    assert!(
+        !o.status.success(),
+        "a truncated ledger verified against the witnessed head"
+    );
+
+    // One changed byte in each entry, at its start, middle and end: reported with its number.
+    for (n, line) in lines.iter().enumerate() {
+        let start: usize = lines[..n].iter().map(|l| l.len() + 1).sum();
+        for offset in [1, line.len() / 2, line.len() - 2] {
+            let mut bytes = original.clone().into_bytes();
+            let at = start + offset;
+            bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+            std::fs::write(&ledger_path, &bytes).expect("write");
+            let o = f.signer(&["ledger", "verify"]);
+            let err = stderr(&o);
+            assert!(
+                !o.status.success(),
+                "an edit at entry {n} offset {offset} verified:\n{}",
+                stdout(&o)
+            );
+            assert!(
+                err.contains(&format!("entry {n}")),
+                "edit at entry {n} offset {offset} not attributed to it:\n{err}"
+            );
+        }
+    }
+
+    // Restored, it verifies again; and commands refuse to run on a damaged ledger.
+    std::fs::write(&ledger_path, &original).expect("restore");
+    f.assert_ledger_ok();
+    let mut damaged = original.clone().into_bytes();
+    let at = original.len() - 10;
+    damaged[at] = if damaged[at] == b'a' { b'b' } else { b'a' };
+    std::fs::write(&ledger_path, &damaged).expect("write");
+    let out = f.w("after-damage.pem");
+    let o = f.signer(&["crl", "--out", path_str(&out)]);
+    assert!(!o.status.success(), "crl ran on a damaged ledger");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read(&ledger_path).expect("ledger"), damaged);
+}
