@@ -914,3 +914,180 @@ pub fn verify_ledger(dir: &Path, expect_head: Option<&str>) -> Result<State> {
     }
     Ok(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::KeyAlgorithm;
+    use crate::backend::RcgenSigner;
+    use crate::callbacks::Scripted;
+
+    const PASS: &str = "unit test passphrase";
+
+    fn yes() -> Scripted {
+        Scripted {
+            confirm: true,
+            secret: PASS.into(),
+        }
+    }
+
+    fn fresh(now: OffsetDateTime) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ca");
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
+        init(&dir, &policy, BackendKind::Soft, &yes(), now).expect("init");
+        (tmp, dir)
+    }
+
+    fn csr_for(key: &SoftKey) -> Vec<u8> {
+        let signer = RcgenSigner::new(key);
+        let params = CertificateParams::new(vec![]).expect("params");
+        params
+            .serialize_request(&signer)
+            .expect("csr")
+            .der()
+            .to_vec()
+    }
+
+    fn request(tmp: &tempfile::TempDir, csr: &[u8], slug: &str, out: &str) -> SignRequest {
+        SignRequest {
+            csr: csr.to_vec(),
+            csr_origin: "unit.csr".into(),
+            slug: Slug::parse(slug).expect("slug"),
+            tier: Tier::Core,
+            days: Some(365),
+            out: tmp.path().join(out),
+        }
+    }
+
+    fn ledger_text(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(ledger::FILE)).expect("ledger")
+    }
+
+    #[test]
+    fn clock_behind_the_ledger_is_refused_and_nothing_changes() {
+        let now = OffsetDateTime::now_utc();
+        let (tmp, dir) = fresh(now);
+        let key = SoftKey::generate(KeyAlgorithm::EcdsaP256);
+        let csr = csr_for(&key);
+        let before = ledger_text(&dir);
+        let ca = Ca::open(&dir).expect("open");
+        let req = request(&tmp, &csr, "acme", "a.pem");
+        let err = ca
+            .sign(&req, &yes(), now - Duration::hours(2))
+            .expect_err("a clock behind the ledger must be refused");
+        assert!(matches!(err, Error::ClockBehindLedger { .. }), "{err}");
+        assert!(err.to_string().contains("clock"), "{err}");
+        assert!(!req.out.exists());
+        assert_eq!(before, ledger_text(&dir));
+        for result in [
+            ca.crl(&tmp.path().join("c.pem"), &yes(), now - Duration::hours(2)),
+            ca.revoke(
+                &Serial::random(),
+                Reason::Superseded,
+                &tmp.path().join("r.pem"),
+                &yes(),
+                now - Duration::hours(2),
+            ),
+        ] {
+            assert!(matches!(result, Err(Error::ClockBehindLedger { .. })));
+        }
+        // With the clock right, the same request is signed and recorded.
+        let o = ca.sign(&req, &yes(), now).expect("sign");
+        assert!(req.out.exists());
+        let state = verify_ledger(&dir, Some(&o.head)).expect("ledger verifies");
+        assert_eq!(state.issued.len(), 1);
+    }
+
+    #[test]
+    fn declined_confirmation_and_key_reuse_write_nothing() {
+        let now = OffsetDateTime::now_utc();
+        let (tmp, dir) = fresh(now);
+        let key = SoftKey::generate(KeyAlgorithm::EcdsaP384);
+        let csr = csr_for(&key);
+        let ca = Ca::open(&dir).expect("open");
+        let before = ledger_text(&dir);
+        let no = Scripted {
+            confirm: false,
+            secret: PASS.into(),
+        };
+        let req = request(&tmp, &csr, "acme", "declined.pem");
+        assert!(matches!(ca.sign(&req, &no, now), Err(Error::NotConfirmed)));
+        assert!(!req.out.exists());
+        assert_eq!(before, ledger_text(&dir));
+
+        let issued = ca
+            .sign(&request(&tmp, &csr, "acme", "a.pem"), &yes(), now)
+            .expect("sign");
+        let serial = issued.serial.expect("serial");
+        let ca = Ca::open(&dir).expect("reopen");
+        let before = ledger_text(&dir);
+        // The same key for another customer.
+        let other = request(&tmp, &csr, "globex", "g.pem");
+        let err = ca.sign(&other, &yes(), now).expect_err("key reuse");
+        assert!(err.to_string().contains("`acme`"), "{err}");
+        assert!(!other.out.exists());
+        assert_eq!(before, ledger_text(&dir));
+        // Revoked for keyCompromise: never again, not even for the same customer.
+        ca.revoke(
+            &serial,
+            Reason::KeyCompromise,
+            &tmp.path().join("crl.pem"),
+            &yes(),
+            now,
+        )
+        .expect("revoke");
+        let ca = Ca::open(&dir).expect("reopen");
+        let again = request(&tmp, &csr, "acme", "again.pem");
+        let err = ca.sign(&again, &yes(), now).expect_err("compromised key");
+        assert!(err.to_string().contains("keyCompromise"), "{err}");
+        assert!(!again.out.exists());
+        // Revoking twice is refused too.
+        let err = ca
+            .revoke(
+                &serial,
+                Reason::KeyCompromise,
+                &tmp.path().join("crl2.pem"),
+                &yes(),
+                now,
+            )
+            .expect_err("double revocation");
+        assert!(err.to_string().contains("already revoked"), "{err}");
+        verify_ledger(&dir, None).expect("ledger verifies");
+    }
+
+    #[test]
+    fn a_wrong_passphrase_signs_nothing() {
+        let now = OffsetDateTime::now_utc();
+        let (tmp, dir) = fresh(now);
+        let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+        let ca = Ca::open(&dir).expect("open");
+        let before = ledger_text(&dir);
+        let wrong = Scripted {
+            confirm: true,
+            secret: "a wrong passphrase here".into(),
+        };
+        let req = request(&tmp, &csr, "acme", "a.pem");
+        let err = ca.sign(&req, &wrong, now).expect_err("wrong passphrase");
+        assert!(err.to_string().contains("passphrase"), "{err}");
+        assert!(!req.out.exists());
+        assert_eq!(before, ledger_text(&dir));
+    }
+
+    #[test]
+    fn init_refuses_a_directory_that_holds_a_ca_or_anything_else() {
+        let now = OffsetDateTime::now_utc();
+        let (tmp, dir) = fresh(now);
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
+        let before = ledger_text(&dir);
+        let err = init(&dir, &policy, BackendKind::Soft, &yes(), now).expect_err("second init");
+        assert!(err.to_string().contains("already holds a CA"), "{err}");
+        assert_eq!(before, ledger_text(&dir));
+        let other = tmp.path().join("other");
+        std::fs::create_dir(&other).expect("mkdir");
+        std::fs::write(other.join("notes.txt"), "x").expect("write");
+        let err = init(&other, &policy, BackendKind::Soft, &yes(), now).expect_err("non-empty");
+        assert!(err.to_string().contains("not empty"), "{err}");
+        assert_eq!(std::fs::read_dir(&other).expect("ls").count(), 1);
+    }
+}

@@ -626,3 +626,79 @@ pub fn verify_text(file: &str, text: &str) -> Result<State, LedgerError> {
     }
     state.ok_or_else(|| err(None, "the ledger has no entries".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::backend::BackendKind;
+    use crate::callbacks::Scripted;
+
+    fn two_entry_ledger() -> (tempfile::TempDir, String) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("ca");
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
+        let cb = Scripted {
+            confirm: true,
+            secret: "unit test passphrase".into(),
+        };
+        let now = OffsetDateTime::now_utc();
+        crate::ca::init(&dir, &policy, BackendKind::Soft, &cb, now).expect("init");
+        let ca = crate::ca::Ca::open(&dir).expect("open");
+        ca.crl(&tmp.path().join("crl.pem"), &cb, now).expect("crl");
+        let text = std::fs::read_to_string(dir.join(FILE)).expect("ledger");
+        (tmp, text)
+    }
+
+    #[test]
+    fn every_single_byte_edit_is_detected_and_attributed() {
+        let (_tmp, text) = two_entry_ledger();
+        let state = verify_text("ledger.jsonl", &text).expect("intact ledger verifies");
+        assert_eq!(state.last_crl.as_ref().map(|c| c.number), Some(1));
+        let first_len = text.find('\n').expect("two lines") + 1;
+        let bytes = text.as_bytes();
+        for at in 0..bytes.len() {
+            let mut edited = bytes.to_vec();
+            // A different byte of the same class keeps most edits syntactically plausible.
+            edited[at] = match bytes[at] {
+                b'0' => b'1',
+                b'"' => b'\'',
+                b'\n' => b' ',
+                b => b ^ 0x01,
+            };
+            let Ok(edited) = String::from_utf8(edited) else {
+                continue;
+            };
+            let err = verify_text("ledger.jsonl", &edited)
+                .expect_err(&format!("edit at byte {at} went unnoticed"));
+            if bytes[at] == b'\n' {
+                continue; // joins two entries: attributed to either, or to the file's end
+            }
+            let expected = if at < first_len { 0 } else { 1 };
+            assert_eq!(err.entry, Some(expected), "byte {at}: {err}");
+        }
+    }
+
+    #[test]
+    fn removed_reordered_and_duplicated_entries_are_detected() {
+        let (_tmp, text) = two_entry_ledger();
+        let lines: Vec<&str> = text.lines().collect();
+        let swapped = format!("{}\n{}\n", lines[1], lines[0]);
+        assert!(verify_text("l", &swapped).is_err());
+        let dup = format!("{}\n{}\n{}\n", lines[0], lines[1], lines[1]);
+        assert_eq!(verify_text("l", &dup).err().map(|e| e.entry), Some(Some(2)));
+        let first_removed = format!("{}\n", lines[1]);
+        assert!(verify_text("l", &first_removed).is_err());
+        assert!(verify_text("l", "").is_err());
+        assert!(verify_text("l", lines[0]).is_err(), "a cut last line");
+    }
+
+    #[test]
+    fn reason_names_are_rfc5280s() {
+        assert_eq!(Reason::KeyCompromise.name(), "keyCompromise");
+        assert_eq!(Reason::CaCompromise.name(), "cACompromise");
+        let json = serde_json::to_string(&Reason::CessationOfOperation).expect("json");
+        assert_eq!(json, "\"cessationOfOperation\"");
+    }
+}

@@ -1,0 +1,42 @@
+//! The README's main command, `scripts/rehearsal`, run in a fresh directory: it must succeed,
+//! leave a CA whose ledger verifies, and refuse a directory that is not empty.
+
+use std::process::Command;
+
+use kiwi_e2e::{bin, path_str, run, stderr, stdout, workspace_root};
+
+#[test]
+fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("rehearsal");
+    let script = workspace_root().join("scripts/rehearsal");
+    let o = run(Command::new(&script).arg(&dir));
+    assert!(
+        o.status.success(),
+        "rehearsal failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let out = stdout(&o);
+    assert!(out.contains("rehearsal complete"), "{out}");
+    for f in [
+        "ca/root.pem",
+        "ca/ledger.jsonl",
+        "transfer/acme.crt",
+        "transfer/globex.crt",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing after the rehearsal");
+    }
+    let verify = run(Command::new(bin("kiwi-signer"))
+        .args(["ledger", "verify", "--ca"])
+        .arg(dir.join("ca")));
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(stdout(&verify).contains("6 entries"), "{}", stdout(&verify));
+
+    let again = run(Command::new(&script).arg(path_str(&dir)));
+    assert!(
+        !again.status.success(),
+        "a second rehearsal into the same directory ran"
+    );
+    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+}
