@@ -41,9 +41,10 @@ pub struct CaConfig {
     pub format: u32,
     /// Which backend holds the root key.
     pub backend: BackendKind,
-    /// The root policy file (absolute).
+    /// The root policy file (relative paths are inside the CA directory: `init` copies the
+    /// policies there, so the CA carries the policies it signs under).
     pub policy: PathBuf,
-    /// Directory holding the intermediate policies (absolute).
+    /// Directory holding the intermediate policies (relative: inside the CA directory).
     pub policies_dir: PathBuf,
     /// Soft backend: the key file name inside the CA directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,13 +104,19 @@ fn read_config(dir: &Path) -> Result<CaConfig> {
             "this is not a CA directory; pass the --ca that `kiwi-signer init` created",
         )
     })?;
-    toml::from_str(&text).map_err(|e| {
+    let mut config: CaConfig = toml::from_str(&text).map_err(|e| {
         Error::Refused(format!(
             "{}: {e}; restore ca.toml from the backup",
             path.display()
         ))
-    })
+    })?;
+    config.policy = dir.join(&config.policy);
+    config.policies_dir = dir.join(&config.policies_dir);
+    Ok(config)
 }
+
+/// The policies directory inside a CA directory.
+const POLICIES: &str = "policies";
 
 /// An open, verified CA directory.
 pub struct Ca {
@@ -763,11 +770,24 @@ pub fn init(
             &encode_output(Path::new("root.pem"), "CERTIFICATE", &der),
             Mode::Public,
         )?;
+        // The CA keeps its own copy of the policies it signs under (the ledger records each
+        // one's SHA-256), so it does not depend on where a repository checkout happens to be.
+        let staged_policies = staging.join(POLICIES);
+        std::fs::create_dir(&staged_policies).map_err(|e| Error::io(&staged_policies, e, ""))?;
+        let mut copies = vec![(policy_path.clone(), "root.yaml".to_string())];
+        for tier in Tier::ALL {
+            let file = policy::intermediate_file(tier);
+            copies.push((policies_dir.join(&file), file));
+        }
+        for (from, name) in copies {
+            let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e, ""))?;
+            fsutil::write_new(&staged_policies.join(name), &bytes, Mode::Public)?;
+        }
         let config = CaConfig {
             format: 1,
             backend,
-            policy: policy_path.clone(),
-            policies_dir: policies_dir.clone(),
+            policy: Path::new(POLICIES).join("root.yaml"),
+            policies_dir: PathBuf::from(POLICIES),
             soft_key_file: Some("root.key.age".into()),
         };
         let toml_text = toml::to_string(&config).map_err(|e| Error::SelfCheck(e.to_string()))?;
