@@ -15,12 +15,12 @@ use crate::policy::PolicyError;
 #[non_exhaustive]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}{}", hint_suffix(.hint))]
+    #[error("{path}: {error}{}", hint_suffix(.hint))]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not chained, so it is printed once).
+        error: std::io::Error,
         /// What to do about it ("" when nothing useful can be said).
         hint: &'static str,
     },
@@ -90,7 +90,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error, hint: &'static str) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
             hint,
         }
     }

@@ -17,6 +17,7 @@ pub mod callbacks;
 pub mod csr;
 pub mod error;
 pub mod fsutil;
+pub mod hooks;
 pub mod ledger;
 pub mod lint;
 mod pipeline;

@@ -329,6 +329,31 @@ impl Ctx {
     }
 }
 
+/// Deserializes YAML `text` (from `file`) into `T`, reporting the failing field's dotted path.
+/// With `#[serde(deny_unknown_fields)]` on `T`, unknown keys are errors naming their path. Used
+/// for every strict YAML file: policies, hooks files, registry entries.
+pub fn parse_strict<T: for<'de> Deserialize<'de>>(
+    file: &str,
+    text: &str,
+) -> Result<T, PolicyError> {
+    let ctx = Ctx {
+        file: file.to_string(),
+    };
+    let de = serde_yaml_ng::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let msg = e.inner().to_string();
+        // serde_yaml_ng prefixes the parent path itself ("validity: unknown field ..."): drop it.
+        let msg = match msg.split_once(": ") {
+            Some((prefix, rest)) if !prefix.contains(' ') && field.starts_with(prefix) => {
+                rest.to_string()
+            }
+            _ => msg,
+        };
+        ctx.err(&field, msg)
+    })
+}
+
 fn read_strict<T: for<'de> Deserialize<'de>>(
     path: &Path,
 ) -> Result<(T, PolicySource, Ctx), PolicyError> {
@@ -342,19 +367,7 @@ fn read_strict<T: for<'de> Deserialize<'de>>(
         )
     })?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ctx.err(".", "not UTF-8 text"))?;
-    let de = serde_yaml_ng::Deserializer::from_str(text);
-    let raw: T = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        let msg = e.inner().to_string();
-        // serde_yaml_ng prefixes the parent path itself ("validity: unknown field ..."): drop it.
-        let msg = match msg.split_once(": ") {
-            Some((prefix, rest)) if !prefix.contains(' ') && field.starts_with(prefix) => {
-                rest.to_string()
-            }
-            _ => msg,
-        };
-        ctx.err(&field, msg)
-    })?;
+    let raw: T = parse_strict(&ctx.file, text)?;
     let source = PolicySource {
         path: path.to_path_buf(),
         sha256: Fingerprint::of(&bytes),

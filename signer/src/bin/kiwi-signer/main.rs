@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use kiwi_signer::backend::BackendKind;
 use kiwi_signer::ca::{self, Ca, Outcome, SignRequest};
+use kiwi_signer::hooks::{EventData, EventKind, Hooks};
 use kiwi_signer::ledger::Reason;
 use kiwi_signer::slug::{Slug, Tier};
 use kiwi_signer::words::Fingerprint;
@@ -37,6 +38,22 @@ struct Secrets {
     pin_file: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct HookArgs {
+    /// Hooks file binding local commands to this command's events (pre hooks can veto).
+    #[arg(long, value_name = "FILE")]
+    hooks: Option<PathBuf>,
+}
+
+impl HookArgs {
+    fn load(&self) -> anyhow::Result<Hooks> {
+        Ok(match &self.hooks {
+            Some(p) => Hooks::load(p)?,
+            None => Hooks::none(),
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a new root CA in an empty directory.
@@ -52,6 +69,8 @@ enum Command {
         policy: PathBuf,
         #[command(flatten)]
         secrets: Secrets,
+        #[command(flatten)]
+        hooks: HookArgs,
     },
     /// Issue an intermediate CA certificate for a customer's CSR.
     Sign {
@@ -78,6 +97,8 @@ enum Command {
         yes: bool,
         #[command(flatten)]
         secrets: Secrets,
+        #[command(flatten)]
+        hooks: HookArgs,
     },
     /// Revoke an intermediate and issue a new CRL.
     Revoke {
@@ -98,6 +119,8 @@ enum Command {
         yes: bool,
         #[command(flatten)]
         secrets: Secrets,
+        #[command(flatten)]
+        hooks: HookArgs,
     },
     /// Re-issue the CRL (run at every scheduled ceremony, before nextUpdate).
     Crl {
@@ -109,6 +132,8 @@ enum Command {
         out: PathBuf,
         #[command(flatten)]
         secrets: Secrets,
+        #[command(flatten)]
+        hooks: HookArgs,
     },
     /// Show issued and revoked intermediates, the CRL number and when the next CRL is due.
     Status {
@@ -185,6 +210,38 @@ fn print_outcome(what: &str, o: &Outcome) {
     println!("  (the witness writes the ledger head down)");
 }
 
+const TOOL: &str = "kiwi-signer";
+
+fn add_file(data: &mut EventData, role: &str, path: &std::path::Path) {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    data.files.entry(role.into()).or_default().push(abs);
+}
+
+/// Adds what an operation produced: serial, CRL number, ledger head, the artifact's SHA-256.
+fn add_outcome(data: &mut EventData, o: &Outcome, role: &str, artifact: &std::path::Path) {
+    if let Some(s) = &o.serial {
+        data.serial = Some(s.to_string());
+    }
+    if let Some(n) = o.crl_number {
+        data.details.insert("crl_number".into(), n.to_string());
+    }
+    data.ledger_head = Some(o.head.clone());
+    if let Ok(bytes) = std::fs::read(artifact) {
+        data.sha256
+            .insert(role.into(), Fingerprint::of(&bytes).hex());
+    }
+    for w in &o.written {
+        add_file(data, "written", w);
+    }
+}
+
+/// Runs post hooks; their failures are reported and change nothing.
+fn post(hooks: &Hooks, event: EventKind, data: &EventData) {
+    for f in hooks.run_post(TOOL, event, data) {
+        eprintln!("kiwi-signer: warning: {f}");
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     match cli.command {
@@ -193,10 +250,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             backend,
             policy,
             secrets,
+            hooks,
         } => {
+            let hooks = hooks.load()?;
+            let mut data = EventData::default();
+            add_file(&mut data, "ca", &ca);
+            hooks.run_pre(TOOL, EventKind::RootCreated, &data)?;
             let cb = prompt::Terminal::new(secrets.pin_file, true);
             let o = ca::init(&ca, &policy, backend, &cb, now)?;
             print_outcome("Root CA created", &o);
+            add_outcome(&mut data, &o, "root", &ca.join(ca::files::ROOT));
+            post(&hooks, EventKind::RootCreated, &data);
         }
         Command::Sign {
             ca,
@@ -207,9 +271,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             days,
             yes,
             secrets,
+            hooks,
         } => {
+            let hooks = hooks.load()?;
             let bytes = std::fs::read(&csr)
                 .with_context(|| format!("cannot read the CSR {}", csr.display()))?;
+            let mut data = EventData {
+                slug: Some(slug.to_string()),
+                tier: Some(tier.to_string()),
+                ..EventData::default()
+            };
+            data.sha256
+                .insert("csr".into(), Fingerprint::of(&bytes).hex());
+            add_file(&mut data, "csr", &csr);
+            add_file(&mut data, "out", &out);
+            hooks.run_pre(TOOL, EventKind::IntermediateIssued, &data)?;
             let cb = prompt::Terminal::new(secrets.pin_file, yes);
             let req = SignRequest {
                 csr: bytes,
@@ -221,6 +297,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let o = Ca::open(&ca)?.sign(&req, &cb, now)?;
             print_outcome("Intermediate issued", &o);
+            add_outcome(&mut data, &o, "certificate", &req.out);
+            post(&hooks, EventKind::IntermediateIssued, &data);
         }
         Command::Revoke {
             ca,
@@ -229,15 +307,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             yes,
             secrets,
+            hooks,
         } => {
+            let hooks = hooks.load()?;
+            let mut data = EventData {
+                serial: Some(serial.to_string()),
+                ..EventData::default()
+            };
+            data.details.insert("reason".into(), reason.name().into());
+            add_file(&mut data, "out", &out);
+            hooks.run_pre(TOOL, EventKind::Revoked, &data)?;
+            hooks.run_pre(TOOL, EventKind::CrlIssued, &data)?;
             let cb = prompt::Terminal::new(secrets.pin_file, yes);
             let o = Ca::open(&ca)?.revoke(&serial, reason, &out, &cb, now)?;
             print_outcome("Intermediate revoked, CRL issued", &o);
+            add_outcome(&mut data, &o, "crl", &out);
+            post(&hooks, EventKind::Revoked, &data);
+            post(&hooks, EventKind::CrlIssued, &data);
         }
-        Command::Crl { ca, out, secrets } => {
+        Command::Crl {
+            ca,
+            out,
+            secrets,
+            hooks,
+        } => {
+            let hooks = hooks.load()?;
+            let mut data = EventData::default();
+            add_file(&mut data, "out", &out);
+            hooks.run_pre(TOOL, EventKind::CrlIssued, &data)?;
             let cb = prompt::Terminal::new(secrets.pin_file, true);
             let o = Ca::open(&ca)?.crl(&out, &cb, now)?;
             print_outcome("CRL issued", &o);
+            add_outcome(&mut data, &o, "crl", &out);
+            post(&hooks, EventKind::CrlIssued, &data);
         }
         Command::Status { ca, json } => {
             let st = Ca::open(&ca)?.status(now)?;
