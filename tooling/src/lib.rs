@@ -9,3 +9,4 @@
 pub mod crl;
 pub mod githook;
 pub mod registry;
+pub mod staterepo;

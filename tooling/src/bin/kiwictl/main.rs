@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
 use kiwi_signer::slug::{Slug, Tier};
-use kiwi_tooling::{crl, githook, registry};
+use kiwi_tooling::{crl, githook, registry, staterepo};
 
 const EXIT_HELP: &str = "Exit status: 0 success; 1 refused, failed or found problems (nothing was changed); 2 bad usage.";
 
@@ -29,6 +29,11 @@ enum Command {
     Registry {
         #[command(subcommand)]
         command: RegistryCommand,
+    },
+    /// Customer state repos.
+    Repo {
+        #[command(subcommand)]
+        command: RepoCommand,
     },
     /// Root CRL checks.
     Crl {
@@ -75,6 +80,25 @@ enum RegistryCommand {
         /// intelligence-base tag (with --intelligence).
         #[arg(long, value_name = "TAG")]
         intelligence_base: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Lay down the secrets part of a state repo: secrets/.sops.yaml and the seed's folders.
+    Init {
+        /// The state repo (absent, empty, or already this customer's).
+        dir: PathBuf,
+        #[arg(long, value_parser = parse_slug)]
+        slug: Slug,
+        #[arg(long, value_parser = parse_tier)]
+        tier: Tier,
+        /// The operator's age recipient (Argo CD's key).
+        #[arg(long, value_name = "RECIPIENT")]
+        operator_age: String,
+        /// The customer's recovery age recipient, if they keep one.
+        #[arg(long, value_name = "RECIPIENT")]
+        recovery_age: Option<String>,
     },
 }
 
@@ -196,6 +220,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let path = registry::add(&dir, &entry)?;
             println!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Repo {
+            command:
+                RepoCommand::Init {
+                    dir,
+                    slug,
+                    tier,
+                    operator_age,
+                    recovery_age,
+                },
+        } => {
+            match staterepo::init(&dir, &slug, tier, &operator_age, recovery_age.as_deref())? {
+                staterepo::Initialized::Created(paths) => {
+                    println!("state repo for {slug} ({tier}) in {}", dir.display());
+                    for p in paths {
+                        println!("  created {}", p.display());
+                    }
+                }
+                staterepo::Initialized::AlreadyThere => {
+                    println!(
+                        "{} already is the state repo for {slug} ({tier}); nothing to do",
+                        dir.display()
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Crl {
