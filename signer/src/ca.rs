@@ -119,6 +119,10 @@ fn read_config(dir: &Path) -> Result<CaConfig> {
 const POLICIES: &str = "policies";
 
 /// An open, verified CA directory.
+///
+/// A handle is a snapshot of the ledger it verified: after an operation that changed the CA,
+/// open it again for the next one. A stale handle (or a second process that appended in the
+/// meantime) is refused at commit, with its output removed, so no ledger entry is ever lost.
 pub struct Ca {
     dir: PathBuf,
     config: CaConfig,
@@ -242,10 +246,23 @@ impl Ca {
         now: OffsetDateTime,
         written: &[PathBuf],
     ) -> Result<Fingerprint> {
+        let path = self.dir.join(ledger::FILE);
+        // Under the directory lock: the ledger on disk must still be the one this `Ca` verified
+        // at open. Otherwise another process (or an earlier operation on this handle) appended
+        // since, and writing our text would drop its entries.
+        let unchanged = std::fs::read_to_string(&path).is_ok_and(|t| t == self.ledger.text());
+        if !unchanged {
+            for w in written {
+                let _ = std::fs::remove_file(w);
+            }
+            return Err(Error::Refused(format!(
+                "{} changed since this CA was opened (another kiwi-signer run?); nothing was \
+                 recorded and the output was removed. Run the command again",
+                path.display()
+            )));
+        }
         let (text, head) = self.ledger.prepare(events, now);
-        if let Err(e) =
-            fsutil::replace_atomically(&self.dir.join(ledger::FILE), text.as_bytes(), Mode::Public)
-        {
+        if let Err(e) = fsutil::replace_atomically(&path, text.as_bytes(), Mode::Public) {
             for w in written {
                 let _ = std::fs::remove_file(w);
             }
@@ -1074,6 +1091,28 @@ mod tests {
             .expect_err("double revocation");
         assert!(err.to_string().contains("already revoked"), "{err}");
         verify_ledger(&dir, None).expect("ledger verifies");
+    }
+
+    #[test]
+    fn a_stale_handle_cannot_drop_ledger_entries() {
+        let now = OffsetDateTime::now_utc();
+        let (tmp, dir) = fresh(now);
+        let first = Ca::open(&dir).expect("open");
+        let second = Ca::open(&dir).expect("open");
+        first
+            .crl(&tmp.path().join("c1.pem"), &yes(), now)
+            .expect("crl");
+        let after_first = ledger_text(&dir);
+        let out = tmp.path().join("c2.pem");
+        let err = second.crl(&out, &yes(), now).expect_err("stale");
+        assert!(err.to_string().contains("changed since"), "{err}");
+        assert!(
+            !out.exists(),
+            "the stale operation's output was left behind"
+        );
+        assert_eq!(after_first, ledger_text(&dir));
+        let state = verify_ledger(&dir, None).expect("verifies");
+        assert_eq!(state.len, 2);
     }
 
     #[test]

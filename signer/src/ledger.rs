@@ -357,6 +357,11 @@ impl Ledger {
         (text, head)
     }
 
+    /// The verified text this ledger was opened with.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// The file name used in messages.
     pub fn file(&self) -> &str {
         &self.file

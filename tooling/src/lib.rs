@@ -8,5 +8,6 @@
 
 pub mod crl;
 pub mod githook;
+pub mod intermediate;
 pub mod registry;
 pub mod staterepo;

@@ -147,14 +147,15 @@ pub fn check_matches(backend: &dyn KeyBackend, root: &PublicKey) -> Result<(), B
 
 /// Adapts a [`KeyBackend`] to rcgen's `SigningKey`, keeping the backend's real error aside
 /// (rcgen collapses it to `RemoteKeyError`) and counting signatures.
-pub(crate) struct RcgenSigner<'a> {
+pub struct RcgenSigner<'a> {
     backend: &'a dyn KeyBackend,
     last_error: RefCell<Option<BackendError>>,
     signatures: RefCell<u32>,
 }
 
 impl<'a> RcgenSigner<'a> {
-    pub(crate) fn new(backend: &'a dyn KeyBackend) -> Self {
+    /// Wraps a backend for rcgen.
+    pub fn new(backend: &'a dyn KeyBackend) -> Self {
         RcgenSigner {
             backend,
             last_error: RefCell::new(None),

@@ -68,7 +68,10 @@ impl SoftKey {
         }
     }
 
-    fn pkcs8(&self) -> Zeroizing<Vec<u8>> {
+    /// The key as unencrypted PKCS#8 DER, zeroized on drop. For the online tooling's
+    /// intermediate keys, which are stored only SOPS-encrypted; the signer never calls this on a
+    /// root key except to encrypt it.
+    pub fn to_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
         let doc = match &self.key {
             Key::P256(k) => k.to_pkcs8_der(),
             Key::P384(k) => k.to_pkcs8_der(),
@@ -90,7 +93,7 @@ impl SoftKey {
         let enc_err = |e: std::io::Error| crate::Error::io(path, e, "could not encrypt the key");
         let armored = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(enc_err)?;
         let mut w = encryptor.wrap_output(armored).map_err(enc_err)?;
-        w.write_all(&self.pkcs8()).map_err(enc_err)?;
+        w.write_all(&self.to_pkcs8_der()).map_err(enc_err)?;
         w.finish().and_then(|a| a.finish()).map_err(enc_err)?;
         fsutil::write_new(path, &out, fsutil::Mode::Secret)
     }
@@ -127,17 +130,20 @@ impl SoftKey {
         reader
             .read_to_end(&mut der)
             .map_err(|e| damaged(e.to_string()))?;
-        let key = if let Ok(k) = p384::ecdsa::SigningKey::from_pkcs8_der(&der) {
+        Self::from_pkcs8_der(&der, format!("software key {}", path.display()))
+            .map_err(|detail| damaged(detail).into())
+    }
+
+    /// Reads an unencrypted PKCS#8 DER ECDSA P-256 or P-384 key; `origin` names it in messages.
+    pub fn from_pkcs8_der(der: &[u8], origin: String) -> Result<Self, String> {
+        let key = if let Ok(k) = p384::ecdsa::SigningKey::from_pkcs8_der(der) {
             Key::P384(k)
-        } else if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_der(&der) {
+        } else if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_der(der) {
             Key::P256(k)
         } else {
-            return Err(damaged("not an ECDSA P-256 or P-384 PKCS#8 key".into()).into());
+            return Err("not an ECDSA P-256 or P-384 PKCS#8 key".into());
         };
-        Ok(Self::from_key(
-            key,
-            format!("software key {}", path.display()),
-        ))
+        Ok(Self::from_key(key, origin))
     }
 }
 

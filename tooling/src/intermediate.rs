@@ -1,0 +1,395 @@
+//! A customer's intermediate CA on the online side: its key and CSR (`kiwictl intermediate
+//! request`), and the checks a signed certificate must pass before `kiwictl intermediate
+//! install` puts it into the state repo.
+//!
+//! The key is generated in memory, in the algorithm the tier's policy lists first, and leaves
+//! this process only SOPS-encrypted (the caller does that) or as the password-encrypted PKCS#8
+//! PEM that step-ca reads. The certificate checks reuse the PKI core's RFC 5280 linter with the
+//! tier policy's expectations, so the online side accepts exactly what the signer issues.
+
+use std::path::Path;
+
+use pkcs8::der::pem::LineEnding;
+use rand_core::RngCore as _;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use kiwi_signer::algo::PublicKey;
+use kiwi_signer::backend::soft::SoftKey;
+use kiwi_signer::backend::RcgenSigner;
+use kiwi_signer::lint::{self, CaExpectations};
+use kiwi_signer::policy::{self, IntermediatePolicy};
+use kiwi_signer::slug::{Slug, Tier};
+use kiwi_signer::words::Fingerprint;
+use kiwi_signer::x509;
+
+use crate::crl;
+
+/// PBKDF2-SHA256 iterations for the step-ca key PEM (PBES2 with AES-256-CBC, which step-ca's
+/// pemutil and openssl both read).
+pub const PBKDF2_ITERATIONS: u32 = 600_000;
+
+/// Why an intermediate operation refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IntermediateError {
+    /// The tier's policy could not be read.
+    #[error("{0}; pass --policies with the repository's policies/ folder")]
+    Policy(#[from] policy::PolicyError),
+    /// The certificate fails a check.
+    #[error("the certificate {path} was refused: {reason}; nothing was written")]
+    Refused {
+        /// The certificate file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Building the CSR or the encrypted key failed.
+    #[error("could not build the {what}: {detail}")]
+    Build {
+        /// CSR or key PEM.
+        what: &'static str,
+        /// The library's message.
+        detail: String,
+    },
+}
+
+/// Loads the tier's intermediate policy from `policies_dir`.
+pub fn tier_policy(
+    policies_dir: &Path,
+    tier: Tier,
+) -> Result<IntermediatePolicy, IntermediateError> {
+    Ok(policy::load_intermediate(policies_dir, tier)?)
+}
+
+/// Generates the intermediate key in the first algorithm the tier's policy allows.
+pub fn generate_key(pol: &IntermediatePolicy) -> SoftKey {
+    // Policies are validated to allow at least one algorithm.
+    let alg = pol.allowed_keys[0];
+    SoftKey::generate(alg)
+}
+
+/// A PEM CSR for `key`. Its subject is informative only: the signer takes the public key and
+/// nothing else from a CSR.
+pub fn make_csr(key: &SoftKey, slug: &Slug) -> Result<String, IntermediateError> {
+    let signer = RcgenSigner::new(key);
+    let mut params =
+        rcgen::CertificateParams::new(vec![]).map_err(|e| IntermediateError::Build {
+            what: "CSR",
+            detail: e.to_string(),
+        })?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("{slug} intermediate CA request"),
+    );
+    let csr = params
+        .serialize_request(&signer)
+        .and_then(|c| c.pem())
+        .map_err(|e| IntermediateError::Build {
+            what: "CSR",
+            detail: e.to_string(),
+        })?;
+    Ok(csr)
+}
+
+/// The key as unencrypted PKCS#8 PEM (for a SOPS value only; zeroized on drop).
+pub fn key_pem(key: &SoftKey) -> Zeroizing<String> {
+    let der = key.to_pkcs8_der();
+    Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())))
+}
+
+/// Reads a PKCS#8 PEM key (as stored in the state repo's SOPS file).
+pub fn key_from_pem(text: &str, origin: &str) -> Result<SoftKey, String> {
+    let p = pem::parse(text).map_err(|e| format!("{origin}: not a PEM key ({e})"))?;
+    let der = Zeroizing::new(p.into_contents());
+    SoftKey::from_pkcs8_der(&der, origin.to_string()).map_err(|e| format!("{origin}: {e}"))
+}
+
+/// The key as step-ca reads it: PKCS#8 encrypted (PBES2, PBKDF2-SHA256, AES-256-CBC) under a
+/// fresh random password. Returns the PEM and the password, both zeroized on drop.
+pub fn step_ca_key(
+    key: &SoftKey,
+) -> Result<(Zeroizing<String>, Zeroizing<String>), IntermediateError> {
+    let build = |detail: String| IntermediateError::Build {
+        what: "encrypted key PEM",
+        detail,
+    };
+    let mut raw = Zeroizing::new([0u8; 24]);
+    rand_core::OsRng.fill_bytes(raw.as_mut());
+    let password = Zeroizing::new(hex::encode(raw.as_ref()));
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 16];
+    rand_core::OsRng.fill_bytes(&mut salt);
+    rand_core::OsRng.fill_bytes(&mut iv);
+    let params =
+        pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ITERATIONS, &salt, &iv)
+            .map_err(|e| build(e.to_string()))?;
+    let der = key.to_pkcs8_der();
+    let info = pkcs8::PrivateKeyInfo::try_from(der.as_slice()).map_err(|e| build(e.to_string()))?;
+    let doc = info
+        .encrypt_with_params(params, password.as_bytes())
+        .map_err(|e| build(e.to_string()))?;
+    let pem = doc
+        .to_pem("ENCRYPTED PRIVATE KEY", LineEnding::LF)
+        .map_err(|e| build(e.to_string()))?;
+    Ok((Zeroizing::new(pem.to_string()), password))
+}
+
+/// A certificate that passed every install check.
+#[derive(Debug, Clone)]
+pub struct CheckedCert {
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+    /// The root certificate, DER.
+    pub root_der: Vec<u8>,
+    /// Serial, lowercase hex.
+    pub serial: String,
+    /// notAfter, RFC 3339.
+    pub not_after: String,
+    /// SHA-256 of the certificate's DER.
+    pub sha256: Fingerprint,
+    /// SHA-256 of the root's DER.
+    pub root_sha256: Fingerprint,
+}
+
+fn der_of(bytes: &[u8]) -> Vec<u8> {
+    match pem::parse(bytes) {
+        Ok(p) => p.into_contents(),
+        Err(_) => bytes.to_vec(),
+    }
+}
+
+/// What `check_certificate` needs to know.
+pub struct Expected<'a> {
+    /// The customer.
+    pub slug: &'a Slug,
+    /// Their tier's policy.
+    pub policy: &'a IntermediatePolicy,
+    /// The public key of the intermediate key held in the repo's secrets.
+    pub key: &'a PublicKey,
+}
+
+/// Checks a signed intermediate certificate before install: it chains to `root` (issuer name,
+/// AKI, signature, inside the root's validity), carries the tier policy's CA flags and the
+/// slug's name constraint (the PKI core's linter), holds the repo's key, is currently valid, and
+/// is not revoked by `crl` (which must itself be this root's, valid, and unexpired).
+pub fn check_certificate(
+    origin: &str,
+    cert: &[u8],
+    root: &[u8],
+    crl_bytes: Option<&[u8]>,
+    want: &Expected<'_>,
+    now: OffsetDateTime,
+) -> Result<CheckedCert, IntermediateError> {
+    let refused = |reason: String| IntermediateError::Refused {
+        path: origin.to_string(),
+        reason,
+    };
+    let der = der_of(cert);
+    let root_der = der_of(root);
+    let root_cert =
+        x509::parse_cert(&root_der).map_err(|e| refused(format!("the root is unreadable: {e}")))?;
+    let root_key =
+        x509::cert_key(&root_cert).map_err(|e| refused(format!("the root's key: {e}")))?;
+    let parsed = x509::parse_cert(&der).map_err(|e| refused(format!("not a certificate: {e}")))?;
+    let tbs = &parsed.tbs_certificate;
+    if tbs.issuer.as_raw() != root_cert.tbs_certificate.subject.as_raw() {
+        return Err(refused(format!(
+            "it was issued by `{}`, not by the root `{}`",
+            tbs.issuer, root_cert.tbs_certificate.subject
+        )));
+    }
+    x509::verify_cert(&parsed, &root_key)
+        .map_err(|e| refused(format!("its signature does not verify with the root's key ({e}): it is from another root or damaged")))?;
+    let cert_key = x509::cert_key(&parsed).map_err(|e| refused(format!("its key: {e}")))?;
+    if cert_key != *want.key {
+        return Err(refused(
+            "it certifies a different key from the one in this state repo's secrets; it belongs to another request".into(),
+        ));
+    }
+    let permitted: Vec<String> = want
+        .policy
+        .permitted_dns
+        .iter()
+        .map(|t| t.render(want.slug))
+        .collect();
+    let root_key_id = root_key.key_id();
+    let expect = CaExpectations {
+        issuer_name: root_cert.tbs_certificate.subject.as_raw(),
+        issuer_key_id: &root_key_id,
+        issuer_window: (
+            root_cert.tbs_certificate.validity.not_before.timestamp(),
+            root_cert.tbs_certificate.validity.not_after.timestamp(),
+        ),
+        subject_key: want.key,
+        path_len: Some(want.policy.path_len),
+        key_usages: &want.policy.key_usages,
+        permitted_dns: &permitted,
+    };
+    let findings = lint::lint_ca_cert(&parsed, &expect);
+    if !findings.is_empty() {
+        return Err(refused(format!(
+            "it does not match the {} policy for `{}`: {}",
+            want.policy.tier,
+            want.slug,
+            findings.join("; ")
+        )));
+    }
+    let nb = tbs.validity.not_before.to_datetime();
+    let na = tbs.validity.not_after.to_datetime();
+    if now < nb - time::Duration::minutes(5) || now > na {
+        return Err(refused(format!("it is not valid now (valid {nb} to {na})")));
+    }
+    let serial = x509::Serial::from_der_integer(tbs.raw_serial());
+    if let Some(crl_bytes) = crl_bytes {
+        let report = crl::check(crl_bytes, &root_der, 0, now);
+        if matches!(
+            report.verdict,
+            crl::Verdict::Invalid | crl::Verdict::Expired
+        ) {
+            return Err(refused(format!(
+                "the CRL given cannot be trusted: {}",
+                report.message
+            )));
+        }
+        let crl_der = der_of(crl_bytes);
+        let parsed_crl = x509::parse_crl(&crl_der).map_err(|e| refused(format!("CRL: {e}")))?;
+        if parsed_crl
+            .iter_revoked_certificates()
+            .any(|r| x509::Serial::from_der_integer(r.raw_serial()) == serial)
+        {
+            return Err(refused(format!(
+                "serial {serial} is revoked by the CRL; ask for a new certificate at the next ceremony"
+            )));
+        }
+    }
+    Ok(CheckedCert {
+        sha256: Fingerprint::of(&der),
+        root_sha256: Fingerprint::of(&root_der),
+        serial: serial.hex(),
+        not_after: na
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        der,
+        root_der,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiwi_signer::backend::{BackendKind, KeyBackend as _};
+    use kiwi_signer::callbacks::Scripted;
+
+    fn policies() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+    }
+
+    #[test]
+    fn request_sign_and_check_round_trip_and_refusals() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let now = OffsetDateTime::now_utc();
+        let cb = Scripted {
+            confirm: true,
+            secret: "unit test passphrase".into(),
+        };
+        let ca_dir = tmp.path().join("ca");
+        kiwi_signer::ca::init(
+            &ca_dir,
+            &policies().join("root.yaml"),
+            BackendKind::Soft,
+            &cb,
+            now,
+        )
+        .expect("init");
+        let slug = Slug::parse("acme").expect("slug");
+        let pol = tier_policy(&policies(), Tier::Core).expect("policy");
+        let key = generate_key(&pol);
+        assert_eq!(key.algorithm(), pol.allowed_keys[0]);
+        let csr = make_csr(&key, &slug).expect("csr");
+        // The key survives a PEM round trip (how it is stored in SOPS).
+        let back = key_from_pem(&key_pem(&key), "test").expect("pem");
+        assert_eq!(back.public_key(), key.public_key());
+
+        let ca = kiwi_signer::ca::Ca::open(&ca_dir).expect("open");
+        let out = tmp.path().join("acme.crt");
+        let req = kiwi_signer::ca::SignRequest {
+            csr: csr.into_bytes(),
+            csr_origin: "acme.csr".into(),
+            slug: slug.clone(),
+            tier: Tier::Core,
+            days: None,
+            out: out.clone(),
+        };
+        ca.sign(&req, &cb, now).expect("sign");
+        let cert = std::fs::read(&out).expect("cert");
+        let root = std::fs::read(ca_dir.join("root.pem")).expect("root");
+        let want = Expected {
+            slug: &slug,
+            policy: &pol,
+            key: key.public_key(),
+        };
+        let ok = check_certificate("acme.crt", &cert, &root, None, &want, now).expect("valid");
+        assert_eq!(ok.sha256, Fingerprint::of(&der_of(&cert)));
+
+        // Another slug, another key, another root: each refused with its reason.
+        let globex = Slug::parse("globex").expect("slug");
+        let other_slug = Expected {
+            slug: &globex,
+            ..want
+        };
+        let e = check_certificate("c", &cert, &root, None, &other_slug, now).expect_err("slug");
+        assert!(e.to_string().contains("globex.od.kiwistack.io"), "{e}");
+        let other_key = generate_key(&pol);
+        let wrong_key = Expected {
+            key: other_key.public_key(),
+            ..want
+        };
+        let e = check_certificate("c", &cert, &root, None, &wrong_key, now).expect_err("key");
+        assert!(e.to_string().contains("different key"), "{e}");
+        let other_ca = tmp.path().join("other");
+        kiwi_signer::ca::init(
+            &other_ca,
+            &policies().join("root.yaml"),
+            BackendKind::Soft,
+            &cb,
+            now,
+        )
+        .expect("init");
+        let other_root = std::fs::read(other_ca.join("root.pem")).expect("root");
+        let e = check_certificate("c", &cert, &other_root, None, &want, now).expect_err("root");
+        assert!(e.to_string().contains("another root"), "{e}");
+
+        // Revoked: the CRL lists it.
+        let serial = x509::Serial::parse_hex(&ok.serial).expect("serial");
+        let crl_path = tmp.path().join("crl.pem");
+        let ca = kiwi_signer::ca::Ca::open(&ca_dir).expect("reopen");
+        ca.revoke(
+            &serial,
+            kiwi_signer::ledger::Reason::Superseded,
+            &crl_path,
+            &cb,
+            now,
+        )
+        .expect("revoke");
+        let crl_bytes = std::fs::read(&crl_path).expect("crl");
+        let e = check_certificate("c", &cert, &root, Some(&crl_bytes), &want, now)
+            .expect_err("revoked");
+        assert!(e.to_string().contains("revoked"), "{e}");
+    }
+
+    #[test]
+    fn the_step_ca_key_is_encrypted_pkcs8_pbes2() {
+        let pol = tier_policy(&policies(), Tier::Mesh).expect("policy");
+        let key = generate_key(&pol);
+        let (pem_text, password) = step_ca_key(&key).expect("encrypt");
+        assert!(pem_text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        let doc = pem::parse(pem_text.as_bytes()).expect("pem");
+        let enc = pkcs8::EncryptedPrivateKeyInfo::try_from(doc.contents()).expect("pkcs8");
+        let plain = enc
+            .decrypt(password.as_bytes())
+            .expect("decrypts with the password");
+        assert_eq!(plain.as_bytes(), key.to_pkcs8_der().as_slice());
+        assert!(enc.decrypt(b"wrong").is_err());
+    }
+}
