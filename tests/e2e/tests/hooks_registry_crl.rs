@@ -1,0 +1,205 @@
+//! Provisioning hooks through the real `kiwi-signer`, and `kiwictl registry` and `crl check`
+//! on real files: vetoes and bad input change nothing; post hooks see the event as JSON.
+
+use std::process::Command;
+
+use kiwi_e2e::{bin, path_str, run, stderr, stdout, Fixture};
+
+fn hooks_file(f: &Fixture, body: &str) -> std::path::PathBuf {
+    let p = f.w("hooks.yaml");
+    std::fs::write(&p, format!("hooks:\n{body}")).expect("write hooks");
+    p
+}
+
+#[test]
+fn signer_pre_hooks_veto_and_post_hooks_get_the_event() {
+    let f = Fixture::new();
+    let csr = f.csr("acme", "P-256", &[]);
+    let seen = f.w("seen.json");
+    let hooks = hooks_file(
+        &f,
+        &format!(
+            "  - name: freeze\n    event: intermediate_issued\n    phase: pre\n    timeout_secs: 5\n    run: [sh, -c, 'test ! -e {freeze} || {{ echo change freeze >&2; exit 3; }}']\n  - name: label\n    event: intermediate_issued\n    phase: post\n    timeout_secs: 5\n    run: [sh, -c, 'cat > {seen}']\n",
+            freeze = f.w("FREEZE").display(),
+            seen = seen.display()
+        ),
+    );
+    let sign = |out: &str| {
+        let out = f.w(out);
+        let o = f.signer(&[
+            "sign",
+            "--csr",
+            path_str(&csr),
+            "--slug",
+            "acme",
+            "--tier",
+            "core",
+            "--out",
+            path_str(&out),
+            "--yes",
+            "--hooks",
+            path_str(&hooks),
+        ]);
+        (o, out)
+    };
+
+    // The veto: nothing written, the ledger unchanged, the hook's stderr shown.
+    std::fs::write(f.w("FREEZE"), "").expect("freeze");
+    let before = f.ledger_bytes();
+    let (o, out) = sign("vetoed.pem");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("vetoed") && stderr(&o).contains("change freeze"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    assert_eq!(before, f.ledger_bytes());
+    assert!(!seen.exists(), "a post hook ran for a vetoed operation");
+
+    // Allowed: the post hook gets the event, with public facts only.
+    std::fs::remove_file(f.w("FREEZE")).expect("thaw");
+    let (o, out) = sign("acme.pem");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let event: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&seen).expect("post hook ran")).expect("JSON");
+    assert_eq!(event["event"], "intermediate_issued");
+    assert_eq!(event["phase"], "post");
+    assert_eq!(event["slug"], "acme");
+    assert_eq!(event["serial"].as_str(), Some(f.serial_of(&out).as_str()));
+    let text = event.to_string();
+    assert!(
+        !text.contains("PRIVATE KEY") && !text.contains(kiwi_e2e::PASSPHRASE),
+        "{text}"
+    );
+    f.assert_ledger_ok();
+
+    // A hooks file with an unknown key is refused before anything happens.
+    let bad = hooks_file(
+        &f,
+        "  - name: x\n    event: crl_issued\n    phase: post\n    timeout_secs: 5\n    run: [true]\n    shell: bash\n",
+    );
+    let before = f.ledger_bytes();
+    let crl = f.w("crl.pem");
+    let o = f.signer(&["crl", "--out", path_str(&crl), "--hooks", path_str(&bad)]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("hooks[0]") && stderr(&o).contains("shell"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!crl.exists());
+    assert_eq!(before, f.ledger_bytes());
+}
+
+#[test]
+fn registry_validate_reports_every_problem_and_add_writes_valid_entries() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let platform = tmp.path();
+    let kiwictl = bin("kiwictl");
+    let add = run(Command::new(&kiwictl)
+        .arg("registry")
+        .arg("add")
+        .arg(platform)
+        .args([
+            "--slug",
+            "acme",
+            "--tier",
+            "mesh",
+            "--jurisdiction",
+            "BE",
+            "--intelligence",
+            "--core-base",
+            "v1.4.2",
+            "--mesh-base",
+            "v0.7.1",
+            "--intelligence-base",
+            "v0.3.0",
+        ]));
+    assert!(add.status.success(), "{}", stderr(&add));
+    let ok = run(Command::new(&kiwictl)
+        .arg("registry")
+        .arg("validate")
+        .arg(platform));
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    // An invalid entry: refused by `add`, nothing written.
+    let bad_add = run(Command::new(&kiwictl)
+        .arg("registry")
+        .arg("add")
+        .arg(platform)
+        .args([
+            "--slug",
+            "globex",
+            "--tier",
+            "fleet",
+            "--jurisdiction",
+            "EU",
+            "--core-base",
+            "1.0",
+        ]));
+    assert!(!bad_add.status.success());
+    let err = stderr(&bad_add);
+    for needle in ["jurisdiction", "core-base", "mesh-base"] {
+        assert!(err.contains(needle), "no `{needle}` in:\n{err}");
+    }
+    assert!(!platform.join("customers/globex.yaml").exists());
+
+    // A hand-written bad entry: every problem listed with file and field, exit 1.
+    std::fs::write(
+        platform.join("customers/initech.yaml"),
+        "slug: initech\ntier: core\njurisdiction: XX\nintelligence: maybe\nbase_versions:\n  core-base: v1.0\n",
+    )
+    .expect("write");
+    let v = run(Command::new(&kiwictl)
+        .arg("registry")
+        .arg("validate")
+        .arg(platform)
+        .arg("--json"));
+    assert_eq!(v.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&v)).expect("JSON");
+    let fields: Vec<&str> = report["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        ["jurisdiction", "intelligence", "base_versions.core-base"],
+        "{report}"
+    );
+}
+
+#[test]
+fn crl_check_passes_a_fresh_crl_and_pages_when_due_or_foreign() {
+    let f = Fixture::new();
+    let crl = f.w("crl.pem");
+    f.signer_ok(&["crl", "--out", path_str(&crl)]);
+    let check = |root: &std::path::Path, warn: &str| {
+        run(Command::new(bin("kiwictl"))
+            .args(["crl", "check", "--crl"])
+            .arg(&crl)
+            .arg("--root")
+            .arg(root)
+            .args(["--warn-days", warn, "--json"]))
+    };
+    let ok = check(&f.root_pem(), "30");
+    assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&ok)).expect("JSON");
+    assert_eq!(report["verdict"], "ok");
+    assert_eq!(report["crl_number"], "1");
+    // The root policy's CRL lives 180 days: a 200-day margin means a ceremony is due.
+    let due = check(&f.root_pem(), "200");
+    assert_eq!(due.status.code(), Some(1));
+    assert!(stdout(&due).contains("\"due\""), "{}", stdout(&due));
+    // Another root's CRL check fails.
+    let other = Fixture::new();
+    let foreign = check(&other.root_pem(), "30");
+    assert_eq!(foreign.status.code(), Some(1));
+    assert!(
+        stdout(&foreign).contains("\"invalid\""),
+        "{}",
+        stdout(&foreign)
+    );
+}
