@@ -5,3 +5,5 @@
 //! certificates where step-ca reads them, and the provisioning hooks around those events.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod sops;
