@@ -68,6 +68,10 @@ fn line_indent(src: &str, pos: usize) -> usize {
 
 /// Parses a YAML document into leaves and its metadata block.
 pub(crate) fn parse(src: &str) -> Result<Parsed> {
+    let parse = YamlFile::parse(src);
+    if let Some(e) = parse.errors().first() {
+        return Err(malformed(e.clone()));
+    }
     let file = YamlFile::from_str(src).map_err(|e| malformed(e.to_string()))?;
     let root = file.syntax().clone();
     for el in root.descendants_with_tokens() {
