@@ -7,21 +7,37 @@ use std::sync::OnceLock;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// The real Go sops; fails the test when it is not installed.
 pub fn sops_bin() -> PathBuf {
-    let venv = std::env::var_os("KIWI_VENV").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".venv"));
+    let venv = std::env::var_os("KIWI_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv"));
     let p = venv.join("bin/sops");
-    assert!(p.is_file(), "{} is missing: run scripts/install-test-deps first", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/install-test-deps first",
+        p.display()
+    );
     p
 }
 
 /// The `age` CLI; fails the test when it is not installed.
 pub fn age_bin() -> PathBuf {
-    let ok = Command::new("age").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
-    assert!(ok, "the age CLI is missing: run scripts/install-test-deps first");
+    let ok = Command::new("age")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "the age CLI is missing: run scripts/install-test-deps first"
+    );
     PathBuf::from("age")
 }
 
@@ -37,7 +53,9 @@ pub fn kiwictl_bin() -> PathBuf {
             .status()
             .expect("run cargo build");
         assert!(st.success(), "building kiwictl failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
         target.join("debug/kiwictl")
     })
     .clone()
@@ -56,18 +74,27 @@ pub fn key(name: &str) -> PathBuf {
 /// The public recipient of a test identity.
 pub fn recipient(name: &str) -> String {
     let t = std::fs::read_to_string(key(name)).expect("read key");
-    t.split_whitespace().find(|w| w.starts_with("age1")).expect("public key comment").to_string()
+    t.split_whitespace()
+        .find(|w| w.starts_with("age1"))
+        .expect("public key comment")
+        .to_string()
 }
 
 /// Runs a command with `SOPS_AGE_KEY_FILE` set to the given identity (and nothing else).
 pub fn run(bin: &Path, args: &[&str], identity: Option<&str>, extra_key: Option<&str>) -> Output {
     let mut c = Command::new(bin);
-    c.args(args).env_remove("SOPS_AGE_KEY").env_remove("SOPS_AGE_KEY_FILE").env("HOME", "/nonexistent");
+    c.args(args)
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("HOME", "/nonexistent");
     if let Some(id) = identity {
         c.env("SOPS_AGE_KEY_FILE", key(id));
     }
     if let Some(k) = extra_key {
-        c.env("SOPS_AGE_KEY", std::fs::read_to_string(key(k)).expect("key"));
+        c.env(
+            "SOPS_AGE_KEY",
+            std::fs::read_to_string(key(k)).expect("key"),
+        );
     }
     c.output().expect("spawn")
 }
@@ -75,7 +102,13 @@ pub fn run(bin: &Path, args: &[&str], identity: Option<&str>, extra_key: Option<
 /// `run` that must succeed; returns stdout.
 pub fn ok(bin: &Path, args: &[&str], identity: Option<&str>) -> Vec<u8> {
     let o = run(bin, args, identity, None);
-    assert!(o.status.success(), "{} {:?} failed: {}", bin.display(), args, String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{} {:?} failed: {}",
+        bin.display(),
+        args,
+        String::from_utf8_lossy(&o.stderr)
+    );
     o.stdout
 }
 

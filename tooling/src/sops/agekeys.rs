@@ -28,13 +28,21 @@ impl AgeRecipient {
     /// Parses one recipient string.
     pub fn parse(s: &str) -> Result<AgeRecipient> {
         let t = s.trim();
-        let key = age::x25519::Recipient::from_str(t).map_err(|_| SopsError::BadRecipient(t.to_string()))?;
-        Ok(AgeRecipient { text: t.to_string(), key })
+        let key = age::x25519::Recipient::from_str(t)
+            .map_err(|_| SopsError::BadRecipient(t.to_string()))?;
+        Ok(AgeRecipient {
+            text: t.to_string(),
+            key,
+        })
     }
 
     /// Parses a comma-separated list, as in `--age a,b` and `.sops.yaml` `age:` strings.
     pub fn parse_list(s: &str) -> Result<Vec<AgeRecipient>> {
-        s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(AgeRecipient::parse).collect()
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(AgeRecipient::parse)
+            .collect()
     }
 
     /// The `age1…` text.
@@ -44,15 +52,17 @@ impl AgeRecipient {
 
     /// Encrypts `secret` to this recipient as an armored age file (what sops stores in `enc`).
     pub fn wrap(&self, secret: &[u8]) -> Result<String> {
-        let enc = age::Encryptor::with_recipients(std::iter::once(&self.key as &dyn age::Recipient))
-            .map_err(|e| SopsError::Age(e.to_string()))?;
+        let enc =
+            age::Encryptor::with_recipients(std::iter::once(&self.key as &dyn age::Recipient))
+                .map_err(|e| SopsError::Age(e.to_string()))?;
         let mut out = Vec::new();
         let io = |e: std::io::Error| SopsError::Age(e.to_string());
         let armored = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(io)?;
         let mut w = enc.wrap_output(armored).map_err(io)?;
         w.write_all(secret).map_err(io)?;
         w.finish().map_err(io)?.finish().map_err(io)?;
-        let mut s = String::from_utf8(out).map_err(|_| SopsError::Age("armor is not UTF-8".into()))?;
+        let mut s =
+            String::from_utf8(out).map_err(|_| SopsError::Age("armor is not UTF-8".into()))?;
         if !s.ends_with('\n') {
             s.push('\n');
         }
@@ -68,14 +78,22 @@ pub struct Identities {
 
 impl std::fmt::Debug for Identities {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Identities({} keys from {:?})", self.keys.len(), self.sources)
+        write!(
+            f,
+            "Identities({} keys from {:?})",
+            self.keys.len(),
+            self.sources
+        )
     }
 }
 
 impl Identities {
     /// No identities.
     pub fn empty() -> Identities {
-        Identities { keys: Vec::new(), sources: Vec::new() }
+        Identities {
+            keys: Vec::new(),
+            sources: Vec::new(),
+        }
     }
 
     /// Parses an identity file's text (`AGE-SECRET-KEY-1…` lines, `#` comments).
@@ -96,9 +114,13 @@ impl Identities {
 
     /// Reads an identity file.
     pub fn add_file(&mut self, path: &Path) -> Result<()> {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|source| SopsError::Io { path: path.to_path_buf(), source })?,
-        );
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| SopsError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            );
         self.add_text(&text, &path.display().to_string())
     }
 
@@ -141,24 +163,35 @@ impl Identities {
         if self.sources.is_empty() {
             "no identities found".to_string()
         } else {
-            format!("{} key(s) from {}", self.keys.len(), self.sources.join(", "))
+            format!(
+                "{} key(s) from {}",
+                self.keys.len(),
+                self.sources.join(", ")
+            )
         }
     }
 
     /// The recipients matching the held identities.
     pub fn recipients(&self) -> Vec<String> {
-        self.keys.iter().map(|k| k.to_public().to_string()).collect()
+        self.keys
+            .iter()
+            .map(|k| k.to_public().to_string())
+            .collect()
     }
 
     /// Whether we hold the identity for this recipient.
     pub fn holds(&self, recipient: &str) -> bool {
-        self.keys.iter().any(|k| k.to_public().to_string() == recipient)
+        self.keys
+            .iter()
+            .any(|k| k.to_public().to_string() == recipient)
     }
 
     /// Decrypts an armored age file (a sops `enc` value) with any held identity.
     pub fn unwrap(&self, armored: &str) -> Option<Zeroizing<Vec<u8>>> {
         let dec = age::Decryptor::new_buffered(ArmoredReader::new(armored.as_bytes())).ok()?;
-        let mut r = dec.decrypt(self.keys.iter().map(|k| k as &dyn age::Identity)).ok()?;
+        let mut r = dec
+            .decrypt(self.keys.iter().map(|k| k as &dyn age::Identity))
+            .ok()?;
         let mut out = Zeroizing::new(Vec::new());
         r.read_to_end(&mut out).ok()?;
         Some(out)
@@ -166,6 +199,7 @@ impl Identities {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
@@ -177,8 +211,12 @@ mod tests {
         assert!(armored.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
         let mut ids = Identities::empty();
         use age::secrecy::ExposeSecret;
-        ids.add_text(id.to_string().expose_secret(), "test").unwrap();
-        assert_eq!(&ids.unwrap(&armored).unwrap()[..], b"0123456789abcdef0123456789abcdef");
+        ids.add_text(id.to_string().expose_secret(), "test")
+            .unwrap();
+        assert_eq!(
+            &ids.unwrap(&armored).unwrap()[..],
+            b"0123456789abcdef0123456789abcdef"
+        );
         assert!(AgeRecipient::parse("age1nope").is_err());
     }
 }

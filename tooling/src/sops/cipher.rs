@@ -69,7 +69,16 @@ pub fn encrypt_bytes(key: &DataKey, plain: &[u8], ty: &str, aad: &str) -> String
     let nonce: Nonce<aes_gcm::aead::consts::U32> = iv.into();
     // Encryption with a valid key and nonce length cannot fail for in-memory buffers.
     #[allow(clippy::unwrap_used)]
-    let out = key.cipher().encrypt(&nonce, Payload { msg: plain, aad: aad.as_bytes() }).unwrap();
+    let out = key
+        .cipher()
+        .encrypt(
+            &nonce,
+            Payload {
+                msg: plain,
+                aad: aad.as_bytes(),
+            },
+        )
+        .unwrap();
     let (data, tag) = out.split_at(out.len() - 16);
     format!(
         "ENC[AES256_GCM,data:{},iv:{},tag:{},type:{}]",
@@ -114,8 +123,13 @@ fn parse_enc(s: &str) -> Result<EncParts, DecryptFailure> {
     let mut tag = None;
     let mut ty = None;
     for part in inner.split(',') {
-        let (k, v) = part.split_once(':').ok_or_else(|| bad("field without `:`"))?;
-        let dec = || B64.decode(v).map_err(|_| bad(&format!("`{k}` is not base64")));
+        let (k, v) = part
+            .split_once(':')
+            .ok_or_else(|| bad("field without `:`"))?;
+        let dec = || {
+            B64.decode(v)
+                .map_err(|_| bad(&format!("`{k}` is not base64")))
+        };
         match k {
             "data" => data = Some(dec()?),
             "iv" => iv = Some(dec()?),
@@ -145,16 +159,26 @@ pub fn decrypt_bytes(
     let p = parse_enc(s)?;
     let mut ct = p.data;
     ct.extend_from_slice(&p.tag);
-    let iv: [u8; 32] = p.iv.as_slice().try_into().map_err(|_| DecryptFailure::Malformed("iv must be 32 bytes".into()))?;
+    let iv: [u8; 32] =
+        p.iv.as_slice()
+            .try_into()
+            .map_err(|_| DecryptFailure::Malformed("iv must be 32 bytes".into()))?;
     let nonce: Nonce<aes_gcm::aead::consts::U32> = iv.into();
     let plain = key
         .cipher()
-        .decrypt(&nonce, Payload { msg: &ct, aad: aad.as_bytes() })
+        .decrypt(
+            &nonce,
+            Payload {
+                msg: &ct,
+                aad: aad.as_bytes(),
+            },
+        )
         .map_err(|_| DecryptFailure::Auth)?;
     Ok((Zeroizing::new(plain), p.ty))
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
@@ -165,7 +189,10 @@ mod tests {
         assert!(e.ends_with(",type:int]"));
         let (b, ty) = decrypt_bytes(&k, &e, "a:b:").unwrap();
         assert_eq!((&b[..], ty.as_str()), (&b"31"[..], "int"));
-        assert!(matches!(decrypt_bytes(&k, &e, "a:c:"), Err(DecryptFailure::Auth)));
+        assert!(matches!(
+            decrypt_bytes(&k, &e, "a:c:"),
+            Err(DecryptFailure::Auth)
+        ));
     }
 
     #[test]

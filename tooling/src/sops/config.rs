@@ -28,7 +28,11 @@ impl StrOrList {
     fn recipients(&self) -> Result<Vec<AgeRecipient>> {
         match self {
             StrOrList::Str(s) => AgeRecipient::parse_list(s),
-            StrOrList::List(l) => l.iter().map(|s| AgeRecipient::parse_list(s)).collect::<Result<Vec<_>>>().map(|v| v.concat()),
+            StrOrList::List(l) => l
+                .iter()
+                .map(|s| AgeRecipient::parse_list(s))
+                .collect::<Result<Vec<_>>>()
+                .map(|v| v.concat()),
         }
     }
 }
@@ -78,18 +82,33 @@ pub struct SopsConfig {
 pub fn find_config(start: &Path) -> Option<PathBuf> {
     let start = std::fs::canonicalize(start).ok()?;
     start.ancestors().find_map(|d| {
-        [".sops.yaml", ".sops.yml"].iter().map(|n| d.join(n)).find(|p| p.is_file())
+        [".sops.yaml", ".sops.yml"]
+            .iter()
+            .map(|n| d.join(n))
+            .find(|p| p.is_file())
     })
 }
 
 impl SopsConfig {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<SopsConfig> {
-        let cfg_err = |detail: String| SopsError::Config { path: path.to_path_buf(), detail };
-        let text = std::fs::read_to_string(path).map_err(|source| SopsError::Io { path: path.to_path_buf(), source })?;
-        let raw: RawConfig = serde_yaml_ng::from_str(&text).map_err(|e| cfg_err(format!("{e}; fix the YAML")))?;
+        let cfg_err = |detail: String| SopsError::Config {
+            path: path.to_path_buf(),
+            detail,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| SopsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let raw: RawConfig =
+            serde_yaml_ng::from_str(&text).map_err(|e| cfg_err(format!("{e}; fix the YAML")))?;
         let mut rules = Vec::new();
-        for (i, r) in raw.creation_rules.unwrap_or_default().into_iter().enumerate() {
+        for (i, r) in raw
+            .creation_rules
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             let at = |d: String| cfg_err(format!("creation_rules[{i}]: {d}"));
             let path_regex = r
                 .path_regex
@@ -100,11 +119,21 @@ impl SopsConfig {
             let groups = if !r.key_groups.is_empty() {
                 r.key_groups
                     .iter()
-                    .map(|g| g.age.as_ref().map(StrOrList::recipients).unwrap_or(Ok(vec![])))
+                    .map(|g| {
+                        g.age
+                            .as_ref()
+                            .map(StrOrList::recipients)
+                            .unwrap_or(Ok(vec![]))
+                    })
                     .collect::<Result<Vec<_>>>()
                     .map_err(|e| at(e.to_string()))?
             } else {
-                vec![r.age.as_ref().map(StrOrList::recipients).unwrap_or(Ok(vec![])).map_err(|e| at(e.to_string()))?]
+                vec![r
+                    .age
+                    .as_ref()
+                    .map(StrOrList::recipients)
+                    .unwrap_or(Ok(vec![]))
+                    .map_err(|e| at(e.to_string()))?]
             };
             let rules_ = Rules {
                 unencrypted_suffix: r.unencrypted_suffix,
@@ -114,19 +143,42 @@ impl SopsConfig {
                 mac_only_encrypted: r.mac_only_encrypted,
             };
             rules_.validate().map_err(|e| at(e.to_string()))?;
-            rules.push(CreationRule { path_regex, keys: KeySpec { groups, threshold: r.shamir_threshold }, rules: rules_ });
+            rules.push(CreationRule {
+                path_regex,
+                keys: KeySpec {
+                    groups,
+                    threshold: r.shamir_threshold,
+                },
+                rules: rules_,
+            });
         }
-        let dir = std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))
-            .map_err(|source| SopsError::Io { path: path.to_path_buf(), source })?;
-        Ok(SopsConfig { path: path.to_path_buf(), dir, rules })
+        let dir =
+            std::fs::canonicalize(path.parent().unwrap_or(Path::new("."))).map_err(|source| {
+                SopsError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
+        Ok(SopsConfig {
+            path: path.to_path_buf(),
+            dir,
+            rules,
+        })
     }
 
     /// The first rule matching `file`.
     pub fn rule_for(&self, file: &Path) -> Result<&CreationRule> {
         let abs = std::fs::canonicalize(file)
             .or_else(|_| std::path::absolute(file))
-            .map_err(|source| SopsError::Io { path: file.to_path_buf(), source })?;
-        let rel = abs.strip_prefix(&self.dir).unwrap_or(&abs).to_string_lossy().to_string();
+            .map_err(|source| SopsError::Io {
+                path: file.to_path_buf(),
+                source,
+            })?;
+        let rel = abs
+            .strip_prefix(&self.dir)
+            .unwrap_or(&abs)
+            .to_string_lossy()
+            .to_string();
         self.rules
             .iter()
             .find(|r| r.path_regex.as_ref().is_none_or(|re| re.is_match(&rel)))
@@ -139,7 +191,10 @@ impl SopsConfig {
 
 /// The creation rule for `file` from the nearest `.sops.yaml` above it.
 pub fn rule_for_file(file: &Path) -> Result<Option<CreationRule>> {
-    let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     match find_config(dir) {
         None => Ok(None),
         Some(p) => Ok(Some(SopsConfig::load(&p)?.rule_for(file)?.clone())),
@@ -147,6 +202,7 @@ pub fn rule_for_file(file: &Path) -> Result<Option<CreationRule>> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 

@@ -8,7 +8,9 @@ use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
 use super::agekeys::{AgeRecipient, Identities};
-use super::cipher::{aad_for, decrypt_bytes, encrypt_bytes, encrypt_value, is_enc, DataKey, DecryptFailure};
+use super::cipher::{
+    aad_for, decrypt_bytes, encrypt_bytes, encrypt_value, is_enc, DataKey, DecryptFailure,
+};
 use super::error::{Result, SopsError};
 use super::format::{self, FileFormat, Leaf, Parsed};
 use super::metadata::{now_rfc3339, AgeStanza, KeyGroup, Metadata, Rules, SOPS_FORMAT_VERSION};
@@ -17,8 +19,8 @@ use super::value::Plain;
 
 /// sops' constant that starts the MAC when `mac_only_encrypted` is set.
 const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
-    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b, 0x0b, 0x97, 0x5b,
-    0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
+    0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
 
 /// Who can unwrap the data key: age recipients in key groups, and the Shamir threshold.
@@ -33,12 +35,18 @@ pub struct KeySpec {
 impl KeySpec {
     /// One group with these recipients.
     pub fn single(recipients: Vec<AgeRecipient>) -> KeySpec {
-        KeySpec { groups: vec![recipients], threshold: 0 }
+        KeySpec {
+            groups: vec![recipients],
+            threshold: 0,
+        }
     }
 
     /// The recipients as text, per group.
     pub fn texts(&self) -> Vec<Vec<String>> {
-        self.groups.iter().map(|g| g.iter().map(|r| r.as_str().to_string()).collect()).collect()
+        self.groups
+            .iter()
+            .map(|g| g.iter().map(|r| r.as_str().to_string()).collect())
+            .collect()
     }
 
     fn effective_threshold(&self) -> usize {
@@ -57,7 +65,10 @@ enum Opened {
     /// A value and whether the file holds it encrypted.
     Value { plain: Plain, encrypted: bool },
     /// A comment: `Some(text)` when readable; `encrypted` when it must be encrypted.
-    Comment { text: Option<String>, encrypted: bool },
+    Comment {
+        text: Option<String>,
+        encrypted: bool,
+    },
 }
 
 /// A SOPS document opened in memory.
@@ -73,7 +84,12 @@ pub struct OpenDoc {
 
 impl std::fmt::Debug for OpenDoc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OpenDoc({:?}, {} leaves, <redacted>)", self.format, self.leaves.len())
+        write!(
+            f,
+            "OpenDoc({:?}, {} leaves, <redacted>)",
+            self.format,
+            self.leaves.len()
+        )
     }
 }
 
@@ -109,7 +125,11 @@ fn unwrap_key(meta: &Metadata, ids: &Identities) -> Result<DataKey> {
         SopsError::NoIdentity(format!(
             "file recipients: {}; you hold: {}",
             meta.recipients().join(", "),
-            if ids.is_empty() { ids.describe() } else { ids.recipients().join(", ") }
+            if ids.is_empty() {
+                ids.describe()
+            } else {
+                ids.recipients().join(", ")
+            }
         ))
     };
     let key = if meta.key_groups.len() > 1 {
@@ -125,7 +145,8 @@ fn unwrap_key(meta: &Metadata, ids: &Identities) -> Result<DataKey> {
     } else {
         parts.pop().ok_or_else(no_id)?
     };
-    DataKey::from_slice(&key).ok_or_else(|| SopsError::Metadata("the data key is not 32 bytes".into()))
+    DataKey::from_slice(&key)
+        .ok_or_else(|| SopsError::Metadata("the data key is not 32 bytes".into()))
 }
 
 /// Decrypts a comment, trying the path sops would use and then its ancestors (yaml.v3 may
@@ -133,7 +154,9 @@ fn unwrap_key(meta: &Metadata, ids: &Identities) -> Result<DataKey> {
 fn open_comment(key: &DataKey, text: &str, path: &[String]) -> Option<String> {
     (0..=path.len()).rev().find_map(|n| {
         let (bytes, ty) = decrypt_bytes(key, text, &aad_for(&path[..n])).ok()?;
-        (ty == "comment").then(|| String::from_utf8(bytes.to_vec()).ok()).flatten()
+        (ty == "comment")
+            .then(|| String::from_utf8(bytes.to_vec()).ok())
+            .flatten()
     })
 }
 
@@ -159,16 +182,24 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
                     match value {
                         Plain::Str(s) if s.is_empty() => Plain::str(""),
                         Plain::Str(s) => {
-                            let (bytes, ty) = decrypt_bytes(&key, s, &aad_for(path)).map_err(|e| match e {
-                                DecryptFailure::Auth => SopsError::ValueTampered { path: p.clone() },
-                                DecryptFailure::Malformed(d) => SopsError::BadEncValue { path: p.clone(), detail: d },
-                            })?;
-                            Plain::from_decrypted(bytes, &ty).map_err(|d| SopsError::BadEncValue { path: p, detail: d })?
+                            let (bytes, ty) =
+                                decrypt_bytes(&key, s, &aad_for(path)).map_err(|e| match e {
+                                    DecryptFailure::Auth => {
+                                        SopsError::ValueTampered { path: p.clone() }
+                                    }
+                                    DecryptFailure::Malformed(d) => SopsError::BadEncValue {
+                                        path: p.clone(),
+                                        detail: d,
+                                    },
+                                })?;
+                            Plain::from_decrypted(bytes, &ty)
+                                .map_err(|d| SopsError::BadEncValue { path: p, detail: d })?
                         }
                         _ => {
                             return Err(SopsError::BadEncValue {
                                 path: p,
-                                detail: "a value that must be encrypted is stored in the clear".into(),
+                                detail: "a value that must be encrypted is stored in the clear"
+                                    .into(),
                             })
                         }
                     }
@@ -182,7 +213,11 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
             }
             Leaf::Comment { path, text, .. } => {
                 let encrypted = matcher.encrypts(path);
-                let text = if encrypted && is_enc(text) { open_comment(&key, text, path) } else { Some(text.clone()) };
+                let text = if encrypted && is_enc(text) {
+                    open_comment(&key, text, path)
+                } else {
+                    Some(text.clone())
+                };
                 leaves.push(Opened::Comment { text, encrypted });
             }
         }
@@ -195,7 +230,14 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
     if stored != computed {
         return Err(SopsError::MacMismatch);
     }
-    Ok(OpenDoc { format: fmt, src: src.to_vec(), parsed, meta, key, leaves })
+    Ok(OpenDoc {
+        format: fmt,
+        src: src.to_vec(),
+        parsed,
+        meta,
+        key,
+        leaves,
+    })
 }
 
 /// Wraps a data key for a key spec (Shamir-splitting it across groups).
@@ -206,7 +248,12 @@ fn wrap_groups(key: &DataKey, spec: &KeySpec) -> Result<Vec<KeyGroup>> {
     let shares: Vec<Zeroizing<Vec<u8>>> = if spec.groups.len() == 1 {
         vec![Zeroizing::new(key.as_bytes().to_vec())]
     } else {
-        shamir::split(key.as_bytes(), spec.groups.len(), spec.effective_threshold()).map_err(SopsError::Shamir)?
+        shamir::split(
+            key.as_bytes(),
+            spec.groups.len(),
+            spec.effective_threshold(),
+        )
+        .map_err(SopsError::Shamir)?
     };
     spec.groups
         .iter()
@@ -215,7 +262,12 @@ fn wrap_groups(key: &DataKey, spec: &KeySpec) -> Result<Vec<KeyGroup>> {
             Ok(KeyGroup {
                 age: g
                     .iter()
-                    .map(|r| Ok(AgeStanza { recipient: r.as_str().to_string(), enc: r.wrap(share)? }))
+                    .map(|r| {
+                        Ok(AgeStanza {
+                            recipient: r.as_str().to_string(),
+                            enc: r.wrap(share)?,
+                        })
+                    })
                     .collect::<Result<Vec<_>>>()?,
                 foreign: vec![],
             })
@@ -223,7 +275,13 @@ fn wrap_groups(key: &DataKey, spec: &KeySpec) -> Result<Vec<KeyGroup>> {
         .collect()
 }
 
-fn finish_meta(key: &DataKey, mac_hex: &str, groups: Vec<KeyGroup>, spec_threshold: usize, rules: Rules) -> Metadata {
+fn finish_meta(
+    key: &DataKey,
+    mac_hex: &str,
+    groups: Vec<KeyGroup>,
+    spec_threshold: usize,
+    rules: Rules,
+) -> Metadata {
     let lastmodified = now_rfc3339();
     let mac = encrypt_bytes(key, mac_hex.as_bytes(), "str", &lastmodified);
     Metadata {
@@ -243,12 +301,20 @@ pub fn encrypt(src: &[u8], fmt: FileFormat, spec: &KeySpec, rules: Rules) -> Res
     let matcher = rules.compile()?;
     let key = DataKey::generate();
     let groups = wrap_groups(&key, spec)?;
-    let threshold = if spec.groups.len() > 1 { spec.effective_threshold() } else { 0 };
+    let threshold = if spec.groups.len() > 1 {
+        spec.effective_threshold()
+    } else {
+        0
+    };
     let mut h = mac_hasher(&rules);
     let out = if fmt == FileFormat::Binary {
         let data = Plain::Bytes(Zeroizing::new(src.to_vec()));
         h.update(data.mac_bytes());
-        let enc = if src.is_empty() { String::new() } else { encrypt_value(&key, &data, "data:") };
+        let enc = if src.is_empty() {
+            String::new()
+        } else {
+            encrypt_value(&key, &data, "data:")
+        };
         let meta = finish_meta(&key, &hex_upper(&h.finalize()), groups, threshold, rules);
         let member = format::json::meta_member(&meta.to_mval(), "\t");
         format!("{{\n\t\"data\": \"{enc}\",\n\t{member}\n}}").into_bytes()
@@ -261,14 +327,22 @@ pub fn encrypt(src: &[u8], fmt: FileFormat, spec: &KeySpec, rules: Rules) -> Res
         let mut edits = Vec::new();
         for leaf in &parsed.leaves {
             match leaf {
-                Leaf::Value { path, span, value, ctx } => {
+                Leaf::Value {
+                    path,
+                    span,
+                    value,
+                    ctx,
+                } => {
                     let enc = matcher.encrypts(path);
                     if !rules.mac_only_encrypted || enc {
                         h.update(value.mac_bytes());
                     }
                     if enc && !value.is_empty() {
                         let e = encrypt_value(&key, value, &aad_for(path));
-                        edits.push((span.clone(), format::enc_text(ctx, text, span, &e).into_bytes()));
+                        edits.push((
+                            span.clone(),
+                            format::enc_text(ctx, text, span, &e).into_bytes(),
+                        ));
                     }
                 }
                 Leaf::Comment { path, span, text } => {
@@ -280,7 +354,12 @@ pub fn encrypt(src: &[u8], fmt: FileFormat, spec: &KeySpec, rules: Rules) -> Res
             }
         }
         let meta = finish_meta(&key, &hex_upper(&h.finalize()), groups, threshold, rules);
-        edits.extend(format::meta_edits(fmt, text, &parsed, Some(&meta.to_mval())));
+        edits.extend(format::meta_edits(
+            fmt,
+            text,
+            &parsed,
+            Some(&meta.to_mval()),
+        ));
         format::splice(src, edits)?
     };
     self_check(&out, fmt, &key, None)?;
@@ -309,7 +388,11 @@ impl OpenDoc {
                         return Ok(Zeroizing::new(match plain {
                             Plain::Str(s) => s.as_bytes().to_vec(),
                             Plain::Bytes(b) => b.to_vec(),
-                            _ => return Err(SopsError::Metadata("binary `data` is not a string".into())),
+                            _ => {
+                                return Err(SopsError::Metadata(
+                                    "binary `data` is not a string".into(),
+                                ))
+                            }
                         }));
                     }
                 }
@@ -320,12 +403,26 @@ impl OpenDoc {
         let mut edits = Vec::new();
         for (leaf, o) in self.parsed.leaves.iter().zip(&self.leaves) {
             match (leaf, o) {
-                (Leaf::Value { path, span, ctx, .. }, Opened::Value { plain, encrypted: true }) => {
-                    if !plain.is_empty() {
-                        edits.push((span.clone(), format::plain_text(ctx, plain, path)?.into_bytes()));
-                    }
+                (
+                    Leaf::Value {
+                        path, span, ctx, ..
+                    },
+                    Opened::Value {
+                        plain,
+                        encrypted: true,
+                    },
+                ) if !plain.is_empty() => {
+                    edits.push((
+                        span.clone(),
+                        format::plain_text(ctx, plain, path)?.into_bytes(),
+                    ));
                 }
-                (Leaf::Comment { span, text: orig, .. }, Opened::Comment { text: Some(t), .. }) if t != orig => {
+                (
+                    Leaf::Comment {
+                        span, text: orig, ..
+                    },
+                    Opened::Comment { text: Some(t), .. },
+                ) if t != orig => {
                     edits.push((span.clone(), format!("#{t}").into_bytes()));
                 }
                 _ => {}
@@ -337,7 +434,11 @@ impl OpenDoc {
 
     /// The data key's recipients, per group.
     pub fn recipients(&self) -> Vec<Vec<String>> {
-        self.meta.key_groups.iter().map(|g| g.age.iter().map(|a| a.recipient.clone()).collect()).collect()
+        self.meta
+            .key_groups
+            .iter()
+            .map(|g| g.age.iter().map(|a| a.recipient.clone()).collect())
+            .collect()
     }
 
     /// Writes the document again under `spec`, with a new data key when `new_key` is set
@@ -347,9 +448,17 @@ impl OpenDoc {
         if !foreign.is_empty() {
             return Err(SopsError::ForeignKeys(foreign.join(", ")));
         }
-        let key = if new_key { DataKey::generate() } else { self.key.clone() };
+        let key = if new_key {
+            DataKey::generate()
+        } else {
+            self.key.clone()
+        };
         let groups = wrap_groups(&key, spec)?;
-        let threshold = if spec.groups.len() > 1 { spec.effective_threshold() } else { 0 };
+        let threshold = if spec.groups.len() > 1 {
+            spec.effective_threshold()
+        } else {
+            0
+        };
         let text = std::str::from_utf8(&self.src).unwrap_or_default();
         let mut edits = Vec::new();
         let meta = if new_key {
@@ -363,21 +472,35 @@ impl OpenDoc {
                         if *encrypted && !plain.is_empty() {
                             let e = encrypt_value(&key, plain, &aad_for(path));
                             let raw = &text[span.clone()];
-                            let new = replace_token(raw, &e)
-                                .ok_or_else(|| SopsError::SelfCheck(format!("no ENC token at `{}`", path.join(":"))))?;
+                            let new = replace_token(raw, &e).ok_or_else(|| {
+                                SopsError::SelfCheck(format!(
+                                    "no ENC token at `{}`",
+                                    path.join(":")
+                                ))
+                            })?;
                             edits.push((span.clone(), new.into_bytes()));
                         }
                     }
-                    (Leaf::Comment { path, span, .. }, Opened::Comment { text: Some(t), encrypted: true }) => {
-                        if !t.is_empty() {
-                            let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
-                            edits.push((span.clone(), format!("#{e}").into_bytes()));
-                        }
+                    (
+                        Leaf::Comment { path, span, .. },
+                        Opened::Comment {
+                            text: Some(t),
+                            encrypted: true,
+                        },
+                    ) if !t.is_empty() => {
+                        let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
+                        edits.push((span.clone(), format!("#{e}").into_bytes()));
                     }
                     _ => {}
                 }
             }
-            finish_meta(&key, &hex_upper(&h.finalize()), groups, threshold, self.meta.rules.clone())
+            finish_meta(
+                &key,
+                &hex_upper(&h.finalize()),
+                groups,
+                threshold,
+                self.meta.rules.clone(),
+            )
         } else {
             // Same key: values and MAC stay; only the wrapped keys change.
             Metadata {
@@ -388,10 +511,20 @@ impl OpenDoc {
         };
         let out = if self.format == FileFormat::Binary && self.parsed.meta.is_some() {
             let mut e = edits;
-            e.extend(format::meta_edits(self.format, text, &self.parsed, Some(&meta.to_mval())));
+            e.extend(format::meta_edits(
+                self.format,
+                text,
+                &self.parsed,
+                Some(&meta.to_mval()),
+            ));
             format::splice(&self.src, e)?
         } else {
-            edits.extend(format::meta_edits(self.format, text, &self.parsed, Some(&meta.to_mval())));
+            edits.extend(format::meta_edits(
+                self.format,
+                text,
+                &self.parsed,
+                Some(&meta.to_mval()),
+            ));
             format::splice(&self.src, edits)?
         };
         self_check(&out, self.format, &key, Some(self))?;
@@ -414,13 +547,16 @@ fn self_check(out: &[u8], fmt: FileFormat, key: &DataKey, before: Option<&OpenDo
                 .collect()
         };
         if vals(&doc) != vals(b) {
-            return Err(SopsError::SelfCheck("values changed while rewriting".into()));
+            return Err(SopsError::SelfCheck(
+                "values changed while rewriting".into(),
+            ));
         }
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
     use age::secrecy::ExposeSecret;
@@ -428,7 +564,8 @@ mod tests {
     fn setup() -> (Identities, KeySpec) {
         let id = age::x25519::Identity::generate();
         let mut ids = Identities::empty();
-        ids.add_text(id.to_string().expose_secret(), "test").unwrap();
+        ids.add_text(id.to_string().expose_secret(), "test")
+            .unwrap();
         let r = AgeRecipient::parse(&id.to_public().to_string()).unwrap();
         (ids, KeySpec::single(vec![r]))
     }
@@ -441,10 +578,16 @@ mod tests {
         let enc_text = String::from_utf8(enc.clone()).unwrap();
         assert!(!enc_text.contains("hello") && enc_text.contains("keep_unencrypted: x"));
         let doc = open(&enc, FileFormat::Yaml, Unlock::Identities(&ids)).unwrap();
-        assert_eq!(String::from_utf8(doc.plaintext().unwrap().to_vec()).unwrap(), src);
+        assert_eq!(
+            String::from_utf8(doc.plaintext().unwrap().to_vec()).unwrap(),
+            src
+        );
         let rotated = doc.reseal(&spec, true).unwrap();
         let doc2 = open(&rotated, FileFormat::Yaml, Unlock::Identities(&ids)).unwrap();
-        assert_eq!(String::from_utf8(doc2.plaintext().unwrap().to_vec()).unwrap(), src);
+        assert_eq!(
+            String::from_utf8(doc2.plaintext().unwrap().to_vec()).unwrap(),
+            src
+        );
     }
 
     #[test]
@@ -454,7 +597,17 @@ mod tests {
         let text = String::from_utf8(enc).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         let (va, vb) = (&lines[0][3..], &lines[1][3..]);
-        let swapped = text.replacen(va, "@@", 1).replacen(vb, va, 1).replacen("@@", vb, 1);
-        assert!(matches!(open(swapped.as_bytes(), FileFormat::Yaml, Unlock::Identities(&ids)), Err(SopsError::ValueTampered { .. })));
+        let swapped = text
+            .replacen(va, "@@", 1)
+            .replacen(vb, va, 1)
+            .replacen("@@", vb, 1);
+        assert!(matches!(
+            open(
+                swapped.as_bytes(),
+                FileFormat::Yaml,
+                Unlock::Identities(&ids)
+            ),
+            Err(SopsError::ValueTampered { .. })
+        ));
     }
 }

@@ -23,7 +23,9 @@ pub enum SopsError {
         detail: String,
     },
     /// The file has no `sops` metadata block.
-    #[error("not a SOPS file (no `sops` metadata); encrypt it first with `kiwictl secrets encrypt`")]
+    #[error(
+        "not a SOPS file (no `sops` metadata); encrypt it first with `kiwictl secrets encrypt`"
+    )]
     NotEncrypted,
     /// The file already has a `sops` metadata block.
     #[error("already a SOPS file (it has `sops` metadata); use `rotate` or `updatekeys` instead of encrypting again")]
@@ -41,7 +43,9 @@ pub enum SopsError {
         path: String,
     },
     /// An `ENC[...]` string is not well formed.
-    #[error("malformed encrypted value at `{path}`: {detail}; restore the file from version control")]
+    #[error(
+        "malformed encrypted value at `{path}`: {detail}; restore the file from version control"
+    )]
     BadEncValue {
         /// Key path.
         path: String,
@@ -90,7 +94,9 @@ pub enum SopsError {
         detail: String,
     },
     /// The data key uses key types this tool does not handle.
-    #[error("the file also has {0} master keys; kiwictl only manages age keys, use sops for this file")]
+    #[error(
+        "the file also has {0} master keys; kiwictl only manages age keys, use sops for this file"
+    )]
     ForeignKeys(String),
     /// Shamir secret sharing failed.
     #[error("Shamir key groups: {0}")]
@@ -110,7 +116,9 @@ pub enum SopsError {
     #[error("{0} already exists; choose another --out path or remove it first (kiwictl never overwrites plaintext files)")]
     OutputExists(PathBuf),
     /// The rewritten file did not pass the in-memory check; nothing was replaced.
-    #[error("internal check failed, the file was left untouched: {0}; please report this as a bug")]
+    #[error(
+        "internal check failed, the file was left untouched: {0}; please report this as a bug"
+    )]
     SelfCheck(String),
 }
 

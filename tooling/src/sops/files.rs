@@ -14,7 +14,10 @@ use super::format::FileFormat;
 pub const TMP_MARKER: &str = ".kiwi-tmp-";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SopsError + '_ {
-    move |source| SopsError::Io { path: path.to_path_buf(), source }
+    move |source| SopsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Reads a whole file.
@@ -24,11 +27,40 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Replaces `path` with `bytes` atomically: a crash leaves either the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}{TMP_MARKER}{}-{:08x}", std::process::id(), OsRng.next_u32()));
+    write_atomic_inner(path, bytes, true)
+}
+
+/// Like [`write_atomic`] but leaves the directory fsync (which makes the rename durable) to
+/// the caller, who syncs each directory once with [`sync_dir`] after a batch of files.
+pub fn write_atomic_nosyncdir(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_inner(path, bytes, false)
+}
+
+/// Fsyncs a directory so the renames in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn write_atomic_inner(path: &Path, bytes: &[u8], sync_parent: bool) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}{TMP_MARKER}{}-{:08x}",
+        std::process::id(),
+        OsRng.next_u32()
+    ));
     let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(io(&tmp))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
         if let Ok(m) = std::fs::metadata(path) {
             f.set_permissions(m.permissions()).map_err(io(&tmp))?;
         }
@@ -36,8 +68,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.sync_all().map_err(io(&tmp))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(io(path))?;
-        // Make the rename itself durable.
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+        if sync_parent {
+            // Make the rename itself durable.
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -58,7 +93,10 @@ pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             SopsError::OutputExists(path.to_path_buf())
         } else {
-            SopsError::Io { path: path.to_path_buf(), source: e }
+            SopsError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }
         }
     })?;
     f.write_all(bytes).map_err(io(path))?;
@@ -67,10 +105,14 @@ pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Whether the content carries SOPS metadata for its format (a cheap check before parsing).
 pub fn looks_like_sops(path: &Path, bytes: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(bytes) else { return false };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
     match FileFormat::from_path(path) {
         FileFormat::Yaml => text.starts_with("sops:") || text.contains("\nsops:"),
-        FileFormat::Json | FileFormat::Binary => text.contains("\"sops\"") && text.contains("\"mac\""),
+        FileFormat::Json | FileFormat::Binary => {
+            text.contains("\"sops\"") && text.contains("\"mac\"")
+        }
         FileFormat::Dotenv => text.starts_with("sops_mac=") || text.contains("\nsops_mac="),
     }
 }
@@ -113,6 +155,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
@@ -126,11 +169,17 @@ mod tests {
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
         let p = d.path().join("plain");
         write_new_private(&p, b"x").unwrap();
-        assert!(matches!(write_new_private(&p, b"y"), Err(SopsError::OutputExists(_))));
+        assert!(matches!(
+            write_new_private(&p, b"y"),
+            Err(SopsError::OutputExists(_))
+        ));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 }

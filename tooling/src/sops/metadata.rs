@@ -74,10 +74,15 @@ impl Rules {
 
     /// Rejects more than one rule, as sops does.
     pub fn validate(&self) -> Result<()> {
-        let n = [&self.unencrypted_suffix, &self.encrypted_suffix, &self.unencrypted_regex, &self.encrypted_regex]
-            .iter()
-            .filter(|r| r.is_some())
-            .count();
+        let n = [
+            &self.unencrypted_suffix,
+            &self.encrypted_suffix,
+            &self.unencrypted_regex,
+            &self.encrypted_regex,
+        ]
+        .iter()
+        .filter(|r| r.is_some())
+        .count();
         if n > 1 {
             return Err(SopsError::Metadata(
                 "more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex is set"
@@ -91,7 +96,12 @@ impl Rules {
     pub fn compile(&self) -> Result<Matcher> {
         let re = |r: &Option<String>| -> Result<Option<Regex>> {
             r.as_ref()
-                .map(|p| Regex::new(p).map_err(|e| SopsError::BadRegex { regex: p.clone(), detail: e.to_string() }))
+                .map(|p| {
+                    Regex::new(p).map_err(|e| SopsError::BadRegex {
+                        regex: p.clone(),
+                        detail: e.to_string(),
+                    })
+                })
                 .transpose()
         };
         Ok(Matcher {
@@ -183,7 +193,10 @@ fn parse_group(v: &MVal, allow_missing_age: bool) -> Result<KeyGroup> {
                         .and_then(MVal::as_text)
                         .ok_or_else(|| SopsError::Metadata(format!("an age entry has no `{k}`")))
                 };
-                g.age.push(AgeStanza { recipient: field("recipient")?, enc: field("enc")? });
+                g.age.push(AgeStanza {
+                    recipient: field("recipient")?,
+                    enc: field("enc")?,
+                });
             }
         }
         Some(MVal::Str(s)) if s.is_empty() => {}
@@ -208,12 +221,17 @@ impl Metadata {
     /// Parses the `sops` block.
     pub fn from_mval(v: &MVal) -> Result<Metadata> {
         let text = |k: &str| v.get(k).and_then(MVal::as_text);
-        let version = text("version").filter(|s| !s.is_empty()).ok_or_else(|| SopsError::Metadata("no `version`".into()))?;
-        let lastmodified = text("lastmodified").ok_or_else(|| SopsError::Metadata("no `lastmodified`".into()))?;
+        let version = text("version")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| SopsError::Metadata("no `version`".into()))?;
+        let lastmodified =
+            text("lastmodified").ok_or_else(|| SopsError::Metadata("no `lastmodified`".into()))?;
         let mac = text("mac").ok_or_else(|| SopsError::Metadata("no `mac`".into()))?;
         for unsupported in ["unencrypted_comment_regex", "encrypted_comment_regex"] {
             if text(unsupported).is_some_and(|s| !s.is_empty()) {
-                return Err(SopsError::Metadata(format!("`{unsupported}` is not supported by kiwictl; use sops for this file")));
+                return Err(SopsError::Metadata(format!(
+                    "`{unsupported}` is not supported by kiwictl; use sops for this file"
+                )));
             }
         }
         let nonempty = |k: &str| text(k).filter(|s| !s.is_empty());
@@ -226,17 +244,32 @@ impl Metadata {
                 || text("mac_only_encrypted").as_deref() == Some("true"),
         };
         let key_groups = match v.get("key_groups") {
-            Some(MVal::List(gs)) if !gs.is_empty() => gs.iter().map(|g| parse_group(g, true)).collect::<Result<Vec<_>>>()?,
+            Some(MVal::List(gs)) if !gs.is_empty() => gs
+                .iter()
+                .map(|g| parse_group(g, true))
+                .collect::<Result<Vec<_>>>()?,
             _ => vec![parse_group(v, true)?],
         };
         let shamir_threshold = match text("shamir_threshold") {
-            Some(t) => t.parse::<usize>().map_err(|_| SopsError::Metadata("`shamir_threshold` is not a number".into()))?,
+            Some(t) => t
+                .parse::<usize>()
+                .map_err(|_| SopsError::Metadata("`shamir_threshold` is not a number".into()))?,
             None => 0,
         };
-        if key_groups.iter().all(|g| g.age.is_empty() && g.foreign.is_empty()) {
+        if key_groups
+            .iter()
+            .all(|g| g.age.is_empty() && g.foreign.is_empty())
+        {
             return Err(SopsError::Metadata("no master keys".into()));
         }
-        Ok(Metadata { key_groups, shamir_threshold, lastmodified, mac, rules, version })
+        Ok(Metadata {
+            key_groups,
+            shamir_threshold,
+            lastmodified,
+            mac,
+            rules,
+            version,
+        })
     }
 
     /// The threshold actually in force (all groups when unset).
@@ -252,12 +285,19 @@ impl Metadata {
 
     /// Every age recipient, in order.
     pub fn recipients(&self) -> Vec<String> {
-        self.key_groups.iter().flat_map(|g| g.age.iter().map(|a| a.recipient.clone())).collect()
+        self.key_groups
+            .iter()
+            .flat_map(|g| g.age.iter().map(|a| a.recipient.clone()))
+            .collect()
     }
 
     /// Non-age key types present anywhere.
     pub fn foreign(&self) -> Vec<String> {
-        let mut f: Vec<String> = self.key_groups.iter().flat_map(|g| g.foreign.clone()).collect();
+        let mut f: Vec<String> = self
+            .key_groups
+            .iter()
+            .flat_map(|g| g.foreign.clone())
+            .collect();
         f.sort();
         f.dedup();
         f
@@ -280,10 +320,18 @@ impl Metadata {
         };
         let mut m: Vec<(String, MVal)> = Vec::new();
         if self.key_groups.len() > 1 {
-            m.push(("shamir_threshold".into(), MVal::Int(self.threshold() as i64)));
+            m.push((
+                "shamir_threshold".into(),
+                MVal::Int(self.threshold() as i64),
+            ));
             m.push((
                 "key_groups".into(),
-                MVal::List(self.key_groups.iter().map(|g| MVal::Map(vec![("age".into(), ages(g))])).collect()),
+                MVal::List(
+                    self.key_groups
+                        .iter()
+                        .map(|g| MVal::Map(vec![("age".into(), ages(g))]))
+                        .collect(),
+                ),
             ));
         } else if let Some(g) = self.key_groups.first() {
             m.push(("age".into(), ages(g)));
@@ -324,6 +372,7 @@ pub fn now_rfc3339() -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
@@ -336,11 +385,21 @@ mod tests {
         let m = Rules::default().with_default().compile().unwrap();
         assert!(m.encrypts(&p(&["a", "b"])));
         assert!(!m.encrypts(&p(&["a_unencrypted", "b"])));
-        let m = Rules { encrypted_regex: Some("^(data|stringData)$".into()), ..Rules::default() }.compile().unwrap();
+        let m = Rules {
+            encrypted_regex: Some("^(data|stringData)$".into()),
+            ..Rules::default()
+        }
+        .compile()
+        .unwrap();
         assert!(m.encrypts(&p(&["data", "x"])));
         assert!(!m.encrypts(&p(&["metadata", "name"])));
         assert!(!m.encrypts(&[]));
-        let m = Rules { encrypted_suffix: Some("_secret".into()), ..Rules::default() }.compile().unwrap();
+        let m = Rules {
+            encrypted_suffix: Some("_secret".into()),
+            ..Rules::default()
+        }
+        .compile()
+        .unwrap();
         assert!(m.encrypts(&p(&["db_secret"])));
         assert!(!m.encrypts(&p(&["db"])));
     }
@@ -348,7 +407,13 @@ mod tests {
     #[test]
     fn metadata_round_trips_through_mval() {
         let md = Metadata {
-            key_groups: vec![KeyGroup { age: vec![AgeStanza { recipient: "age1x".into(), enc: "E\n".into() }], foreign: vec![] }],
+            key_groups: vec![KeyGroup {
+                age: vec![AgeStanza {
+                    recipient: "age1x".into(),
+                    enc: "E\n".into(),
+                }],
+                foreign: vec![],
+            }],
             shamir_threshold: 0,
             lastmodified: "2024-01-01T00:00:00Z".into(),
             mac: "ENC[x]".into(),

@@ -31,7 +31,11 @@ fn inverse(a: u8) -> u8 {
 }
 
 /// Splits `secret` into `parts` shares, any `threshold` of which recover it.
-pub fn split(secret: &[u8], parts: usize, threshold: usize) -> Result<Vec<Zeroizing<Vec<u8>>>, String> {
+pub fn split(
+    secret: &[u8],
+    parts: usize,
+    threshold: usize,
+) -> Result<Vec<Zeroizing<Vec<u8>>>, String> {
     if parts < threshold || parts > 255 || !(2..=255).contains(&threshold) || secret.is_empty() {
         return Err(format!(
             "cannot split into {parts} parts with threshold {threshold}; need 2 <= threshold <= parts <= 255"
@@ -95,6 +99,7 @@ pub fn combine(parts: &[Zeroizing<Vec<u8>>]) -> Result<Zeroizing<Vec<u8>>, Strin
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 

@@ -11,7 +11,7 @@ use super::agekeys::{AgeRecipient, Identities};
 use super::config::rule_for_file;
 use super::engine::{open, KeySpec, OpenDoc, Unlock};
 use super::error::{Result, SopsError};
-use super::files::{find_sops_files, read, write_atomic};
+use super::files::{find_sops_files, read, sync_dir, write_atomic_nosyncdir};
 use super::format::FileFormat;
 
 /// What happened to one file.
@@ -47,7 +47,13 @@ pub struct FileResult {
 
 impl FileResult {
     fn failed(path: &Path, e: SopsError) -> FileResult {
-        FileResult { path: path.to_path_buf(), status: Status::Failed, error: Some(e.to_string()), recipients: vec![], problems: vec![] }
+        FileResult {
+            path: path.to_path_buf(),
+            status: Status::Failed,
+            error: Some(e.to_string()),
+            recipients: vec![],
+            problems: vec![],
+        }
     }
 }
 
@@ -90,11 +96,18 @@ where
     let files = find_sops_files(paths)?;
     let jobs = opts
         .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 4)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                * 4
+        })
         .max(1);
     let bar = if opts.progress && std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(files.len() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}") {
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {wide_msg}")
+        {
             b.set_style(style);
         }
         Some(b)
@@ -104,7 +117,10 @@ where
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
         .build()
-        .map_err(|e| SopsError::Io { path: PathBuf::from("."), source: std::io::Error::other(e.to_string()) })?;
+        .map_err(|e| SopsError::Io {
+            path: PathBuf::from("."),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let results: Vec<FileResult> = pool.install(|| {
         files
             .par_iter()
@@ -119,6 +135,19 @@ where
     });
     if let Some(b) = bar {
         b.finish_and_clear();
+    }
+    // Files were fsynced before their rename; make the renames durable, once per directory.
+    let mut dirs: Vec<&Path> = results
+        .iter()
+        .filter(|r| r.status == Status::Changed)
+        .filter_map(|r| r.path.parent())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let dir_errors: Vec<SopsError> =
+        pool.install(|| dirs.par_iter().filter_map(|d| sync_dir(d).err()).collect());
+    if let Some(e) = dir_errors.into_iter().next() {
+        return Err(e);
     }
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
     Ok(Summary {
@@ -140,13 +169,25 @@ fn spec_of(doc: &OpenDoc) -> Result<KeySpec> {
     let groups = doc
         .recipients()
         .iter()
-        .map(|g| g.iter().map(|r| AgeRecipient::parse(r)).collect::<Result<Vec<_>>>())
+        .map(|g| {
+            g.iter()
+                .map(|r| AgeRecipient::parse(r))
+                .collect::<Result<Vec<_>>>()
+        })
         .collect::<Result<Vec<_>>>()?;
-    Ok(KeySpec { groups, threshold: doc.meta.shamir_threshold })
+    Ok(KeySpec {
+        groups,
+        threshold: doc.meta.shamir_threshold,
+    })
 }
 
 /// Rotates one file: new data key, every value re-encrypted, recipients adjusted.
-pub fn rotate_file(path: &Path, ids: &Identities, add: &[AgeRecipient], rm: &[String]) -> FileResult {
+pub fn rotate_file(
+    path: &Path,
+    ids: &Identities,
+    add: &[AgeRecipient],
+    rm: &[String],
+) -> FileResult {
     let run = || -> Result<FileResult> {
         let (doc, _) = open_file(path, ids)?;
         let mut spec = spec_of(&doc)?;
@@ -164,8 +205,14 @@ pub fn rotate_file(path: &Path, ids: &Identities, add: &[AgeRecipient], rm: &[St
             return Err(SopsError::NoRecipients);
         }
         let out = doc.reseal(&spec, true)?;
-        write_atomic(path, &out)?;
-        Ok(FileResult { path: path.to_path_buf(), status: Status::Changed, error: None, recipients: spec.texts().concat(), problems: vec![] })
+        write_atomic_nosyncdir(path, &out)?;
+        Ok(FileResult {
+            path: path.to_path_buf(),
+            status: Status::Changed,
+            error: None,
+            recipients: spec.texts().concat(),
+            problems: vec![],
+        })
     };
     run().unwrap_or_else(|e| FileResult::failed(path, e))
 }
@@ -185,12 +232,17 @@ fn same_groups(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
 
 fn rule_problems(doc: &OpenDoc, path: &Path) -> Result<(Option<KeySpec>, Vec<String>)> {
     let Some(rule) = rule_for_file(path)? else {
-        return Ok((None, vec!["no .sops.yaml creation rule applies to this file".into()]));
+        return Ok((
+            None,
+            vec!["no .sops.yaml creation rule applies to this file".into()],
+        ));
     };
     let want = rule.keys.texts();
     let have = doc.recipients();
     let mut problems = Vec::new();
-    if !same_groups(&want, &have) || (want.len() > 1 && rule.keys.threshold != doc.meta.shamir_threshold) {
+    if !same_groups(&want, &have)
+        || (want.len() > 1 && rule.keys.threshold != doc.meta.shamir_threshold)
+    {
         let w: Vec<String> = want.concat();
         let h: Vec<String> = have.concat();
         let missing: Vec<&String> = w.iter().filter(|r| !h.contains(r)).collect();
@@ -211,17 +263,38 @@ pub fn updatekeys_file(path: &Path, ids: &Identities, apply: bool) -> FileResult
         let (doc, _) = open_file(path, ids)?;
         let (spec, problems) = rule_problems(&doc, path)?;
         let Some(spec) = spec else {
-            return Err(SopsError::Config { path: path.to_path_buf(), detail: "no .sops.yaml found above this file".into() });
+            return Err(SopsError::Config {
+                path: path.to_path_buf(),
+                detail: "no .sops.yaml found above this file".into(),
+            });
         };
         if problems.is_empty() {
-            return Ok(FileResult { path: path.to_path_buf(), status: Status::Unchanged, error: None, recipients: doc.recipients().concat(), problems });
+            return Ok(FileResult {
+                path: path.to_path_buf(),
+                status: Status::Unchanged,
+                error: None,
+                recipients: doc.recipients().concat(),
+                problems,
+            });
         }
         if !apply {
-            return Ok(FileResult { path: path.to_path_buf(), status: Status::Pending, error: None, recipients: doc.recipients().concat(), problems });
+            return Ok(FileResult {
+                path: path.to_path_buf(),
+                status: Status::Pending,
+                error: None,
+                recipients: doc.recipients().concat(),
+                problems,
+            });
         }
         let out = doc.reseal(&spec, false)?;
-        write_atomic(path, &out)?;
-        Ok(FileResult { path: path.to_path_buf(), status: Status::Changed, error: None, recipients: spec.texts().concat(), problems: vec![] })
+        write_atomic_nosyncdir(path, &out)?;
+        Ok(FileResult {
+            path: path.to_path_buf(),
+            status: Status::Changed,
+            error: None,
+            recipients: spec.texts().concat(),
+            problems: vec![],
+        })
     };
     run().unwrap_or_else(|e| FileResult::failed(path, e))
 }
@@ -231,7 +304,13 @@ pub fn verify_file(path: &Path, ids: &Identities) -> FileResult {
     let run = || -> Result<FileResult> {
         let (doc, _) = open_file(path, ids)?;
         let (_, problems) = rule_problems(&doc, path)?;
-        Ok(FileResult { path: path.to_path_buf(), status: Status::Unchanged, error: None, recipients: doc.recipients().concat(), problems })
+        Ok(FileResult {
+            path: path.to_path_buf(),
+            status: Status::Unchanged,
+            error: None,
+            recipients: doc.recipients().concat(),
+            problems,
+        })
     };
     run().unwrap_or_else(|e| FileResult::failed(path, e))
 }

@@ -184,7 +184,12 @@ pub fn resolve_plain(s: &str) -> Result<Plain, String> {
                     }
                 }
             }
-            for (prefix, radix, neg) in [("0b", 2, false), ("-0b", 2, true), ("0o", 8, false), ("-0o", 8, true)] {
+            for (prefix, radix, neg) in [
+                ("0b", 2, false),
+                ("-0b", 2, true),
+                ("0o", 8, false),
+                ("-0o", 8, true),
+            ] {
                 if let Some(rest) = plain.strip_prefix(prefix) {
                     if let Ok(v) = i64::from_str_radix(rest, radix) {
                         return Ok(Plain::Int(if neg { -v } else { v }));
@@ -220,17 +225,18 @@ fn go_parse_int(s: &str) -> IntParse {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let (radix, digits) = if let Some(d) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        (16, d)
-    } else if let Some(d) = body.strip_prefix("0o").or_else(|| body.strip_prefix("0O")) {
-        (8, d)
-    } else if let Some(d) = body.strip_prefix("0b").or_else(|| body.strip_prefix("0B")) {
-        (2, d)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
-    };
+    let (radix, digits) =
+        if let Some(d) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+            (16, d)
+        } else if let Some(d) = body.strip_prefix("0o").or_else(|| body.strip_prefix("0O")) {
+            (8, d)
+        } else if let Some(d) = body.strip_prefix("0b").or_else(|| body.strip_prefix("0B")) {
+            (2, d)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, &body[1..])
+        } else {
+            (10, body)
+        };
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return IntParse::No;
     }
@@ -282,7 +288,9 @@ pub fn parse_timestamp(s: &str) -> Option<String> {
         None | Some("Z") | Some("+00:00") | Some("-00:00") => "Z".to_string(),
         Some(z) => z.to_string(),
     };
-    Some(format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}{frac}{zone}"))
+    Some(format!(
+        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{se:02}{frac}{zone}"
+    ))
 }
 
 fn days_in_month(y: u32, m: u32) -> u32 {
@@ -295,6 +303,7 @@ fn days_in_month(y: u32, m: u32) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
@@ -314,7 +323,10 @@ mod tests {
         assert_eq!(mac("FALSE"), "False");
         assert_eq!(mac("yes"), "yes");
         assert_eq!(mac("2024-01-01"), "2024-01-01T00:00:00Z");
-        assert_eq!(mac("2024-01-01T10:00:00.500+02:00"), "2024-01-01T10:00:00.5+02:00");
+        assert_eq!(
+            mac("2024-01-01T10:00:00.500+02:00"),
+            "2024-01-01T10:00:00.5+02:00"
+        );
         assert_eq!(mac("2024-13-01"), "2024-13-01");
         assert_eq!(mac("-.inf"), "-Inf");
         assert_eq!(mac(".5"), "0.5");
@@ -324,6 +336,9 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        assert_eq!(format!("{:?}", Plain::str("hunter2")), "Plain::Str(<redacted>)");
+        assert_eq!(
+            format!("{:?}", Plain::str("hunter2")),
+            "Plain::Str(<redacted>)"
+        );
     }
 }

@@ -7,8 +7,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use kiwi_tooling::sops::config::rule_for_file;
 use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
-use kiwi_tooling::sops::tree::{rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions};
-use kiwi_tooling::sops::{encrypt, open, AgeRecipient, FileFormat, Identities, KeySpec, Rules, SopsError, Unlock};
+use kiwi_tooling::sops::tree::{
+    rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions,
+};
+use kiwi_tooling::sops::{
+    encrypt, open, AgeRecipient, FileFormat, Identities, KeySpec, Rules, SopsError, Unlock,
+};
 
 /// Input formats.
 #[derive(Clone, Copy, ValueEnum)]
@@ -140,11 +144,16 @@ pub enum SecretsCommand {
 }
 
 fn recipients(args: &[String]) -> Result<Vec<AgeRecipient>> {
-    Ok(args.iter().map(|a| AgeRecipient::parse_list(a)).collect::<Result<Vec<_>, _>>()?.concat())
+    Ok(args
+        .iter()
+        .map(|a| AgeRecipient::parse_list(a))
+        .collect::<Result<Vec<_>, _>>()?
+        .concat())
 }
 
 fn format_of(file: &Path, t: Option<InputType>) -> FileFormat {
-    t.map(FileFormat::from).unwrap_or_else(|| FileFormat::from_path(file))
+    t.map(FileFormat::from)
+        .unwrap_or_else(|| FileFormat::from_path(file))
 }
 
 /// Runs a `secrets` subcommand; returns the exit status.
@@ -161,7 +170,13 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             mac_only_encrypted,
             input_type,
         } => {
-            let flags = Rules { encrypted_regex, unencrypted_regex, encrypted_suffix, unencrypted_suffix, mac_only_encrypted };
+            let flags = Rules {
+                encrypted_regex,
+                unencrypted_regex,
+                encrypted_suffix,
+                unencrypted_suffix,
+                mac_only_encrypted,
+            };
             let (spec, rules) = if age.is_empty() {
                 let rule = rule_for_file(&file)?.ok_or(SopsError::NoRecipients)?;
                 let flags_given = flags != Rules::default();
@@ -179,7 +194,12 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        SecretsCommand::Decrypt { file, out, input_type, ids } => {
+        SecretsCommand::Decrypt {
+            file,
+            out,
+            input_type,
+            ids,
+        } => {
             let ids = Identities::from_env(&ids.identity)?;
             let src = read(&file)?;
             let doc = open(&src, format_of(&file, input_type), Unlock::Identities(&ids))
@@ -191,13 +211,25 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             }
             Ok(0)
         }
-        SecretsCommand::Updatekeys { paths, yes, ids, tree } => {
+        SecretsCommand::Updatekeys {
+            paths,
+            yes,
+            ids,
+            tree,
+        } => {
             let ids = Identities::from_env(&ids.identity)?;
-            let opts = TreeOptions { progress: !tree.json, jobs: tree.jobs };
+            let opts = TreeOptions {
+                progress: !tree.json,
+                jobs: tree.jobs,
+            };
             let mut apply = yes;
             if !yes {
                 let plan = run_tree(&paths, &opts, |p| updatekeys_file(p, &ids, false))?;
-                let pending: Vec<_> = plan.files.iter().filter(|f| f.status == Status::Pending).collect();
+                let pending: Vec<_> = plan
+                    .files
+                    .iter()
+                    .filter(|f| f.status == Status::Pending)
+                    .collect();
                 for f in &pending {
                     eprintln!("{}: {}", f.path.display(), f.problems.join("; "));
                 }
@@ -205,7 +237,10 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                     return Ok(report("updatekeys", &plan, tree.json));
                 }
                 if !std::io::stdin().is_terminal() {
-                    bail!("{} file(s) would change; pass --yes to apply without a prompt", pending.len());
+                    bail!(
+                        "{} file(s) would change; pass --yes to apply without a prompt",
+                        pending.len()
+                    );
                 }
                 eprint!("Update the keys of {} file(s)? [y/N] ", pending.len());
                 let mut answer = String::new();
@@ -219,20 +254,36 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             let s = run_tree(&paths, &opts, |p| updatekeys_file(p, &ids, apply))?;
             Ok(report("updatekeys", &s, tree.json))
         }
-        SecretsCommand::Rotate { paths, add_age, rm_age, ids, tree } => {
+        SecretsCommand::Rotate {
+            paths,
+            add_age,
+            rm_age,
+            ids,
+            tree,
+        } => {
             let ids = Identities::from_env(&ids.identity)?;
             let add = recipients(&add_age)?;
-            let rm: Vec<String> = rm_age.iter().flat_map(|r| r.split(',').map(|s| s.trim().to_string())).collect();
-            let opts = TreeOptions { progress: !tree.json, jobs: tree.jobs };
+            let rm: Vec<String> = rm_age
+                .iter()
+                .flat_map(|r| r.split(',').map(|s| s.trim().to_string()))
+                .collect();
+            let opts = TreeOptions {
+                progress: !tree.json,
+                jobs: tree.jobs,
+            };
             let s = run_tree(&paths, &opts, |p| rotate_file(p, &ids, &add, &rm))?;
             Ok(report("rotate", &s, tree.json))
         }
         SecretsCommand::Verify { paths, ids, tree } => {
             let ids = Identities::from_env(&ids.identity)?;
-            let opts = TreeOptions { progress: !tree.json, jobs: tree.jobs };
+            let opts = TreeOptions {
+                progress: !tree.json,
+                jobs: tree.jobs,
+            };
             let s = run_tree(&paths, &opts, |p| verify_file(p, &ids))?;
             if !tree.json {
-                let mut by_recipient: std::collections::BTreeMap<&str, Vec<&Path>> = Default::default();
+                let mut by_recipient: std::collections::BTreeMap<&str, Vec<&Path>> =
+                    Default::default();
                 for f in &s.files {
                     for r in &f.recipients {
                         by_recipient.entry(r.as_str()).or_default().push(&f.path);

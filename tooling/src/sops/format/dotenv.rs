@@ -22,7 +22,11 @@ pub(crate) fn parse(src: &str) -> Result<Parsed> {
             continue;
         }
         if let Some(text) = line.strip_prefix('#') {
-            leaves.push(Leaf::Comment { path: vec![], span: start..start + line.len(), text: text.to_string() });
+            leaves.push(Leaf::Comment {
+                path: vec![],
+                span: start..start + line.len(),
+                text: text.to_string(),
+            });
             continue;
         }
         let eq = line.find('=').ok_or_else(|| SopsError::Malformed {
@@ -48,7 +52,11 @@ pub(crate) fn parse(src: &str) -> Result<Parsed> {
     let meta = if meta_lines.is_empty() {
         None
     } else {
-        Some(MetaBlock { value: unflatten(&meta_lines), spans: spans.clone(), remove: spans })
+        Some(MetaBlock {
+            value: unflatten(&meta_lines),
+            spans: spans.clone(),
+            remove: spans,
+        })
     };
     Ok(Parsed { leaves, meta })
 }
@@ -71,11 +79,22 @@ fn tokenize(path: &str) -> Vec<Tok> {
             Some((i, l, m)) => {
                 let p = &rest[..i];
                 let r = &rest[i + l..];
-                let tok = if kind_map { Tok::Map(p.to_string()) } else { Tok::List(p.parse().unwrap_or(0)) };
+                let tok = if kind_map {
+                    Tok::Map(p.to_string())
+                } else {
+                    Tok::List(p.parse().unwrap_or(0))
+                };
                 kind_map = m;
                 (tok, Some(r))
             }
-            None => (if kind_map { Tok::Map(rest.to_string()) } else { Tok::List(rest.parse().unwrap_or(0)) }, None),
+            None => (
+                if kind_map {
+                    Tok::Map(rest.to_string())
+                } else {
+                    Tok::List(rest.parse().unwrap_or(0))
+                },
+                None,
+            ),
         };
         toks.push(piece);
         match after {
@@ -160,7 +179,10 @@ pub(crate) fn plain_text(v: &Plain, path: &[String]) -> Result<String> {
     Ok(match v {
         Plain::Str(s) => s.replace('\n', "\\n"),
         Plain::Bytes(_) => {
-            return Err(SopsError::BadValue { path: path.join(":"), detail: "value is not UTF-8 text".into() })
+            return Err(SopsError::BadValue {
+                path: path.join(":"),
+                detail: "value is not UTF-8 text".into(),
+            })
         }
         Plain::Null => String::new(),
         Plain::Int(i) => i.to_string(),
@@ -171,13 +193,20 @@ pub(crate) fn plain_text(v: &Plain, path: &[String]) -> Result<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
     #[test]
     fn metadata_flattening_round_trips() {
         let m = MVal::Map(vec![
-            ("age".into(), MVal::List(vec![MVal::Map(vec![("recipient".into(), MVal::Str("r".into())), ("enc".into(), MVal::Str("a\nb\n".into()))])])),
+            (
+                "age".into(),
+                MVal::List(vec![MVal::Map(vec![
+                    ("recipient".into(), MVal::Str("r".into())),
+                    ("enc".into(), MVal::Str("a\nb\n".into())),
+                ])]),
+            ),
             ("version".into(), MVal::Str("3.11.0".into())),
         ]);
         let text = meta_text(&m);

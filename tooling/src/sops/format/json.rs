@@ -9,7 +9,10 @@ use crate::sops::metadata::MVal;
 use crate::sops::value::{go_format_float, Plain};
 
 fn malformed(detail: impl Into<String>) -> SopsError {
-    SopsError::Malformed { format: "json", detail: detail.into() }
+    SopsError::Malformed {
+        format: "json",
+        detail: detail.into(),
+    }
 }
 
 struct P<'a> {
@@ -47,7 +50,8 @@ impl P<'_> {
                 b'\\' => self.i += 2,
                 b'"' => {
                     self.i += 1;
-                    return serde_json::from_str(&self.s[start..self.i]).map_err(|e| malformed(e.to_string()));
+                    return serde_json::from_str(&self.s[start..self.i])
+                        .map_err(|e| malformed(e.to_string()));
                 }
                 _ => self.i += 1,
             }
@@ -62,7 +66,12 @@ impl P<'_> {
         let leaf = |p: &mut Self, v: Plain| -> J {
             if let Some(path) = path {
                 if !matches!(v, Plain::Null) {
-                    p.leaves.push(Leaf::Value { path: path.to_vec(), span: start..p.i, value: v.clone(), ctx: Ctx::Json });
+                    p.leaves.push(Leaf::Value {
+                        path: path.to_vec(),
+                        span: start..p.i,
+                        value: v.clone(),
+                        ctx: Ctx::Json,
+                    });
                 }
             }
             J::Leaf(v)
@@ -143,10 +152,17 @@ impl P<'_> {
                 Ok(leaf(self, Plain::Null))
             }
             Some(b'-' | b'0'..=b'9') => {
-                while self.i < self.b.len() && matches!(self.b[self.i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while self.i < self.b.len()
+                    && matches!(
+                        self.b[self.i],
+                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
+                    )
+                {
                     self.i += 1;
                 }
-                let f: f64 = self.s[start..self.i].parse().map_err(|_| malformed(format!("bad number at byte {start}")))?;
+                let f: f64 = self.s[start..self.i]
+                    .parse()
+                    .map_err(|_| malformed(format!("bad number at byte {start}")))?;
                 if !f.is_finite() {
                     return self.err("number out of range");
                 }
@@ -170,11 +186,20 @@ fn to_mval(j: J) -> MVal {
 }
 
 /// Parses a JSON document whose top level is an object.
+#[allow(clippy::single_range_in_vec_init)] // `spans`/`remove` are lists of spans; JSON needs one
 pub(crate) fn parse(src: &str) -> Result<Parsed> {
-    let mut p = P { s: src, b: src.as_bytes(), i: 0, leaves: Vec::new() };
+    let mut p = P {
+        s: src,
+        b: src.as_bytes(),
+        i: 0,
+        leaves: Vec::new(),
+    };
     p.ws();
     if p.b.get(p.i) != Some(&b'{') {
-        return Err(SopsError::Unsupported { format: "json", detail: "the top level must be an object".into() });
+        return Err(SopsError::Unsupported {
+            format: "json",
+            detail: "the top level must be an object".into(),
+        });
     }
     p.i += 1;
     let mut meta = None;
@@ -195,14 +220,22 @@ pub(crate) fn parse(src: &str) -> Result<Parsed> {
             p.i += 1;
             if let Some((start, mv, span)) = pending_remove.take() {
                 // The sops member was first: remove it up to this key.
-                meta = Some(MetaBlock { value: mv, spans: vec![span], remove: vec![start..key_start] });
+                meta = Some(MetaBlock {
+                    value: mv,
+                    spans: vec![span],
+                    remove: vec![start..key_start],
+                });
             }
             if k == "sops" {
                 let v = p.value(None)?;
                 let span = key_start..p.i;
                 match prev_end {
                     Some(pe) => {
-                        meta = Some(MetaBlock { value: to_mval(v), spans: vec![span.clone()], remove: vec![pe..span.end] })
+                        meta = Some(MetaBlock {
+                            value: to_mval(v),
+                            spans: vec![span.clone()],
+                            remove: vec![pe..span.end],
+                        })
                     }
                     None => pending_remove = Some((key_start, to_mval(v), span)),
                 }
@@ -222,13 +255,20 @@ pub(crate) fn parse(src: &str) -> Result<Parsed> {
         }
     }
     if let Some((start, mv, span)) = pending_remove {
-        meta = Some(MetaBlock { value: mv, spans: vec![span.clone()], remove: vec![start..span.end] });
+        meta = Some(MetaBlock {
+            value: mv,
+            spans: vec![span.clone()],
+            remove: vec![start..span.end],
+        });
     }
     p.ws();
     if p.i != p.b.len() {
         return p.err("trailing data");
     }
-    Ok(Parsed { leaves: p.leaves, meta })
+    Ok(Parsed {
+        leaves: p.leaves,
+        meta,
+    })
 }
 
 /// JSON text for a decrypted value.
@@ -237,12 +277,18 @@ pub(crate) fn plain_text(v: &Plain, path: &[String]) -> Result<String> {
         Plain::Null => "null".into(),
         Plain::Str(s) => serde_json::to_string(s.as_str()).unwrap_or_default(),
         Plain::Bytes(_) => {
-            return Err(SopsError::BadValue { path: path.join(":"), detail: "value is not UTF-8 text".into() })
+            return Err(SopsError::BadValue {
+                path: path.join(":"),
+                detail: "value is not UTF-8 text".into(),
+            })
         }
         Plain::Int(i) => i.to_string(),
         Plain::Float(f) if f.is_finite() => go_format_float(*f),
         Plain::Float(_) => {
-            return Err(SopsError::BadValue { path: path.join(":"), detail: "NaN/Inf cannot be written as JSON".into() })
+            return Err(SopsError::BadValue {
+                path: path.join(":"),
+                detail: "NaN/Inf cannot be written as JSON".into(),
+            })
         }
         Plain::Bool(b) => b.to_string(),
         Plain::Time(t) => format!("\"{t}\""),
@@ -312,6 +358,7 @@ pub(crate) fn meta_insert(src: &str, m: &MVal) -> Vec<(Range<usize>, Vec<u8>)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
@@ -321,6 +368,9 @@ mod tests {
         let p = parse(src).unwrap();
         assert_eq!(p.leaves.len(), 2);
         let m = p.meta.unwrap();
-        assert_eq!(&src[m.remove[0].clone()], ", \"sops\": {\"version\": \"3\"}");
+        assert_eq!(
+            &src[m.remove[0].clone()],
+            ", \"sops\": {\"version\": \"3\"}"
+        );
     }
 }

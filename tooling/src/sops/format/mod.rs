@@ -31,8 +31,14 @@ pub enum FileFormat {
 impl FileFormat {
     /// Picks the format from a file name, as sops does (`.yaml`/`.yml`, `.json`, `.env`, else binary).
     pub fn from_path(path: &Path) -> FileFormat {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default();
         match ext {
             "yaml" | "yml" => FileFormat::Yaml,
             "json" => FileFormat::Json,
@@ -181,7 +187,9 @@ pub(crate) fn meta_edits(
         (Some(m), Some(b)) => {
             let text = match format {
                 FileFormat::Yaml => yaml::meta_text(m),
-                FileFormat::Json | FileFormat::Binary => json::meta_member(m, &json::indent_unit(src)),
+                FileFormat::Json | FileFormat::Binary => {
+                    json::meta_member(m, &json::indent_unit(src))
+                }
                 FileFormat::Dotenv => dotenv::meta_text(m),
             };
             let mut edits = vec![(b.spans[0].clone(), text.into_bytes())];

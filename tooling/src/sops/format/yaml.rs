@@ -2,7 +2,6 @@
 //! comments get the key path sops gives them, and edits keep each scalar's quoting style.
 
 use std::ops::Range;
-use std::str::FromStr;
 
 use rowan::ast::AstNode;
 use rowan::NodeOrToken;
@@ -45,11 +44,17 @@ pub(crate) struct YamlCtx {
 }
 
 fn malformed(detail: impl Into<String>) -> SopsError {
-    SopsError::Malformed { format: "yaml", detail: detail.into() }
+    SopsError::Malformed {
+        format: "yaml",
+        detail: detail.into(),
+    }
 }
 
 fn unsupported(detail: impl Into<String>) -> SopsError {
-    SopsError::Unsupported { format: "yaml", detail: detail.into() }
+    SopsError::Unsupported {
+        format: "yaml",
+        detail: detail.into(),
+    }
 }
 
 fn range(n: &Node) -> Range<usize> {
@@ -69,14 +74,21 @@ fn line_indent(src: &str, pos: usize) -> usize {
 /// Parses a YAML document into leaves and its metadata block.
 pub(crate) fn parse(src: &str) -> Result<Parsed> {
     let parse = YamlFile::parse(src);
-    if let Some(e) = parse.errors().first() {
-        return Err(malformed(e.clone()));
+    if parse.has_errors() {
+        return Err(malformed(
+            parse.errors().first().cloned().unwrap_or_default(),
+        ));
     }
-    let file = YamlFile::from_str(src).map_err(|e| malformed(e.to_string()))?;
+    let file: YamlFile = parse.tree();
     let root = file.syntax().clone();
     for el in root.descendants_with_tokens() {
         match el.kind() {
-            K::ERROR => return Err(malformed(format!("syntax error near byte {}", usize::from(el.text_range().start())))),
+            K::ERROR => {
+                return Err(malformed(format!(
+                    "syntax error near byte {}",
+                    usize::from(el.text_range().start())
+                )))
+            }
             K::ANCHOR | K::REFERENCE | K::ALIAS => return Err(unsupported("anchors and aliases")),
             K::TAG | K::TAGGED_NODE => return Err(unsupported("tags (`!!…`)")),
             K::MERGE_KEY => return Err(unsupported("merge keys (`<<`)")),
@@ -84,11 +96,18 @@ pub(crate) fn parse(src: &str) -> Result<Parsed> {
             _ => {}
         }
     }
-    let docs: Vec<Node> = root.children().filter(|n| n.kind() == K::DOCUMENT).collect();
+    let docs: Vec<Node> = root
+        .children()
+        .filter(|n| n.kind() == K::DOCUMENT)
+        .collect();
     if docs.len() > 1 {
         return Err(unsupported("more than one document"));
     }
-    let mut w = Walker { src, leaves: Vec::new(), meta: None };
+    let mut w = Walker {
+        src,
+        leaves: Vec::new(),
+        meta: None,
+    };
     if let Some(doc) = docs.first() {
         for el in doc.children_with_tokens() {
             match el {
@@ -112,7 +131,10 @@ pub(crate) fn parse(src: &str) -> Result<Parsed> {
     leaves.sort_by_key(|l| match l {
         Leaf::Value { span, .. } | Leaf::Comment { span, .. } => span.start,
     });
-    Ok(Parsed { leaves, meta: w.meta })
+    Ok(Parsed {
+        leaves,
+        meta: w.meta,
+    })
 }
 
 struct Walker<'a> {
@@ -122,7 +144,8 @@ struct Walker<'a> {
 }
 
 fn is_flow(n: &Node) -> bool {
-    n.children_with_tokens().any(|e| matches!(e.kind(), K::LEFT_BRACE | K::LEFT_BRACKET))
+    n.children_with_tokens()
+        .any(|e| matches!(e.kind(), K::LEFT_BRACE | K::LEFT_BRACKET))
 }
 
 impl Walker<'_> {
@@ -150,7 +173,9 @@ impl Walker<'_> {
                     }
                     seen.push(key);
                 }
-                NodeOrToken::Node(e) => return Err(malformed(format!("unexpected {:?} in a mapping", e.kind()))),
+                NodeOrToken::Node(e) => {
+                    return Err(malformed(format!("unexpected {:?} in a mapping", e.kind())))
+                }
             }
         }
         Ok(())
@@ -164,7 +189,12 @@ impl Walker<'_> {
             .ok_or_else(|| unsupported("complex or missing mapping key"))?;
         let key = match self.scalar(&key_node)? {
             (Plain::Str(s), _) => s.to_string(),
-            _ => return Err(unsupported(format!("non-string key `{}`", &self.src[range(&key_node)]))),
+            _ => {
+                return Err(unsupported(format!(
+                    "non-string key `{}`",
+                    &self.src[range(&key_node)]
+                )))
+            }
         };
         let value = e.children().find(|c| c.kind() == K::VALUE);
         if top && key == "sops" {
@@ -177,7 +207,11 @@ impl Walker<'_> {
             if self.src[r.end..].starts_with('\n') {
                 r.end += 1;
             }
-            self.meta = Some(MetaBlock { value: mv, spans: vec![r.clone()], remove: vec![r] });
+            self.meta = Some(MetaBlock {
+                value: mv,
+                spans: vec![r.clone()],
+                remove: vec![r],
+            });
             return Ok(key);
         }
         for el in e.children_with_tokens() {
@@ -190,7 +224,9 @@ impl Walker<'_> {
         let mut child = path.to_vec();
         child.push(key.clone());
         let Some(v) = value else { return Ok(key) };
-        let content = v.children().find(|c| matches!(c.kind(), K::SCALAR | K::MAPPING | K::SEQUENCE));
+        let content = v
+            .children()
+            .find(|c| matches!(c.kind(), K::SCALAR | K::MAPPING | K::SEQUENCE));
         let collection = content.as_ref().is_some_and(|c| c.kind() != K::SCALAR);
         for el in v.children_with_tokens() {
             if let NodeOrToken::Token(t) = el {
@@ -217,7 +253,9 @@ impl Walker<'_> {
                 NodeOrToken::Node(e) if e.kind() == K::SEQUENCE_ENTRY => {
                     for el in e.children_with_tokens() {
                         match el {
-                            NodeOrToken::Token(t) if t.kind() == K::COMMENT => self.comment(&t, path),
+                            NodeOrToken::Token(t) if t.kind() == K::COMMENT => {
+                                self.comment(&t, path)
+                            }
                             NodeOrToken::Token(_) => {}
                             NodeOrToken::Node(c) => match c.kind() {
                                 K::SCALAR => self.leaf(&c, path.to_vec(), &e, flow)?,
@@ -228,7 +266,9 @@ impl Walker<'_> {
                         }
                     }
                 }
-                NodeOrToken::Node(e) => return Err(malformed(format!("unexpected {:?} in a list", e.kind()))),
+                NodeOrToken::Node(e) => {
+                    return Err(malformed(format!("unexpected {:?} in a list", e.kind())))
+                }
             }
         }
         Ok(())
@@ -244,7 +284,11 @@ impl Walker<'_> {
         let rest = &self.src[span.end..];
         let line_rest = &rest[..rest.find('\n').unwrap_or(rest.len())];
         let block_indent = if style == Style::Block {
-            raw.lines().skip(1).find(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).unwrap_or(0)
+            raw.lines()
+                .skip(1)
+                .find(|l| !l.trim().is_empty())
+                .map(|l| l.len() - l.trim_start().len())
+                .unwrap_or(0)
         } else {
             0
         };
@@ -256,7 +300,12 @@ impl Walker<'_> {
             line_tail: !raw.ends_with('\n') && !line_rest.trim().is_empty(),
             ends_nl: raw.ends_with('\n'),
         };
-        self.leaves.push(Leaf::Value { path, span, value, ctx: Ctx::Yaml(ctx) });
+        self.leaves.push(Leaf::Value {
+            path,
+            span,
+            value,
+            ctx: Ctx::Yaml(ctx),
+        });
         Ok(())
     }
 
@@ -267,13 +316,22 @@ impl Walker<'_> {
         Ok(match raw.as_bytes().first() {
             Some(b'"') => (Plain::str(decode_double(trimmed)?), Style::Double),
             Some(b'\'') => (Plain::str(decode_single(trimmed)?), Style::Single),
-            Some(b'|') | Some(b'>') => (Plain::str(decode_block(raw, line_indent(self.src, r.start))?), Style::Block),
-            _ => (resolve_plain(&fold_plain(trimmed)).map_err(unsupported)?, Style::Plain),
+            Some(b'|') | Some(b'>') => (
+                Plain::str(decode_block(raw, line_indent(self.src, r.start))?),
+                Style::Block,
+            ),
+            _ => (
+                resolve_plain(&fold_plain(trimmed)).map_err(unsupported)?,
+                Style::Plain,
+            ),
         })
     }
 
     fn mval_value(&self, v: &Node) -> Result<MVal> {
-        match v.children().find(|c| matches!(c.kind(), K::SCALAR | K::MAPPING | K::SEQUENCE)) {
+        match v
+            .children()
+            .find(|c| matches!(c.kind(), K::SCALAR | K::MAPPING | K::SEQUENCE))
+        {
             Some(c) => self.mval(&c),
             None => Ok(MVal::Str(String::new())),
         }
@@ -315,7 +373,10 @@ impl Walker<'_> {
             K::SEQUENCE => {
                 let mut l = Vec::new();
                 for e in n.children().filter(|c| c.kind() == K::SEQUENCE_ENTRY) {
-                    if let Some(c) = e.children().find(|c| matches!(c.kind(), K::SCALAR | K::MAPPING | K::SEQUENCE)) {
+                    if let Some(c) = e
+                        .children()
+                        .find(|c| matches!(c.kind(), K::SCALAR | K::MAPPING | K::SEQUENCE))
+                    {
                         l.push(self.mval(&c)?);
                     }
                 }
@@ -369,13 +430,23 @@ fn fold_plain(raw: &str) -> String {
 }
 
 fn decode_single(raw: &str) -> Result<String> {
-    let body = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')).ok_or_else(|| malformed("unterminated '"))?;
-    let body = if body.contains('\n') { fold_lines(body, false, false) } else { body.to_string() };
+    let body = raw
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .ok_or_else(|| malformed("unterminated '"))?;
+    let body = if body.contains('\n') {
+        fold_lines(body, false, false)
+    } else {
+        body.to_string()
+    };
     Ok(body.replace("''", "'"))
 }
 
 fn decode_double(raw: &str) -> Result<String> {
-    let body = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')).ok_or_else(|| malformed("unterminated \""))?;
+    let body = raw
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .ok_or_else(|| malformed("unterminated \""))?;
     // Escaped line breaks join lines without a space; mark them before folding.
     let mut joined = String::new();
     if body.contains('\n') {
@@ -383,7 +454,11 @@ fn decode_double(raw: &str) -> Result<String> {
         let mut acc: Vec<String> = Vec::new();
         let mut cont = false;
         for l in lines {
-            let l2 = if cont { l.trim_start_matches([' ', '\t']) } else { l };
+            let l2 = if cont {
+                l.trim_start_matches([' ', '\t'])
+            } else {
+                l
+            };
             let bs = l2.len() - l2.trim_end_matches('\\').len();
             if cont {
                 if let Some(last) = acc.last_mut() {
@@ -410,10 +485,15 @@ fn decode_double(raw: &str) -> Result<String> {
             out.push(c);
             continue;
         }
-        let e = it.next().ok_or_else(|| malformed("dangling \\ in a double-quoted string"))?;
+        let e = it
+            .next()
+            .ok_or_else(|| malformed("dangling \\ in a double-quoted string"))?;
         let hex = |it: &mut std::str::Chars, n: usize| -> Result<char> {
             let h: String = it.take(n).collect();
-            u32::from_str_radix(&h, 16).ok().and_then(char::from_u32).ok_or_else(|| malformed("bad escape"))
+            u32::from_str_radix(&h, 16)
+                .ok()
+                .and_then(char::from_u32)
+                .ok_or_else(|| malformed("bad escape"))
         };
         match e {
             '0' => out.push('\0'),
@@ -447,20 +527,32 @@ fn decode_block(raw: &str, parent_indent: usize) -> Result<String> {
     let header = lines.next().unwrap_or_default();
     let header = header.split(" #").next().unwrap_or_default().trim();
     let folded = header.starts_with('>');
-    let chomp = if header.contains('-') { '-' } else if header.contains('+') { '+' } else { ' ' };
-    let explicit = header.chars().find(|c| c.is_ascii_digit()).and_then(|c| c.to_digit(10));
+    let chomp = if header.contains('-') {
+        '-'
+    } else if header.contains('+') {
+        '+'
+    } else {
+        ' '
+    };
+    let explicit = header
+        .chars()
+        .find(|c| c.is_ascii_digit())
+        .and_then(|c| c.to_digit(10));
     let mut body: Vec<&str> = lines.collect();
     if raw.ends_with('\n') {
         body.pop();
     }
     let indent = match explicit {
         Some(d) => parent_indent + d as usize,
-        None => body.iter().find(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start_matches(' ').len()).unwrap_or(0),
+        None => body
+            .iter()
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.len() - l.trim_start_matches(' ').len())
+            .unwrap_or(0),
     };
     let content: Vec<&str> = body
         .iter()
         .map(|l| if l.len() >= indent { &l[indent..] } else { "" })
-        .map(|l| if l.trim().is_empty() && l.len() < 1 { "" } else { l })
         .collect();
     let mut out = String::new();
     let mut pending = 0usize;
@@ -515,20 +607,30 @@ pub(crate) fn enc_text(c: &YamlCtx, _src: &str, _span: &Range<usize>, enc: &str)
         Style::Single => format!("'{enc}'"),
         Style::Double => format!("\"{enc}\""),
         Style::Block => {
-            let indent = if c.block_indent > c.parent_col { c.block_indent } else { c.parent_col + 2 };
-            format!("|-\n{}{enc}{}", " ".repeat(indent), if c.ends_nl { "\n" } else { "" })
+            let indent = if c.block_indent > c.parent_col {
+                c.block_indent
+            } else {
+                c.parent_col + 2
+            };
+            format!(
+                "|-\n{}{enc}{}",
+                " ".repeat(indent),
+                if c.ends_nl { "\n" } else { "" }
+            )
         }
     }
 }
 
 const YAML11_BOOLS: [&str; 22] = [
-    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF", "true", "false",
-    "True", "False", "TRUE", "FALSE",
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+    "OFF", "true", "false", "True", "False", "TRUE", "FALSE",
 ];
 
 /// Whether `s` can be written as a plain scalar and read back as the same string.
 fn plain_safe(s: &str, flow: bool) -> bool {
-    let Some(first) = s.chars().next() else { return false };
+    let Some(first) = s.chars().next() else {
+        return false;
+    };
     if s.trim() != s
         || "-?:,[]{}#&*!|>'\"%@`".contains(first)
         || s.contains(": ")
@@ -580,7 +682,9 @@ fn literal(s: &str, indent: usize, ends_nl: bool) -> Option<String> {
     };
     let lines: Vec<&str> = body.split('\n').collect();
     let bad = s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
-        || lines.first().is_none_or(|l| l.starts_with([' ', '\t']) || l.is_empty())
+        || lines
+            .first()
+            .is_none_or(|l| l.starts_with([' ', '\t']) || l.is_empty())
         || lines.iter().any(|l| !l.is_empty() && l.trim().is_empty());
     if bad {
         return None;
@@ -625,12 +729,19 @@ pub(crate) fn plain_text(c: &YamlCtx, v: &Plain, path: &[String]) -> Result<Stri
             })
         }
         Plain::Bytes(_) => {
-            return Err(SopsError::BadValue { path: path.join(":"), detail: "value is not UTF-8 text".into() })
+            return Err(SopsError::BadValue {
+                path: path.join(":"),
+                detail: "value is not UTF-8 text".into(),
+            })
         }
         Plain::Str(s) => s,
     };
     let block_ok = !c.flow && !c.line_tail;
-    let literal_indent = if c.block_indent > c.parent_col { c.block_indent } else { c.parent_col + 2 };
+    let literal_indent = if c.block_indent > c.parent_col {
+        c.block_indent
+    } else {
+        c.parent_col + 2
+    };
     let text = match c.style {
         Style::Block if block_ok => literal(s, literal_indent, c.ends_nl),
         Style::Single => single_quoted(s).filter(|_| !s.contains('\n')),
@@ -703,7 +814,9 @@ fn emit(v: &MVal, indent: usize, out: &mut String) {
 
 fn scalar_text(v: &MVal, block_indent: usize) -> String {
     match v {
-        MVal::Str(s) if s.contains('\n') => literal(s, block_indent, false).unwrap_or_else(|| double_quoted(s)),
+        MVal::Str(s) if s.contains('\n') => {
+            literal(s, block_indent, false).unwrap_or_else(|| double_quoted(s))
+        }
         MVal::Str(s) => inline_str(s),
         MVal::Int(i) => i.to_string(),
         MVal::Bool(b) => b.to_string(),
@@ -719,6 +832,7 @@ pub(crate) fn meta_text(m: &MVal) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
 
@@ -755,13 +869,33 @@ mod tests {
                 Leaf::Comment { path, text, .. } => format!("c {} {}", path.join(":"), text),
             })
             .collect();
-        assert_eq!(got, ["c   top", "c a  in a", "v a:b", "v a:b:c", "v l", "c l  tail"]);
+        assert_eq!(
+            got,
+            [
+                "c   top",
+                "c a  in a",
+                "v a:b",
+                "v a:b:c",
+                "v l",
+                "c l  tail"
+            ]
+        );
     }
 
     #[test]
     fn literal_round_trip() {
-        let c = YamlCtx { style: Style::Plain, parent_col: 0, block_indent: 0, flow: false, line_tail: false, ends_nl: false };
-        assert_eq!(plain_text(&c, &Plain::str("l1\nl2\n"), &[]).unwrap(), "|\n  l1\n  l2");
+        let c = YamlCtx {
+            style: Style::Plain,
+            parent_col: 0,
+            block_indent: 0,
+            flow: false,
+            line_tail: false,
+            ends_nl: false,
+        };
+        assert_eq!(
+            plain_text(&c, &Plain::str("l1\nl2\n"), &[]).unwrap(),
+            "|\n  l1\n  l2"
+        );
         assert_eq!(plain_text(&c, &Plain::str("yes"), &[]).unwrap(), "'yes'");
         assert_eq!(plain_text(&c, &Plain::str("a: b"), &[]).unwrap(), "'a: b'");
         assert_eq!(plain_text(&c, &Plain::str("hello"), &[]).unwrap(), "hello");
