@@ -10,4 +10,5 @@ pub mod crl;
 pub mod githook;
 pub mod intermediate;
 pub mod registry;
+pub mod sops;
 pub mod staterepo;

@@ -2,6 +2,8 @@
 //!
 //! It parses arguments, calls the library and prints; all logic lives in the library.
 
+mod secrets;
+
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -13,7 +15,7 @@ use time::OffsetDateTime;
 use kiwi_signer::slug::{Slug, Tier};
 use kiwi_tooling::{crl, githook, registry, staterepo};
 
-const EXIT_HELP: &str = "Exit status: 0 success; 1 refused, failed or found problems (nothing was changed); 2 bad usage.";
+const EXIT_HELP: &str = "Exit status: 0 success; 1 refused, failed, or a file failed, did not verify or does not conform (nothing was changed); 2 bad usage.";
 
 /// KiwiStack online PKI and secrets tooling.
 #[derive(Parser)]
@@ -25,6 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// SOPS/age secrets in state repos (sops 3.x compatible).
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// The customer registry of the platform repo (customers/*.yaml).
     Registry {
         #[command(subcommand)]
@@ -153,6 +158,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Secrets(c) => {
+            let code = secrets::run(c)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
         Command::Registry {
             command: RegistryCommand::Validate { dir, json },
         } => {

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): kiwictl secrets rotate over a tree of 2,000 SOPS files in 100 state
+# repos, against a loop of `sops rotate -i` over the same files; and one decrypt against `sops -d`.
+#
+#   bench/sops-rotate.sh [FILES_PER_REPO] [REPOS]      (defaults 20 x 100 = 2,000 files)
+#
+# Needs scripts/install-test-deps (sops in .venv/bin). Builds kiwictl in release mode.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+per_repo=${1:-20}
+repos=${2:-100}
+sops="${KIWI_VENV:-$root/.venv}/bin/sops"
+[ -x "$sops" ] || { echo "sops-rotate.sh: $sops missing; run scripts/install-test-deps" >&2; exit 1; }
+(cd "$root" && cargo build -q --release -p kiwi-tooling --bin kiwictl)
+kiwictl="${CARGO_TARGET_DIR:-$root/target}/release/kiwictl"
+keys="$root/tests/fixtures/sops/keys"
+export SOPS_AGE_KEY_FILE="$keys/test1.agekey"
+r1=$(grep -o 'age1[0-9a-z]*' "$keys/test1.agekey" | head -n1)
+
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+# One realistic secret (comments, nested values, a certificate), encrypted by sops itself.
+cp "$root/tests/fixtures/sops/plain/basic.yaml" "$work/seed.yaml"
+"$sops" encrypt --age "$r1" "$work/seed.yaml" > "$work/seed.enc.yaml"
+make_tree() { # make_tree DIR
+  for r in $(seq 1 "$repos"); do
+    local repo="$1/state-$r"
+    mkdir -p "$repo/.git" "$repo/secrets"
+    printf 'creation_rules:\n  - age: %s\n' "$r1" > "$repo/.sops.yaml"
+    for f in $(seq 1 "$per_repo"); do cp "$work/seed.enc.yaml" "$repo/secrets/s$f.yaml"; done
+  done
+}
+make_tree "$work/a"; make_tree "$work/b"
+n=$((per_repo * repos))
+echo "tree: $n SOPS files in $repos repos; $(nproc) cores"
+
+now() { date +%s.%N; }
+t0=$(now)
+"$kiwictl" secrets rotate --json "$work/a" > "$work/summary.json"
+t1=$(now)
+grep -q "\"changed\": $n" "$work/summary.json" || { echo "kiwictl did not rotate all files" >&2; cat "$work/summary.json" >&2; exit 1; }
+find "$work/b" -name '*.yaml' -path '*/secrets/*' > "$work/list"
+t2=$(now)
+while read -r f; do "$sops" rotate -i "$f" 2>/dev/null; done < "$work/list"
+t3=$(now)
+
+reps=50
+one="$work/a/state-1/secrets/s1.yaml"
+t4=$(now)
+for _ in $(seq $reps); do "$kiwictl" secrets decrypt "$one" > /dev/null; done
+t5=$(now)
+for _ in $(seq $reps); do "$sops" -d "$one" > /dev/null; done
+t6=$(now)
+
+python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$n" "$reps" <<'PY'
+import sys
+t = [float(x) for x in sys.argv[1:8]]; n = int(sys.argv[8]); reps = int(sys.argv[9])
+k_rot, s_rot = t[1] - t[0], t[3] - t[2]
+k_dec, s_dec = (t[5] - t[4]) / reps, (t[6] - t[5]) / reps
+print(f"rotate {n} files: kiwictl {k_rot:.2f} s, sops loop {s_rot:.2f} s, ratio {s_rot / k_rot:.1f}x (goal >= 50x)")
+print(f"decrypt one file:  kiwictl {k_dec * 1000:.1f} ms, sops -d {s_dec * 1000:.1f} ms, ratio {s_dec / k_dec:.1f}x")
+PY

@@ -1,0 +1,100 @@
+//! The corpus made by the real sops (tests/fixtures/sops/regenerate.sh): kiwictl decrypts every
+//! file to the same data and comments as `sops -d`, and rejects every `fail_*` file.
+
+use kiwi_e2e::sops::*;
+
+fn corpus() -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(fixtures().join("corpus"))
+        .expect("corpus")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    v.sort();
+    assert!(
+        v.len() >= 15,
+        "corpus is missing; run tests/fixtures/sops/regenerate.sh"
+    );
+    v
+}
+
+#[test]
+fn corpus_decrypts_like_sops() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    let mut checked = 0;
+    for f in corpus() {
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_string();
+        if name.starts_with("fail_") {
+            continue;
+        }
+        let p = f.to_str().expect("utf8 path");
+        // The Shamir file needs two of its three groups: test1 from the file, test2 from the env.
+        let extra = (name == "shamir.yaml").then_some("test2");
+        let ours = run(&kiwi, &["secrets", "decrypt", p], Some("test1"), extra);
+        let theirs = run(&sops, &["-d", p], Some("test1"), extra);
+        assert!(
+            theirs.status.success(),
+            "sops -d {name}: {}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        assert!(
+            ours.status.success(),
+            "kiwictl decrypt {name}: {}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        if name.ends_with(".yaml") {
+            assert_eq!(
+                yaml_data(&ours.stdout),
+                yaml_data(&theirs.stdout),
+                "{name}: data differs"
+            );
+            assert_eq!(
+                comments(&ours.stdout),
+                comments(&theirs.stdout),
+                "{name}: comments differ"
+            );
+        } else if name.ends_with(".json") {
+            let a: serde_json::Value = serde_json::from_slice(&ours.stdout).expect("json");
+            let b: serde_json::Value = serde_json::from_slice(&theirs.stdout).expect("json");
+            assert_eq!(a, b, "{name}");
+        } else {
+            assert_eq!(ours.stdout, theirs.stdout, "{name}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 11);
+}
+
+#[test]
+fn corpus_tampered_files_are_rejected() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    for f in corpus() {
+        let name = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("name")
+            .to_string();
+        if !name.starts_with("fail_") {
+            continue;
+        }
+        let p = f.to_str().expect("utf8 path");
+        let ours = run(&kiwi, &["secrets", "decrypt", p], Some("test1"), None);
+        let err = String::from_utf8_lossy(&ours.stderr);
+        assert!(!ours.status.success(), "kiwictl accepted {name}");
+        assert!(
+            ours.stdout.is_empty(),
+            "{name}: plaintext printed despite the error"
+        );
+        assert!(
+            err.contains(&name),
+            "{name}: error does not name the file: {err}"
+        );
+        let theirs = run(&sops, &["-d", p], Some("test1"), None);
+        assert!(
+            !theirs.status.success(),
+            "sops accepted {name}: the case does not test anything"
+        );
+    }
+}

@@ -1,0 +1,326 @@
+//! `kiwictl secrets …`: argument parsing and printing around `kiwi_tooling::sops`.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use kiwi_tooling::sops::config::rule_for_file;
+use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
+use kiwi_tooling::sops::tree::{
+    rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions,
+};
+use kiwi_tooling::sops::{
+    encrypt, open, AgeRecipient, FileFormat, Identities, KeySpec, Rules, SopsError, Unlock,
+};
+
+/// Input formats.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum InputType {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+    /// dotenv.
+    Dotenv,
+    /// Any bytes.
+    Binary,
+}
+
+impl From<InputType> for FileFormat {
+    fn from(t: InputType) -> FileFormat {
+        match t {
+            InputType::Yaml => FileFormat::Yaml,
+            InputType::Json => FileFormat::Json,
+            InputType::Dotenv => FileFormat::Dotenv,
+            InputType::Binary => FileFormat::Binary,
+        }
+    }
+}
+
+/// Where identities come from.
+#[derive(Args)]
+pub struct IdentityArgs {
+    /// age identity file (in addition to SOPS_AGE_KEY_FILE, SOPS_AGE_KEY and ~/.config/sops/age/keys.txt).
+    #[arg(long = "identity", value_name = "FILE")]
+    identity: Vec<PathBuf>,
+}
+
+/// Options shared by tree commands.
+#[derive(Args)]
+pub struct TreeArgs {
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
+}
+
+/// The `secrets` subcommands.
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Encrypt a plaintext file (recipients from --age or the matching .sops.yaml creation rule).
+    Encrypt {
+        /// The plaintext file.
+        file: PathBuf,
+        /// Encrypt in place instead of printing to stdout.
+        #[arg(short = 'i', long = "in-place")]
+        in_place: bool,
+        /// age recipient(s), comma-separated or repeated.
+        #[arg(long = "age", value_name = "RECIPIENT")]
+        age: Vec<String>,
+        /// Encrypt only values whose key matches this regex.
+        #[arg(long, group = "rule")]
+        encrypted_regex: Option<String>,
+        /// Leave values whose key matches this regex in the clear.
+        #[arg(long, group = "rule")]
+        unencrypted_regex: Option<String>,
+        /// Encrypt only values whose key ends with this suffix.
+        #[arg(long, group = "rule")]
+        encrypted_suffix: Option<String>,
+        /// Leave values whose key ends with this suffix in the clear (default `_unencrypted`).
+        #[arg(long, group = "rule")]
+        unencrypted_suffix: Option<String>,
+        /// Compute the MAC over encrypted values only.
+        #[arg(long)]
+        mac_only_encrypted: bool,
+        /// Input format (default: from the file extension).
+        #[arg(long, value_enum)]
+        input_type: Option<InputType>,
+    },
+    /// Decrypt a SOPS file to stdout or to a new 0600 file.
+    Decrypt {
+        /// The SOPS file.
+        file: PathBuf,
+        /// Write the plaintext to this new file (created 0600; never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Input format (default: from the file extension).
+        #[arg(long, value_enum)]
+        input_type: Option<InputType>,
+        #[command(flatten)]
+        ids: IdentityArgs,
+    },
+    /// Make each file's recipients match its .sops.yaml rule (re-wraps the data key only).
+    Updatekeys {
+        /// Files or directory trees.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Apply without asking.
+        #[arg(short = 'y', long)]
+        yes: bool,
+        #[command(flatten)]
+        ids: IdentityArgs,
+        #[command(flatten)]
+        tree: TreeArgs,
+    },
+    /// New data key for each file; every value re-encrypted.
+    Rotate {
+        /// Files or directory trees.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Add an age recipient (to the first key group).
+        #[arg(long = "add-age", value_name = "RECIPIENT")]
+        add_age: Vec<String>,
+        /// Remove an age recipient.
+        #[arg(long = "rm-age", value_name = "RECIPIENT")]
+        rm_age: Vec<String>,
+        #[command(flatten)]
+        ids: IdentityArgs,
+        #[command(flatten)]
+        tree: TreeArgs,
+    },
+    /// Check that every file decrypts, its MAC holds and its recipients match its rule.
+    Verify {
+        /// Files or directory trees.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        ids: IdentityArgs,
+        #[command(flatten)]
+        tree: TreeArgs,
+    },
+}
+
+fn recipients(args: &[String]) -> Result<Vec<AgeRecipient>> {
+    Ok(args
+        .iter()
+        .map(|a| AgeRecipient::parse_list(a))
+        .collect::<Result<Vec<_>, _>>()?
+        .concat())
+}
+
+fn format_of(file: &Path, t: Option<InputType>) -> FileFormat {
+    t.map(FileFormat::from)
+        .unwrap_or_else(|| FileFormat::from_path(file))
+}
+
+/// Runs a `secrets` subcommand; returns the exit status.
+pub fn run(cmd: SecretsCommand) -> Result<i32> {
+    match cmd {
+        SecretsCommand::Encrypt {
+            file,
+            in_place,
+            age,
+            encrypted_regex,
+            unencrypted_regex,
+            encrypted_suffix,
+            unencrypted_suffix,
+            mac_only_encrypted,
+            input_type,
+        } => {
+            let flags = Rules {
+                encrypted_regex,
+                unencrypted_regex,
+                encrypted_suffix,
+                unencrypted_suffix,
+                mac_only_encrypted,
+            };
+            let (spec, rules) = if age.is_empty() {
+                let rule = rule_for_file(&file)?.ok_or(SopsError::NoRecipients)?;
+                let flags_given = flags != Rules::default();
+                (rule.keys, if flags_given { flags } else { rule.rules })
+            } else {
+                (KeySpec::single(recipients(&age)?), flags)
+            };
+            let src = read(&file)?;
+            let out = encrypt(&src, format_of(&file, input_type), &spec, rules)
+                .with_context(|| format!("{}", file.display()))?;
+            if in_place {
+                write_atomic(&file, &out)?;
+            } else {
+                std::io::stdout().write_all(&out)?;
+            }
+            Ok(0)
+        }
+        SecretsCommand::Decrypt {
+            file,
+            out,
+            input_type,
+            ids,
+        } => {
+            let ids = Identities::from_env(&ids.identity)?;
+            let src = read(&file)?;
+            let doc = open(&src, format_of(&file, input_type), Unlock::Identities(&ids))
+                .with_context(|| format!("{}", file.display()))?;
+            let plain = doc.plaintext()?;
+            match out {
+                Some(o) => write_new_private(&o, &plain)?,
+                None => std::io::stdout().write_all(&plain)?,
+            }
+            Ok(0)
+        }
+        SecretsCommand::Updatekeys {
+            paths,
+            yes,
+            ids,
+            tree,
+        } => {
+            let ids = Identities::from_env(&ids.identity)?;
+            let opts = TreeOptions {
+                progress: !tree.json,
+                jobs: tree.jobs,
+            };
+            let mut apply = yes;
+            if !yes {
+                let plan = run_tree(&paths, &opts, |p| updatekeys_file(p, &ids, false))?;
+                let pending: Vec<_> = plan
+                    .files
+                    .iter()
+                    .filter(|f| f.status == Status::Pending)
+                    .collect();
+                for f in &pending {
+                    eprintln!("{}: {}", f.path.display(), f.problems.join("; "));
+                }
+                if pending.is_empty() {
+                    return Ok(report("updatekeys", &plan, tree.json));
+                }
+                if !std::io::stdin().is_terminal() {
+                    bail!(
+                        "{} file(s) would change; pass --yes to apply without a prompt",
+                        pending.len()
+                    );
+                }
+                eprint!("Update the keys of {} file(s)? [y/N] ", pending.len());
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                apply = answer.trim().eq_ignore_ascii_case("y");
+                if !apply {
+                    eprintln!("nothing changed");
+                    return Ok(1);
+                }
+            }
+            let s = run_tree(&paths, &opts, |p| updatekeys_file(p, &ids, apply))?;
+            Ok(report("updatekeys", &s, tree.json))
+        }
+        SecretsCommand::Rotate {
+            paths,
+            add_age,
+            rm_age,
+            ids,
+            tree,
+        } => {
+            let ids = Identities::from_env(&ids.identity)?;
+            let add = recipients(&add_age)?;
+            let rm: Vec<String> = rm_age
+                .iter()
+                .flat_map(|r| r.split(',').map(|s| s.trim().to_string()))
+                .collect();
+            let opts = TreeOptions {
+                progress: !tree.json,
+                jobs: tree.jobs,
+            };
+            let s = run_tree(&paths, &opts, |p| rotate_file(p, &ids, &add, &rm))?;
+            Ok(report("rotate", &s, tree.json))
+        }
+        SecretsCommand::Verify { paths, ids, tree } => {
+            let ids = Identities::from_env(&ids.identity)?;
+            let opts = TreeOptions {
+                progress: !tree.json,
+                jobs: tree.jobs,
+            };
+            let s = run_tree(&paths, &opts, |p| verify_file(p, &ids))?;
+            if !tree.json {
+                let mut by_recipient: std::collections::BTreeMap<&str, Vec<&Path>> =
+                    Default::default();
+                for f in &s.files {
+                    for r in &f.recipients {
+                        by_recipient.entry(r.as_str()).or_default().push(&f.path);
+                    }
+                }
+                for (r, files) in &by_recipient {
+                    println!("{r} can open {} file(s):", files.len());
+                    for f in files {
+                        println!("    {}", f.display());
+                    }
+                }
+            }
+            Ok(report("verify", &s, tree.json))
+        }
+    }
+}
+
+fn report(op: &str, s: &Summary, json: bool) -> i32 {
+    if json {
+        println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
+    } else {
+        for f in &s.files {
+            if let Some(e) = &f.error {
+                eprintln!("FAILED {}: {e}", f.path.display());
+            }
+            for p in &f.problems {
+                eprintln!("NOT CONFORMING {}: {p}", f.path.display());
+            }
+        }
+        println!(
+            "{op}: {} changed, {} skipped, {} failed, {} not conforming ({} files)",
+            s.changed,
+            s.skipped,
+            s.failed,
+            s.nonconforming,
+            s.files.len()
+        );
+    }
+    i32::from(!s.ok())
+}

@@ -1,0 +1,613 @@
+//! The operations on one document held in memory: encrypt a plaintext document, open (decrypt
+//! and MAC-check) a SOPS document, and reseal it with a new data key or new recipients.
+//!
+//! Every rewrite is checked before it is returned: the new bytes are parsed again, decrypted
+//! with the data key and MAC-checked, and must hold the same values.
+
+use sha2::{Digest, Sha512};
+use zeroize::Zeroizing;
+
+use super::agekeys::{AgeRecipient, Identities};
+use super::cipher::{
+    aad_for, decrypt_bytes, encrypt_bytes, encrypt_value, is_enc, DataKey, DecryptFailure,
+};
+use super::error::{Result, SopsError};
+use super::format::{self, FileFormat, Leaf, Parsed};
+use super::metadata::{now_rfc3339, AgeStanza, KeyGroup, Metadata, Rules, SOPS_FORMAT_VERSION};
+use super::shamir;
+use super::value::Plain;
+
+/// sops' constant that starts the MAC when `mac_only_encrypted` is set.
+const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
+    0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
+    0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
+];
+
+/// Who can unwrap the data key: age recipients in key groups, and the Shamir threshold.
+#[derive(Debug, Clone)]
+pub struct KeySpec {
+    /// Key groups (one group: no Shamir).
+    pub groups: Vec<Vec<AgeRecipient>>,
+    /// Groups needed to recover the key when there is more than one (0 = all).
+    pub threshold: usize,
+}
+
+impl KeySpec {
+    /// One group with these recipients.
+    pub fn single(recipients: Vec<AgeRecipient>) -> KeySpec {
+        KeySpec {
+            groups: vec![recipients],
+            threshold: 0,
+        }
+    }
+
+    /// The recipients as text, per group.
+    pub fn texts(&self) -> Vec<Vec<String>> {
+        self.groups
+            .iter()
+            .map(|g| g.iter().map(|r| r.as_str().to_string()).collect())
+            .collect()
+    }
+
+    fn effective_threshold(&self) -> usize {
+        if self.groups.len() <= 1 {
+            0
+        } else if self.threshold == 0 {
+            self.groups.len()
+        } else {
+            self.threshold
+        }
+    }
+}
+
+/// A decrypted leaf.
+enum Opened {
+    /// A value and whether the file holds it encrypted.
+    Value { plain: Plain, encrypted: bool },
+    /// A comment: `Some(text)` when readable; `encrypted` when it must be encrypted.
+    Comment {
+        text: Option<String>,
+        encrypted: bool,
+    },
+}
+
+/// A SOPS document opened in memory.
+pub struct OpenDoc {
+    format: FileFormat,
+    src: Vec<u8>,
+    parsed: Parsed,
+    /// The metadata block.
+    pub meta: Metadata,
+    key: DataKey,
+    leaves: Vec<Opened>,
+}
+
+impl std::fmt::Debug for OpenDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OpenDoc({:?}, {} leaves, <redacted>)",
+            self.format,
+            self.leaves.len()
+        )
+    }
+}
+
+/// What unlocks a document.
+pub enum Unlock<'a> {
+    /// age identities.
+    Identities(&'a Identities),
+    /// The data key itself (self-checks).
+    Key(&'a DataKey),
+}
+
+fn mac_hasher(rules: &Rules) -> Sha512 {
+    let mut h = Sha512::new();
+    if rules.mac_only_encrypted {
+        h.update(MAC_ONLY_ENCRYPTED_INIT);
+    }
+    h
+}
+
+fn hex_upper(b: &[u8]) -> String {
+    hex::encode_upper(b)
+}
+
+/// Recovers the data key from the metadata with the given identities.
+fn unwrap_key(meta: &Metadata, ids: &Identities) -> Result<DataKey> {
+    let mut parts: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+    for g in &meta.key_groups {
+        if let Some(p) = g.age.iter().find_map(|a| ids.unwrap(&a.enc)) {
+            parts.push(p);
+        }
+    }
+    let no_id = || {
+        SopsError::NoIdentity(format!(
+            "file recipients: {}; you hold: {}",
+            meta.recipients().join(", "),
+            if ids.is_empty() {
+                ids.describe()
+            } else {
+                ids.recipients().join(", ")
+            }
+        ))
+    };
+    let key = if meta.key_groups.len() > 1 {
+        if parts.len() < meta.threshold() {
+            return Err(SopsError::NoIdentity(format!(
+                "only {} of the {} key groups needed could be opened; {}",
+                parts.len(),
+                meta.threshold(),
+                no_id()
+            )));
+        }
+        shamir::combine(&parts).map_err(SopsError::Shamir)?
+    } else {
+        parts.pop().ok_or_else(no_id)?
+    };
+    DataKey::from_slice(&key)
+        .ok_or_else(|| SopsError::Metadata("the data key is not 32 bytes".into()))
+}
+
+/// Decrypts a comment, trying the path sops would use and then its ancestors (yaml.v3 may
+/// attach a comment to a different level than our syntax tree does).
+fn open_comment(key: &DataKey, text: &str, path: &[String]) -> Option<String> {
+    (0..=path.len()).rev().find_map(|n| {
+        let (bytes, ty) = decrypt_bytes(key, text, &aad_for(&path[..n])).ok()?;
+        (ty == "comment")
+            .then(|| String::from_utf8(bytes.to_vec()).ok())
+            .flatten()
+    })
+}
+
+/// Opens a SOPS document: unwraps the data key, decrypts every value and checks the MAC.
+pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> {
+    let parsed = format::parse(fmt, src)?;
+    let block = parsed.meta.as_ref().ok_or(SopsError::NotEncrypted)?;
+    let meta = Metadata::from_mval(&block.value)?;
+    meta.rules.validate()?;
+    let key = match unlock {
+        Unlock::Identities(ids) => unwrap_key(&meta, ids)?,
+        Unlock::Key(k) => k.clone(),
+    };
+    let matcher = meta.rules.compile()?;
+    let mut h = mac_hasher(&meta.rules);
+    let mut leaves = Vec::with_capacity(parsed.leaves.len());
+    for leaf in &parsed.leaves {
+        match leaf {
+            Leaf::Value { path, value, .. } => {
+                let encrypted = matcher.encrypts(path);
+                let plain = if encrypted {
+                    let p = path.join(":");
+                    match value {
+                        Plain::Str(s) if s.is_empty() => Plain::str(""),
+                        Plain::Str(s) => {
+                            let (bytes, ty) =
+                                decrypt_bytes(&key, s, &aad_for(path)).map_err(|e| match e {
+                                    DecryptFailure::Auth => {
+                                        SopsError::ValueTampered { path: p.clone() }
+                                    }
+                                    DecryptFailure::Malformed(d) => SopsError::BadEncValue {
+                                        path: p.clone(),
+                                        detail: d,
+                                    },
+                                })?;
+                            Plain::from_decrypted(bytes, &ty)
+                                .map_err(|d| SopsError::BadEncValue { path: p, detail: d })?
+                        }
+                        _ => {
+                            return Err(SopsError::BadEncValue {
+                                path: p,
+                                detail: "a value that must be encrypted is stored in the clear"
+                                    .into(),
+                            })
+                        }
+                    }
+                } else {
+                    value.clone()
+                };
+                if !meta.rules.mac_only_encrypted || encrypted {
+                    h.update(plain.mac_bytes());
+                }
+                leaves.push(Opened::Value { plain, encrypted });
+            }
+            Leaf::Comment { path, text, .. } => {
+                let encrypted = matcher.encrypts(path);
+                let text = if encrypted && is_enc(text) {
+                    open_comment(&key, text, path)
+                } else {
+                    Some(text.clone())
+                };
+                leaves.push(Opened::Comment { text, encrypted });
+            }
+        }
+    }
+    let computed = hex_upper(&h.finalize());
+    let stored = match decrypt_bytes(&key, &meta.mac, &meta.lastmodified) {
+        Ok((b, _)) => String::from_utf8(b.to_vec()).unwrap_or_default(),
+        Err(_) => return Err(SopsError::MacMismatch),
+    };
+    if stored != computed {
+        return Err(SopsError::MacMismatch);
+    }
+    Ok(OpenDoc {
+        format: fmt,
+        src: src.to_vec(),
+        parsed,
+        meta,
+        key,
+        leaves,
+    })
+}
+
+/// Wraps a data key for a key spec (Shamir-splitting it across groups).
+fn wrap_groups(key: &DataKey, spec: &KeySpec) -> Result<Vec<KeyGroup>> {
+    if spec.groups.is_empty() || spec.groups.iter().any(|g| g.is_empty()) {
+        return Err(SopsError::NoRecipients);
+    }
+    let shares: Vec<Zeroizing<Vec<u8>>> = if spec.groups.len() == 1 {
+        vec![Zeroizing::new(key.as_bytes().to_vec())]
+    } else {
+        shamir::split(
+            key.as_bytes(),
+            spec.groups.len(),
+            spec.effective_threshold(),
+        )
+        .map_err(SopsError::Shamir)?
+    };
+    spec.groups
+        .iter()
+        .zip(shares.iter())
+        .map(|(g, share)| {
+            Ok(KeyGroup {
+                age: g
+                    .iter()
+                    .map(|r| {
+                        Ok(AgeStanza {
+                            recipient: r.as_str().to_string(),
+                            enc: r.wrap(share)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+                foreign: vec![],
+            })
+        })
+        .collect()
+}
+
+fn finish_meta(
+    key: &DataKey,
+    mac_hex: &str,
+    groups: Vec<KeyGroup>,
+    spec_threshold: usize,
+    rules: Rules,
+) -> Metadata {
+    let lastmodified = now_rfc3339();
+    let mac = encrypt_bytes(key, mac_hex.as_bytes(), "str", &lastmodified);
+    Metadata {
+        shamir_threshold: if groups.len() > 1 { spec_threshold } else { 0 },
+        key_groups: groups,
+        lastmodified,
+        mac,
+        rules,
+        version: SOPS_FORMAT_VERSION.to_string(),
+    }
+}
+
+/// Encrypts a plaintext document.
+pub fn encrypt(src: &[u8], fmt: FileFormat, spec: &KeySpec, rules: Rules) -> Result<Vec<u8>> {
+    let rules = rules.with_default();
+    rules.validate()?;
+    let matcher = rules.compile()?;
+    let key = DataKey::generate();
+    let groups = wrap_groups(&key, spec)?;
+    let threshold = if spec.groups.len() > 1 {
+        spec.effective_threshold()
+    } else {
+        0
+    };
+    let mut h = mac_hasher(&rules);
+    let out = if fmt == FileFormat::Binary {
+        let data = Plain::Bytes(Zeroizing::new(src.to_vec()));
+        h.update(data.mac_bytes());
+        let enc = if src.is_empty() {
+            String::new()
+        } else {
+            encrypt_value(&key, &data, "data:")
+        };
+        let meta = finish_meta(&key, &hex_upper(&h.finalize()), groups, threshold, rules);
+        let member = format::json::meta_member(&meta.to_mval(), "\t");
+        format!("{{\n\t\"data\": \"{enc}\",\n\t{member}\n}}").into_bytes()
+    } else {
+        let parsed = format::parse(fmt, src)?;
+        if parsed.meta.is_some() {
+            return Err(SopsError::AlreadyEncrypted);
+        }
+        let text = std::str::from_utf8(src).unwrap_or_default();
+        let mut edits = Vec::new();
+        for leaf in &parsed.leaves {
+            match leaf {
+                Leaf::Value {
+                    path,
+                    span,
+                    value,
+                    ctx,
+                } => {
+                    let enc = matcher.encrypts(path);
+                    if !rules.mac_only_encrypted || enc {
+                        h.update(value.mac_bytes());
+                    }
+                    if enc && !value.is_empty() {
+                        let e = encrypt_value(&key, value, &aad_for(path));
+                        edits.push((
+                            span.clone(),
+                            format::enc_text(ctx, text, span, &e).into_bytes(),
+                        ));
+                    }
+                }
+                Leaf::Comment { path, span, text } => {
+                    if matcher.encrypts(path) && !text.is_empty() {
+                        let e = encrypt_bytes(&key, text.as_bytes(), "comment", &aad_for(path));
+                        edits.push((span.clone(), format!("#{e}").into_bytes()));
+                    }
+                }
+            }
+        }
+        let meta = finish_meta(&key, &hex_upper(&h.finalize()), groups, threshold, rules);
+        edits.extend(format::meta_edits(
+            fmt,
+            text,
+            &parsed,
+            Some(&meta.to_mval()),
+        ));
+        format::splice(src, edits)?
+    };
+    self_check(&out, fmt, &key, None)?;
+    Ok(out)
+}
+
+/// Replaces the `ENC[...]` token inside a scalar's source text.
+fn replace_token(raw: &str, new: &str) -> Option<String> {
+    let start = raw.find("ENC[AES256_GCM,")?;
+    let end = start + raw[start..].find(']')? + 1;
+    Some(format!("{}{new}{}", &raw[..start], &raw[end..]))
+}
+
+impl OpenDoc {
+    /// The format.
+    pub fn format(&self) -> FileFormat {
+        self.format
+    }
+
+    /// The plaintext document (metadata removed), zeroized on drop.
+    pub fn plaintext(&self) -> Result<Zeroizing<Vec<u8>>> {
+        if self.format == FileFormat::Binary {
+            for (leaf, o) in self.parsed.leaves.iter().zip(&self.leaves) {
+                if let (Leaf::Value { path, .. }, Opened::Value { plain, .. }) = (leaf, o) {
+                    if path.len() == 1 && path[0] == "data" {
+                        return Ok(Zeroizing::new(match plain {
+                            Plain::Str(s) => s.as_bytes().to_vec(),
+                            Plain::Bytes(b) => b.to_vec(),
+                            _ => {
+                                return Err(SopsError::Metadata(
+                                    "binary `data` is not a string".into(),
+                                ))
+                            }
+                        }));
+                    }
+                }
+            }
+            return Ok(Zeroizing::new(Vec::new()));
+        }
+        let text = std::str::from_utf8(&self.src).unwrap_or_default();
+        let mut edits = Vec::new();
+        for (leaf, o) in self.parsed.leaves.iter().zip(&self.leaves) {
+            match (leaf, o) {
+                (
+                    Leaf::Value {
+                        path, span, ctx, ..
+                    },
+                    Opened::Value {
+                        plain,
+                        encrypted: true,
+                    },
+                ) if !plain.is_empty() => {
+                    edits.push((
+                        span.clone(),
+                        format::plain_text(ctx, plain, path)?.into_bytes(),
+                    ));
+                }
+                (
+                    Leaf::Comment {
+                        span, text: orig, ..
+                    },
+                    Opened::Comment { text: Some(t), .. },
+                ) if t != orig => {
+                    edits.push((span.clone(), format!("#{t}").into_bytes()));
+                }
+                _ => {}
+            }
+        }
+        edits.extend(format::meta_edits(self.format, text, &self.parsed, None));
+        Ok(Zeroizing::new(format::splice(&self.src, edits)?))
+    }
+
+    /// The data key's recipients, per group.
+    pub fn recipients(&self) -> Vec<Vec<String>> {
+        self.meta
+            .key_groups
+            .iter()
+            .map(|g| g.age.iter().map(|a| a.recipient.clone()).collect())
+            .collect()
+    }
+
+    /// Writes the document again under `spec`, with a new data key when `new_key` is set
+    /// (every value re-encrypted) or the same key re-wrapped otherwise.
+    pub fn reseal(&self, spec: &KeySpec, new_key: bool) -> Result<Vec<u8>> {
+        let foreign = self.meta.foreign();
+        if !foreign.is_empty() {
+            return Err(SopsError::ForeignKeys(foreign.join(", ")));
+        }
+        let key = if new_key {
+            DataKey::generate()
+        } else {
+            self.key.clone()
+        };
+        let groups = wrap_groups(&key, spec)?;
+        let threshold = if spec.groups.len() > 1 {
+            spec.effective_threshold()
+        } else {
+            0
+        };
+        let text = std::str::from_utf8(&self.src).unwrap_or_default();
+        let mut edits = Vec::new();
+        let meta = if new_key {
+            let mut h = mac_hasher(&self.meta.rules);
+            for (leaf, o) in self.parsed.leaves.iter().zip(&self.leaves) {
+                match (leaf, o) {
+                    (Leaf::Value { path, span, .. }, Opened::Value { plain, encrypted }) => {
+                        if !self.meta.rules.mac_only_encrypted || *encrypted {
+                            h.update(plain.mac_bytes());
+                        }
+                        if *encrypted && !plain.is_empty() {
+                            let e = encrypt_value(&key, plain, &aad_for(path));
+                            let raw = &text[span.clone()];
+                            let new = replace_token(raw, &e).ok_or_else(|| {
+                                SopsError::SelfCheck(format!(
+                                    "no ENC token at `{}`",
+                                    path.join(":")
+                                ))
+                            })?;
+                            edits.push((span.clone(), new.into_bytes()));
+                        }
+                    }
+                    (
+                        Leaf::Comment { path, span, .. },
+                        Opened::Comment {
+                            text: Some(t),
+                            encrypted: true,
+                        },
+                    ) if !t.is_empty() => {
+                        let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
+                        edits.push((span.clone(), format!("#{e}").into_bytes()));
+                    }
+                    _ => {}
+                }
+            }
+            finish_meta(
+                &key,
+                &hex_upper(&h.finalize()),
+                groups,
+                threshold,
+                self.meta.rules.clone(),
+            )
+        } else {
+            // Same key: values and MAC stay; only the wrapped keys change.
+            Metadata {
+                key_groups: groups,
+                shamir_threshold: if spec.groups.len() > 1 { threshold } else { 0 },
+                ..self.meta.clone()
+            }
+        };
+        let out = if self.format == FileFormat::Binary && self.parsed.meta.is_some() {
+            let mut e = edits;
+            e.extend(format::meta_edits(
+                self.format,
+                text,
+                &self.parsed,
+                Some(&meta.to_mval()),
+            ));
+            format::splice(&self.src, e)?
+        } else {
+            edits.extend(format::meta_edits(
+                self.format,
+                text,
+                &self.parsed,
+                Some(&meta.to_mval()),
+            ));
+            format::splice(&self.src, edits)?
+        };
+        self_check(&out, self.format, &key, Some(self))?;
+        Ok(out)
+    }
+}
+
+/// Re-opens freshly written bytes with the data key; they must decrypt, pass the MAC and (when
+/// `before` is given) hold the same values.
+fn self_check(out: &[u8], fmt: FileFormat, key: &DataKey, before: Option<&OpenDoc>) -> Result<()> {
+    let doc = open(out, fmt, Unlock::Key(key)).map_err(|e| SopsError::SelfCheck(e.to_string()))?;
+    if let Some(b) = before {
+        let vals = |d: &OpenDoc| -> Vec<Zeroizing<Vec<u8>>> {
+            d.leaves
+                .iter()
+                .filter_map(|l| match l {
+                    Opened::Value { plain, .. } => Some(plain.mac_bytes()),
+                    _ => None,
+                })
+                .collect()
+        };
+        if vals(&doc) != vals(b) {
+            return Err(SopsError::SelfCheck(
+                "values changed while rewriting".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+
+    fn setup() -> (Identities, KeySpec) {
+        let id = age::x25519::Identity::generate();
+        let mut ids = Identities::empty();
+        ids.add_text(id.to_string().expose_secret(), "test")
+            .unwrap();
+        let r = AgeRecipient::parse(&id.to_public().to_string()).unwrap();
+        (ids, KeySpec::single(vec![r]))
+    }
+
+    #[test]
+    fn yaml_round_trip_is_byte_identical() {
+        let (ids, spec) = setup();
+        let src = "# top\na: hello # inline\nn:\n  # c\n  b: 1\n  q: 'it''s'\n  m: |\n    l1\n    l2\nl: [x, 2]\nkeep_unencrypted: x\n";
+        let enc = encrypt(src.as_bytes(), FileFormat::Yaml, &spec, Rules::default()).unwrap();
+        let enc_text = String::from_utf8(enc.clone()).unwrap();
+        assert!(!enc_text.contains("hello") && enc_text.contains("keep_unencrypted: x"));
+        let doc = open(&enc, FileFormat::Yaml, Unlock::Identities(&ids)).unwrap();
+        assert_eq!(
+            String::from_utf8(doc.plaintext().unwrap().to_vec()).unwrap(),
+            src
+        );
+        let rotated = doc.reseal(&spec, true).unwrap();
+        let doc2 = open(&rotated, FileFormat::Yaml, Unlock::Identities(&ids)).unwrap();
+        assert_eq!(
+            String::from_utf8(doc2.plaintext().unwrap().to_vec()).unwrap(),
+            src
+        );
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let (ids, spec) = setup();
+        let enc = encrypt(b"a: x\nb: y\n", FileFormat::Yaml, &spec, Rules::default()).unwrap();
+        let text = String::from_utf8(enc).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let (va, vb) = (&lines[0][3..], &lines[1][3..]);
+        let swapped = text
+            .replacen(va, "@@", 1)
+            .replacen(vb, va, 1)
+            .replacen("@@", vb, 1);
+        assert!(matches!(
+            open(
+                swapped.as_bytes(),
+                FileFormat::Yaml,
+                Unlock::Identities(&ids)
+            ),
+            Err(SopsError::ValueTampered { .. })
+        ));
+    }
+}
