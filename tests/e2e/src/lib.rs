@@ -5,6 +5,8 @@
 //! never a silent skip: a green run must mean the outside tools really checked our output.
 #![deny(missing_docs)]
 
+pub mod sops;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
