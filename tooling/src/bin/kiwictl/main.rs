@@ -12,8 +12,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
+use kiwi_signer::hooks::{EventData, EventKind, Hooks};
 use kiwi_signer::slug::{Slug, Tier};
-use kiwi_tooling::{crl, githook, registry, staterepo};
+use kiwi_tooling::sops::agekeys::Identities;
+use kiwi_tooling::{crl, githook, onboard, registry, staterepo};
 
 const EXIT_HELP: &str = "Exit status: 0 success; 1 refused, failed, or a file failed, did not verify or does not conform (nothing was changed); 2 bad usage.";
 
@@ -34,6 +36,11 @@ enum Command {
     Registry {
         #[command(subcommand)]
         command: RegistryCommand,
+    },
+    /// A customer's intermediate CA: request (key + CSR) and install (after signing).
+    Intermediate {
+        #[command(subcommand)]
+        command: IntermediateCommand,
     },
     /// Customer state repos.
     Repo {
@@ -85,6 +92,62 @@ enum RegistryCommand {
         /// intelligence-base tag (with --intelligence).
         #[arg(long, value_name = "TAG")]
         intelligence_base: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The policies folder (the tier's intermediate policy decides the key algorithm and
+    /// what a certificate must carry).
+    #[arg(long, value_name = "DIR", default_value = "policies")]
+    policies: PathBuf,
+    /// Hooks file binding local commands to this command's events (pre hooks can veto).
+    #[arg(long, value_name = "FILE")]
+    hooks: Option<PathBuf>,
+}
+
+impl Common {
+    fn hooks(&self) -> anyhow::Result<Hooks> {
+        Ok(match &self.hooks {
+            Some(p) => Hooks::load(p)?,
+            None => Hooks::none(),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum IntermediateCommand {
+    /// Generate the intermediate key (stored only SOPS-encrypted in the repo's secrets/) and
+    /// write its CSR for the transfer medium.
+    Request {
+        /// The customer's state repo.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// Where to write the CSR (never overwritten).
+        #[arg(long, value_name = "CSR")]
+        out: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Check a signed certificate and install it where step-ca's Helm chart reads it.
+    Install {
+        /// The customer's state repo.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// The signed intermediate certificate (PEM or DER).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The MSP root certificate.
+        #[arg(long, value_name = "ROOT.pem")]
+        root: PathBuf,
+        /// The root's current CRL: the certificate must not be on it.
+        #[arg(long, value_name = "FILE")]
+        crl: Option<PathBuf>,
+        /// age identity file (besides SOPS_AGE_KEY_FILE / SOPS_AGE_KEY, as sops reads them).
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -143,6 +206,20 @@ fn parse_slug(s: &str) -> Result<Slug, String> {
 fn parse_tier(s: &str) -> Result<Tier, String> {
     s.parse()
         .map_err(|e: kiwi_signer::slug::TierError| e.to_string())
+}
+
+const TOOL: &str = "kiwictl";
+
+fn add_file(data: &mut EventData, role: &str, path: &std::path::Path) {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    data.files.entry(role.into()).or_default().push(abs);
+}
+
+/// Runs post hooks; their failures are reported and change nothing.
+fn post(hooks: &Hooks, event: EventKind, data: &EventData) {
+    for f in hooks.run_post(TOOL, event, data) {
+        eprintln!("kiwictl: warning: {f}");
+    }
 }
 
 fn main() -> ExitCode {
@@ -229,6 +306,91 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let path = registry::add(&dir, &entry)?;
             println!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Intermediate {
+            command: IntermediateCommand::Request { repo, out, common },
+        } => {
+            let hooks = common.hooks()?;
+            let mut data = EventData::default();
+            if let Ok(info) = staterepo::open(&repo) {
+                data.slug = Some(info.slug.to_string());
+                data.tier = Some(info.tier.to_string());
+            }
+            add_file(&mut data, "repo", &repo);
+            add_file(&mut data, "out", &out);
+            hooks.run_pre(TOOL, EventKind::IntermediateRequested, &data)?;
+            let r = onboard::request(&repo, &common.policies, &out)?;
+            println!(
+                "intermediate requested for {} ({} tier): {} key",
+                r.info.slug, r.info.tier, r.algorithm
+            );
+            println!("  key (SOPS-encrypted)  {}", r.key_file.display());
+            println!("  CSR                   {}", r.csr.display());
+            println!("  CSR SHA-256           {}", r.csr_sha256.for_reading());
+            println!(
+                "  (send the fingerprint to the ceremony out of band; the witness compares it)"
+            );
+            data.sha256.insert("csr".into(), r.csr_sha256.hex());
+            add_file(&mut data, "written", &r.key_file);
+            add_file(&mut data, "written", &r.csr);
+            post(&hooks, EventKind::IntermediateRequested, &data);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Intermediate {
+            command:
+                IntermediateCommand::Install {
+                    repo,
+                    cert,
+                    root,
+                    crl: crl_file,
+                    identity,
+                    common,
+                },
+        } => {
+            let hooks = common.hooks()?;
+            let read = |p: &PathBuf| {
+                std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+            };
+            let cert_bytes = read(&cert)?;
+            let root_bytes = read(&root)?;
+            let crl_bytes = crl_file.as_ref().map(read).transpose()?;
+            let info = staterepo::open(&repo)?;
+            let mut data = EventData {
+                slug: Some(info.slug.to_string()),
+                tier: Some(info.tier.to_string()),
+                ..EventData::default()
+            };
+            add_file(&mut data, "repo", &repo);
+            add_file(&mut data, "cert", &cert);
+            hooks.run_pre(TOOL, EventKind::IntermediateInstalled, &data)?;
+            let ids = Identities::from_env(&identity)?;
+            let done = onboard::install(
+                &onboard::InstallInput {
+                    repo: &repo,
+                    policies_dir: &common.policies,
+                    cert: &cert_bytes,
+                    cert_origin: &cert.display().to_string(),
+                    root: &root_bytes,
+                    crl: crl_bytes.as_deref(),
+                },
+                &ids,
+                OffsetDateTime::now_utc(),
+            )?;
+            println!(
+                "intermediate {} installed for {} (valid until {})",
+                done.cert.serial, done.info.slug, done.cert.not_after
+            );
+            for w in &done.written {
+                println!("  wrote {}", w.display());
+                add_file(&mut data, "written", w);
+            }
+            data.serial = Some(done.cert.serial.clone());
+            data.sha256
+                .insert("certificate".into(), done.cert.sha256.hex());
+            data.sha256
+                .insert("root".into(), done.cert.root_sha256.hex());
+            post(&hooks, EventKind::IntermediateInstalled, &data);
             Ok(ExitCode::SUCCESS)
         }
         Command::Repo {

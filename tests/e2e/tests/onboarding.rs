@@ -1,0 +1,415 @@
+//! Onboarding end to end (issue 5): registry entry, state repo (a real git repository),
+//! intermediate request, signing by `kiwi-signer`, install, with the shipped git-commit hook.
+//! The results are checked with other tools: the real `sops` decrypts every secret, openssl
+//! verifies the installed chain and matches the stored key to the certificate, `git log` shows
+//! the hook's commits. Bad certificates and a vetoing pre hook change nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiwi_e2e::{
+    bin, openssl_ok, path_str, run, run_ok, stderr, stdout, venv_tool, workspace_root, Fixture,
+};
+
+fn kiwictl(args: &[&str], age_key: Option<&Path>) -> Output {
+    let mut cmd = Command::new(bin("kiwictl"));
+    cmd.args(args);
+    cmd.env_remove("SOPS_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY_FILE");
+    if let Some(k) = age_key {
+        cmd.env("SOPS_AGE_KEY_FILE", k);
+    }
+    run(&mut cmd)
+}
+
+fn kiwictl_ok(args: &[&str], age_key: Option<&Path>) -> String {
+    let o = kiwictl(args, age_key);
+    assert!(
+        o.status.success(),
+        "kiwictl {args:?} failed:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Every file under `dir` except .git, with its bytes: to prove a refusal changed nothing.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(d: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == ".git") {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    let mut m = BTreeMap::new();
+    walk(dir, &mut m);
+    m
+}
+
+fn age_keygen(path: &Path) -> String {
+    run_ok(Command::new("age-keygen").arg("-o").arg(path));
+    let text = std::fs::read_to_string(path).expect("key file");
+    text.lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("age-keygen writes the public key")
+        .to_string()
+}
+
+fn sops_decrypt(file: &Path, key: &Path) -> Output {
+    run(Command::new(venv_tool("sops"))
+        .args(["--decrypt"])
+        .arg(file)
+        .env_remove("SOPS_AGE_KEY")
+        .env("SOPS_AGE_KEY_FILE", key))
+}
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+            .args(args),
+    )
+}
+
+#[test]
+fn onboarding_story_checked_with_sops_openssl_and_git() {
+    let ca = Fixture::new();
+    let t = ca.tmp.path();
+    let policies = workspace_root().join("policies");
+    let pol = path_str(&policies);
+    let op_key = t.join("operator.agekey");
+    let rec_key = t.join("recovery.agekey");
+    let op = age_keygen(&op_key);
+    let rec = age_keygen(&rec_key);
+
+    // 1. Registry entry in the platform repo.
+    let platform = t.join("od-platform");
+    kiwictl_ok(
+        &[
+            "registry",
+            "add",
+            path_str(&platform),
+            "--slug",
+            "acme",
+            "--tier",
+            "mesh",
+            "--jurisdiction",
+            "BE",
+            "--core-base",
+            "v1.4.2",
+            "--mesh-base",
+            "v0.7.1",
+        ],
+        None,
+    );
+    kiwictl_ok(&["registry", "validate", path_str(&platform)], None);
+
+    // 2. The state repo, a real git repository.
+    let repo = t.join("cust-acme");
+    kiwictl_ok(
+        &[
+            "repo",
+            "init",
+            path_str(&repo),
+            "--slug",
+            "acme",
+            "--tier",
+            "mesh",
+            "--operator-age",
+            &op,
+            "--recovery-age",
+            &rec,
+        ],
+        None,
+    );
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "skeleton"]);
+
+    // Hooks: commit after request and install; a pre hook that vetoes while FREEZE exists.
+    let freeze = t.join("FREEZE");
+    let hooks = t.join("hooks.yaml");
+    let commit = path_str(&bin("kiwictl")).to_string();
+    std::fs::write(
+        &hooks,
+        format!(
+            "hooks:\n\
+             \x20 - name: freeze\n    event: intermediate_installed\n    phase: pre\n    timeout_secs: 10\n    run: [sh, -c, 'test ! -e {f} || {{ echo installs are frozen >&2; exit 1; }}']\n\
+             \x20 - name: commit-request\n    event: intermediate_requested\n    phase: post\n    timeout_secs: 30\n    run: [{commit}, hook, git-commit]\n\
+             \x20 - name: commit-install\n    event: intermediate_installed\n    phase: post\n    timeout_secs: 30\n    run: [{commit}, hook, git-commit]\n",
+            f = freeze.display()
+        ),
+    )
+    .expect("hooks file");
+    let hooks_s = path_str(&hooks);
+
+    // 3. Intermediate request: key only SOPS-encrypted in the repo, CSR to the transfer medium.
+    let csr = ca.w("acme.csr");
+    kiwictl_ok(
+        &[
+            "intermediate",
+            "request",
+            "--repo",
+            path_str(&repo),
+            "--out",
+            path_str(&csr),
+            "--policies",
+            pol,
+            "--hooks",
+            hooks_s,
+        ],
+        None,
+    );
+    let key_file = repo.join("secrets/intermediate.key.sops.yaml");
+    let key_text = std::fs::read_to_string(&key_file).expect("key file");
+    assert!(
+        !key_text.contains("PRIVATE KEY"),
+        "plaintext key in the repo:\n{key_text}"
+    );
+
+    // 4. The ceremony: sign acme twice (one to revoke), plus bad certificates for the refusals.
+    let revoked = ca.sign(&csr, "acme", "mesh", "acme-revoked.crt");
+    let good = ca.sign(&csr, "acme", "mesh", "acme.crt");
+    let serial = ca.serial_of(&revoked);
+    let crl = ca.w("root.crl");
+    ca.signer_ok(&[
+        "revoke",
+        "--serial",
+        &serial,
+        "--reason",
+        "superseded",
+        "--out",
+        path_str(&crl),
+        "--yes",
+    ]);
+    let other_key_csr = ca.csr("other", "P-256", &[]);
+    let wrong_key = ca.sign(&other_key_csr, "acme", "mesh", "acme-wrong-key.crt");
+    let ca2 = Fixture::new();
+    let foreign_root = ca2.sign(&csr, "acme", "mesh", "acme-foreign.crt");
+    let ca3 = Fixture::new();
+    let other_slug = ca3.sign(&csr, "globex", "mesh", "globex.crt");
+
+    // 5. Refusals: each names the problem and changes nothing in the repo.
+    let root = ca.root_pem();
+    let install = |cert: &Path, root: &Path| {
+        kiwictl(
+            &[
+                "intermediate",
+                "install",
+                "--repo",
+                path_str(&repo),
+                "--cert",
+                path_str(cert),
+                "--root",
+                path_str(root),
+                "--crl",
+                path_str(&crl),
+                "--policies",
+                pol,
+                "--hooks",
+                hooks_s,
+            ],
+            Some(&op_key),
+        )
+    };
+    let before = snapshot(&repo);
+    let commits_before = git(&repo, &["rev-list", "--count", "HEAD"]);
+    let ca3_root = ca3.root_pem();
+    for (cert, root, needle) in [
+        (&other_slug, &ca3_root, "globex"),
+        (&foreign_root, &root, "another root"),
+        (&revoked, &root, "revoked"),
+        (&wrong_key, &root, "different key"),
+    ] {
+        let o = install(cert, root);
+        assert!(!o.status.success(), "{} was installed", cert.display());
+        assert!(
+            stderr(&o).contains(needle),
+            "refusal of {} lacks `{needle}`:\n{}",
+            cert.display(),
+            stderr(&o)
+        );
+        assert_eq!(
+            before,
+            snapshot(&repo),
+            "a refused install changed the repo"
+        );
+    }
+    std::fs::write(&freeze, "").expect("freeze");
+    let o = install(&good, &root);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("installs are frozen"), "{}", stderr(&o));
+    assert_eq!(before, snapshot(&repo));
+    assert_eq!(commits_before, git(&repo, &["rev-list", "--count", "HEAD"]));
+    std::fs::remove_file(&freeze).expect("thaw");
+
+    // 6. Install the good certificate.
+    let o = install(&good, &root);
+    assert!(
+        o.status.success(),
+        "install failed:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+
+    // The real sops decrypts every secret, with the operator key and with the recovery key.
+    let secrets: Vec<PathBuf> = std::fs::read_dir(repo.join("secrets"))
+        .expect("secrets")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.ends_with(".sops.yaml") && !name.starts_with('.')
+        })
+        .collect();
+    assert_eq!(secrets.len(), 3, "{secrets:?}");
+    for f in &secrets {
+        for key in [&op_key, &rec_key] {
+            let d = sops_decrypt(f, key);
+            assert!(
+                d.status.success(),
+                "sops -d {} failed: {}",
+                f.display(),
+                stderr(&d)
+            );
+        }
+    }
+    let verify = kiwictl(&["secrets", "verify", path_str(&repo)], Some(&op_key));
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+
+    // The stored key matches the certificate; the step-ca key PEM opens with its password.
+    let work = &ca.work;
+    let key_yaml: serde_yaml_ng::Value =
+        serde_yaml_ng::from_slice(&sops_decrypt(&key_file, &op_key).stdout).expect("yaml");
+    let key_pem = work.join("acme-plain.key");
+    write_private(&key_pem, key_yaml["key"].as_str().expect("key"));
+    let pub_from_key = openssl_ok(work, &["pkey", "-in", path_str(&key_pem), "-pubout"]);
+    let pub_from_cert = openssl_ok(work, &["x509", "-in", path_str(&good), "-noout", "-pubkey"]);
+    assert_eq!(pub_from_key, pub_from_cert);
+    let step: serde_yaml_ng::Value = serde_yaml_ng::from_slice(
+        &sops_decrypt(&repo.join("secrets/smallstep.sops.yaml"), &op_key).stdout,
+    )
+    .expect("yaml");
+    let password_b64 = step["inject"]["secrets"]["ca_password"]
+        .as_str()
+        .expect("ca_password");
+    let password = base64_decode(password_b64);
+    let pass_file = work.join("step.pass");
+    write_private(&pass_file, &password);
+    let enc_key = work.join("step.key");
+    write_private(
+        &enc_key,
+        step["inject"]["secrets"]["x509"]["intermediate_ca_key"]
+            .as_str()
+            .expect("key"),
+    );
+    let pub_from_step = openssl_ok(
+        work,
+        &[
+            "pkey",
+            "-in",
+            path_str(&enc_key),
+            "-passin",
+            &format!("file:{}", pass_file.display()),
+            "-pubout",
+        ],
+    );
+    assert_eq!(pub_from_step, pub_from_cert);
+
+    // openssl verifies the chain exactly as installed in values/smallstep.yaml.
+    let values: serde_yaml_ng::Value = serde_yaml_ng::from_slice(
+        &std::fs::read(repo.join("values/smallstep.yaml")).expect("values"),
+    )
+    .expect("yaml");
+    let root_in = work.join("installed-root.pem");
+    let inter_in = work.join("installed-intermediate.pem");
+    std::fs::write(
+        &root_in,
+        values["inject"]["certificates"]["root_ca"]
+            .as_str()
+            .expect("root_ca"),
+    )
+    .expect("w");
+    std::fs::write(
+        &inter_in,
+        values["inject"]["certificates"]["intermediate_ca"]
+            .as_str()
+            .expect("ic"),
+    )
+    .expect("w");
+    let ok = openssl_ok(
+        work,
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            path_str(&root_in),
+            "-CRLfile",
+            path_str(&crl),
+            path_str(&inter_in),
+        ],
+    );
+    assert!(ok.contains(": OK"), "{ok}");
+
+    // git log shows the hook's commits, naming the events.
+    let log = git(&repo, &["log", "--format=%s"]);
+    let subjects: Vec<&str> = log.lines().collect();
+    assert_eq!(subjects.len(), 3, "{log}");
+    assert!(
+        subjects[1].starts_with("kiwictl: intermediate requested for acme"),
+        "{log}"
+    );
+    assert!(
+        subjects[0].starts_with("kiwictl: intermediate installed for acme"),
+        "{log}"
+    );
+    assert!(subjects[0].contains(&ca.serial_of(&good)), "{log}");
+    assert!(
+        git(&repo, &["status", "--porcelain"]).trim().is_empty(),
+        "uncommitted files left"
+    );
+
+    // A second install is refused: nothing is overwritten.
+    let again = install(&good, &root);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("exists"), "{}", stderr(&again));
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create");
+    f.write_all(text.as_bytes()).expect("write");
+}
+
+fn base64_decode(s: &str) -> String {
+    let out = run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s '{s}' | base64 -d")),
+    );
+    out
+}
