@@ -1,5 +1,6 @@
 //! The README's main command, `scripts/rehearsal`, run in a fresh directory: it must succeed,
-//! leave a CA whose ledger verifies, and refuse a directory that is not empty.
+//! leave a CA whose ledger verifies and state repos with the hook's commits, and refuse a
+//! directory that is not empty.
 
 use std::process::Command;
 
@@ -20,18 +21,38 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
     let out = stdout(&o);
     assert!(out.contains("rehearsal complete"), "{out}");
     for f in [
-        "ca/root.pem",
-        "ca/ledger.jsonl",
+        "offline-root/root.pem",
+        "offline-root/ledger.jsonl",
         "transfer/acme.crt",
         "transfer/globex.crt",
+        "od-platform/customers/acme.yaml",
+        "cust-acme/secrets/intermediate.key.sops.yaml",
+        "cust-acme/secrets/smallstep.sops.yaml",
+        "cust-acme/values/smallstep.yaml",
+        "cust-globex/secrets/intermediate.crt.sops.yaml",
     ] {
         assert!(dir.join(f).exists(), "{f} missing after the rehearsal");
     }
     let verify = run(Command::new(bin("kiwi-signer"))
         .args(["ledger", "verify", "--ca"])
-        .arg(dir.join("ca")));
+        .arg(dir.join("offline-root")));
     assert!(verify.status.success(), "{}", stderr(&verify));
     assert!(stdout(&verify).contains("6 entries"), "{}", stdout(&verify));
+
+    // The hook committed the request and the install to each state repo.
+    let log = run(Command::new("git")
+        .arg("-C")
+        .arg(dir.join("cust-globex"))
+        .args(["log", "--format=%s"]));
+    let log = stdout(&log);
+    assert!(
+        log.contains("kiwictl: intermediate installed for globex"),
+        "{log}"
+    );
+    assert!(
+        log.contains("kiwictl: intermediate requested for globex"),
+        "{log}"
+    );
 
     let again = run(Command::new(&script).arg(path_str(&dir)));
     assert!(
