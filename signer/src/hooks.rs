@@ -534,3 +534,121 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 }
+
+/// Hooks shipped with the signer, for the ceremony table: they act on the event JSON a hook
+/// receives and stay local (files and the terminal only).
+pub mod builtin {
+    use std::path::{Path, PathBuf};
+
+    use serde_json::Value;
+
+    use crate::fsutil::{self, Mode};
+
+    fn event(json: &[u8]) -> Result<Value, String> {
+        let v: Value = serde_json::from_slice(json)
+            .map_err(|e| format!("the event on standard input is not hook JSON ({e}); bind this hook in a hooks file"))?;
+        if v.get("event").and_then(Value::as_str).is_none() {
+            return Err("the event JSON has no `event` field".into());
+        }
+        Ok(v)
+    }
+
+    /// Copies every file the event says was written (certificates, CRLs; never key files)
+    /// into `dest`, each created new; returns the copies. A file that exists in `dest` is an
+    /// error: the transfer medium is never silently overwritten.
+    pub fn copy_to(json: &[u8], dest: &Path) -> Result<Vec<PathBuf>, String> {
+        let v = event(json)?;
+        if !dest.is_dir() {
+            return Err(format!(
+                "{} is not a directory; mount the transfer medium",
+                dest.display()
+            ));
+        }
+        let written: Vec<PathBuf> = v["files"]["written"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(PathBuf::from)
+            .collect();
+        let mut copies = Vec::new();
+        for src in written {
+            let name = src
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            // The CA's own files (key, ledger, config) stay on the laptop.
+            if name.ends_with(".age")
+                || name == "ledger.jsonl"
+                || name == "ca.toml"
+                || name.is_empty()
+            {
+                continue;
+            }
+            let bytes = std::fs::read(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+            let to = dest.join(&name);
+            fsutil::write_new(&to, &bytes, Mode::Public).map_err(|e| e.to_string())?;
+            copies.push(to);
+        }
+        Ok(copies)
+    }
+
+    /// A label for the artifact's envelope: event, customer, serial, fingerprint and ledger
+    /// head, in hex and PGP words so it can be read aloud.
+    pub fn label(json: &[u8]) -> Result<String, String> {
+        let v = event(json)?;
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+        let mut out = format!(
+            "KiwiStack offline root — {}\n  customer: {} ({})\n  serial:   {}\n",
+            s("event").replace('_', " "),
+            s("slug"),
+            s("tier"),
+            s("serial")
+        );
+        if let Some(map) = v.get("sha256").and_then(Value::as_object) {
+            for (role, hex) in map {
+                let hex = hex.as_str().unwrap_or_default();
+                let words = crate::words::Fingerprint::from_hex(hex)
+                    .map(|f| f.for_reading())
+                    .unwrap_or_else(|| hex.to_string());
+                out.push_str(&format!("  sha256 {role}:\n    {words}\n"));
+            }
+        }
+        if let Some(h) = v.get("ledger_head").and_then(Value::as_str) {
+            out.push_str(&format!("  ledger head: {h}\n"));
+        }
+        Ok(out)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn copy_to_copies_outputs_only_and_never_overwrites() {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let cert = tmp.path().join("acme.crt");
+            let key = tmp.path().join("root.key.age");
+            std::fs::write(&cert, "CERT").expect("write");
+            std::fs::write(&key, "KEY").expect("write");
+            let dest = tmp.path().join("usb");
+            std::fs::create_dir(&dest).expect("mkdir");
+            let json = serde_json::json!({"event": "intermediate_issued", "slug": "acme",
+                "files": {"written": [cert, key]}})
+            .to_string();
+            let copies = copy_to(json.as_bytes(), &dest).expect("copy");
+            assert_eq!(copies, vec![dest.join("acme.crt")]);
+            assert!(!dest.join("root.key.age").exists());
+            assert!(
+                copy_to(json.as_bytes(), &dest).is_err(),
+                "overwrote the transfer medium"
+            );
+            assert!(copy_to(b"nope", &dest).is_err());
+            let label = label(json.as_bytes()).expect("label");
+            assert!(
+                label.contains("intermediate issued") && label.contains("acme"),
+                "{label}"
+            );
+        }
+    }
+}

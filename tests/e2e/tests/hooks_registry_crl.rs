@@ -74,6 +74,42 @@ fn signer_pre_hooks_veto_and_post_hooks_get_the_event() {
     );
     f.assert_ledger_ok();
 
+    // The shipped ceremony hooks: copy the CRL to the transfer medium, print a label.
+    let usb = f.w("usb");
+    std::fs::create_dir(&usb).expect("mkdir");
+    let signer = kiwi_e2e::bin("kiwi-signer");
+    let ceremony = hooks_file(
+        &f,
+        &format!(
+            "  - name: copy\n    event: crl_issued\n    phase: post\n    timeout_secs: 10\n    run: [{s}, hook, copy-to, --dest, {usb}]\n  - name: label\n    event: crl_issued\n    phase: post\n    timeout_secs: 10\n    run: [{s}, hook, label]\n",
+            s = signer.display(),
+            usb = usb.display()
+        ),
+    );
+    let crl1 = f.w("crl1.pem");
+    let o = f.signer(&[
+        "crl",
+        "--out",
+        path_str(&crl1),
+        "--hooks",
+        path_str(&ceremony),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(usb.join("crl1.pem")).expect("copied to the medium"),
+        std::fs::read(&crl1).expect("crl")
+    );
+    assert!(
+        stdout(&o).contains("KiwiStack offline root — crl issued"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_dir(&usb).expect("ls").count(),
+        1,
+        "more than the CRL was copied"
+    );
+
     // A hooks file with an unknown key is refused before anything happens.
     let bad = hooks_file(
         &f,

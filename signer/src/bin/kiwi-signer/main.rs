@@ -144,11 +144,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Hooks shipped with the signer, for binding in a hooks file (they read the event JSON on
+    /// standard input and stay local: files and the terminal only).
+    Hook {
+        #[command(subcommand)]
+        command: HookCommand,
+    },
     /// Ledger commands.
     Ledger {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum HookCommand {
+    /// Copy the certificates and CRLs the event wrote onto the transfer medium (never the key,
+    /// the ledger or the config; never overwriting).
+    CopyTo {
+        /// The transfer medium's directory.
+        #[arg(long, value_name = "DIR")]
+        dest: PathBuf,
+    },
+    /// Print a label for the envelope: customer, serial, fingerprints in hex and PGP words.
+    Label,
 }
 
 #[derive(Subcommand)]
@@ -375,6 +394,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         println!("next CRL due {due}{}", if st.crl_overdue { "  OVERDUE: run `kiwi-signer crl` now" } else { "" });
                     }
                     _ => println!("CRL          none issued yet: run `kiwi-signer crl` before publishing the root"),
+                }
+            }
+        }
+        Command::Hook { command } => {
+            let mut input = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)?;
+            match command {
+                HookCommand::CopyTo { dest } => {
+                    let copies = kiwi_signer::hooks::builtin::copy_to(&input, &dest)
+                        .map_err(anyhow::Error::msg)?;
+                    for c in copies {
+                        eprintln!("copied to {}", c.display());
+                    }
+                }
+                HookCommand::Label => {
+                    print!(
+                        "{}",
+                        kiwi_signer::hooks::builtin::label(&input).map_err(anyhow::Error::msg)?
+                    );
                 }
             }
         }
