@@ -20,6 +20,15 @@ use kiwi_signer::slug::{Slug, Tier};
 use kiwi_signer::words::Fingerprint;
 use kiwi_signer::x509::Serial;
 
+/// `println!` that ignores a closed stdout (`| head`): the operation's result is already durable
+/// and reported by the exit status, so a reader going away must not turn success into a panic.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 const EXIT_HELP: &str = "Exit status: 0 success; 1 refused or failed (nothing was written, the ledger is unchanged); 2 bad usage.
 Secrets: the passphrase/PIN comes from --pin-file or the terminal, never from the environment.";
 
@@ -212,21 +221,21 @@ fn main() -> ExitCode {
 }
 
 fn print_outcome(what: &str, o: &Outcome) {
-    println!("{what}");
+    out!("{what}");
     for w in &o.written {
-        println!("  wrote       {}", w.display());
+        out!("  wrote       {}", w.display());
     }
     if let Some(s) = &o.serial {
-        println!("  serial      {s}");
+        out!("  serial      {s}");
     }
     if let Some(n) = o.crl_number {
-        println!("  CRL number  {n}");
+        out!("  CRL number  {n}");
     }
     let head = Fingerprint::from_hex(&o.head)
         .map(|f| f.for_reading())
         .unwrap_or_else(|| o.head.clone());
-    println!("  ledger head {head}");
-    println!("  (the witness writes the ledger head down)");
+    out!("  ledger head {head}");
+    out!("  (the witness writes the ledger head down)");
 }
 
 const TOOL: &str = "kiwi-signer";
@@ -363,23 +372,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { ca, json } => {
             let st = Ca::open(&ca)?.status(now)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                out!("{}", serde_json::to_string_pretty(&st)?);
             } else {
-                println!("root         {}", st.root_subject);
-                println!("root key id  {}", st.root_key_id);
-                println!("backend      {}", st.backend);
-                println!(
+                out!("root         {}", st.root_subject);
+                out!("root key id  {}", st.root_key_id);
+                out!("backend      {}", st.backend);
+                out!(
                     "ledger       {} entries, head {}",
-                    st.ledger_entries, st.ledger_head
+                    st.ledger_entries,
+                    st.ledger_head
                 );
-                println!("intermediates ({}):", st.intermediates.len());
+                out!("intermediates ({}):", st.intermediates.len());
                 for i in &st.intermediates {
                     let state = i
                         .revoked
                         .as_deref()
                         .map(|r| format!("REVOKED {r}"))
                         .unwrap_or_else(|| "valid".into());
-                    println!(
+                    out!(
                         "  {}  {:<20} {:<5}  until {}  {}",
                         i.serial,
                         i.slug,
@@ -390,10 +400,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 match (&st.crl_number, &st.crl_next_update, &st.next_crl_due) {
                     (Some(n), Some(next), Some(due)) => {
-                        println!("CRL          number {n}, nextUpdate {next}");
-                        println!("next CRL due {due}{}", if st.crl_overdue { "  OVERDUE: run `kiwi-signer crl` now" } else { "" });
+                        out!("CRL          number {n}, nextUpdate {next}");
+                        out!("next CRL due {due}{}", if st.crl_overdue { "  OVERDUE: run `kiwi-signer crl` now" } else { "" });
                     }
-                    _ => println!("CRL          none issued yet: run `kiwi-signer crl` before publishing the root"),
+                    _ => out!("CRL          none issued yet: run `kiwi-signer crl` before publishing the root"),
                 }
             }
         }
@@ -420,8 +430,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             command: LedgerCommand::Verify { ca, expect_head },
         } => {
             let st = ca::verify_ledger(&ca, expect_head.as_deref())?;
-            println!("ledger intact: {} entries", st.len);
-            println!("  head {}", st.head.for_reading());
+            out!("ledger intact: {} entries", st.len);
+            out!("  head {}", st.head.for_reading());
         }
     }
     Ok(())

@@ -17,6 +17,15 @@ use kiwi_signer::slug::{Slug, Tier};
 use kiwi_tooling::sops::agekeys::Identities;
 use kiwi_tooling::{crl, githook, onboard, registry, staterepo};
 
+/// `println!` that ignores a closed stdout (`| head`): the operation's result is already durable
+/// and reported by the exit status, so a reader going away must not turn success into a panic.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 const EXIT_HELP: &str = "Exit status: 0 success; 1 refused, failed, or a file failed, did not verify or does not conform (nothing was changed); 2 bad usage.";
 
 /// KiwiStack online PKI and secrets tooling.
@@ -254,7 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|p| serde_json::json!({"file": p.file, "field": p.field, "message": p.message}))
                     .collect();
-                println!(
+                out!(
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "valid": report.entries.keys().collect::<Vec<_>>(),
@@ -265,7 +274,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for p in &report.problems {
                     eprintln!("{p}");
                 }
-                println!(
+                out!(
                     "{} valid entries, {} problems",
                     report.entries.len(),
                     report.problems.len()
@@ -305,7 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 base_versions,
             };
             let path = registry::add(&dir, &entry)?;
-            println!("wrote {}", path.display());
+            out!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Intermediate {
@@ -321,16 +330,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             add_file(&mut data, "out", &out);
             hooks.run_pre(TOOL, EventKind::IntermediateRequested, &data)?;
             let r = onboard::request(&repo, &common.policies, &out)?;
-            println!(
+            out!(
                 "intermediate requested for {} ({} tier): {} key",
-                r.info.slug, r.info.tier, r.algorithm
+                r.info.slug,
+                r.info.tier,
+                r.algorithm
             );
-            println!("  key (SOPS-encrypted)  {}", r.key_file.display());
-            println!("  CSR                   {}", r.csr.display());
-            println!("  CSR SHA-256           {}", r.csr_sha256.for_reading());
-            println!(
-                "  (send the fingerprint to the ceremony out of band; the witness compares it)"
-            );
+            out!("  key (SOPS-encrypted)  {}", r.key_file.display());
+            out!("  CSR                   {}", r.csr.display());
+            out!("  CSR SHA-256           {}", r.csr_sha256.for_reading());
+            out!("  (send the fingerprint to the ceremony out of band; the witness compares it)");
             data.sha256.insert("csr".into(), r.csr_sha256.hex());
             add_file(&mut data, "written", &r.key_file);
             add_file(&mut data, "written", &r.csr);
@@ -377,12 +386,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &ids,
                 OffsetDateTime::now_utc(),
             )?;
-            println!(
+            out!(
                 "intermediate {} installed for {} (valid until {})",
-                done.cert.serial, done.info.slug, done.cert.not_after
+                done.cert.serial,
+                done.info.slug,
+                done.cert.not_after
             );
             for w in &done.written {
-                println!("  wrote {}", w.display());
+                out!("  wrote {}", w.display());
                 add_file(&mut data, "written", w);
             }
             data.serial = Some(done.cert.serial.clone());
@@ -405,13 +416,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             match staterepo::init(&dir, &slug, tier, &operator_age, recovery_age.as_deref())? {
                 staterepo::Initialized::Created(paths) => {
-                    println!("state repo for {slug} ({tier}) in {}", dir.display());
+                    out!("state repo for {slug} ({tier}) in {}", dir.display());
                     for p in paths {
-                        println!("  created {}", p.display());
+                        out!("  created {}", p.display());
                     }
                 }
                 staterepo::Initialized::AlreadyThere => {
-                    println!(
+                    out!(
                         "{} already is the state repo for {slug} ({tier}); nothing to do",
                         dir.display()
                     );
@@ -431,11 +442,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let report = crl::check_files(&crl_path, &root, warn_days, OffsetDateTime::now_utc())
                 .map_err(|e| anyhow::anyhow!("cannot read the CRL or the root: {e}"))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                println!("{}: {}", crl_path.display(), report.message);
+                out!("{}: {}", crl_path.display(), report.message);
                 if let (Some(n), Some(r)) = (&report.crl_number, report.revoked) {
-                    println!("  CRL number {n}, {r} revoked certificate(s)");
+                    out!("  CRL number {n}, {r} revoked certificate(s)");
                 }
             }
             Ok(if report.verdict == crl::Verdict::Ok {
