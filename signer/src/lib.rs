@@ -22,6 +22,7 @@ pub mod ledger;
 pub mod lint;
 mod pipeline;
 pub mod policy;
+pub mod preflight;
 pub mod slug;
 pub mod words;
 pub mod x509;

@@ -153,6 +153,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Air-gap preflight: no network link up, no default route, a plausible clock (against the
+    /// CA's ledger when --ca is given). Run it before any key comes out of the safe.
+    Preflight {
+        /// The CA directory (its newest ledger entry bounds the clock).
+        #[arg(long, value_name = "DIR")]
+        ca: Option<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Hooks shipped with the signer, for binding in a hooks file (they read the event JSON on
     /// standard input and stay local: files and the terminal only).
     Hook {
@@ -405,6 +415,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                     _ => out!("CRL          none issued yet: run `kiwi-signer crl` before publishing the root"),
                 }
+            }
+        }
+        Command::Preflight { ca, json } => {
+            let newest = match &ca {
+                Some(dir) => Some(ca::verify_ledger(dir, None)?.last_time),
+                None => None,
+            };
+            let checks = kiwi_signer::preflight::run(&Default::default(), now, newest);
+            let ok = kiwi_signer::preflight::passed(&checks);
+            if json {
+                out!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                for c in &checks {
+                    out!(
+                        "{} {:<20} {}",
+                        if c.ok { "ok  " } else { "FAIL" },
+                        c.name,
+                        c.detail
+                    );
+                }
+            }
+            if !ok {
+                anyhow::bail!(
+                    "preflight failed: this laptop is not ready for a ceremony (see above)"
+                );
             }
         }
         Command::Hook { command } => {
