@@ -170,6 +170,28 @@ pub fn request(
     })
 }
 
+/// Writes a fresh CSR for the intermediate key already in the repo (renewal before expiry, or
+/// re-rooting a churning customer's intermediate under their own root: same key, new issuer).
+pub fn renew_csr(repo: &Path, ids: &Identities, csr_out: &Path) -> Result<Requested, OnboardError> {
+    let info = staterepo::open(repo)?;
+    if csr_out.exists() {
+        return Err(OnboardError::Exists(
+            csr_out.to_path_buf(),
+            "Choose another --out",
+        ));
+    }
+    let key = load_key(repo, ids)?;
+    let csr = intermediate::make_csr(&key, &info.slug)?;
+    fsutil::write_new(csr_out, csr.as_bytes(), Mode::Public)?;
+    Ok(Requested {
+        csr_sha256: Fingerprint::of(csr.as_bytes()),
+        algorithm: key.algorithm().to_string(),
+        key_file: repo.join(KEY_FILE),
+        csr: csr_out.to_path_buf(),
+        info,
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyDoc {

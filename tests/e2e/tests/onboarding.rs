@@ -387,6 +387,22 @@ fn onboarding_story_checked_with_sops_openssl_and_git() {
         "uncommitted files left"
     );
 
+    // A renewal CSR carries the same key (what re-rooting at churn signs under a new root).
+    let renew = ca.w("acme-renew.csr");
+    kiwictl_ok(
+        &[
+            "intermediate",
+            "csr",
+            "--repo",
+            path_str(&repo),
+            "--out",
+            path_str(&renew),
+        ],
+        Some(&op_key),
+    );
+    let pub_from_renew = openssl_ok(work, &["req", "-in", path_str(&renew), "-noout", "-pubkey"]);
+    assert_eq!(pub_from_renew, pub_from_cert);
+
     // A second install is refused: nothing is overwritten.
     let again = install(&good, &root);
     assert!(!again.status.success());

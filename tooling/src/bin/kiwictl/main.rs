@@ -138,6 +138,19 @@ enum IntermediateCommand {
         #[command(flatten)]
         common: Common,
     },
+    /// A new CSR for the key already in the repo (renewal, or re-rooting under the customer's
+    /// own root at churn: same key, new issuer).
+    Csr {
+        /// The customer's state repo.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// Where to write the CSR (never overwritten).
+        #[arg(long, value_name = "CSR")]
+        out: PathBuf,
+        /// age identity file (besides SOPS_AGE_KEY_FILE / SOPS_AGE_KEY).
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+    },
     /// Check a signed certificate and install it where step-ca's Helm chart reads it.
     Install {
         /// The customer's state repo.
@@ -344,6 +357,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             add_file(&mut data, "written", &r.key_file);
             add_file(&mut data, "written", &r.csr);
             post(&hooks, EventKind::IntermediateRequested, &data);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Intermediate {
+            command:
+                IntermediateCommand::Csr {
+                    repo,
+                    out,
+                    identity,
+                },
+        } => {
+            let ids = Identities::from_env(&identity)?;
+            let r = onboard::renew_csr(&repo, &ids, &out)?;
+            out!(
+                "CSR for the existing {} key of {}: {}",
+                r.algorithm,
+                r.info.slug,
+                r.csr.display()
+            );
+            out!("  CSR SHA-256  {}", r.csr_sha256.for_reading());
             Ok(ExitCode::SUCCESS)
         }
         Command::Intermediate {
