@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::algo::PublicKey;
+use crate::backend::pkcs11::Pkcs11Key;
+use crate::backend::pkcs11_config::Pkcs11Config;
 use crate::backend::soft::{self, SoftKey};
 use crate::backend::{check_matches, BackendError, BackendKind, KeyBackend};
 use crate::callbacks::Callbacks;
@@ -49,6 +51,9 @@ pub struct CaConfig {
     /// Soft backend: the key file name inside the CA directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soft_key_file: Option<String>,
+    /// PKCS#11 backend: module, token and key labels (never the PIN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<Pkcs11Config>,
 }
 
 /// The file names inside a CA directory.
@@ -223,7 +228,16 @@ impl Ca {
                 Box::new(SoftKey::open(&self.dir.join(name), &pass)?)
             }
             BackendKind::Yubikey => return Err(BackendError::Unavailable("yubikey").into()),
-            BackendKind::Pkcs11 => return Err(BackendError::Unavailable("pkcs11").into()),
+            BackendKind::Pkcs11 => {
+                let cfg = self.config.pkcs11.as_ref().ok_or_else(|| {
+                    Error::Refused(format!(
+                        "{}: backend is pkcs11 but the [pkcs11] table is missing; restore ca.toml from the backup",
+                        self.dir.join(files::CONFIG).display()
+                    ))
+                })?;
+                let pin = cb.secret(&format!("PIN for PKCS#11 token `{}`", cfg.token_label))?;
+                Box::new(Pkcs11Key::open(cfg, &pin)?)
+            }
         };
         check_matches(backend.as_ref(), self.root_key())?;
         Ok(backend)
@@ -677,7 +691,7 @@ fn sign_summary(
 pub fn init(
     dir: &Path,
     policy_path: &Path,
-    backend: BackendKind,
+    backend: &BackendSpec,
     cb: &dyn Callbacks,
     now: OffsetDateTime,
 ) -> Result<Outcome> {
@@ -716,14 +730,81 @@ pub fn init(
     for tier in Tier::ALL {
         policy::load_intermediate(&policies_dir, tier)?;
     }
-    if backend != BackendKind::Soft {
-        return Err(BackendError::Unavailable(backend.as_str()).into());
+    let new_key = match backend {
+        BackendSpec::Soft => {
+            let pass = cb.new_secret("New passphrase for the root key")?;
+            if pass.expose().chars().count() < soft::MIN_PASSPHRASE {
+                return Err(BackendError::WeakPassphrase(pass.expose().chars().count()).into());
+            }
+            NewKey::Soft(SoftKey::generate(pol.key_algorithm), pass)
+        }
+        BackendSpec::Pkcs11(cfg) => {
+            let pin = cb.secret(&format!("PIN for PKCS#11 token `{}`", cfg.token_label))?;
+            NewKey::Pkcs11(Pkcs11Key::generate(cfg, pol.key_algorithm, &pin)?)
+        }
+    };
+    let result = init_with_key(
+        dir,
+        &pol,
+        &policy_path,
+        &policies_dir,
+        backend,
+        &new_key,
+        now,
+    );
+    if result.is_err() {
+        // A key generated on a device for a CA that was not created is removed again.
+        if let NewKey::Pkcs11(k) = new_key {
+            k.destroy();
+        }
     }
-    let pass = cb.new_secret("New passphrase for the root key")?;
-    if pass.expose().chars().count() < soft::MIN_PASSPHRASE {
-        return Err(BackendError::WeakPassphrase(pass.expose().chars().count()).into());
+    result
+}
+
+/// A freshly generated root key, with what saving it needs.
+enum NewKey {
+    Soft(SoftKey, crate::backend::Secret),
+    Pkcs11(Pkcs11Key),
+}
+
+impl NewKey {
+    fn backend(&self) -> &dyn KeyBackend {
+        match self {
+            NewKey::Soft(k, _) => k,
+            NewKey::Pkcs11(k) => k,
+        }
     }
-    let key = SoftKey::generate(pol.key_algorithm);
+}
+
+/// Which backend a new CA uses, with its settings.
+#[derive(Debug, Clone)]
+pub enum BackendSpec {
+    /// An age-encrypted software key in the CA directory.
+    Soft,
+    /// A key generated on a PKCS#11 token.
+    Pkcs11(Pkcs11Config),
+}
+
+impl BackendSpec {
+    /// The kind, as `ca.toml` names it.
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            BackendSpec::Soft => BackendKind::Soft,
+            BackendSpec::Pkcs11(_) => BackendKind::Pkcs11,
+        }
+    }
+}
+
+fn init_with_key(
+    dir: &Path,
+    pol: &RootPolicy,
+    policy_path: &Path,
+    policies_dir: &Path,
+    backend: &BackendSpec,
+    new_key: &NewKey,
+    now: OffsetDateTime,
+) -> Result<Outcome> {
+    let key = new_key.backend();
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let serial = Serial::random();
     let public = key.public_key().clone();
@@ -766,7 +847,7 @@ pub fn init(
         }
         Err(e) => vec![e],
     };
-    let der = pipeline::sign_checked(Kind::Certificate, &key, &public, &build, &lint)?;
+    let der = pipeline::sign_checked(Kind::Certificate, key, &public, &build, &lint)?;
 
     // Everything is staged in a sibling directory and renamed into place at the end.
     let parent = dir
@@ -781,7 +862,9 @@ pub fn init(
     std::fs::create_dir(&staging)
         .map_err(|e| Error::io(&staging, e, "check that the parent directory is writable"))?;
     let result = (|| -> Result<Fingerprint> {
-        key.save(&soft::key_path(&staging), &pass)?;
+        if let NewKey::Soft(k, pass) = new_key {
+            k.save(&soft::key_path(&staging), pass)?;
+        }
         fsutil::write_new(
             &staging.join(files::ROOT),
             &encode_output(Path::new("root.pem"), "CERTIFICATE", &der),
@@ -791,7 +874,7 @@ pub fn init(
         // one's SHA-256), so it does not depend on where a repository checkout happens to be.
         let staged_policies = staging.join(POLICIES);
         std::fs::create_dir(&staged_policies).map_err(|e| Error::io(&staged_policies, e, ""))?;
-        let mut copies = vec![(policy_path.clone(), "root.yaml".to_string())];
+        let mut copies = vec![(policy_path.to_path_buf(), "root.yaml".to_string())];
         for tier in Tier::ALL {
             let file = policy::intermediate_file(tier);
             copies.push((policies_dir.join(&file), file));
@@ -802,10 +885,14 @@ pub fn init(
         }
         let config = CaConfig {
             format: 1,
-            backend,
+            backend: backend.kind(),
             policy: Path::new(POLICIES).join("root.yaml"),
             policies_dir: PathBuf::from(POLICIES),
-            soft_key_file: Some("root.key.age".into()),
+            soft_key_file: matches!(backend, BackendSpec::Soft).then(|| "root.key.age".into()),
+            pkcs11: match backend {
+                BackendSpec::Pkcs11(c) => Some(c.clone()),
+                BackendSpec::Soft => None,
+            },
         };
         let toml_text = toml::to_string(&config).map_err(|e| Error::SelfCheck(e.to_string()))?;
         fsutil::write_new(
@@ -835,15 +922,15 @@ pub fn init(
     })();
     match result {
         Ok(head) => {
-            let mut o = Outcome::new(
-                vec![
-                    dir.join(files::ROOT),
-                    dir.join(files::CONFIG),
-                    dir.join(ledger::FILE),
-                    soft::key_path(dir),
-                ],
-                head,
-            );
+            let mut written = vec![
+                dir.join(files::ROOT),
+                dir.join(files::CONFIG),
+                dir.join(ledger::FILE),
+            ];
+            if matches!(backend, BackendSpec::Soft) {
+                written.push(soft::key_path(dir));
+            }
+            let mut o = Outcome::new(written, head);
             o.serial = Some(serial);
             Ok(o)
         }
@@ -972,7 +1059,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("ca");
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
-        init(&dir, &policy, BackendKind::Soft, &yes(), now).expect("init");
+        init(&dir, &policy, &crate::ca::BackendSpec::Soft, &yes(), now).expect("init");
         (tmp, dir)
     }
 
@@ -1139,13 +1226,15 @@ mod tests {
         let (tmp, dir) = fresh(now);
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
         let before = ledger_text(&dir);
-        let err = init(&dir, &policy, BackendKind::Soft, &yes(), now).expect_err("second init");
+        let err = init(&dir, &policy, &crate::ca::BackendSpec::Soft, &yes(), now)
+            .expect_err("second init");
         assert!(err.to_string().contains("already holds a CA"), "{err}");
         assert_eq!(before, ledger_text(&dir));
         let other = tmp.path().join("other");
         std::fs::create_dir(&other).expect("mkdir");
         std::fs::write(other.join("notes.txt"), "x").expect("write");
-        let err = init(&other, &policy, BackendKind::Soft, &yes(), now).expect_err("non-empty");
+        let err = init(&other, &policy, &crate::ca::BackendSpec::Soft, &yes(), now)
+            .expect_err("non-empty");
         assert!(err.to_string().contains("not empty"), "{err}");
         assert_eq!(std::fs::read_dir(&other).expect("ls").count(), 1);
     }

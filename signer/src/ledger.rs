@@ -637,7 +637,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::backend::BackendKind;
     use crate::callbacks::Scripted;
 
     fn two_entry_ledger() -> (tempfile::TempDir, String) {
@@ -649,7 +648,7 @@ mod tests {
             secret: "unit test passphrase".into(),
         };
         let now = OffsetDateTime::now_utc();
-        crate::ca::init(&dir, &policy, BackendKind::Soft, &cb, now).expect("init");
+        crate::ca::init(&dir, &policy, &crate::ca::BackendSpec::Soft, &cb, now).expect("init");
         let ca = crate::ca::Ca::open(&dir).expect("open");
         ca.crl(&tmp.path().join("crl.pem"), &cb, now).expect("crl");
         let text = std::fs::read_to_string(dir.join(FILE)).expect("ledger");

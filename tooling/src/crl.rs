@@ -159,7 +159,6 @@ pub fn check_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiwi_signer::backend::BackendKind;
     use kiwi_signer::callbacks::Scripted;
 
     fn ca_with_crl(tmp: &Path, now: OffsetDateTime) -> (Vec<u8>, Vec<u8>) {
@@ -169,7 +168,8 @@ mod tests {
         };
         let dir = tmp.join("ca");
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
-        kiwi_signer::ca::init(&dir, &policy, BackendKind::Soft, &cb, now).expect("init");
+        kiwi_signer::ca::init(&dir, &policy, &kiwi_signer::ca::BackendSpec::Soft, &cb, now)
+            .expect("init");
         let ca = kiwi_signer::ca::Ca::open(&dir).expect("open");
         ca.crl(&tmp.join("crl.pem"), &cb, now).expect("crl");
         (

@@ -278,7 +278,7 @@ pub fn check_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiwi_signer::backend::{BackendKind, KeyBackend as _};
+    use kiwi_signer::backend::KeyBackend as _;
     use kiwi_signer::callbacks::Scripted;
 
     fn policies() -> std::path::PathBuf {
@@ -297,7 +297,7 @@ mod tests {
         kiwi_signer::ca::init(
             &ca_dir,
             &policies().join("root.yaml"),
-            BackendKind::Soft,
+            &kiwi_signer::ca::BackendSpec::Soft,
             &cb,
             now,
         )
@@ -351,7 +351,7 @@ mod tests {
         kiwi_signer::ca::init(
             &other_ca,
             &policies().join("root.yaml"),
-            BackendKind::Soft,
+            &kiwi_signer::ca::BackendSpec::Soft,
             &cb,
             now,
         )

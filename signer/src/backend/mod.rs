@@ -4,6 +4,12 @@
 //! age-encrypted software key (for rehearsals) are the other backends. The issuance pipeline
 //! sees only [`KeyBackend`]: a public key and a `sign` that returns a DER ECDSA signature.
 
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
+#[cfg(not(feature = "pkcs11"))]
+#[path = "pkcs11_disabled.rs"]
+pub mod pkcs11;
+pub mod pkcs11_config;
 pub mod soft;
 
 use std::cell::RefCell;
@@ -105,6 +111,30 @@ pub enum BackendError {
         /// Key file.
         path: String,
         /// What is wrong.
+        detail: String,
+    },
+    /// The PIN was wrong.
+    #[error("wrong PIN for the {device}{}; check the PIN file or retype it", match .retries { Some(n) => format!(" ({n} tries left before it blocks)"), None => String::new() })]
+    WrongPin {
+        /// The device.
+        device: String,
+        /// Tries left, when the device says.
+        retries: Option<u8>,
+    },
+    /// The PIN is blocked.
+    #[error("the PIN of the {device} is blocked; {unblock}. Nothing was signed")]
+    PinBlocked {
+        /// The device.
+        device: String,
+        /// How to unblock it.
+        unblock: &'static str,
+    },
+    /// The device is missing, unreachable or misbehaving.
+    #[error("{device}: {detail}")]
+    Device {
+        /// The device.
+        device: String,
+        /// What happened and what to do.
         detail: String,
     },
     /// Signing failed inside the backend.

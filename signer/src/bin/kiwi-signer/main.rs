@@ -12,8 +12,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
+use kiwi_signer::backend::pkcs11_config::Pkcs11Config;
 use kiwi_signer::backend::BackendKind;
-use kiwi_signer::ca::{self, Ca, Outcome, SignRequest};
+use kiwi_signer::ca::{self, BackendSpec, Ca, Outcome, SignRequest};
 use kiwi_signer::hooks::{EventData, EventKind, Hooks};
 use kiwi_signer::ledger::Reason;
 use kiwi_signer::slug::{Slug, Tier};
@@ -47,6 +48,60 @@ struct Secrets {
     pin_file: Option<PathBuf>,
 }
 
+/// Where a PKCS#11 root key goes (`--backend pkcs11`).
+#[derive(clap::Args)]
+struct Pkcs11Args {
+    /// PKCS#11 module (shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long, value_name = "PATH")]
+    module: Option<PathBuf>,
+    /// Label of the token that generates and holds the key.
+    #[arg(long, value_name = "LABEL")]
+    token_label: Option<String>,
+    /// Label for the new key pair.
+    #[arg(long, value_name = "LABEL")]
+    key_label: Option<String>,
+    /// RFC 7512 URI instead of the flags: pkcs11:token=T;object=K?module-path=M
+    #[arg(long, value_name = "URI", conflicts_with_all = ["token_label", "key_label"])]
+    uri: Option<String>,
+}
+
+impl Pkcs11Args {
+    fn spec(self, backend: BackendKind) -> anyhow::Result<BackendSpec> {
+        let given = self.module.is_some()
+            || self.token_label.is_some()
+            || self.key_label.is_some()
+            || self.uri.is_some();
+        match backend {
+            BackendKind::Soft if given => {
+                anyhow::bail!("--module/--token-label/--key-label/--uri are for --backend pkcs11")
+            }
+            BackendKind::Soft => Ok(BackendSpec::Soft),
+            BackendKind::Pkcs11 => {
+                let cfg = match self.uri {
+                    Some(uri) => {
+                        Pkcs11Config::from_uri(&uri, self.module).map_err(anyhow::Error::msg)?
+                    }
+                    None => Pkcs11Config {
+                        module: self.module.ok_or_else(|| {
+                            anyhow::anyhow!("--backend pkcs11 needs --module PATH (or --uri)")
+                        })?,
+                        token_label: self.token_label.ok_or_else(|| {
+                            anyhow::anyhow!("--backend pkcs11 needs --token-label")
+                        })?,
+                        key_label: self
+                            .key_label
+                            .ok_or_else(|| anyhow::anyhow!("--backend pkcs11 needs --key-label"))?,
+                    },
+                };
+                Ok(BackendSpec::Pkcs11(cfg))
+            }
+            BackendKind::Yubikey => {
+                Err(kiwi_signer::backend::BackendError::Unavailable("yubikey").into())
+            }
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct HookArgs {
     /// Hooks file binding local commands to this command's events (pre hooks can veto).
@@ -76,6 +131,8 @@ enum Command {
         /// The root policy, e.g. policies/root.yaml (intermediate policies are read beside it).
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
+        #[command(flatten)]
+        pkcs11: Pkcs11Args,
         #[command(flatten)]
         secrets: Secrets,
         #[command(flatten)]
@@ -287,15 +344,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ca,
             backend,
             policy,
+            pkcs11,
             secrets,
             hooks,
         } => {
+            let spec = pkcs11.spec(backend)?;
             let hooks = hooks.load()?;
             let mut data = EventData::default();
             add_file(&mut data, "ca", &ca);
             hooks.run_pre(TOOL, EventKind::RootCreated, &data)?;
             let cb = prompt::Terminal::new(secrets.pin_file, true);
-            let o = ca::init(&ca, &policy, backend, &cb, now)?;
+            let o = ca::init(&ca, &policy, &spec, &cb, now)?;
             print_outcome("Root CA created", &o);
             add_outcome(&mut data, &o, "root", &ca.join(ca::files::ROOT));
             post(&hooks, EventKind::RootCreated, &data);

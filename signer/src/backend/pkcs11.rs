@@ -1,0 +1,349 @@
+//! The PKCS#11 backend: the root key on a token (YubiHSM, Nitrokey, ykcs11, SoftHSM2 for
+//! rehearsals), through `cryptoki`.
+//!
+//! `init` generates the key pair on the token, private half sensitive and non-extractable.
+//! Signing hashes the TBS here (SHA-256 for P-256, SHA-384 for P-384), asks the token for a raw
+//! `CKM_ECDSA` signature (r||s) and converts it to DER. The module is loaded from a local path;
+//! nothing here opens a network connection.
+
+use std::path::Path;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::error::{Error as CkError, RvError};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::{Session, UserType};
+use cryptoki::types::AuthPin;
+use sha2::Digest as _;
+
+use super::pkcs11_config::Pkcs11Config;
+use super::{BackendError, KeyBackend, Secret};
+use crate::algo::{KeyAlgorithm, PublicKey};
+
+/// DER OIDs of the curves, as CKA_EC_PARAMS holds them.
+const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const P384_OID: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+
+/// A root key on a PKCS#11 token, with a logged-in session.
+pub struct Pkcs11Key {
+    // Field order matters: the session closes before the library is finalized.
+    session: Session,
+    private: ObjectHandle,
+    public_obj: ObjectHandle,
+    public: PublicKey,
+    name: String,
+    _ctx: Pkcs11,
+}
+
+impl std::fmt::Debug for Pkcs11Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pkcs11Key({})", self.name)
+    }
+}
+
+fn device_err(cfg: &Pkcs11Config, detail: String) -> BackendError {
+    BackendError::Device {
+        device: format!("PKCS#11 token `{}`", cfg.token_label),
+        detail,
+    }
+}
+
+fn ck<'a>(cfg: &'a Pkcs11Config, what: &str) -> impl Fn(CkError) -> BackendError + 'a {
+    let what = what.to_string();
+    move |e| match e {
+        CkError::Pkcs11(RvError::PinIncorrect, _) => BackendError::WrongPin {
+            device: format!("PKCS#11 token `{}`", cfg.token_label),
+            retries: None,
+        },
+        CkError::Pkcs11(RvError::PinLocked, _) => BackendError::PinBlocked {
+            device: format!("PKCS#11 token `{}`", cfg.token_label),
+            unblock: "unblock it with the token's SO PIN (e.g. softhsm2-util / the vendor's tool)",
+        },
+        CkError::Pkcs11(
+            RvError::DeviceRemoved
+            | RvError::TokenNotPresent
+            | RvError::DeviceError
+            | RvError::SessionHandleInvalid,
+            _,
+        ) => device_err(
+            cfg,
+            format!("{what}: the token is gone ({e}); reconnect it and run the command again"),
+        ),
+        other => device_err(cfg, format!("{what}: {other}")),
+    }
+}
+
+fn login(cfg: &Pkcs11Config, pin: &Secret) -> Result<(Pkcs11, Session), BackendError> {
+    let ctx = Pkcs11::new(&cfg.module).map_err(|e| {
+        device_err(
+            cfg,
+            format!(
+                "cannot load the PKCS#11 module {} ({e}); check --module",
+                cfg.module.display()
+            ),
+        )
+    })?;
+    ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        .map_err(ck(cfg, "initializing the module"))?;
+    let slots = ctx
+        .get_slots_with_token()
+        .map_err(ck(cfg, "listing tokens"))?;
+    let mut labels = Vec::new();
+    let mut found = None;
+    for s in slots {
+        let info = ctx
+            .get_token_info(s)
+            .map_err(ck(cfg, "reading token info"))?;
+        let label = info.label().trim().to_string();
+        if label == cfg.token_label && found.is_none() {
+            found = Some(s);
+        }
+        labels.push(label);
+    }
+    let slot = found.ok_or_else(|| {
+        device_err(
+            cfg,
+            format!(
+                "no token labelled `{}` (tokens present: {}); insert the right token or fix --token-label",
+                cfg.token_label,
+                if labels.is_empty() { "none".into() } else { labels.join(", ") }
+            ),
+        )
+    })?;
+    let session = ctx
+        .open_rw_session(slot)
+        .map_err(ck(cfg, "opening a session"))?;
+    let pin = AuthPin::from(pin.expose().to_string());
+    session
+        .login(UserType::User, Some(&pin))
+        .map_err(ck(cfg, "logging in"))?;
+    Ok((ctx, session))
+}
+
+fn find(
+    session: &Session,
+    cfg: &Pkcs11Config,
+    class: ObjectClass,
+) -> Result<Vec<ObjectHandle>, BackendError> {
+    session
+        .find_objects(&[
+            Attribute::Class(class),
+            Attribute::Label(cfg.key_label.as_bytes().to_vec()),
+        ])
+        .map_err(ck(cfg, "searching for the key"))
+}
+
+/// The uncompressed point from CKA_EC_POINT (DER OCTET STRING per the standard; some tokens
+/// return the raw point).
+fn ec_point(raw: &[u8], alg: KeyAlgorithm) -> Option<Vec<u8>> {
+    let len = match alg {
+        KeyAlgorithm::EcdsaP256 => 65,
+        KeyAlgorithm::EcdsaP384 => 97,
+    };
+    if raw.len() == len && raw[0] == 0x04 {
+        return Some(raw.to_vec());
+    }
+    if raw.len() == len + 2 && raw[0] == 0x04 && usize::from(raw[1]) == len {
+        return Some(raw[2..].to_vec());
+    }
+    None
+}
+
+fn public_key(
+    session: &Session,
+    cfg: &Pkcs11Config,
+    obj: ObjectHandle,
+) -> Result<PublicKey, BackendError> {
+    let attrs = session
+        .get_attributes(obj, &[AttributeType::EcParams, AttributeType::EcPoint])
+        .map_err(ck(cfg, "reading the public key"))?;
+    let (mut params, mut point) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::EcParams(p) => params = Some(p),
+            Attribute::EcPoint(p) => point = Some(p),
+            _ => {}
+        }
+    }
+    let bad = |d: &str| {
+        device_err(
+            cfg,
+            format!(
+                "the key `{}` {d}; it is not a root key of ours",
+                cfg.key_label
+            ),
+        )
+    };
+    let alg = match params.as_deref() {
+        Some(P256_OID) => KeyAlgorithm::EcdsaP256,
+        Some(P384_OID) => KeyAlgorithm::EcdsaP384,
+        _ => return Err(bad("is not on P-256 or P-384")),
+    };
+    let point = point
+        .as_deref()
+        .and_then(|p| ec_point(p, alg))
+        .ok_or_else(|| bad("has an unreadable EC point"))?;
+    let spki = match alg {
+        KeyAlgorithm::EcdsaP256 => p256::PublicKey::from_sec1_bytes(&point)
+            .ok()
+            .and_then(|k| p256::pkcs8::EncodePublicKey::to_public_key_der(&k).ok()),
+        KeyAlgorithm::EcdsaP384 => p384::PublicKey::from_sec1_bytes(&point)
+            .ok()
+            .and_then(|k| p384::pkcs8::EncodePublicKey::to_public_key_der(&k).ok()),
+    }
+    .ok_or_else(|| bad("has an invalid EC point"))?;
+    PublicKey::from_spki_der(spki.as_bytes()).map_err(|e| bad(&e.to_string()))
+}
+
+impl Pkcs11Key {
+    /// Logs in and finds the existing key pair labelled `cfg.key_label`.
+    pub fn open(cfg: &Pkcs11Config, pin: &Secret) -> Result<Self, BackendError> {
+        let (ctx, session) = login(cfg, pin)?;
+        let privs = find(&session, cfg, ObjectClass::PRIVATE_KEY)?;
+        let pubs = find(&session, cfg, ObjectClass::PUBLIC_KEY)?;
+        let (private, public_obj) = match (privs.as_slice(), pubs.as_slice()) {
+            ([p], [q]) => (*p, *q),
+            ([], _) | (_, []) => {
+                return Err(device_err(
+                    cfg,
+                    format!(
+                        "no key pair labelled `{}` on the token; is this the CA's token?",
+                        cfg.key_label
+                    ),
+                ));
+            }
+            _ => {
+                return Err(device_err(
+                    cfg,
+                    format!(
+                        "more than one key labelled `{}`; the label must name one key pair",
+                        cfg.key_label
+                    ),
+                ));
+            }
+        };
+        let public = public_key(&session, cfg, public_obj)?;
+        Ok(Pkcs11Key {
+            session,
+            private,
+            public_obj,
+            public,
+            name: format!(
+                "PKCS#11 key `{}` on token `{}`",
+                cfg.key_label, cfg.token_label
+            ),
+            _ctx: ctx,
+        })
+    }
+
+    /// Generates a new key pair on the token (private key sensitive, never extractable).
+    /// Refuses a label that is already in use.
+    pub fn generate(
+        cfg: &Pkcs11Config,
+        alg: KeyAlgorithm,
+        pin: &Secret,
+    ) -> Result<Self, BackendError> {
+        let (ctx, session) = login(cfg, pin)?;
+        if !find(&session, cfg, ObjectClass::PRIVATE_KEY)?.is_empty()
+            || !find(&session, cfg, ObjectClass::PUBLIC_KEY)?.is_empty()
+        {
+            return Err(device_err(
+                cfg,
+                format!(
+                    "the token already holds a key labelled `{}`; init never reuses or replaces a key, choose another --key-label",
+                    cfg.key_label
+                ),
+            ));
+        }
+        let oid = match alg {
+            KeyAlgorithm::EcdsaP256 => P256_OID,
+            KeyAlgorithm::EcdsaP384 => P384_OID,
+        };
+        let label = cfg.key_label.as_bytes().to_vec();
+        let id = sha2::Sha256::digest(label.as_slice())[..8].to_vec();
+        let public_t = [
+            Attribute::Token(true),
+            Attribute::Private(false),
+            Attribute::Verify(true),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::EcParams(oid.to_vec()),
+            Attribute::Label(label.clone()),
+            Attribute::Id(id.clone()),
+        ];
+        let private_t = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+            Attribute::Sign(true),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::Label(label),
+            Attribute::Id(id),
+        ];
+        let (public_obj, private) = session
+            .generate_key_pair(&Mechanism::EccKeyPairGen, &public_t, &private_t)
+            .map_err(ck(cfg, "generating the key"))?;
+        let public = public_key(&session, cfg, public_obj)?;
+        Ok(Pkcs11Key {
+            session,
+            private,
+            public_obj,
+            public,
+            name: format!(
+                "PKCS#11 key `{}` on token `{}`",
+                cfg.key_label, cfg.token_label
+            ),
+            _ctx: ctx,
+        })
+    }
+
+    /// Deletes the key pair from the token: undoes a `generate` whose `init` failed later.
+    pub fn destroy(self) {
+        let _ = self.session.destroy_object(self.private);
+        let _ = self.session.destroy_object(self.public_obj);
+    }
+}
+
+impl KeyBackend for Pkcs11Key {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let fail = |detail: String| BackendError::SignFailed {
+            backend: self.name.clone(),
+            detail,
+        };
+        let digest = match self.public.algorithm() {
+            KeyAlgorithm::EcdsaP256 => sha2::Sha256::digest(msg).to_vec(),
+            KeyAlgorithm::EcdsaP384 => sha2::Sha384::digest(msg).to_vec(),
+        };
+        let rs = self
+            .session
+            .sign(&Mechanism::Ecdsa, self.private, &digest)
+            .map_err(|e| fail(format!("{e}; is the token still connected?")))?;
+        let der = match self.public.algorithm() {
+            KeyAlgorithm::EcdsaP256 => {
+                p256::ecdsa::Signature::from_slice(&rs).map(|s| s.to_der().as_bytes().to_vec())
+            }
+            KeyAlgorithm::EcdsaP384 => {
+                p384::ecdsa::Signature::from_slice(&rs).map(|s| s.to_der().as_bytes().to_vec())
+            }
+        };
+        der.map_err(|_| {
+            fail(format!(
+                "the token returned a {}-byte signature, not r||s",
+                rs.len()
+            ))
+        })
+    }
+}
+
+/// Whether `path` looks like a loadable module (for early, clear errors in the CLI).
+pub fn module_exists(path: &Path) -> bool {
+    path.is_file()
+}
