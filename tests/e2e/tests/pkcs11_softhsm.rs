@@ -1,0 +1,289 @@
+//! The PKCS#11 backend against a real token: SoftHSM2 (Debian `softhsm2`), in a token directory
+//! of the test's own. The same rehearsal as on the software backend (init, sign two CSRs,
+//! revoke one, CRL, ledger verify, openssl verify), then the failures: wrong PIN, a key that
+//! is not root.pem's, a missing token — each with a clear message, nothing written, the ledger
+//! unchanged.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiwi_e2e::{bin, openssl, openssl_ok, path_str, run, run_ok, stderr, stdout, workspace_root};
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const TOKEN: &str = "KiwiStack Root";
+const PIN: &str = "314159";
+
+struct Hsm {
+    tmp: tempfile::TempDir,
+    conf: PathBuf,
+    pin: PathBuf,
+}
+
+impl Hsm {
+    fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert!(
+            Path::new(MODULE).exists(),
+            "{MODULE} is missing; run scripts/install-test-deps (it installs softhsm2)"
+        );
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tokens = tmp.path().join("tokens");
+        std::fs::create_dir(&tokens).expect("mkdir");
+        let conf = tmp.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .expect("conf");
+        run_ok(
+            Command::new("softhsm2-util")
+                .env("SOFTHSM2_CONF", &conf)
+                .args([
+                    "--init-token",
+                    "--free",
+                    "--label",
+                    TOKEN,
+                    "--pin",
+                    PIN,
+                    "--so-pin",
+                    "27182818",
+                ]),
+        );
+        let pin = tmp.path().join("pin");
+        std::fs::write(&pin, format!("{PIN}\n")).expect("pin");
+        std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        Hsm { tmp, conf, pin }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn signer(&self, args: &[&str], pin: &Path) -> Output {
+        let mut cmd = Command::new(bin("kiwi-signer"));
+        cmd.env("SOFTHSM2_CONF", &self.conf)
+            .current_dir(self.tmp.path())
+            .args(args);
+        if matches!(args[0], "init" | "sign" | "revoke" | "crl") {
+            cmd.arg("--pin-file").arg(pin);
+        }
+        run(&mut cmd)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.signer(args, &self.pin);
+        assert!(
+            o.status.success(),
+            "kiwi-signer {args:?}:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        stdout(&o)
+    }
+
+    fn init(&self, ca: &str, key_label: &str) {
+        let policy = workspace_root().join("policies/root.yaml");
+        self.ok(&[
+            "init",
+            "--ca",
+            ca,
+            "--backend",
+            "pkcs11",
+            "--module",
+            MODULE,
+            "--token-label",
+            TOKEN,
+            "--key-label",
+            key_label,
+            "--policy",
+            path_str(&policy),
+        ]);
+    }
+
+    fn csr(&self, name: &str, curve: &str) -> String {
+        let dir = self.tmp.path();
+        openssl_ok(
+            dir,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                &format!("ec_paramgen_curve:{curve}"),
+                "-out",
+                &format!("{name}.key"),
+            ],
+        );
+        openssl_ok(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-subj",
+                "/CN=x",
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        format!("{name}.csr")
+    }
+}
+
+#[test]
+fn rehearsal_on_softhsm2_and_its_failures() {
+    let h = Hsm::new();
+    h.init("ca", "root-r1");
+    let toml = std::fs::read_to_string(h.path("ca/ca.toml")).expect("ca.toml");
+    assert!(
+        toml.contains("backend = \"pkcs11\"") && toml.contains("key_label = \"root-r1\""),
+        "{toml}"
+    );
+    assert!(!toml.contains(PIN), "the PIN was written to ca.toml");
+    assert!(
+        !h.path("ca/root.key.age").exists(),
+        "a software key file next to a token key"
+    );
+
+    // The rehearsal: two CSRs signed, one revoked, the CRL re-issued, the ledger intact.
+    let a = h.csr("acme", "P-256");
+    let g = h.csr("globex", "P-384");
+    h.ok(&[
+        "sign", "--ca", "ca", "--csr", &a, "--slug", "acme", "--tier", "core", "--out", "acme.crt",
+        "--yes",
+    ]);
+    h.ok(&[
+        "sign",
+        "--ca",
+        "ca",
+        "--csr",
+        &g,
+        "--slug",
+        "globex",
+        "--tier",
+        "mesh",
+        "--out",
+        "globex.crt",
+        "--yes",
+    ]);
+    for c in ["acme.crt", "globex.crt"] {
+        let out = openssl_ok(h.tmp.path(), &["verify", "-CAfile", "ca/root.pem", c]);
+        assert!(out.contains(": OK"), "{out}");
+    }
+    let serial = openssl_ok(
+        h.tmp.path(),
+        &["x509", "-in", "acme.crt", "-noout", "-serial"],
+    );
+    let serial = serial.trim().trim_start_matches("serial=");
+    h.ok(&[
+        "revoke",
+        "--ca",
+        "ca",
+        "--serial",
+        serial,
+        "--reason",
+        "keyCompromise",
+        "--out",
+        "crl1.pem",
+        "--yes",
+    ]);
+    h.ok(&["crl", "--ca", "ca", "--out", "crl2.pem"]);
+    h.ok(&["ledger", "verify", "--ca", "ca"]);
+    let revoked = openssl(
+        h.tmp.path(),
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "ca/root.pem",
+            "-CRLfile",
+            "crl2.pem",
+            "acme.crt",
+        ],
+    );
+    assert!(!revoked.status.success());
+    assert!(format!("{}{}", stdout(&revoked), stderr(&revoked)).contains("certificate revoked"));
+
+    let ledger = || std::fs::read(h.path("ca/ledger.jsonl")).expect("ledger");
+    let before = ledger();
+    let refused = |args: &[&str], pin: &Path, needle: &str, out: &str| {
+        let o = h.signer(args, pin);
+        assert!(!o.status.success(), "{args:?} was not refused");
+        assert!(
+            stderr(&o).contains(needle),
+            "{args:?}: no `{needle}` in\n{}",
+            stderr(&o)
+        );
+        assert!(!h.path(out).exists(), "{out} was written");
+        assert_eq!(before, ledger(), "the ledger changed");
+    };
+
+    // Wrong PIN.
+    let bad = h.path("bad-pin");
+    std::fs::write(&bad, "000000\n").expect("pin");
+    refused(
+        &["crl", "--ca", "ca", "--out", "crl3.pem"],
+        &bad,
+        "wrong PIN",
+        "crl3.pem",
+    );
+
+    // A key on the token that is not root.pem's: point ca.toml at another CA's key.
+    h.init("ca2", "root-r2");
+    let original = std::fs::read_to_string(h.path("ca/ca.toml")).expect("toml");
+    std::fs::write(h.path("ca/ca.toml"), original.replace("root-r1", "root-r2")).expect("toml");
+    refused(
+        &["crl", "--ca", "ca", "--out", "crl3.pem"],
+        &h.pin,
+        "is not the key of root.pem",
+        "crl3.pem",
+    );
+
+    // The token is not there (another label).
+    std::fs::write(
+        h.path("ca/ca.toml"),
+        original.replace("KiwiStack Root", "Missing Token"),
+    )
+    .expect("toml");
+    refused(
+        &["crl", "--ca", "ca", "--out", "crl3.pem"],
+        &h.pin,
+        "no token labelled `Missing Token`",
+        "crl3.pem",
+    );
+
+    // init refuses to reuse a key label, and leaves nothing behind.
+    std::fs::write(h.path("ca/ca.toml"), &original).expect("toml");
+    let policy = workspace_root().join("policies/root.yaml");
+    let o = h.signer(
+        &[
+            "init",
+            "--ca",
+            "ca3",
+            "--backend",
+            "pkcs11",
+            "--module",
+            MODULE,
+            "--token-label",
+            TOKEN,
+            "--key-label",
+            "root-r1",
+            "--policy",
+            path_str(&policy),
+        ],
+        &h.pin,
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("already holds a key labelled `root-r1`"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!h.path("ca3").exists());
+    // And the original CA still works.
+    h.ok(&["crl", "--ca", "ca", "--out", "crl3.pem"]);
+}
