@@ -19,6 +19,8 @@ use crate::algo::PublicKey;
 use crate::backend::pkcs11::Pkcs11Key;
 use crate::backend::pkcs11_config::Pkcs11Config;
 use crate::backend::soft::{self, SoftKey};
+use crate::backend::yubikey::YubikeyKey;
+use crate::backend::yubikey_config::YubikeyConfig;
 use crate::backend::{check_matches, BackendError, BackendKind, KeyBackend};
 use crate::callbacks::Callbacks;
 use crate::csr::{self, VerifiedCsr};
@@ -54,6 +56,9 @@ pub struct CaConfig {
     /// PKCS#11 backend: module, token and key labels (never the PIN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkcs11: Option<Pkcs11Config>,
+    /// YubiKey backend: device serial and slot (never the PIN or management key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub yubikey: Option<YubikeyConfig>,
 }
 
 /// The file names inside a CA directory.
@@ -216,8 +221,8 @@ impl Ca {
         Ok(())
     }
 
-    fn open_backend(&self, cb: &dyn Callbacks) -> Result<Box<dyn KeyBackend>> {
-        let backend: Box<dyn KeyBackend> = match self.config.backend {
+    fn open_backend<'cb>(&self, cb: &'cb dyn Callbacks) -> Result<Box<dyn KeyBackend + 'cb>> {
+        let backend: Box<dyn KeyBackend + 'cb> = match self.config.backend {
             BackendKind::Soft => {
                 let name = self
                     .config
@@ -227,7 +232,15 @@ impl Ca {
                 let pass = cb.secret("Passphrase for the root key")?;
                 Box::new(SoftKey::open(&self.dir.join(name), &pass)?)
             }
-            BackendKind::Yubikey => return Err(BackendError::Unavailable("yubikey").into()),
+            BackendKind::Yubikey => {
+                let cfg = self.config.yubikey.as_ref().ok_or_else(|| {
+                    Error::Refused(format!(
+                        "{}: backend is yubikey but the [yubikey] table is missing; restore ca.toml from the backup",
+                        self.dir.join(files::CONFIG).display()
+                    ))
+                })?;
+                Box::new(YubikeyKey::open(cfg, cb)?)
+            }
             BackendKind::Pkcs11 => {
                 let cfg = self.config.pkcs11.as_ref().ok_or_else(|| {
                     Error::Refused(format!(
@@ -742,6 +755,13 @@ pub fn init(
             let pin = cb.secret(&format!("PIN for PKCS#11 token `{}`", cfg.token_label))?;
             NewKey::Pkcs11(Pkcs11Key::generate(cfg, pol.key_algorithm, &pin)?)
         }
+        BackendSpec::Yubikey(cfg) => NewKey::Yubikey(YubikeyKey::generate(
+            cfg,
+            pol.key_algorithm,
+            pol.pin_policy,
+            pol.touch_policy,
+            cb,
+        )?),
     };
     let result = init_with_key(
         dir,
@@ -762,16 +782,18 @@ pub fn init(
 }
 
 /// A freshly generated root key, with what saving it needs.
-enum NewKey {
+enum NewKey<'cb> {
     Soft(SoftKey, crate::backend::Secret),
     Pkcs11(Pkcs11Key),
+    Yubikey(YubikeyKey<'cb>),
 }
 
-impl NewKey {
+impl NewKey<'_> {
     fn backend(&self) -> &dyn KeyBackend {
         match self {
             NewKey::Soft(k, _) => k,
             NewKey::Pkcs11(k) => k,
+            NewKey::Yubikey(k) => k,
         }
     }
 }
@@ -783,6 +805,8 @@ pub enum BackendSpec {
     Soft,
     /// A key generated on a PKCS#11 token.
     Pkcs11(Pkcs11Config),
+    /// A key generated in a YubiKey PIV slot.
+    Yubikey(YubikeyConfig),
 }
 
 impl BackendSpec {
@@ -791,6 +815,7 @@ impl BackendSpec {
         match self {
             BackendSpec::Soft => BackendKind::Soft,
             BackendSpec::Pkcs11(_) => BackendKind::Pkcs11,
+            BackendSpec::Yubikey(_) => BackendKind::Yubikey,
         }
     }
 }
@@ -801,7 +826,7 @@ fn init_with_key(
     policy_path: &Path,
     policies_dir: &Path,
     backend: &BackendSpec,
-    new_key: &NewKey,
+    new_key: &NewKey<'_>,
     now: OffsetDateTime,
 ) -> Result<Outcome> {
     let key = new_key.backend();
@@ -848,6 +873,8 @@ fn init_with_key(
         Err(e) => vec![e],
     };
     let der = pipeline::sign_checked(Kind::Certificate, key, &public, &build, &lint)?;
+    // On a YubiKey the root certificate also goes into the slot's certificate object.
+    key.store_certificate(&der)?;
 
     // Everything is staged in a sibling directory and renamed into place at the end.
     let parent = dir
@@ -891,7 +918,11 @@ fn init_with_key(
             soft_key_file: matches!(backend, BackendSpec::Soft).then(|| "root.key.age".into()),
             pkcs11: match backend {
                 BackendSpec::Pkcs11(c) => Some(c.clone()),
-                BackendSpec::Soft => None,
+                _ => None,
+            },
+            yubikey: match backend {
+                BackendSpec::Yubikey(c) => Some(c.clone()),
+                _ => None,
             },
         };
         let toml_text = toml::to_string(&config).map_err(|e| Error::SelfCheck(e.to_string()))?;

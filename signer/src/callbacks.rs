@@ -16,6 +16,11 @@ pub trait Callbacks {
     fn new_secret(&self, prompt: &str) -> Result<Secret> {
         self.secret(prompt)
     }
+    /// Asks for a device management key (hex). Kept apart from [`Callbacks::secret`] so a PIN
+    /// file is never mistaken for a management key.
+    fn management_key(&self, prompt: &str) -> Result<Secret> {
+        self.secret(prompt)
+    }
     /// A notice for the operator ("touch the YubiKey now").
     fn notice(&self, message: &str);
 }

@@ -11,6 +11,12 @@ pub mod pkcs11;
 pub mod pkcs11;
 pub mod pkcs11_config;
 pub mod soft;
+#[cfg(feature = "yubikey")]
+pub mod yubikey;
+#[cfg(not(feature = "yubikey"))]
+#[path = "yubikey_disabled.rs"]
+pub mod yubikey;
+pub mod yubikey_config;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -156,6 +162,12 @@ pub trait KeyBackend {
     /// Signs `msg` (a DER TBSCertificate or TBSCertList) with the key's standard hash (SHA-256
     /// for P-256, SHA-384 for P-384) and returns the DER ECDSA signature.
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, BackendError>;
+
+    /// Stores the root certificate with the key where the device has room for it (a YubiKey
+    /// slot's certificate object); a no-op elsewhere.
+    fn store_certificate(&self, _der: &[u8]) -> Result<(), BackendError> {
+        Ok(())
+    }
 
     /// The key's algorithm.
     fn algorithm(&self) -> KeyAlgorithm {

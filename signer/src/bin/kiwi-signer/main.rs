@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 use time::OffsetDateTime;
 
 use kiwi_signer::backend::pkcs11_config::Pkcs11Config;
+use kiwi_signer::backend::yubikey_config::YubikeyConfig;
 use kiwi_signer::backend::BackendKind;
 use kiwi_signer::ca::{self, BackendSpec, Ca, Outcome, SignRequest};
 use kiwi_signer::hooks::{EventData, EventKind, Hooks};
@@ -63,6 +64,16 @@ struct Pkcs11Args {
     /// RFC 7512 URI instead of the flags: pkcs11:token=T;object=K?module-path=M
     #[arg(long, value_name = "URI", conflicts_with_all = ["token_label", "key_label"])]
     uri: Option<String>,
+    /// `--backend yubikey`: the device's serial number (recorded; any other device is refused).
+    #[arg(long, value_name = "N")]
+    serial: Option<u32>,
+    /// `--backend yubikey`: the PIV slot (9c by default; 82 to 95 allowed).
+    #[arg(long, value_name = "SLOT", default_value = "9c")]
+    slot: String,
+    /// `--backend yubikey`: file holding the management key (48 hex digits). Without it, it is
+    /// asked on the terminal. It is never stored.
+    #[arg(long, value_name = "FILE")]
+    mgm_key_file: Option<PathBuf>,
 }
 
 impl Pkcs11Args {
@@ -71,9 +82,13 @@ impl Pkcs11Args {
             || self.token_label.is_some()
             || self.key_label.is_some()
             || self.uri.is_some();
+        let yk_given = self.serial.is_some() || self.mgm_key_file.is_some();
         match backend {
-            BackendKind::Soft if given => {
+            _ if given && backend != BackendKind::Pkcs11 => {
                 anyhow::bail!("--module/--token-label/--key-label/--uri are for --backend pkcs11")
+            }
+            _ if yk_given && backend != BackendKind::Yubikey => {
+                anyhow::bail!("--serial/--mgm-key-file are for --backend yubikey")
             }
             BackendKind::Soft => Ok(BackendSpec::Soft),
             BackendKind::Pkcs11 => {
@@ -96,7 +111,16 @@ impl Pkcs11Args {
                 Ok(BackendSpec::Pkcs11(cfg))
             }
             BackendKind::Yubikey => {
-                Err(kiwi_signer::backend::BackendError::Unavailable("yubikey").into())
+                let slot = kiwi_signer::backend::yubikey_config::parse_slot(&self.slot)
+                    .map_err(anyhow::Error::msg)?;
+                Ok(BackendSpec::Yubikey(YubikeyConfig {
+                    serial: self.serial.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--backend yubikey needs --serial N (the device's serial number)"
+                        )
+                    })?,
+                    slot: format!("{slot:02x}"),
+                }))
             }
         }
     }
@@ -348,12 +372,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             secrets,
             hooks,
         } => {
+            let mgm_key_file = pkcs11.mgm_key_file.clone();
             let spec = pkcs11.spec(backend)?;
             let hooks = hooks.load()?;
             let mut data = EventData::default();
             add_file(&mut data, "ca", &ca);
             hooks.run_pre(TOOL, EventKind::RootCreated, &data)?;
-            let cb = prompt::Terminal::new(secrets.pin_file, true);
+            let cb = prompt::Terminal::new(secrets.pin_file, true).with_mgm_key_file(mgm_key_file);
             let o = ca::init(&ca, &policy, &spec, &cb, now)?;
             print_outcome("Root CA created", &o);
             add_outcome(&mut data, &o, "root", &ca.join(ca::files::ROOT));

@@ -12,12 +12,23 @@ use zeroize::Zeroizing;
 /// Prompts on the terminal, or reads the secret from `--pin-file`.
 pub struct Terminal {
     pin_file: Option<PathBuf>,
+    mgm_key_file: Option<PathBuf>,
     yes: bool,
 }
 
 impl Terminal {
     pub fn new(pin_file: Option<PathBuf>, yes: bool) -> Self {
-        Terminal { pin_file, yes }
+        Terminal {
+            pin_file,
+            mgm_key_file: None,
+            yes,
+        }
+    }
+
+    /// Reads the management key from `path` instead of asking.
+    pub fn with_mgm_key_file(mut self, path: Option<PathBuf>) -> Self {
+        self.mgm_key_file = path;
+        self
     }
 
     fn read_pin_file(path: &PathBuf) -> Result<Secret> {
@@ -84,6 +95,13 @@ impl Callbacks for Terminal {
 
     fn secret(&self, prompt: &str) -> Result<Secret> {
         match &self.pin_file {
+            Some(p) => Self::read_pin_file(p),
+            None => self.ask(prompt),
+        }
+    }
+
+    fn management_key(&self, prompt: &str) -> Result<Secret> {
+        match &self.mgm_key_file {
             Some(p) => Self::read_pin_file(p),
             None => self.ask(prompt),
         }

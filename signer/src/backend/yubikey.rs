@@ -1,0 +1,366 @@
+//! The YubiKey PIV backend: the root key in a PIV slot, through the `yubikey` crate over PC/SC.
+//!
+//! The device is selected by serial (any other device is refused). Before anything else the
+//! PIN retry counter is read: a blocked PIN is an error that names the PUK; with one try left
+//! the operator must confirm before the PIN is sent. The slot's public key comes from GET
+//! METADATA (firmware 5.3+), so checking it against `root.pem` costs no signature. Signing
+//! verifies the PIN right before the signature (PIN policy `always`) and announces the touch.
+//! Nothing here opens a network connection: PC/SC is a local socket to `pcscd`.
+
+use std::cell::RefCell;
+
+use sha2::Digest as _;
+use yubikey::piv::{self, AlgorithmId, ManagementAlgorithmId, SlotId};
+use yubikey::{Certificate, MgmKey, PinPolicy, Serial, TouchPolicy, YubiKey};
+
+use super::yubikey_config::{parse_slot, YubikeyConfig};
+use super::{BackendError, KeyBackend, Secret};
+use crate::algo::{KeyAlgorithm, PublicKey};
+use crate::callbacks::Callbacks;
+use crate::policy;
+
+/// A root key in a YubiKey slot, with the device open and the PIN verified.
+pub struct YubikeyKey<'cb> {
+    yk: RefCell<YubiKey>,
+    slot: SlotId,
+    alg: AlgorithmId,
+    public: PublicKey,
+    pin: Secret,
+    touch: bool,
+    name: String,
+    cb: &'cb dyn Callbacks,
+}
+
+impl std::fmt::Debug for YubikeyKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "YubikeyKey({})", self.name)
+    }
+}
+
+fn device(cfg: &YubikeyConfig) -> String {
+    format!("YubiKey {} slot {}", cfg.serial, cfg.slot)
+}
+
+fn pcsc_gone(cfg: &YubikeyConfig, what: &str, e: &yubikey::Error) -> BackendError {
+    BackendError::Device {
+        device: device(cfg),
+        detail: format!("{what}: the device stopped answering ({e}); was it removed? Reconnect it and run the command again"),
+    }
+}
+
+/// Serials of every YubiKey that answers, for the "wrong device" message.
+fn present_serials() -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(mut ctx) = yubikey::reader::Context::open() {
+        if let Ok(readers) = ctx.iter() {
+            for r in readers {
+                if let Ok(yk) = r.open() {
+                    out.push(yk.serial().0);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn open_device(cfg: &YubikeyConfig) -> Result<(YubiKey, SlotId), BackendError> {
+    let slot = SlotId::try_from(parse_slot(&cfg.slot).map_err(|d| BackendError::Device {
+        device: device(cfg),
+        detail: d,
+    })?)
+    .map_err(|e| BackendError::Device {
+        device: device(cfg),
+        detail: e.to_string(),
+    })?;
+    let yk = YubiKey::open_by_serial(Serial(cfg.serial)).map_err(|e| {
+        let present = present_serials();
+        BackendError::Device {
+            device: device(cfg),
+            detail: format!(
+                "no YubiKey with serial {} is connected ({}; {e}); insert the CA's YubiKey",
+                cfg.serial,
+                if present.is_empty() {
+                    "no YubiKey found".to_string()
+                } else {
+                    format!(
+                        "found: {}",
+                        present
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+        }
+    })?;
+    Ok((yk, slot))
+}
+
+/// Checks the retry counter, asks for the PIN (confirming first with one try left) and
+/// verifies it.
+fn verify_pin(
+    yk: &mut YubiKey,
+    cfg: &YubikeyConfig,
+    cb: &dyn Callbacks,
+) -> Result<Secret, BackendError> {
+    let tries = yk
+        .get_pin_retries()
+        .map_err(|e| pcsc_gone(cfg, "reading the PIN counter", &e))?;
+    let blocked = || {
+        BackendError::PinBlocked {
+        device: device(cfg),
+        unblock: "unblock it with the PUK (yubico-piv-tool -a unblock-pin, or ykman piv access unblock-pin) at the table with the witness",
+    }
+    };
+    if tries == 0 {
+        return Err(blocked());
+    }
+    if tries == 1 {
+        let ok = cb
+            .confirm(&format!(
+                "{}: ONE PIN try left. A wrong PIN now blocks the device (the PUK unblocks it).\n",
+                device(cfg)
+            ))
+            .map_err(|e| BackendError::Device {
+                device: device(cfg),
+                detail: e.to_string(),
+            })?;
+        if !ok {
+            return Err(BackendError::Device {
+                device: device(cfg),
+                detail: "stopped before the last PIN try; nothing was sent to the device".into(),
+            });
+        }
+    }
+    let pin = cb
+        .secret(&format!("PIN for YubiKey {}", cfg.serial))
+        .map_err(|e| BackendError::Device {
+            device: device(cfg),
+            detail: e.to_string(),
+        })?;
+    match yk.verify_pin(pin.expose().as_bytes()) {
+        Ok(()) => Ok(pin),
+        Err(yubikey::Error::WrongPin { tries: 0 }) | Err(yubikey::Error::PinLocked) => {
+            Err(blocked())
+        }
+        Err(yubikey::Error::WrongPin { tries }) => Err(BackendError::WrongPin {
+            device: device(cfg),
+            retries: Some(tries),
+        }),
+        Err(e) => Err(pcsc_gone(cfg, "verifying the PIN", &e)),
+    }
+}
+
+fn slot_public(
+    yk: &mut YubiKey,
+    cfg: &YubikeyConfig,
+    slot: SlotId,
+) -> Result<Option<(PublicKey, AlgorithmId, bool)>, BackendError> {
+    let meta = match piv::metadata(yk, slot) {
+        Ok(m) => m,
+        // An empty slot answers 6A82, which the crate reports as a generic error.
+        Err(yubikey::Error::NotFound | yubikey::Error::GenericError) => return Ok(None),
+        Err(yubikey::Error::NotSupported) => {
+            return Err(BackendError::Device {
+                device: device(cfg),
+                detail: "the device cannot report the slot's public key (GET METADATA needs firmware 5.3 or later)".into(),
+            });
+        }
+        Err(e) => return Err(pcsc_gone(cfg, "reading the slot", &e)),
+    };
+    let alg = match meta.algorithm {
+        ManagementAlgorithmId::Asymmetric(a @ (AlgorithmId::EccP256 | AlgorithmId::EccP384)) => a,
+        other => {
+            return Err(BackendError::Device {
+                device: device(cfg),
+                detail: format!("the slot holds a {other:?} key, not ECDSA P-256 or P-384"),
+            });
+        }
+    };
+    let touch = !matches!(meta.policy, Some((_, TouchPolicy::Never)));
+    let Some(spki) = meta.public else {
+        return Ok(None);
+    };
+    let point = spki.subject_public_key.raw_bytes();
+    let der = match alg {
+        AlgorithmId::EccP256 => p256::PublicKey::from_sec1_bytes(point)
+            .ok()
+            .and_then(|k| p256::pkcs8::EncodePublicKey::to_public_key_der(&k).ok()),
+        _ => p384::PublicKey::from_sec1_bytes(point)
+            .ok()
+            .and_then(|k| p384::pkcs8::EncodePublicKey::to_public_key_der(&k).ok()),
+    }
+    .ok_or_else(|| BackendError::Device {
+        device: device(cfg),
+        detail: "the slot's public key is not a valid point".into(),
+    })?;
+    let public = PublicKey::from_spki_der(der.as_bytes()).map_err(|e| BackendError::Device {
+        device: device(cfg),
+        detail: e.to_string(),
+    })?;
+    Ok(Some((public, alg, touch)))
+}
+
+impl<'cb> YubikeyKey<'cb> {
+    /// Opens the device with `cfg.serial`, verifies the PIN and reads the slot's public key.
+    pub fn open(cfg: &YubikeyConfig, cb: &'cb dyn Callbacks) -> Result<Self, BackendError> {
+        let (mut yk, slot) = open_device(cfg)?;
+        let pin = verify_pin(&mut yk, cfg, cb)?;
+        let (public, alg, touch) =
+            slot_public(&mut yk, cfg, slot)?.ok_or_else(|| BackendError::Device {
+                device: device(cfg),
+                detail: "the slot holds no key; is this the CA's YubiKey and slot?".into(),
+            })?;
+        Ok(YubikeyKey {
+            yk: RefCell::new(yk),
+            slot,
+            alg,
+            public,
+            pin,
+            touch,
+            name: device(cfg),
+            cb,
+        })
+    }
+
+    /// Generates a new key in an empty slot (it never leaves the device), with the root
+    /// policy's PIN and touch policies. The management key is asked through `cb`.
+    pub fn generate(
+        cfg: &YubikeyConfig,
+        alg: KeyAlgorithm,
+        pin_policy: policy::PinPolicy,
+        touch_policy: policy::TouchPolicy,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Self, BackendError> {
+        let (mut yk, slot) = open_device(cfg)?;
+        let pin = verify_pin(&mut yk, cfg, cb)?;
+        if slot_public(&mut yk, cfg, slot)?.is_some() {
+            return Err(BackendError::Device {
+                device: device(cfg),
+                detail: "the slot already holds a key; init never replaces a key. Use another --slot, or clear the slot deliberately first".into(),
+            });
+        }
+        authenticate(&mut yk, cfg, cb)?;
+        let algorithm = match alg {
+            KeyAlgorithm::EcdsaP256 => AlgorithmId::EccP256,
+            KeyAlgorithm::EcdsaP384 => AlgorithmId::EccP384,
+        };
+        let pin_policy = match pin_policy {
+            policy::PinPolicy::Always => PinPolicy::Always,
+            policy::PinPolicy::Once => PinPolicy::Once,
+        };
+        let touch_policy = match touch_policy {
+            policy::TouchPolicy::Always => TouchPolicy::Always,
+            policy::TouchPolicy::Cached => TouchPolicy::Cached,
+            policy::TouchPolicy::Never => TouchPolicy::Never,
+        };
+        piv::generate(&mut yk, slot, algorithm, pin_policy, touch_policy)
+            .map_err(|e| pcsc_gone(cfg, "generating the key", &e))?;
+        let (public, alg, touch) =
+            slot_public(&mut yk, cfg, slot)?.ok_or_else(|| BackendError::Device {
+                device: device(cfg),
+                detail: "the key was generated but the slot reports none".into(),
+            })?;
+        Ok(YubikeyKey {
+            yk: RefCell::new(yk),
+            slot,
+            alg,
+            public,
+            pin,
+            touch,
+            name: device(cfg),
+            cb,
+        })
+    }
+}
+
+/// Authenticates with the management key (asked through `cb`, 48 hex digits; never stored).
+fn authenticate(
+    yk: &mut YubiKey,
+    cfg: &YubikeyConfig,
+    cb: &dyn Callbacks,
+) -> Result<(), BackendError> {
+    let hexkey = cb
+        .management_key(&format!(
+            "Management key for YubiKey {} (48 hex digits)",
+            cfg.serial
+        ))
+        .map_err(|e| BackendError::Device {
+            device: device(cfg),
+            detail: e.to_string(),
+        })?;
+    let bytes = zeroize::Zeroizing::new(hex::decode(hexkey.expose().trim()).map_err(|_| {
+        BackendError::Device {
+            device: device(cfg),
+            detail: "the management key is not hex; give the 48 hex digits".into(),
+        }
+    })?);
+    let key = MgmKey::from_bytes(bytes.as_slice()).map_err(|e| BackendError::Device {
+        device: device(cfg),
+        detail: format!("the management key is not a 3DES key ({e}); give the 48 hex digits"),
+    })?;
+    if bytes.as_slice()
+        == [
+            1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
+        ]
+    {
+        cb.notice("warning: this YubiKey still has the factory management key; change it after the ceremony (ykman piv access change-management-key)");
+    }
+    yk.authenticate(key).map_err(|e| match e {
+        yubikey::Error::AuthenticationError => BackendError::Device {
+            device: device(cfg),
+            detail: "the management key was refused; check it (nothing was changed on the device)"
+                .into(),
+        },
+        other => pcsc_gone(cfg, "authenticating", &other),
+    })
+}
+
+impl KeyBackend for YubikeyKey<'_> {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, BackendError> {
+        let fail = |detail: String| BackendError::SignFailed {
+            backend: self.name.clone(),
+            detail,
+        };
+        let digest = match self.alg {
+            AlgorithmId::EccP256 => sha2::Sha256::digest(msg).to_vec(),
+            _ => sha2::Sha384::digest(msg).to_vec(),
+        };
+        let mut yk = self.yk.borrow_mut();
+        // PIN policy `always` wants the PIN right before each signature.
+        yk.verify_pin(self.pin.expose().as_bytes())
+            .map_err(|e| fail(format!("{e}; was the device removed?")))?;
+        if self.touch {
+            self.cb
+                .notice(&format!("Touch the {} now (it blinks)", self.name));
+        }
+        let sig = piv::sign_data(&mut yk, &digest, self.alg, self.slot)
+            .map_err(|e| fail(format!("{e}; was the device removed, or the touch missed?")))?;
+        Ok(sig.to_vec())
+    }
+
+    fn store_certificate(&self, der: &[u8]) -> Result<(), BackendError> {
+        let cert = Certificate::from_bytes(der.to_vec()).map_err(|e| BackendError::Device {
+            device: self.name.clone(),
+            detail: format!("cannot wrap the root certificate ({e})"),
+        })?;
+        cert.write(
+            &mut self.yk.borrow_mut(),
+            self.slot,
+            yubikey::certificate::CertInfo::Uncompressed,
+        )
+        .map_err(|e| BackendError::Device {
+            device: self.name.clone(),
+            detail: format!("writing the root certificate into the slot failed ({e})"),
+        })
+    }
+}
