@@ -21,6 +21,11 @@ pub trait Callbacks {
     fn management_key(&self, prompt: &str) -> Result<Secret> {
         self.secret(prompt)
     }
+    /// Asks whether to spend the device's last PIN try. Unlike [`Callbacks::confirm`], a
+    /// `--yes` on the command line must not answer this: only a person at the table can.
+    fn confirm_last_pin_try(&self, message: &str) -> Result<bool> {
+        self.confirm(message)
+    }
     /// A notice for the operator ("touch the YubiKey now").
     fn notice(&self, message: &str);
 }

@@ -118,7 +118,7 @@ fn verify_pin(
     }
     if tries == 1 {
         let ok = cb
-            .confirm(&format!(
+            .confirm_last_pin_try(&format!(
                 "{}: ONE PIN try left. A wrong PIN now blocks the device (the PUK unblocks it).\n",
                 device(cfg)
             ))

@@ -100,6 +100,27 @@ impl Callbacks for Terminal {
         }
     }
 
+    fn confirm_last_pin_try(&self, message: &str) -> Result<bool> {
+        let mut err = std::io::stderr();
+        let _ = write!(err, "{message}");
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Refused(
+                "the device has one PIN try left and there is no terminal to confirm spending it \
+                 (--yes does not answer this); run the command at a terminal, or unblock/reset the \
+                 PIN counter with the PUK first"
+                    .into(),
+            ));
+        }
+        let _ = write!(err, "Type yes to spend the last PIN try: ");
+        let _ = err.flush();
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::io("stdin", e, ""))?;
+        Ok(line.trim() == "yes")
+    }
+
     fn management_key(&self, prompt: &str) -> Result<Secret> {
         match &self.mgm_key_file {
             Some(p) => Self::read_pin_file(p),

@@ -1,0 +1,340 @@
+//! The YubiKey backend over the real stack: the `yubikey` crate talks PC/SC to a real `pcscd`
+//! whose `vsmartcard-vpcd` reader holds our virtual PIV card (tests/virtual-piv). No mock.
+//!
+//! `scripts/test-hardware` starts pcscd and runs this with `KIWI_TEST_VPCD=1`; then a card that
+//! does not appear is a failure. Without the variable (a plain `cargo test`) the test says so
+//! and does nothing. One test function: the card sits on one vpcd port, so the steps run in
+//! order.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use kiwi_e2e::{bin, openssl, openssl_ok, path_str, run, stderr, stdout, workspace_root};
+
+const READER: &str = "Virtual PCD";
+
+struct Card {
+    child: Child,
+}
+
+impl Card {
+    fn start(state: &Path, serial: u32) -> Card {
+        let child = Command::new(bin("virtual-piv"))
+            .args(["--serial", &serial.to_string(), "--state"])
+            .arg(state)
+            .spawn()
+            .expect("start the virtual card");
+        let card = Card { child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let o = run(Command::new("yubico-piv-tool")
+                .args(["-r", READER, "-a", "version", "-a", "status"]));
+            if stdout(&o).contains(&format!("Serial Number:\t{serial}")) {
+                return card;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the virtual card {serial} did not appear in pcscd; is pcscd running with vsmartcard-vpcd? (scripts/test-hardware)\n{}{}",
+                stdout(&o),
+                stderr(&o)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Wait until pcscd has noticed the card is gone.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let o = run(Command::new("yubico-piv-tool").args(["-r", READER, "-a", "version"]));
+            if !o.status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Card {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Table {
+    tmp: tempfile::TempDir,
+    pin: PathBuf,
+    mgm: PathBuf,
+}
+
+impl Table {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pin = tmp.path().join("pin");
+        let mgm = tmp.path().join("mgm");
+        write_private(&pin, "123456\n");
+        write_private(&mgm, "010203040506070801020304050607080102030405060708\n");
+        Table { tmp, pin, mgm }
+    }
+
+    fn p(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn signer(&self, args: &[&str], pin: &Path) -> Output {
+        let mut cmd = Command::new(bin("kiwi-signer"));
+        cmd.current_dir(self.tmp.path()).args(args);
+        if matches!(args[0], "init" | "sign" | "revoke" | "crl") {
+            cmd.arg("--pin-file").arg(pin);
+        }
+        run(&mut cmd)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.signer(args, &self.pin);
+        assert!(
+            o.status.success(),
+            "kiwi-signer {args:?}:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        format!("{}{}", stdout(&o), stderr(&o))
+    }
+
+    fn init(&self, ca: &str, serial: u32, slot: &str) -> String {
+        let policy = workspace_root().join("policies/root.yaml");
+        let serial = serial.to_string();
+        self.ok(&[
+            "init",
+            "--ca",
+            ca,
+            "--backend",
+            "yubikey",
+            "--serial",
+            &serial,
+            "--slot",
+            slot,
+            "--mgm-key-file",
+            path_str(&self.mgm),
+            "--policy",
+            path_str(&policy),
+        ])
+    }
+
+    fn csr(&self, name: &str, curve: &str) -> String {
+        let d = self.tmp.path();
+        openssl_ok(
+            d,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                &format!("ec_paramgen_curve:{curve}"),
+                "-out",
+                &format!("{name}.key"),
+            ],
+        );
+        openssl_ok(
+            d,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-subj",
+                "/CN=x",
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        format!("{name}.csr")
+    }
+}
+
+fn write_private(path: &Path, text: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create");
+    f.write_all(text.as_bytes()).expect("write");
+}
+
+fn pin_tries() -> String {
+    let o = run(Command::new("yubico-piv-tool").args(["-r", READER, "-a", "status"]));
+    stdout(&o)
+        .lines()
+        .find(|l| l.starts_with("PIN tries left"))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn rehearsal_and_failures_on_the_virtual_yubikey() {
+    if std::env::var("KIWI_TEST_VPCD").as_deref() != Ok("1") {
+        eprintln!("yubikey_virtual: not run here; scripts/test-hardware runs it with pcscd and the virtual card (KIWI_TEST_VPCD=1)");
+        return;
+    }
+    let t = Table::new();
+    let serial = 20_000_001u32;
+    let card = Card::start(&t.p("card.json"), serial);
+
+    // init: the key is generated in slot 9c, the root certificate written into the slot.
+    let out = t.init("ca", serial, "9c");
+    assert!(
+        out.contains("factory management key"),
+        "no warning about the default management key:\n{out}"
+    );
+    let toml = std::fs::read_to_string(t.p("ca/ca.toml")).expect("ca.toml");
+    assert!(
+        toml.contains(&format!("serial = {serial}")) && toml.contains("slot = \"9c\""),
+        "{toml}"
+    );
+    assert!(
+        !toml.contains("123456") && !toml.contains("0102030405060708"),
+        "a secret in ca.toml:\n{toml}"
+    );
+    let status = stdout(&run(
+        Command::new("yubico-piv-tool").args(["-r", READER, "-a", "status"])
+    ));
+    let slot9c = status
+        .split("Slot 9c:")
+        .nth(1)
+        .expect("yubico-piv-tool shows slot 9c");
+    assert!(
+        slot9c.contains("Subject DN:\tO=KiwiStack, CN=KiwiStack Root CA R1"),
+        "{status}"
+    );
+    assert!(slot9c.contains("ECCP384"), "{status}");
+
+    // The rehearsal: two CSRs signed (touch announced), one revoked, the CRL re-issued.
+    let a = t.csr("acme", "P-256");
+    let g = t.csr("globex", "P-384");
+    let signed = t.ok(&[
+        "sign", "--ca", "ca", "--csr", &a, "--slug", "acme", "--tier", "core", "--out", "acme.crt",
+        "--yes",
+    ]);
+    assert!(signed.contains("Touch the YubiKey"), "{signed}");
+    t.ok(&[
+        "sign",
+        "--ca",
+        "ca",
+        "--csr",
+        &g,
+        "--slug",
+        "globex",
+        "--tier",
+        "mesh",
+        "--out",
+        "globex.crt",
+        "--yes",
+    ]);
+    for c in ["acme.crt", "globex.crt"] {
+        assert!(
+            openssl_ok(t.tmp.path(), &["verify", "-CAfile", "ca/root.pem", c]).contains(": OK")
+        );
+    }
+    let serial_hex = openssl_ok(
+        t.tmp.path(),
+        &["x509", "-in", "acme.crt", "-noout", "-serial"],
+    );
+    let serial_hex = serial_hex.trim().trim_start_matches("serial=");
+    t.ok(&[
+        "revoke",
+        "--ca",
+        "ca",
+        "--serial",
+        serial_hex,
+        "--reason",
+        "keyCompromise",
+        "--out",
+        "crl1.pem",
+        "--yes",
+    ]);
+    t.ok(&["crl", "--ca", "ca", "--out", "crl2.pem"]);
+    t.ok(&["ledger", "verify", "--ca", "ca"]);
+    let revoked = openssl(
+        t.tmp.path(),
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            "ca/root.pem",
+            "-CRLfile",
+            "crl2.pem",
+            "acme.crt",
+        ],
+    );
+    assert!(!revoked.status.success());
+
+    let ledger = || std::fs::read(t.p("ca/ledger.jsonl")).expect("ledger");
+    let before = ledger();
+    let refused = |pin: &Path, needles: &[&str]| {
+        let o = t.signer(&["crl", "--ca", "ca", "--out", "refused.pem"], pin);
+        assert!(!o.status.success(), "not refused");
+        for n in needles {
+            assert!(stderr(&o).contains(n), "no `{n}` in:\n{}", stderr(&o));
+        }
+        assert!(!t.p("refused.pem").exists(), "output written");
+        assert_eq!(before, ledger(), "ledger changed");
+    };
+    let bad_pin = t.p("bad-pin");
+    write_private(&bad_pin, "999999\n");
+
+    // Wrong PIN: the retries left are reported.
+    refused(&bad_pin, &["wrong PIN", "2 tries left"]);
+
+    // Wrong device serial.
+    let original = std::fs::read_to_string(t.p("ca/ca.toml")).expect("toml");
+    std::fs::write(
+        t.p("ca/ca.toml"),
+        original.replace(&serial.to_string(), "99999999"),
+    )
+    .expect("toml");
+    refused(
+        &t.pin,
+        &[
+            "no YubiKey with serial 99999999",
+            &format!("found: {serial}"),
+        ],
+    );
+
+    // A slot whose key is not root.pem's: another CA's key in slot 82 of the same device.
+    t.init("ca2", serial, "82");
+    std::fs::write(
+        t.p("ca/ca.toml"),
+        original.replace("slot = \"9c\"", "slot = \"82\""),
+    )
+    .expect("toml");
+    refused(&t.pin, &["is not the key of root.pem"]);
+    std::fs::write(t.p("ca/ca.toml"), &original).expect("toml");
+
+    // One try left: the signer stops; --yes does not spend the last try.
+    refused(&bad_pin, &["2 tries left"]);
+    refused(&bad_pin, &["1 tries left"]);
+    refused(&t.pin, &["one PIN try left"]);
+    assert_eq!(pin_tries(), "PIN tries left:\t1", "the last try was spent");
+
+    // Blocked: the message names the PUK.
+    let _ = run(Command::new("yubico-piv-tool").args([
+        "-r",
+        READER,
+        "-a",
+        "verify-pin",
+        "-P",
+        "000000",
+    ]));
+    refused(&t.pin, &["blocked", "PUK"]);
+
+    // The card removed mid-ceremony (its process stopped).
+    card.stop();
+    refused(&t.pin, &["no YubiKey with serial"]);
+}
