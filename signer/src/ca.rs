@@ -755,6 +755,19 @@ pub fn init(
             let pin = cb.secret(&format!("PIN for PKCS#11 token `{}`", cfg.token_label))?;
             NewKey::Pkcs11(Pkcs11Key::generate(cfg, pol.key_algorithm, &pin)?)
         }
+        BackendSpec::Yubikey(cfg) if !cfg.backups.is_empty() => {
+            let serials: Vec<u32> = std::iter::once(cfg.serial)
+                .chain(cfg.backups.iter().copied())
+                .collect();
+            NewKey::Yubikey(YubikeyKey::generate_imported(
+                cfg,
+                &serials,
+                pol.key_algorithm,
+                pol.pin_policy,
+                pol.touch_policy,
+                cb,
+            )?)
+        }
         BackendSpec::Yubikey(cfg) => NewKey::Yubikey(YubikeyKey::generate(
             cfg,
             pol.key_algorithm,

@@ -22,6 +22,8 @@ use crate::policy;
 /// A root key in a YubiKey slot, with the device open and the PIN verified.
 pub struct YubikeyKey<'cb> {
     yk: RefCell<YubiKey>,
+    /// Backup devices opened at `init --import-to`: they receive the root certificate too.
+    mirrors: Vec<RefCell<YubiKey>>,
     slot: SlotId,
     alg: AlgorithmId,
     public: PublicKey,
@@ -203,9 +205,24 @@ fn slot_public(
 }
 
 impl<'cb> YubikeyKey<'cb> {
-    /// Opens the device with `cfg.serial`, verifies the PIN and reads the slot's public key.
+    /// Opens the device with `cfg.serial` (or, when it is absent, one of the recorded backup
+    /// devices), verifies the PIN and reads the slot's public key.
     pub fn open(cfg: &YubikeyConfig, cb: &'cb dyn Callbacks) -> Result<Self, BackendError> {
-        let (mut yk, slot) = open_device(cfg)?;
+        let mut opened = open_device(cfg);
+        if opened.is_err() {
+            for b in &cfg.backups {
+                if let Ok(found) = open_device(&cfg.on(*b)) {
+                    cb.notice(&format!(
+                        "using backup YubiKey {b} (the primary {} is not connected)",
+                        cfg.serial
+                    ));
+                    opened = Ok(found);
+                    break;
+                }
+            }
+        }
+        let (mut yk, slot) = opened?;
+        let cfg = &cfg.on(yk.serial().0);
         let pin = verify_pin(&mut yk, cfg, cb)?;
         let (public, alg, touch) =
             slot_public(&mut yk, cfg, slot)?.ok_or_else(|| BackendError::Device {
@@ -214,12 +231,107 @@ impl<'cb> YubikeyKey<'cb> {
             })?;
         Ok(YubikeyKey {
             yk: RefCell::new(yk),
+            mirrors: Vec::new(),
             slot,
             alg,
             public,
             pin,
             touch,
             name: device(cfg),
+            cb,
+        })
+    }
+
+    /// Generates the key in memory, imports it into the slot of every device in `serials`
+    /// (two or more: the backups), checks that each then reports the same public key, and lets
+    /// the in-memory key be zeroized. The first device signs; all receive the certificate.
+    pub fn generate_imported(
+        cfg: &YubikeyConfig,
+        serials: &[u32],
+        alg: KeyAlgorithm,
+        pin_policy: policy::PinPolicy,
+        touch_policy: policy::TouchPolicy,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Self, BackendError> {
+        if serials.len() < 2 {
+            return Err(BackendError::Device {
+                device: device(cfg),
+                detail: "--import-to needs two or more device serials (the key is imported into each as a backup)".into(),
+            });
+        }
+        // The devices first: all present, PINs right, slots empty, before any key exists.
+        let mut devices = Vec::new();
+        for serial in serials {
+            let c = cfg.on(*serial);
+            let (mut yk, slot) = open_device(&c)?;
+            let pin = verify_pin(&mut yk, &c, cb)?;
+            if slot_public(&mut yk, &c, slot)?.is_some() {
+                return Err(BackendError::Device {
+                    device: device(&c),
+                    detail: "the slot already holds a key; init never replaces a key".into(),
+                });
+            }
+            devices.push((c, yk, slot, pin));
+        }
+        let soft = super::soft::SoftKey::generate(alg);
+        let expected = soft.public_key().clone();
+        let scalar: zeroize::Zeroizing<Vec<u8>> = {
+            let der = soft.to_pkcs8_der();
+            let bytes = match alg {
+                KeyAlgorithm::EcdsaP256 => {
+                    <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(
+                        der.as_slice(),
+                    )
+                    .map(|k| k.to_bytes().to_vec())
+                }
+                KeyAlgorithm::EcdsaP384 => {
+                    <p384::SecretKey as p384::pkcs8::DecodePrivateKey>::from_pkcs8_der(
+                        der.as_slice(),
+                    )
+                    .map(|k| k.to_bytes().to_vec())
+                }
+            };
+            zeroize::Zeroizing::new(bytes.map_err(|e| BackendError::Device {
+                device: device(cfg),
+                detail: format!("cannot encode the new key ({e})"),
+            })?)
+        };
+        drop(soft);
+        let (algorithm, pin_p, touch_p) = yk_policies(alg, pin_policy, touch_policy);
+        let mut opened = Vec::new();
+        for (c, mut yk, slot, pin) in devices {
+            // Authenticated here, not above: opening the next device selects the PIV applet
+            // on every reader, which resets a management-key login.
+            authenticate(&mut yk, &c, cb)?;
+            piv::import_ecc_key(&mut yk, slot, algorithm, &scalar, touch_p, pin_p)
+                .map_err(|e| pcsc_gone(&c, "importing the key", &e))?;
+            let (public, _, touch) =
+                slot_public(&mut yk, &c, slot)?.ok_or_else(|| BackendError::Device {
+                    device: device(&c),
+                    detail: "the key was imported but the slot reports none".into(),
+                })?;
+            if public != expected {
+                return Err(BackendError::Device {
+                    device: device(&c),
+                    detail: "after the import the slot holds a different public key; do not use this device".into(),
+                });
+            }
+            opened.push((c, yk, slot, pin, touch));
+        }
+        drop(scalar);
+        let mut it = opened.into_iter();
+        let Some((c, yk, slot, pin, touch)) = it.next() else {
+            unreachable!("two or more devices were checked above")
+        };
+        Ok(YubikeyKey {
+            yk: RefCell::new(yk),
+            mirrors: it.map(|(_, yk, ..)| RefCell::new(yk)).collect(),
+            slot,
+            alg: algorithm,
+            public: expected,
+            pin,
+            touch,
+            name: device(&c),
             cb,
         })
     }
@@ -246,15 +358,7 @@ impl<'cb> YubikeyKey<'cb> {
             KeyAlgorithm::EcdsaP256 => AlgorithmId::EccP256,
             KeyAlgorithm::EcdsaP384 => AlgorithmId::EccP384,
         };
-        let pin_policy = match pin_policy {
-            policy::PinPolicy::Always => PinPolicy::Always,
-            policy::PinPolicy::Once => PinPolicy::Once,
-        };
-        let touch_policy = match touch_policy {
-            policy::TouchPolicy::Always => TouchPolicy::Always,
-            policy::TouchPolicy::Cached => TouchPolicy::Cached,
-            policy::TouchPolicy::Never => TouchPolicy::Never,
-        };
+        let (_, pin_policy, touch_policy) = yk_policies(alg, pin_policy, touch_policy);
         piv::generate(&mut yk, slot, algorithm, pin_policy, touch_policy)
             .map_err(|e| pcsc_gone(cfg, "generating the key", &e))?;
         let (public, alg, touch) =
@@ -264,6 +368,7 @@ impl<'cb> YubikeyKey<'cb> {
             })?;
         Ok(YubikeyKey {
             yk: RefCell::new(yk),
+            mirrors: Vec::new(),
             slot,
             alg,
             public,
@@ -273,6 +378,29 @@ impl<'cb> YubikeyKey<'cb> {
             cb,
         })
     }
+}
+
+/// The crate's algorithm and policy values for ours.
+fn yk_policies(
+    alg: KeyAlgorithm,
+    pin: policy::PinPolicy,
+    touch: policy::TouchPolicy,
+) -> (AlgorithmId, PinPolicy, TouchPolicy) {
+    (
+        match alg {
+            KeyAlgorithm::EcdsaP256 => AlgorithmId::EccP256,
+            KeyAlgorithm::EcdsaP384 => AlgorithmId::EccP384,
+        },
+        match pin {
+            policy::PinPolicy::Always => PinPolicy::Always,
+            policy::PinPolicy::Once => PinPolicy::Once,
+        },
+        match touch {
+            policy::TouchPolicy::Always => TouchPolicy::Always,
+            policy::TouchPolicy::Cached => TouchPolicy::Cached,
+            policy::TouchPolicy::Never => TouchPolicy::Never,
+        },
+    )
 }
 
 /// Authenticates with the management key (asked through `cb`, 48 hex digits; never stored).
@@ -353,14 +481,19 @@ impl KeyBackend for YubikeyKey<'_> {
             device: self.name.clone(),
             detail: format!("cannot wrap the root certificate ({e})"),
         })?;
-        cert.write(
-            &mut self.yk.borrow_mut(),
-            self.slot,
-            yubikey::certificate::CertInfo::Uncompressed,
-        )
-        .map_err(|e| BackendError::Device {
-            device: self.name.clone(),
-            detail: format!("writing the root certificate into the slot failed ({e})"),
-        })
+        for yk in std::iter::once(&self.yk).chain(&self.mirrors) {
+            let mut yk = yk.borrow_mut();
+            let serial = yk.serial().0;
+            cert.write(
+                &mut yk,
+                self.slot,
+                yubikey::certificate::CertInfo::Uncompressed,
+            )
+            .map_err(|e| BackendError::Device {
+                device: format!("YubiKey {serial}"),
+                detail: format!("writing the root certificate into the slot failed ({e})"),
+            })?;
+        }
+        Ok(())
     }
 }

@@ -11,6 +11,20 @@ pub struct YubikeyConfig {
     pub serial: u32,
     /// The PIV slot, in hex (`9c` by default; `82`–`95` are the retired slots).
     pub slot: String,
+    /// Backup devices holding the same key (`init --import-to`); any of them may sign.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<u32>,
+}
+
+impl YubikeyConfig {
+    /// The same slot on another device.
+    pub fn on(&self, serial: u32) -> YubikeyConfig {
+        YubikeyConfig {
+            serial,
+            slot: self.slot.clone(),
+            backups: Vec::new(),
+        }
+    }
 }
 
 /// Parses a slot name: 9a, 9c, 9d, 9e or 82–95.

@@ -16,20 +16,37 @@ const READER: &str = "Virtual PCD";
 
 struct Card {
     child: Child,
+    reader: String,
 }
 
 impl Card {
+    /// Starts a card on vpcd's first reader (port 35963).
     fn start(state: &Path, serial: u32) -> Card {
+        Card::start_on(state, serial, 0)
+    }
+
+    /// Starts a card on vpcd reader `n` (port 35963 + n, reader "Virtual PCD 00 0n").
+    fn start_on(state: &Path, serial: u32, n: u16) -> Card {
+        let reader = format!("{READER} 00 0{n}");
         let child = Command::new(bin("virtual-piv"))
-            .args(["--serial", &serial.to_string(), "--state"])
+            .args([
+                "--serial",
+                &serial.to_string(),
+                "--port",
+                &(35963 + n).to_string(),
+                "--state",
+            ])
             .arg(state)
             .spawn()
             .expect("start the virtual card");
-        let card = Card { child };
+        let card = Card {
+            child,
+            reader: reader.clone(),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let o = run(Command::new("yubico-piv-tool")
-                .args(["-r", READER, "-a", "version", "-a", "status"]));
+                .args(["-r", &reader, "-a", "version", "-a", "status"]));
             if stdout(&o).contains(&format!("Serial Number:\t{serial}")) {
                 return card;
             }
@@ -49,7 +66,8 @@ impl Card {
         // Wait until pcscd has noticed the card is gone.
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let o = run(Command::new("yubico-piv-tool").args(["-r", READER, "-a", "version"]));
+            let o =
+                run(Command::new("yubico-piv-tool").args(["-r", &self.reader, "-a", "version"]));
             if !o.status.success() {
                 return;
             }
@@ -337,4 +355,62 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
     // The card removed mid-ceremony (its process stopped).
     card.stop();
     refused(&t.pin, &["no YubiKey with serial"]);
+
+    // Backups: the key generated in memory and imported into two devices, which then hold the
+    // same key and certificate; with the primary gone, the backup signs.
+    let (a, b) = (30_000_001u32, 30_000_002u32);
+    let primary = Card::start_on(&t.p("a.json"), a, 0);
+    let backup = Card::start_on(&t.p("b.json"), b, 1);
+    let policy = workspace_root().join("policies/root.yaml");
+    t.ok(&[
+        "init",
+        "--ca",
+        "ca3",
+        "--backend",
+        "yubikey",
+        "--import-to",
+        &a.to_string(),
+        &b.to_string(),
+        "--mgm-key-file",
+        path_str(&t.mgm),
+        "--policy",
+        path_str(&policy),
+    ]);
+    let fingerprint = |reader: &str| {
+        let o = run(Command::new("yubico-piv-tool").args(["-r", reader, "-a", "status"]));
+        stdout(&o)
+            .lines()
+            .find(|l| l.contains("Fingerprint"))
+            .map(str::to_string)
+            .expect("a certificate in the slot")
+    };
+    assert_eq!(
+        fingerprint("Virtual PCD 00 00"),
+        fingerprint("Virtual PCD 00 01")
+    );
+    let toml = std::fs::read_to_string(t.p("ca3/ca.toml")).expect("toml");
+    assert!(toml.contains(&format!("backups = [{b}]")), "{toml}");
+    primary.stop();
+    let c = t.csr("initech", "P-256");
+    let out = t.ok(&[
+        "sign",
+        "--ca",
+        "ca3",
+        "--csr",
+        &c,
+        "--slug",
+        "initech",
+        "--tier",
+        "core",
+        "--out",
+        "initech.crt",
+        "--yes",
+    ]);
+    assert!(out.contains(&format!("using backup YubiKey {b}")), "{out}");
+    assert!(openssl_ok(
+        t.tmp.path(),
+        &["verify", "-CAfile", "ca3/root.pem", "initech.crt"]
+    )
+    .contains(": OK"));
+    backup.stop();
 }

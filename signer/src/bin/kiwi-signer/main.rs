@@ -67,6 +67,10 @@ struct Pkcs11Args {
     /// `--backend yubikey`: the device's serial number (recorded; any other device is refused).
     #[arg(long, value_name = "N")]
     serial: Option<u32>,
+    /// `--backend yubikey`: instead of generating the key on one device, generate it in memory,
+    /// import it into each of these devices (two or more: the backups), check each, zeroize it.
+    #[arg(long, value_name = "SERIAL", num_args = 2.., conflicts_with = "serial")]
+    import_to: Vec<u32>,
     /// `--backend yubikey`: the PIV slot (9c by default; 82 to 95 allowed).
     #[arg(long, value_name = "SLOT", default_value = "9c")]
     slot: String,
@@ -82,7 +86,8 @@ impl Pkcs11Args {
             || self.token_label.is_some()
             || self.key_label.is_some()
             || self.uri.is_some();
-        let yk_given = self.serial.is_some() || self.mgm_key_file.is_some();
+        let yk_given =
+            self.serial.is_some() || self.mgm_key_file.is_some() || !self.import_to.is_empty();
         match backend {
             _ if given && backend != BackendKind::Pkcs11 => {
                 anyhow::bail!("--module/--token-label/--key-label/--uri are for --backend pkcs11")
@@ -113,13 +118,21 @@ impl Pkcs11Args {
             BackendKind::Yubikey => {
                 let slot = kiwi_signer::backend::yubikey_config::parse_slot(&self.slot)
                     .map_err(anyhow::Error::msg)?;
+                let (serial, backups) = match self.import_to.split_first() {
+                    Some((first, rest)) => (*first, rest.to_vec()),
+                    None => (
+                        self.serial.ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "--backend yubikey needs --serial N (the device's serial number), or --import-to S1 S2..."
+                            )
+                        })?,
+                        Vec::new(),
+                    ),
+                };
                 Ok(BackendSpec::Yubikey(YubikeyConfig {
-                    serial: self.serial.ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "--backend yubikey needs --serial N (the device's serial number)"
-                        )
-                    })?,
+                    serial,
                     slot: format!("{slot:02x}"),
+                    backups,
                 }))
             }
         }
