@@ -956,6 +956,10 @@ fn init_with_key(
             policy_sha256: pol.source.sha256.hex(),
             artifact_sha256,
             artifact,
+            attestation: key.attestation().map(|der| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(der)
+            }),
         };
         let (text, head) = ledger::genesis(event, now);
         ledger::verify_text(ledger::FILE, &text)?;

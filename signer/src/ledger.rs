@@ -124,6 +124,10 @@ pub enum Event {
         artifact_sha256: String,
         /// The certificate, base64 DER.
         artifact: String,
+        /// The device's attestation certificate for the key (base64 DER), where the device
+        /// gives one (YubiKey PIV attestation): evidence the key was generated on the device.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attestation: Option<String>,
     },
     /// An intermediate CA certificate was issued.
     IntermediateIssued {

@@ -169,6 +169,11 @@ pub trait KeyBackend {
         Ok(())
     }
 
+    /// The device's attestation certificate (DER) for a key it generated, if it gives one.
+    fn attestation(&self) -> Option<Vec<u8>> {
+        None
+    }
+
     /// The key's algorithm.
     fn algorithm(&self) -> KeyAlgorithm {
         self.public_key().algorithm()

@@ -24,6 +24,8 @@ pub struct YubikeyKey<'cb> {
     yk: RefCell<YubiKey>,
     /// Backup devices opened at `init --import-to`: they receive the root certificate too.
     mirrors: Vec<RefCell<YubiKey>>,
+    /// The device's attestation of a key it generated (DER), when it gives one.
+    attestation: Option<Vec<u8>>,
     slot: SlotId,
     alg: AlgorithmId,
     public: PublicKey,
@@ -232,6 +234,7 @@ impl<'cb> YubikeyKey<'cb> {
         Ok(YubikeyKey {
             yk: RefCell::new(yk),
             mirrors: Vec::new(),
+            attestation: None,
             slot,
             alg,
             public,
@@ -326,6 +329,8 @@ impl<'cb> YubikeyKey<'cb> {
         Ok(YubikeyKey {
             yk: RefCell::new(yk),
             mirrors: it.map(|(_, yk, ..)| RefCell::new(yk)).collect(),
+            // An imported key has no attestation: the device did not generate it.
+            attestation: None,
             slot,
             alg: algorithm,
             public: expected,
@@ -361,6 +366,8 @@ impl<'cb> YubikeyKey<'cb> {
         let (_, pin_policy, touch_policy) = yk_policies(alg, pin_policy, touch_policy);
         piv::generate(&mut yk, slot, algorithm, pin_policy, touch_policy)
             .map_err(|e| pcsc_gone(cfg, "generating the key", &e))?;
+        // Devices that support it prove the key was generated on them; others say NotSupported.
+        let attestation = piv::attest(&mut yk, slot).ok().map(|b| b.to_vec());
         let (public, alg, touch) =
             slot_public(&mut yk, cfg, slot)?.ok_or_else(|| BackendError::Device {
                 device: device(cfg),
@@ -369,6 +376,7 @@ impl<'cb> YubikeyKey<'cb> {
         Ok(YubikeyKey {
             yk: RefCell::new(yk),
             mirrors: Vec::new(),
+            attestation,
             slot,
             alg,
             public,
@@ -474,6 +482,10 @@ impl KeyBackend for YubikeyKey<'_> {
         let sig = piv::sign_data(&mut yk, &digest, self.alg, self.slot)
             .map_err(|e| fail(format!("{e}; was the device removed, or the touch missed?")))?;
         Ok(sig.to_vec())
+    }
+
+    fn attestation(&self) -> Option<Vec<u8>> {
+        self.attestation.clone()
     }
 
     fn store_certificate(&self, der: &[u8]) -> Result<(), BackendError> {
