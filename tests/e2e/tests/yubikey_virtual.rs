@@ -26,24 +26,31 @@ impl Card {
     }
 
     /// Starts a card on vpcd reader `n` (port 35963 + n, reader "Virtual PCD 00 0n").
+    ///
+    /// vpcd takes a moment to notice that a previous card on the same port went away; a card
+    /// that connects before then is not seen. So a card that does not show up within a few
+    /// seconds is restarted, up to a minute in all.
     fn start_on(state: &Path, serial: u32, n: u16) -> Card {
         let reader = format!("{READER} 00 0{n}");
-        let child = Command::new(bin("virtual-piv"))
-            .args([
-                "--serial",
-                &serial.to_string(),
-                "--port",
-                &(35963 + n).to_string(),
-                "--state",
-            ])
-            .arg(state)
-            .spawn()
-            .expect("start the virtual card");
-        let card = Card {
-            child,
+        let spawn = || {
+            Command::new(bin("virtual-piv"))
+                .args([
+                    "--serial",
+                    &serial.to_string(),
+                    "--port",
+                    &(35963 + n).to_string(),
+                    "--state",
+                ])
+                .arg(state)
+                .spawn()
+                .expect("start the virtual card")
+        };
+        let mut card = Card {
+            child: spawn(),
             reader: reader.clone(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut attempt_started = Instant::now();
         loop {
             let o = run(Command::new("yubico-piv-tool")
                 .args(["-r", &reader, "-a", "version", "-a", "status"]));
@@ -56,6 +63,13 @@ impl Card {
                 stdout(&o),
                 stderr(&o)
             );
+            if attempt_started.elapsed() > Duration::from_secs(6) {
+                let _ = card.child.kill();
+                let _ = card.child.wait();
+                std::thread::sleep(Duration::from_secs(2));
+                card.child = spawn();
+                attempt_started = Instant::now();
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -69,6 +83,8 @@ impl Card {
             let o =
                 run(Command::new("yubico-piv-tool").args(["-r", &self.reader, "-a", "version"]));
             if !o.status.success() {
+                // Give vpcd time to free the port for the next card.
+                std::thread::sleep(Duration::from_secs(2));
                 return;
             }
             std::thread::sleep(Duration::from_millis(200));

@@ -516,6 +516,18 @@ fn main() -> std::io::Result<()> {
         pending: Vec::new(),
     };
     card.save();
-    let conn = vpicc::connect_socket(std::net::SocketAddr::new(vpicc::DEFAULT_HOST.into(), port))?;
+    // vpcd accepts a new card only once pcscd has noticed the last one left: keep trying.
+    let addr = std::net::SocketAddr::new(vpicc::DEFAULT_HOST.into(), port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let conn = loop {
+        match vpicc::connect_socket(addr) {
+            Ok(c) => break c,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     conn.run(&mut card)
 }
