@@ -114,6 +114,9 @@ pub enum SecretsCommand {
         ids: IdentityArgs,
         #[command(flatten)]
         tree: TreeArgs,
+        /// Hooks file (event secrets_rotated: pre hooks can veto, post hooks get the changed files).
+        #[arg(long, value_name = "FILE")]
+        hooks: Option<PathBuf>,
     },
     /// New data key for each file; every value re-encrypted.
     Rotate {
@@ -130,6 +133,9 @@ pub enum SecretsCommand {
         ids: IdentityArgs,
         #[command(flatten)]
         tree: TreeArgs,
+        /// Hooks file (event secrets_rotated: pre hooks can veto, post hooks get the changed files).
+        #[arg(long, value_name = "FILE")]
+        hooks: Option<PathBuf>,
     },
     /// Check that every file decrypts, its MAC holds and its recipients match its rule.
     Verify {
@@ -216,6 +222,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             yes,
             ids,
             tree,
+            hooks,
         } => {
             let ids = Identities::from_env(&ids.identity)?;
             let opts = TreeOptions {
@@ -251,7 +258,9 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                     return Ok(1);
                 }
             }
-            let s = run_tree(&paths, &opts, |p| updatekeys_file(p, &ids, apply))?;
+            let s = with_hooks(hooks.as_deref(), "updatekeys", &paths, || {
+                run_tree(&paths, &opts, |p| updatekeys_file(p, &ids, apply))
+            })?;
             Ok(report("updatekeys", &s, tree.json))
         }
         SecretsCommand::Rotate {
@@ -260,6 +269,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             rm_age,
             ids,
             tree,
+            hooks,
         } => {
             let ids = Identities::from_env(&ids.identity)?;
             let add = recipients(&add_age)?;
@@ -271,7 +281,9 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 progress: !tree.json,
                 jobs: tree.jobs,
             };
-            let s = run_tree(&paths, &opts, |p| rotate_file(p, &ids, &add, &rm))?;
+            let s = with_hooks(hooks.as_deref(), "rotate", &paths, || {
+                run_tree(&paths, &opts, |p| rotate_file(p, &ids, &add, &rm))
+            })?;
             Ok(report("rotate", &s, tree.json))
         }
         SecretsCommand::Verify { paths, ids, tree } => {
@@ -299,6 +311,35 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             Ok(report("verify", &s, tree.json))
         }
     }
+}
+
+/// Runs a tree operation between the `secrets_rotated` hooks: a pre hook can veto before any
+/// file is touched; post hooks learn which files changed (paths only).
+fn with_hooks(
+    hooks: Option<&Path>,
+    op: &str,
+    paths: &[PathBuf],
+    run: impl FnOnce() -> std::result::Result<Summary, SopsError>,
+) -> Result<Summary> {
+    use kiwi_signer::hooks::{EventData, EventKind, Hooks};
+    let hooks = match hooks {
+        Some(p) => Hooks::load(p)?,
+        None => Hooks::none(),
+    };
+    let mut data = EventData::default();
+    data.details.insert("operation".into(), op.into());
+    for p in paths {
+        crate::add_file(&mut data, "repo", p);
+    }
+    hooks.run_pre(crate::TOOL, EventKind::SecretsRotated, &data)?;
+    let s = run()?;
+    for f in s.files.iter().filter(|f| f.status == Status::Changed) {
+        crate::add_file(&mut data, "changed", &f.path);
+    }
+    data.details.insert("changed".into(), s.changed.to_string());
+    data.details.insert("failed".into(), s.failed.to_string());
+    crate::post(&hooks, EventKind::SecretsRotated, &data);
+    Ok(s)
 }
 
 fn report(op: &str, s: &Summary, json: bool) -> i32 {
