@@ -98,6 +98,20 @@ fn sigkill_during_tree_rotation_leaves_every_file_readable() {
     let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("summary");
     assert_eq!(s["changed"], n);
     assert_eq!(s["failed"], 0);
+    // Temporary files the killed run left behind are gone after the second run.
+    fn temps(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                temps(&p, found);
+            } else if e.file_name().to_string_lossy().contains(".kiwi-tmp-") {
+                found.push(p);
+            }
+        }
+    }
+    let mut left = Vec::new();
+    temps(std::path::Path::new(root), &mut left);
+    assert!(left.is_empty(), "temporary files left: {left:?}");
     let o = run(
         &kiwi,
         &["secrets", "verify", "--json", root],

@@ -120,21 +120,39 @@ pub fn looks_like_sops(path: &Path, bytes: &[u8]) -> bool {
 /// Every SOPS file under `paths` (files given explicitly are always included), skipping `.git`
 /// and our own temporary files; sorted for stable output.
 pub fn find_sops_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    Ok(find_sops_files_and_stale(paths)?.0)
+}
+
+/// Like [`find_sops_files`], and also returns our temporary files left behind by a run that
+/// was killed (their writer's process is gone); they are never SOPS files of their own.
+pub fn find_sops_files_and_stale(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let mut out = Vec::new();
+    let mut stale = Vec::new();
     for p in paths {
         let md = std::fs::symlink_metadata(p).map_err(io(p))?;
         if md.is_dir() {
-            walk(p, &mut out)?;
+            walk(p, &mut out, &mut stale)?;
         } else {
             out.push(p.clone());
         }
     }
     out.sort();
     out.dedup();
-    Ok(out)
+    Ok((out, stale))
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Whether a temporary file's writer (the PID in its name) is gone.
+fn is_stale_temp(name: &str) -> bool {
+    let Some((_, rest)) = name.split_once(TMP_MARKER) else {
+        return false;
+    };
+    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, stale: &mut Vec<PathBuf>) -> Result<()> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let path = entry.path();
@@ -142,8 +160,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         let ft = entry.file_type().map_err(io(&path))?;
         if ft.is_dir() {
             if name != ".git" {
-                walk(&path, out)?;
+                walk(&path, out, stale)?;
             }
+        } else if ft.is_file() && name.starts_with('.') && is_stale_temp(&name) {
+            stale.push(path);
         } else if ft.is_file() && !name.contains(TMP_MARKER) && !name.starts_with(".sops.y") {
             let bytes = read(&path)?;
             if looks_like_sops(&path, &bytes) {
@@ -158,6 +178,21 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
+
+    #[test]
+    fn temps_of_dead_writers_are_stale_and_ours_are_not() {
+        let d = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = d.path().join(format!(".a.yaml{TMP_MARKER}{dead}-0000abcd"));
+        let live = d.path().join(format!(".b.yaml{TMP_MARKER}{}-0000abcd", std::process::id()));
+        std::fs::write(&stale, "x").unwrap();
+        std::fs::write(&live, "x").unwrap();
+        let (files, found) = find_sops_files_and_stale(&[d.path().to_path_buf()]).unwrap();
+        assert!(files.is_empty());
+        assert_eq!(found, vec![stale]);
+    }
 
     #[test]
     fn atomic_write_and_private_create() {

@@ -11,7 +11,7 @@ use super::agekeys::{AgeRecipient, Identities};
 use super::config::rule_for_file;
 use super::engine::{open, KeySpec, OpenDoc, Unlock};
 use super::error::{Result, SopsError};
-use super::files::{find_sops_files, read, sync_dir, write_atomic_nosyncdir};
+use super::files::{find_sops_files_and_stale, read, sync_dir, write_atomic_nosyncdir};
 use super::format::FileFormat;
 
 /// What happened to one file.
@@ -68,6 +68,8 @@ pub struct Summary {
     pub failed: usize,
     /// Files that do not conform to their rule.
     pub nonconforming: usize,
+    /// Temporary files of an earlier, killed run that were removed.
+    pub stale_temps_removed: usize,
     /// Every file, sorted by path.
     pub files: Vec<FileResult>,
 }
@@ -86,6 +88,8 @@ pub struct TreeOptions {
     pub progress: bool,
     /// Worker threads (default: enough to overlap fsyncs with CPU work).
     pub jobs: Option<usize>,
+    /// Remove temporary files left by a killed run (rewriting runs; verify leaves the tree alone).
+    pub clean_stale: bool,
 }
 
 /// Runs `op` over every SOPS file under `paths`, in parallel.
@@ -93,7 +97,15 @@ pub fn run_tree<F>(paths: &[PathBuf], opts: &TreeOptions, op: F) -> Result<Summa
 where
     F: Fn(&Path) -> FileResult + Sync,
 {
-    let files = find_sops_files(paths)?;
+    let (files, stale) = find_sops_files_and_stale(paths)?;
+    let mut stale_temps_removed = 0;
+    if opts.clean_stale {
+        for t in &stale {
+            if std::fs::remove_file(t).is_ok() {
+                stale_temps_removed += 1;
+            }
+        }
+    }
     let jobs = opts
         .jobs
         .unwrap_or_else(|| {
@@ -155,6 +167,7 @@ where
         skipped: count(Status::Unchanged) + count(Status::Pending),
         failed: count(Status::Failed),
         nonconforming: results.iter().filter(|r| !r.problems.is_empty()).count(),
+        stale_temps_removed,
         files: results,
     })
 }

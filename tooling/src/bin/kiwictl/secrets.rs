@@ -228,6 +228,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             let opts = TreeOptions {
                 progress: !tree.json,
                 jobs: tree.jobs,
+                clean_stale: true,
             };
             let mut apply = yes;
             if !yes {
@@ -280,6 +281,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             let opts = TreeOptions {
                 progress: !tree.json,
                 jobs: tree.jobs,
+                clean_stale: true,
             };
             let s = with_hooks(hooks.as_deref(), "rotate", &paths, || {
                 run_tree(&paths, &opts, |p| rotate_file(p, &ids, &add, &rm))
@@ -291,6 +293,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             let opts = TreeOptions {
                 progress: !tree.json,
                 jobs: tree.jobs,
+                clean_stale: false,
             };
             let s = run_tree(&paths, &opts, |p| verify_file(p, &ids))?;
             if !tree.json {
@@ -353,6 +356,12 @@ fn report(op: &str, s: &Summary, json: bool) -> i32 {
             for p in &f.problems {
                 eprintln!("NOT CONFORMING {}: {p}", f.path.display());
             }
+        }
+        if s.stale_temps_removed > 0 {
+            println!(
+                "{op}: removed {} temporary file(s) left by an interrupted run",
+                s.stale_temps_removed
+            );
         }
         println!(
             "{op}: {} changed, {} skipped, {} failed, {} not conforming ({} files)",
