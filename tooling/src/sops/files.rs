@@ -186,7 +186,10 @@ mod tests {
         let dead = child.id();
         child.wait().unwrap();
         let stale = d.path().join(format!(".a.yaml{TMP_MARKER}{dead}-0000abcd"));
-        let live = d.path().join(format!(".b.yaml{TMP_MARKER}{}-0000abcd", std::process::id()));
+        let live = d.path().join(format!(
+            ".b.yaml{TMP_MARKER}{}-0000abcd",
+            std::process::id()
+        ));
         std::fs::write(&stale, "x").unwrap();
         std::fs::write(&live, "x").unwrap();
         let (files, found) = find_sops_files_and_stale(&[d.path().to_path_buf()]).unwrap();
