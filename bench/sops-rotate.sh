@@ -30,14 +30,28 @@ make_tree() { # make_tree DIR
   done
 }
 make_tree "$work/a"; make_tree "$work/b"
+# Flush the new trees to disk first, so the kernel's writeback of them does not compete with
+# kiwictl's fsyncs inside the timed run (the sops loop, which never fsyncs, would not notice).
+sync
 n=$((per_repo * repos))
 echo "tree: $n SOPS files in $repos repos; $(nproc) cores"
 
 now() { date +%s.%N; }
-t0=$(now)
-"$kiwictl" secrets rotate --json "$work/a" > "$work/summary.json"
-t1=$(now)
-grep -q "\"changed\": $n" "$work/summary.json" || { echo "kiwictl did not rotate all files" >&2; cat "$work/summary.json" >&2; exit 1; }
+# Three full rotations of the same tree (the first over the files sops wrote); the ratio uses
+# the median, so one slow fsync burst on a shared virtual disk does not decide the result.
+k_runs=()
+for _ in 1 2 3; do
+  sync
+  ta=$(now)
+  "$kiwictl" secrets rotate --json "$work/a" > "$work/summary.json"
+  tb=$(now)
+  grep -q "\"changed\": $n" "$work/summary.json" || { echo "kiwictl did not rotate all files" >&2; cat "$work/summary.json" >&2; exit 1; }
+  k_runs+=("$(python3 -c "print($tb - $ta)")")
+done
+# Every file must still decrypt, with sops itself, after the three rotations.
+for f in "$work/a/state-1/secrets/s1.yaml" "$work/a/state-$repos/secrets/s$per_repo.yaml"; do
+  "$sops" -d "$f" > /dev/null || { echo "sops cannot decrypt $f after kiwictl rotated it" >&2; exit 1; }
+done
 find "$work/b" -name '*.yaml' -path '*/secrets/*' > "$work/list"
 t2=$(now)
 while read -r f; do "$sops" rotate -i "$f" 2>/dev/null; done < "$work/list"
@@ -51,10 +65,12 @@ t5=$(now)
 for _ in $(seq $reps); do "$sops" -d "$one" > /dev/null; done
 t6=$(now)
 
-python3 - "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$n" "$reps" <<'PY'
-import sys
-t = [float(x) for x in sys.argv[1:8]]; n = int(sys.argv[8]); reps = int(sys.argv[9])
-k_rot, s_rot = t[1] - t[0], t[3] - t[2]
+python3 - "${k_runs[*]}" "$t2" "$t3" "$t4" "$t5" "$t6" "$n" "$reps" <<'PY'
+import statistics, sys
+runs = [float(x) for x in sys.argv[1].split()]
+t = [0.0, 0.0] + [float(x) for x in sys.argv[2:7]]; n = int(sys.argv[7]); reps = int(sys.argv[8])
+k_rot, s_rot = statistics.median(runs), t[3] - t[2]
+print("kiwictl rotations: " + ", ".join(f"{r:.2f} s" for r in runs) + " (median used)")
 k_dec, s_dec = (t[5] - t[4]) / reps, (t[6] - t[5]) / reps
 print(f"rotate {n} files: kiwictl {k_rot:.2f} s, sops loop {s_rot:.2f} s, ratio {s_rot / k_rot:.1f}x (goal >= 50x)")
 print(f"decrypt one file:  kiwictl {k_dec * 1000:.1f} ms, sops -d {s_dec * 1000:.1f} ms, ratio {s_dec / k_dec:.1f}x")

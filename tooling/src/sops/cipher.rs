@@ -62,10 +62,47 @@ pub fn is_enc(s: &str) -> bool {
     s.starts_with("ENC[AES256_GCM,")
 }
 
+/// How many IVs one read of the OS random source provides.
+const IVS_PER_REFILL: usize = 64;
+
+/// IVs drawn from the operating system's random source in batches, one pool per thread.
+///
+/// A file with thirty values would otherwise cost thirty `getrandom` calls, which was the
+/// largest single cost of a tree rotation. IVs are public (they are written next to the
+/// ciphertext), so holding the next few in memory reveals nothing; data keys are never drawn
+/// from this pool.
+struct IvPool {
+    buf: [u8; 32 * IVS_PER_REFILL],
+    next: usize,
+}
+
+thread_local! {
+    static IV_POOL: std::cell::RefCell<IvPool> = const {
+        std::cell::RefCell::new(IvPool { buf: [0; 32 * IVS_PER_REFILL], next: IVS_PER_REFILL })
+    };
+}
+
+/// A fresh random 32-byte IV, never handed out twice.
+fn fresh_iv() -> [u8; 32] {
+    IV_POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.next == IVS_PER_REFILL {
+            OsRng.fill_bytes(&mut pool.buf);
+            pool.next = 0;
+        }
+        let at = pool.next * 32;
+        let mut iv = [0u8; 32];
+        iv.copy_from_slice(&pool.buf[at..at + 32]);
+        // Wipe what was handed out so no later state of the pool holds it.
+        pool.buf[at..at + 32].fill(0);
+        pool.next += 1;
+        iv
+    })
+}
+
 /// Encrypts raw bytes with a type tag; returns the full `ENC[...]` string.
 pub fn encrypt_bytes(key: &DataKey, plain: &[u8], ty: &str, aad: &str) -> String {
-    let mut iv = [0u8; 32];
-    OsRng.fill_bytes(&mut iv);
+    let iv = fresh_iv();
     let nonce: Nonce<aes_gcm::aead::consts::U32> = iv.into();
     // Encryption with a valid key and nonce length cannot fail for in-memory buffers.
     #[allow(clippy::unwrap_used)]
@@ -199,5 +236,13 @@ mod tests {
     fn aad_has_trailing_colon() {
         assert_eq!(aad_for(&[]), ":");
         assert_eq!(aad_for(&["a".into(), "b".into()]), "a:b:");
+    }
+
+    #[test]
+    fn ivs_are_distinct_across_pool_refills() {
+        let ivs: std::collections::HashSet<[u8; 32]> =
+            (0..IVS_PER_REFILL * 3 + 5).map(|_| fresh_iv()).collect();
+        assert_eq!(ivs.len(), IVS_PER_REFILL * 3 + 5);
+        assert!(!ivs.contains(&[0u8; 32]));
     }
 }

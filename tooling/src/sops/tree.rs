@@ -112,7 +112,8 @@ where
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
-                * 4
+                .saturating_mul(8)
+                .min(64)
         })
         .max(1);
     let bar = if opts.progress && std::io::stderr().is_terminal() {

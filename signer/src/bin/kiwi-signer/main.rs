@@ -551,10 +551,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     }
                 }
                 HookCommand::Label => {
-                    print!(
-                        "{}",
-                        kiwi_signer::hooks::builtin::label(&input).map_err(anyhow::Error::msg)?
-                    );
+                    let label =
+                        kiwi_signer::hooks::builtin::label(&input).map_err(anyhow::Error::msg)?;
+                    use std::io::Write as _;
+                    let _ = write!(std::io::stdout(), "{label}");
                 }
             }
         }

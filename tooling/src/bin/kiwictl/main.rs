@@ -2,8 +2,6 @@
 //!
 //! It parses arguments, calls the library and prints; all logic lives in the library.
 
-mod secrets;
-
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -25,6 +23,8 @@ macro_rules! out {
         let _ = writeln!(std::io::stdout(), $($t)*);
     }};
 }
+
+mod secrets;
 
 const EXIT_HELP: &str = "Exit status: 0 success; 1 refused, failed, or a file failed, did not verify or does not conform (nothing was changed); 2 bad usage.";
 

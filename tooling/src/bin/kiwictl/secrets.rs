@@ -305,9 +305,9 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                     }
                 }
                 for (r, files) in &by_recipient {
-                    println!("{r} can open {} file(s):", files.len());
+                    out!("{r} can open {} file(s):", files.len());
                     for f in files {
-                        println!("    {}", f.display());
+                        out!("    {}", f.display());
                     }
                 }
             }
@@ -347,7 +347,7 @@ fn with_hooks(
 
 fn report(op: &str, s: &Summary, json: bool) -> i32 {
     if json {
-        println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
+        out!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
     } else {
         for f in &s.files {
             if let Some(e) = &f.error {
@@ -358,12 +358,12 @@ fn report(op: &str, s: &Summary, json: bool) -> i32 {
             }
         }
         if s.stale_temps_removed > 0 {
-            println!(
+            out!(
                 "{op}: removed {} temporary file(s) left by an interrupted run",
                 s.stale_temps_removed
             );
         }
-        println!(
+        out!(
             "{op}: {} changed, {} skipped, {} failed, {} not conforming ({} files)",
             s.changed,
             s.skipped,

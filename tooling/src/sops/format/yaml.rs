@@ -71,6 +71,32 @@ fn line_indent(src: &str, pos: usize) -> usize {
     src[start..].bytes().take_while(|b| *b == b' ').count()
 }
 
+/// Refuses syntax errors and the YAML features sops files never use, anywhere in the tree.
+///
+/// Walks the immutable green tree, which borrows and allocates nothing, rather than the
+/// cursor API, which allocates a node handle for every token visited. `start` is the byte
+/// offset of `node`; returns it plus the node's length.
+fn refuse_unsupported(node: &rowan::GreenNodeData, start: usize) -> Result<usize> {
+    use rowan::Language as _;
+    let mut at = start;
+    for child in node.children() {
+        let kind = yaml_edit::Lang::kind_from_raw(child.kind());
+        match kind {
+            K::ERROR => return Err(malformed(format!("syntax error near byte {at}"))),
+            K::ANCHOR | K::REFERENCE | K::ALIAS => return Err(unsupported("anchors and aliases")),
+            K::TAG | K::TAGGED_NODE => return Err(unsupported("tags (`!!…`)")),
+            K::MERGE_KEY => return Err(unsupported("merge keys (`<<`)")),
+            K::DIRECTIVE => return Err(unsupported("directives (`%…`)")),
+            _ => {}
+        }
+        at = match child {
+            NodeOrToken::Node(n) => refuse_unsupported(n, at)?,
+            NodeOrToken::Token(t) => at + usize::from(t.text_len()),
+        };
+    }
+    Ok(at)
+}
+
 /// Parses a YAML document into leaves and its metadata block.
 pub(crate) fn parse(src: &str) -> Result<Parsed> {
     let parse = YamlFile::parse(src);
@@ -81,21 +107,7 @@ pub(crate) fn parse(src: &str) -> Result<Parsed> {
     }
     let file: YamlFile = parse.tree();
     let root = file.syntax().clone();
-    for el in root.descendants_with_tokens() {
-        match el.kind() {
-            K::ERROR => {
-                return Err(malformed(format!(
-                    "syntax error near byte {}",
-                    usize::from(el.text_range().start())
-                )))
-            }
-            K::ANCHOR | K::REFERENCE | K::ALIAS => return Err(unsupported("anchors and aliases")),
-            K::TAG | K::TAGGED_NODE => return Err(unsupported("tags (`!!…`)")),
-            K::MERGE_KEY => return Err(unsupported("merge keys (`<<`)")),
-            K::DIRECTIVE => return Err(unsupported("directives (`%…`)")),
-            _ => {}
-        }
-    }
+    refuse_unsupported(&root.green(), 0)?;
     let docs: Vec<Node> = root
         .children()
         .filter(|n| n.kind() == K::DOCUMENT)
@@ -899,5 +911,24 @@ mod tests {
         assert_eq!(plain_text(&c, &Plain::str("yes"), &[]).unwrap(), "'yes'");
         assert_eq!(plain_text(&c, &Plain::str("a: b"), &[]).unwrap(), "'a: b'");
         assert_eq!(plain_text(&c, &Plain::str("hello"), &[]).unwrap(), "hello");
+    }
+
+    #[test]
+    fn unsupported_features_are_refused_wherever_they_sit() {
+        for (src, what) in [
+            ("a:\n  b: &x 1\n  c: *x\n", "anchors"),
+            ("a:\n  - b: !!str 1\n", "tags"),
+            ("base: {x: 1}\nd:\n  e:\n    <<: {y: 2}\n", "merge keys"),
+            ("%YAML 1.2\n---\na: 1\n", "directives"),
+        ] {
+            match parse(src) {
+                Err(SopsError::Unsupported { detail, .. }) => {
+                    assert!(detail.contains(what), "{src:?}: {detail}")
+                }
+                other => panic!("{src:?} was not refused as {what}: {other:?}"),
+            }
+        }
+        assert!(parse("a:\n  b: 1\n  c: [x, y\n").is_err());
+        assert!(parse("a:\n  b: 1\n").is_ok());
     }
 }
