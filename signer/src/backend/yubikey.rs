@@ -480,7 +480,7 @@ impl KeyBackend for YubikeyKey<'_> {
                 .notice(&format!("Touch the {} now (it blinks)", self.name));
         }
         let sig = piv::sign_data(&mut yk, &digest, self.alg, self.slot)
-            .map_err(|e| fail(format!("{e}; was the device removed, or the touch missed?")))?;
+            .map_err(|e| fail(format!("{e}; was the device removed, or the touch missed? Nothing was signed or recorded: reconnect the device and run the command again")))?;
         Ok(sig.to_vec())
     }
 

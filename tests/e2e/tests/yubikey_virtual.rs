@@ -31,6 +31,11 @@ impl Card {
     /// that connects before then is not seen. So a card that does not show up within a few
     /// seconds is restarted, up to a minute in all.
     fn start_on(state: &Path, serial: u32, n: u16) -> Card {
+        Card::start_with(state, serial, n, &[])
+    }
+
+    /// Like [`Card::start_on`], with extra arguments for the card (`--remove-when-signing`).
+    fn start_with(state: &Path, serial: u32, n: u16, extra: &[&str]) -> Card {
         let reader = format!("{READER} 00 0{n}");
         let spawn = || {
             Command::new(bin("virtual-piv"))
@@ -42,6 +47,7 @@ impl Card {
                     "--state",
                 ])
                 .arg(state)
+                .args(extra)
                 .spawn()
                 .expect("start the virtual card")
         };
@@ -322,6 +328,21 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
     };
     let bad_pin = t.p("bad-pin");
     write_private(&bad_pin, "999999\n");
+
+    // The card pulled out at the moment of signing: PIN accepted, key checked, then the device
+    // vanishes instead of answering the signature request.
+    card.stop();
+    let mut vanishing = Card::start_with(&t.p("card.json"), serial, 0, &["--remove-when-signing"]);
+    refused(
+        &t.pin,
+        &["failed to sign", "device removed", "run the command again"],
+    );
+    assert!(
+        vanishing.child.try_wait().expect("card status").is_some(),
+        "the card was never asked to sign"
+    );
+    vanishing.stop();
+    let card = Card::start(&t.p("card.json"), serial);
 
     // Wrong PIN: the retries left are reported.
     refused(&bad_pin, &["wrong PIN", "2 tries left"]);

@@ -10,7 +10,10 @@
 //! can stop the card ("remove" it) and start it again. This is test equipment: its keys are
 //! stored in the clear and it must never hold a real key.
 //!
-//! Usage: `virtual-piv [--serial N] [--state FILE] [--port P]`
+//! `--remove-when-signing` makes the card vanish (the process exits without answering) when it
+//! is asked to sign with a slot key: a device pulled out at the moment of signing.
+//!
+//! Usage: `virtual-piv [--serial N] [--state FILE] [--port P] [--remove-when-signing]`
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -61,6 +64,8 @@ struct Card {
     witness: Option<[u8; 8]>,
     chain: Vec<u8>,
     pending: Vec<u8>,
+    /// Exit, unanswered, when asked to sign with a slot key.
+    remove_when_signing: bool,
 }
 
 fn tlv(tag: &[u8], value: &[u8]) -> Vec<u8> {
@@ -308,6 +313,10 @@ impl Card {
             return self.respond(tlv(&[0x7c], &tlv(&[0x82], &block)), SW_OK);
         }
         // Signing with a slot key.
+        if self.remove_when_signing {
+            eprintln!("virtual-piv: removed at the moment of signing (--remove-when-signing)");
+            std::process::exit(0);
+        }
         let Some(key) = self.state.slots.get(&p2).cloned() else {
             return sw(SW_NOT_FOUND);
         };
@@ -482,15 +491,20 @@ fn main() -> std::io::Result<()> {
     let mut serial = 12_345_678u32;
     let mut path = None;
     let mut port = vpicc::DEFAULT_PORT;
+    let mut remove_when_signing = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--remove-when-signing" {
+            remove_when_signing = true;
+            continue;
+        }
         let v = args.next().unwrap_or_default();
         match a.as_str() {
             "--serial" => serial = v.parse().unwrap_or(serial),
             "--state" => path = Some(PathBuf::from(v)),
             "--port" => port = v.parse().unwrap_or(port),
             other => {
-                eprintln!("virtual-piv: unknown argument {other}; usage: virtual-piv [--serial N] [--state FILE] [--port P]");
+                eprintln!("virtual-piv: unknown argument {other}; usage: virtual-piv [--serial N] [--state FILE] [--port P] [--remove-when-signing]");
                 std::process::exit(2);
             }
         }
@@ -514,6 +528,7 @@ fn main() -> std::io::Result<()> {
         witness: None,
         chain: Vec::new(),
         pending: Vec::new(),
+        remove_when_signing,
     };
     card.save();
     // vpcd accepts a new card only once pcscd has noticed the last one left: keep trying.
