@@ -172,33 +172,7 @@ impl Fixture {
     /// Makes an EC key (`curve` as openssl names it) and a CSR for it in the work directory;
     /// extra `openssl req` arguments (e.g. `-addext`) are appended. Returns the CSR path.
     pub fn csr(&self, name: &str, curve: &str, extra: &[&str]) -> PathBuf {
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        openssl_ok(
-            &self.work,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                &format!("ec_paramgen_curve:{curve}"),
-                "-out",
-                &key,
-            ],
-        );
-        let mut args = vec![
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-subj",
-            "/CN=csr subject",
-            "-out",
-            &csr,
-        ];
-        args.extend_from_slice(extra);
-        openssl_ok(&self.work, &args);
-        self.w(&csr)
+        self.w(&ec_csr(&self.work, name, curve, extra))
     }
 
     /// Signs `csr` for `slug`/`tier` with `--yes` into `out` (in the work directory).
@@ -251,6 +225,51 @@ impl Default for Fixture {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Makes `NAME.key` (an EC key on `curve`, as openssl names it) and `NAME.csr` for it in `dir`
+/// with openssl; extra `openssl req` arguments are appended. Returns the CSR's file name.
+pub fn ec_csr(dir: &Path, name: &str, curve: &str, extra: &[&str]) -> String {
+    let key = format!("{name}.key");
+    let csr = format!("{name}.csr");
+    openssl_ok(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            &format!("ec_paramgen_curve:{curve}"),
+            "-out",
+            &key,
+        ],
+    );
+    let mut args = vec![
+        "req",
+        "-new",
+        "-key",
+        &key,
+        "-subj",
+        "/CN=csr subject",
+        "-out",
+        &csr,
+    ];
+    args.extend_from_slice(extra);
+    openssl_ok(dir, &args);
+    csr
+}
+
+/// Writes `text` to a new file created with mode 0600 (PIN files, keys taken out of secrets).
+pub fn write_private(path: &Path, text: &str) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create");
+    f.write_all(text.as_bytes()).expect("write");
 }
 
 /// A path as `&str` (test paths are UTF-8).

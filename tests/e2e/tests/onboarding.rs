@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiwi_e2e::{
-    bin, openssl_ok, path_str, run, run_ok, stderr, stdout, venv_tool, workspace_root, Fixture,
+    bin, openssl_ok, path_str, run, run_ok, stderr, stdout, venv_tool, workspace_root,
+    write_private, Fixture,
 };
 
 fn kiwictl(args: &[&str], age_key: Option<&Path>) -> Output {
@@ -407,18 +408,6 @@ fn onboarding_story_checked_with_sops_openssl_and_git() {
     let again = install(&good, &root);
     assert!(!again.status.success());
     assert!(stderr(&again).contains("exists"), "{}", stderr(&again));
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .expect("create");
-    f.write_all(text.as_bytes()).expect("write");
 }
 
 fn base64_decode(s: &str) -> String {

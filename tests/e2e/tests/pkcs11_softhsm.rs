@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiwi_e2e::{bin, openssl, openssl_ok, path_str, run, run_ok, stderr, stdout, workspace_root};
+use kiwi_e2e::{
+    bin, ec_csr, openssl, openssl_ok, path_str, run, run_ok, stderr, stdout, workspace_root,
+};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "KiwiStack Root";
@@ -104,33 +106,7 @@ impl Hsm {
     }
 
     fn csr(&self, name: &str, curve: &str) -> String {
-        let dir = self.tmp.path();
-        openssl_ok(
-            dir,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                &format!("ec_paramgen_curve:{curve}"),
-                "-out",
-                &format!("{name}.key"),
-            ],
-        );
-        openssl_ok(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-key",
-                &format!("{name}.key"),
-                "-subj",
-                "/CN=x",
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        format!("{name}.csr")
+        ec_csr(self.tmp.path(), name, curve, &[])
     }
 }
 

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use kiwi_e2e::{bin, openssl, openssl_ok, path_str, run, stderr, stdout, workspace_root};
+use kiwi_e2e::{
+    bin, ec_csr, openssl, openssl_ok, path_str, run, stderr, stdout, workspace_root, write_private,
+};
 
 const READER: &str = "Virtual PCD";
 
@@ -166,46 +168,8 @@ impl Table {
     }
 
     fn csr(&self, name: &str, curve: &str) -> String {
-        let d = self.tmp.path();
-        openssl_ok(
-            d,
-            &[
-                "genpkey",
-                "-algorithm",
-                "EC",
-                "-pkeyopt",
-                &format!("ec_paramgen_curve:{curve}"),
-                "-out",
-                &format!("{name}.key"),
-            ],
-        );
-        openssl_ok(
-            d,
-            &[
-                "req",
-                "-new",
-                "-key",
-                &format!("{name}.key"),
-                "-subj",
-                "/CN=x",
-                "-out",
-                &format!("{name}.csr"),
-            ],
-        );
-        format!("{name}.csr")
+        ec_csr(self.tmp.path(), name, curve, &[])
     }
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .expect("create");
-    f.write_all(text.as_bytes()).expect("write");
 }
 
 fn pin_tries() -> String {

@@ -218,17 +218,23 @@ pub fn rotate_file(
         if spec.groups.iter().any(|g| g.is_empty()) {
             return Err(SopsError::NoRecipients);
         }
-        let out = doc.reseal(&spec, true)?;
-        write_atomic_nosyncdir(path, &out)?;
-        Ok(FileResult {
-            path: path.to_path_buf(),
-            status: Status::Changed,
-            error: None,
-            recipients: spec.texts().concat(),
-            problems: vec![],
-        })
+        write_resealed(path, &doc, &spec, true)
     };
     run().unwrap_or_else(|e| FileResult::failed(path, e))
+}
+
+/// Reseals `doc` under `spec` (a new data key when `new_key`), writes it over `path` through a
+/// temporary file, and reports the file changed.
+fn write_resealed(path: &Path, doc: &OpenDoc, spec: &KeySpec, new_key: bool) -> Result<FileResult> {
+    let out = doc.reseal(spec, new_key)?;
+    write_atomic_nosyncdir(path, &out)?;
+    Ok(FileResult {
+        path: path.to_path_buf(),
+        status: Status::Changed,
+        error: None,
+        recipients: spec.texts().concat(),
+        problems: vec![],
+    })
 }
 
 fn same_groups(a: &[Vec<String>], b: &[Vec<String>]) -> bool {
@@ -300,15 +306,7 @@ pub fn updatekeys_file(path: &Path, ids: &Identities, apply: bool) -> FileResult
                 problems,
             });
         }
-        let out = doc.reseal(&spec, false)?;
-        write_atomic_nosyncdir(path, &out)?;
-        Ok(FileResult {
-            path: path.to_path_buf(),
-            status: Status::Changed,
-            error: None,
-            recipients: spec.texts().concat(),
-            problems: vec![],
-        })
+        write_resealed(path, &doc, &spec, false)
     };
     run().unwrap_or_else(|e| FileResult::failed(path, e))
 }
