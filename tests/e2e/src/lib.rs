@@ -175,10 +175,9 @@ impl Fixture {
         self.w(&ec_csr(&self.work, name, curve, extra))
     }
 
-    /// Signs `csr` for `slug`/`tier` with `--yes` into `out` (in the work directory).
-    pub fn sign(&self, csr: &Path, slug: &str, tier: &str, out: &str) -> PathBuf {
-        let out = self.w(out);
-        self.signer_ok(&[
+    /// Runs `sign` for `csr` as `slug`/`tier` with `--yes` into `out`, whatever the outcome.
+    pub fn sign_output(&self, csr: &Path, slug: &str, tier: &str, out: &Path) -> Output {
+        self.signer(&[
             "sign",
             "--csr",
             path_str(csr),
@@ -186,6 +185,36 @@ impl Fixture {
             slug,
             "--tier",
             tier,
+            "--out",
+            path_str(out),
+            "--yes",
+        ])
+    }
+
+    /// Signs `csr` for `slug`/`tier` with `--yes` into `out` (in the work directory).
+    pub fn sign(&self, csr: &Path, slug: &str, tier: &str, out: &str) -> PathBuf {
+        let out = self.w(out);
+        let o = self.sign_output(csr, slug, tier, &out);
+        assert!(
+            o.status.success(),
+            "kiwi-signer sign {} as {slug}/{tier} failed ({}):\n{}",
+            csr.display(),
+            o.status,
+            stderr(&o)
+        );
+        out
+    }
+
+    /// Revokes `serial` (hex) for `reason` with `--yes`; the new CRL goes to `out` (in the
+    /// work directory), whose path is returned.
+    pub fn revoke(&self, serial: &str, reason: &str, out: &str) -> PathBuf {
+        let out = self.w(out);
+        self.signer_ok(&[
+            "revoke",
+            "--serial",
+            serial,
+            "--reason",
+            reason,
             "--out",
             path_str(&out),
             "--yes",
@@ -225,6 +254,31 @@ impl Default for Fixture {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Runs `kiwictl` with `age_key` (if any) as the only age identity: `SOPS_AGE_KEY` and any
+/// inherited `SOPS_AGE_KEY_FILE` are removed.
+pub fn kiwictl(args: &[&str], age_key: Option<&Path>) -> Output {
+    let mut cmd = Command::new(bin("kiwictl"));
+    cmd.args(args);
+    cmd.env_remove("SOPS_AGE_KEY")
+        .env_remove("SOPS_AGE_KEY_FILE");
+    if let Some(k) = age_key {
+        cmd.env("SOPS_AGE_KEY_FILE", k);
+    }
+    run(&mut cmd)
+}
+
+/// Like [`kiwictl`], but panics unless it succeeds; returns stdout.
+pub fn kiwictl_ok(args: &[&str], age_key: Option<&Path>) -> String {
+    let o = kiwictl(args, age_key);
+    assert!(
+        o.status.success(),
+        "kiwictl {args:?} failed:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
 }
 
 /// Makes `NAME.key` (an EC key on `curve`, as openssl names it) and `NAME.csr` for it in `dir`

@@ -9,31 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiwi_e2e::{
-    bin, openssl_ok, path_str, run, run_ok, stderr, stdout, venv_tool, workspace_root,
-    write_private, Fixture,
+    bin, kiwictl, kiwictl_ok, openssl_ok, path_str, run, run_ok, stderr, stdout, venv_tool,
+    workspace_root, write_private, Fixture,
 };
-
-fn kiwictl(args: &[&str], age_key: Option<&Path>) -> Output {
-    let mut cmd = Command::new(bin("kiwictl"));
-    cmd.args(args);
-    cmd.env_remove("SOPS_AGE_KEY")
-        .env_remove("SOPS_AGE_KEY_FILE");
-    if let Some(k) = age_key {
-        cmd.env("SOPS_AGE_KEY_FILE", k);
-    }
-    run(&mut cmd)
-}
-
-fn kiwictl_ok(args: &[&str], age_key: Option<&Path>) -> String {
-    let o = kiwictl(args, age_key);
-    assert!(
-        o.status.success(),
-        "kiwictl {args:?} failed:\n{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
 
 /// Every file under `dir` except .git, with its bytes: to prove a refusal changed nothing.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -182,17 +160,7 @@ fn onboarding_story_checked_with_sops_openssl_and_git() {
     let revoked = ca.sign(&csr, "acme", "mesh", "acme-revoked.crt");
     let good = ca.sign(&csr, "acme", "mesh", "acme.crt");
     let serial = ca.serial_of(&revoked);
-    let crl = ca.w("root.crl");
-    ca.signer_ok(&[
-        "revoke",
-        "--serial",
-        &serial,
-        "--reason",
-        "superseded",
-        "--out",
-        path_str(&crl),
-        "--yes",
-    ]);
+    let crl = ca.revoke(&serial, "superseded", "root.crl");
     let other_key_csr = ca.csr("other", "P-256", &[]);
     let wrong_key = ca.sign(&other_key_csr, "acme", "mesh", "acme-wrong-key.crt");
     let ca2 = Fixture::new();

@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiwi_e2e::{bin, path_str, run, stderr, workspace_root, Fixture};
+use kiwi_e2e::{kiwictl_ok, path_str, run, stderr, workspace_root, Fixture};
 use kiwi_signer::slug::Tier;
 use kiwi_tooling::sops::{FileFormat, Identities, Unlock};
 
@@ -98,19 +98,8 @@ fn parsers_never_panic_on_mutated_input() {
     let f = Fixture::new();
     let csr = f.csr("acme", "P-256", &[]);
     let cert = f.sign(&csr, "acme", "core", "acme.crt");
-    let serial = kiwi_e2e::openssl_ok(&f.work, &["x509", "-in", "acme.crt", "-noout", "-serial"]);
-    let crl = f.w("acme.crl.der");
-    f.signer_ok(&[
-        "revoke",
-        "--serial",
-        serial.trim().trim_start_matches("serial="),
-        "--reason",
-        "superseded",
-        "--out",
-        path_str(&crl),
-        "--yes",
-    ]);
-    let root_pem = read(&f.ca.join("root.pem"));
+    let crl = f.revoke(&f.serial_of(&cert), "superseded", "acme.crl.der");
+    let root_pem = read(&f.root_pem());
     kiwi_e2e::openssl_ok(
         &f.work,
         &[
@@ -126,10 +115,11 @@ fn parsers_never_panic_on_mutated_input() {
 
     // A registry entry written by `kiwictl registry add`.
     let platform = f.tmp.path().join("platform");
-    let add = run(Command::new(bin("kiwictl"))
-        .args(["registry", "add"])
-        .arg(&platform)
-        .args([
+    kiwictl_ok(
+        &[
+            "registry",
+            "add",
+            path_str(&platform),
             "--slug",
             "acme",
             "--tier",
@@ -140,8 +130,9 @@ fn parsers_never_panic_on_mutated_input() {
             "v1.4.2",
             "--mesh-base",
             "v0.7.1",
-        ]));
-    assert!(add.status.success(), "{}", stderr(&add));
+        ],
+        None,
+    );
     let entry = std::fs::read_dir(platform.join("customers"))
         .ok()
         .into_iter()

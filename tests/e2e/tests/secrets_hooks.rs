@@ -1,17 +1,9 @@
 //! `kiwictl secrets rotate --hooks`: a vetoing pre hook leaves every file byte-identical; a post
 //! hook receives the changed files (paths only), and the rotated files still decrypt with sops.
 
-use std::path::Path;
 use std::process::Command;
 
-use kiwi_e2e::{bin, path_str, run, run_ok, stderr, stdout, venv_tool};
-
-fn kiwictl(args: &[&str], key: &Path) -> std::process::Output {
-    run(Command::new(bin("kiwictl"))
-        .args(args)
-        .env_remove("SOPS_AGE_KEY")
-        .env("SOPS_AGE_KEY_FILE", key))
-}
+use kiwi_e2e::{kiwictl, path_str, run, run_ok, stderr, stdout, venv_tool};
 
 #[test]
 fn rotate_runs_between_secrets_rotated_hooks() {
@@ -34,7 +26,7 @@ fn rotate_runs_between_secrets_rotated_hooks() {
     for name in ["a.sops.yaml", "b.sops.yaml"] {
         let f = repo.join(name);
         std::fs::write(&f, "# db\npassword: hunter2\nport: 5432\n").expect("plain");
-        let o = kiwictl(&["secrets", "encrypt", "-i", path_str(&f)], &key);
+        let o = kiwictl(&["secrets", "encrypt", "-i", path_str(&f)], Some(&key));
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let snapshot = || -> Vec<Vec<u8>> {
@@ -58,17 +50,20 @@ fn rotate_runs_between_secrets_rotated_hooks() {
     .expect("hooks");
     let tree = t.join("cust-acme");
 
+    let rotate = || {
+        kiwictl(
+            &[
+                "secrets",
+                "rotate",
+                path_str(&tree),
+                "--hooks",
+                path_str(&hooks),
+            ],
+            Some(&key),
+        )
+    };
     std::fs::write(&freeze, "").expect("freeze");
-    let o = kiwictl(
-        &[
-            "secrets",
-            "rotate",
-            path_str(&tree),
-            "--hooks",
-            path_str(&hooks),
-        ],
-        &key,
-    );
+    let o = rotate();
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("rotation window closed"),
@@ -79,16 +74,7 @@ fn rotate_runs_between_secrets_rotated_hooks() {
     assert!(!seen.exists());
 
     std::fs::remove_file(&freeze).expect("thaw");
-    let o = kiwictl(
-        &[
-            "secrets",
-            "rotate",
-            path_str(&tree),
-            "--hooks",
-            path_str(&hooks),
-        ],
-        &key,
-    );
+    let o = rotate();
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert_ne!(before, snapshot());
     let event: serde_json::Value =

@@ -196,17 +196,7 @@ fn issued_chain_and_crls_pass_openssl_cryptography_and_pkilint() {
 
     // Revoke acme: the CRL names it, openssl refuses it with -crl_check, globex still passes.
     let serial = f.serial_of(&acme);
-    let crl1 = f.w("crl1.pem");
-    f.signer_ok(&[
-        "revoke",
-        "--serial",
-        &serial,
-        "--reason",
-        "keyCompromise",
-        "--out",
-        path_str(&crl1),
-        "--yes",
-    ]);
+    let crl1 = f.revoke(&serial, "keyCompromise", "crl1.pem");
     f.assert_ledger_ok();
     let with_crl = |crl: &Path, cert: &Path| {
         openssl(

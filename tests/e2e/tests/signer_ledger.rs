@@ -11,17 +11,7 @@ fn ledger_verifies_after_every_command_and_reports_one_byte_edits() {
     let cert = f.sign(&csr, "acme", "core", "acme.pem");
     f.assert_ledger_ok();
     let serial = f.serial_of(&cert);
-    let crl1 = f.w("crl1.pem");
-    f.signer_ok(&[
-        "revoke",
-        "--serial",
-        &serial,
-        "--reason",
-        "superseded",
-        "--out",
-        path_str(&crl1),
-        "--yes",
-    ]);
+    f.revoke(&serial, "superseded", "crl1.pem");
     f.assert_ledger_ok();
     let crl2 = f.w("crl2.pem");
     let printed = f.signer_ok(&["crl", "--out", path_str(&crl2)]);

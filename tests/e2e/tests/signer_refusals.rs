@@ -17,18 +17,7 @@ fn assert_sign_refused(f: &Fixture, csr: &Path, slug: &str, tier: &str, needle: 
         f.work.read_dir().map(|d| d.count()).unwrap_or(0)
     ));
     let before = f.ledger_bytes();
-    let o = f.signer(&[
-        "sign",
-        "--csr",
-        path_str(csr),
-        "--slug",
-        slug,
-        "--tier",
-        tier,
-        "--out",
-        path_str(&out),
-        "--yes",
-    ]);
+    let o = f.sign_output(csr, slug, tier, &out);
     let err = stderr(&o);
     assert!(
         !o.status.success(),
