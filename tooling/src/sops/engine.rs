@@ -71,6 +71,20 @@ enum Opened {
     },
 }
 
+impl Opened {
+    /// Whether a rotation encrypts this leaf again under the new data key.
+    fn is_resealed(&self) -> bool {
+        match self {
+            Opened::Value { plain, encrypted } => *encrypted && !plain.is_empty(),
+            Opened::Comment {
+                text: Some(t),
+                encrypted: true,
+            } => !t.is_empty(),
+            Opened::Comment { .. } => false,
+        }
+    }
+}
+
 /// A SOPS document opened in memory.
 pub struct OpenDoc {
     format: FileFormat,
@@ -368,9 +382,14 @@ pub fn encrypt(src: &[u8], fmt: FileFormat, spec: &KeySpec, rules: Rules) -> Res
 
 /// Replaces the `ENC[...]` token inside a scalar's source text.
 fn replace_token(raw: &str, new: &str) -> Option<String> {
+    let t = enc_token(raw)?;
+    Some(format!("{}{new}{}", &raw[..t.start], &raw[t.end..]))
+}
+
+/// Where the `ENC[...]` token sits in a scalar's raw text (which may hold quotes around it).
+fn enc_token(raw: &str) -> Option<std::ops::Range<usize>> {
     let start = raw.find("ENC[AES256_GCM,")?;
-    let end = start + raw[start..].find(']')? + 1;
-    Some(format!("{}{new}{}", &raw[..start], &raw[end..]))
+    Some(start..start + raw[start..].find(']')? + 1)
 }
 
 impl OpenDoc {
@@ -488,7 +507,7 @@ impl OpenDoc {
                         if !self.meta.rules.mac_only_encrypted || *encrypted {
                             h.update(plain.mac_bytes());
                         }
-                        if *encrypted && !plain.is_empty() {
+                        if o.is_resealed() {
                             let e = encrypt_value(&key, plain, &aad_for(path));
                             let raw = &text[span.clone()];
                             let new = replace_token(raw, &e).ok_or_else(|| {
@@ -500,13 +519,9 @@ impl OpenDoc {
                             edits.push((span.clone(), new.into_bytes()));
                         }
                     }
-                    (
-                        Leaf::Comment { path, span, .. },
-                        Opened::Comment {
-                            text: Some(t),
-                            encrypted: true,
-                        },
-                    ) if !t.is_empty() => {
+                    (Leaf::Comment { path, span, .. }, Opened::Comment { text: Some(t), .. })
+                        if o.is_resealed() =>
+                    {
                         let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
                         edits.push((span.clone(), format!("#{e}").into_bytes()));
                     }
@@ -567,26 +582,16 @@ impl OpenDoc {
             return Ok(false);
         }
         // The spans reseal re-encrypted, in document order.
-        let mut replaced: Vec<std::ops::Range<usize>> = Vec::new();
-        for (leaf, o) in self.parsed.leaves.iter().zip(&self.leaves) {
-            match (leaf, o) {
-                (
-                    Leaf::Value { span, .. },
-                    Opened::Value {
-                        plain,
-                        encrypted: true,
-                    },
-                ) if !plain.is_empty() => replaced.push(span.clone()),
-                (
-                    Leaf::Comment { span, .. },
-                    Opened::Comment {
-                        text: Some(t),
-                        encrypted: true,
-                    },
-                ) if !t.is_empty() => replaced.push(span.clone()),
-                _ => {}
-            }
-        }
+        let replaced: Vec<std::ops::Range<usize>> = self
+            .parsed
+            .leaves
+            .iter()
+            .zip(&self.leaves)
+            .filter(|(_, o)| o.is_resealed())
+            .map(|(leaf, _)| match leaf {
+                Leaf::Value { span, .. } | Leaf::Comment { span, .. } => span.clone(),
+            })
+            .collect();
         let base64 = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=';
         let mut next = 0;
         for (i, (a, b)) in src[..block.start]
@@ -609,15 +614,12 @@ impl OpenDoc {
             .map_err(|_| SopsError::SelfCheck("the rewritten document is not UTF-8".into()))?;
         let token = |span: &std::ops::Range<usize>, at: &[String]| -> Result<&str> {
             let raw = &text[span.clone()];
-            let start = raw.find("ENC[AES256_GCM,");
-            let end = start.and_then(|s| raw[s..].find(']').map(|e| s + e + 1));
-            match (start, end) {
-                (Some(s), Some(e)) => Ok(&raw[s..e]),
-                _ => Err(SopsError::SelfCheck(format!(
+            enc_token(raw).map(|t| &raw[t]).ok_or_else(|| {
+                SopsError::SelfCheck(format!(
                     "no ENC token at `{}` after the rewrite",
                     at.join(":")
-                ))),
-            }
+                ))
+            })
         };
         let lost = |at: &[String]| {
             SopsError::SelfCheck(format!(
@@ -629,7 +631,7 @@ impl OpenDoc {
         for (leaf, o) in self.parsed.leaves.iter().zip(&self.leaves) {
             match (leaf, o) {
                 (Leaf::Value { path, span, .. }, Opened::Value { plain, encrypted }) => {
-                    if *encrypted && !plain.is_empty() {
+                    if o.is_resealed() {
                         let (bytes, ty) = decrypt_bytes(key, token(span, path)?, &aad_for(path))
                             .map_err(|_| lost(path))?;
                         if ty != plain.to_cipher_input().1 {
@@ -644,17 +646,11 @@ impl OpenDoc {
                         h.update(plain.mac_bytes());
                     }
                 }
-                (
-                    Leaf::Comment { path, span, .. },
-                    Opened::Comment {
-                        text: Some(t),
-                        encrypted: true,
-                    },
-                ) if !t.is_empty() => {
-                    let raw = &text[span.clone()];
-                    let tok = raw.strip_prefix('#').unwrap_or(raw);
-                    let (bytes, ty) =
-                        decrypt_bytes(key, tok, &aad_for(path)).map_err(|_| lost(path))?;
+                (Leaf::Comment { path, span, .. }, Opened::Comment { text: Some(t), .. })
+                    if o.is_resealed() =>
+                {
+                    let (bytes, ty) = decrypt_bytes(key, token(span, path)?, &aad_for(path))
+                        .map_err(|_| lost(path))?;
                     if ty != "comment" || bytes.as_slice() != t.as_bytes() {
                         return Err(lost(path));
                     }
