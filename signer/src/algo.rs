@@ -30,6 +30,15 @@ pub enum KeyAlgorithm {
 }
 
 impl KeyAlgorithm {
+    /// The digest a key of this algorithm signs: SHA-256 for P-256, SHA-384 for P-384 (what
+    /// a token or card is handed when it signs a prehashed message).
+    pub fn digest(self, msg: &[u8]) -> Vec<u8> {
+        match self {
+            KeyAlgorithm::EcdsaP256 => Sha256::digest(msg).to_vec(),
+            KeyAlgorithm::EcdsaP384 => Sha384::digest(msg).to_vec(),
+        }
+    }
+
     /// Name as written in policies.
     pub fn name(self) -> &'static str {
         match self {
@@ -247,6 +256,20 @@ mod tests {
         let spki = sk.verifying_key().to_public_key_der().expect("encode spki");
         let pk = PublicKey::from_spki_der(spki.as_bytes()).expect("parse spki");
         (sk, pk)
+    }
+
+    #[test]
+    fn each_curve_signs_its_own_digest() {
+        // The published SHA-256 and SHA-384 of "abc" (FIPS 180-2 examples).
+        assert_eq!(
+            hex::encode(KeyAlgorithm::EcdsaP256.digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex::encode(KeyAlgorithm::EcdsaP384.digest(b"abc")),
+            "cb00753f45a35e8bb5a03d699ac65007272c32ab0eded1631a8b605a43ff5bed\
+             8086072ba1e7cc2358baeca134c825a7"
+        );
     }
 
     #[test]

@@ -318,10 +318,7 @@ impl KeyBackend for Pkcs11Key {
             backend: self.name.clone(),
             detail,
         };
-        let digest = match self.public.algorithm() {
-            KeyAlgorithm::EcdsaP256 => sha2::Sha256::digest(msg).to_vec(),
-            KeyAlgorithm::EcdsaP384 => sha2::Sha384::digest(msg).to_vec(),
-        };
+        let digest = self.public.algorithm().digest(msg);
         let rs = self
             .session
             .sign(&Mechanism::Ecdsa, self.private, &digest)

@@ -9,7 +9,6 @@
 
 use std::cell::RefCell;
 
-use sha2::Digest as _;
 use yubikey::piv::{self, AlgorithmId, ManagementAlgorithmId, SlotId};
 use yubikey::{Certificate, MgmKey, PinPolicy, Serial, TouchPolicy, YubiKey};
 
@@ -467,10 +466,7 @@ impl KeyBackend for YubikeyKey<'_> {
             backend: self.name.clone(),
             detail,
         };
-        let digest = match self.alg {
-            AlgorithmId::EccP256 => sha2::Sha256::digest(msg).to_vec(),
-            _ => sha2::Sha384::digest(msg).to_vec(),
-        };
+        let digest = self.public.algorithm().digest(msg);
         let mut yk = self.yk.borrow_mut();
         // PIN policy `always` wants the PIN right before each signature.
         yk.verify_pin(self.pin.expose().as_bytes())
