@@ -30,6 +30,18 @@ impl<'cb> YubikeyKey<'cb> {
     ) -> Result<Self, BackendError> {
         Err(BackendError::Unavailable("yubikey"))
     }
+
+    /// Always `Unavailable`.
+    pub fn generate_imported(
+        _cfg: &YubikeyConfig,
+        _serials: &[u32],
+        _alg: KeyAlgorithm,
+        _pin: policy::PinPolicy,
+        _touch: policy::TouchPolicy,
+        _cb: &'cb dyn Callbacks,
+    ) -> Result<Self, BackendError> {
+        Err(BackendError::Unavailable("yubikey"))
+    }
 }
 
 impl KeyBackend for YubikeyKey<'_> {
