@@ -41,6 +41,14 @@ impl std::fmt::Debug for Pkcs11Key {
     }
 }
 
+/// How the key is named in messages.
+fn key_name(cfg: &Pkcs11Config) -> String {
+    format!(
+        "PKCS#11 key `{}` on token `{}`",
+        cfg.key_label, cfg.token_label
+    )
+}
+
 fn device_err(cfg: &Pkcs11Config, detail: String) -> BackendError {
     BackendError::Device {
         device: format!("PKCS#11 token `{}`", cfg.token_label),
@@ -228,10 +236,7 @@ impl Pkcs11Key {
             private,
             public_obj,
             public,
-            name: format!(
-                "PKCS#11 key `{}` on token `{}`",
-                cfg.key_label, cfg.token_label
-            ),
+            name: key_name(cfg),
             _ctx: ctx,
         })
     }
@@ -289,10 +294,7 @@ impl Pkcs11Key {
             private,
             public_obj,
             public,
-            name: format!(
-                "PKCS#11 key `{}` on token `{}`",
-                cfg.key_label, cfg.token_label
-            ),
+            name: key_name(cfg),
             _ctx: ctx,
         })
     }
