@@ -115,6 +115,9 @@ pub enum SopsError {
     /// Output file already exists.
     #[error("{0} already exists; choose another --out path or remove it first (kiwictl never overwrites plaintext files)")]
     OutputExists(PathBuf),
+    /// The file was changed by someone else while a tree run was rewriting it.
+    #[error("{0} changed on disk while it was being rewritten; the other change was kept and this file was left as it is: run the command again")]
+    ChangedUnderneath(PathBuf),
     /// The rewritten file did not pass the in-memory check; nothing was replaced.
     #[error(
         "internal check failed, the file was left untouched: {0}; please report this as a bug"

@@ -1,8 +1,14 @@
 //! Operations over whole trees of state repos: find SOPS files, process them in parallel, keep
 //! going past bad files, and summarise (files changed, skipped, failed) for people or `--json`.
+//!
+//! Rewrites are staged beside their files and put in place in batches by one committer thread
+//! ([`files::commit`]): the workers never wait on the disk, and a batch costs one `syncfs` per
+//! filesystem instead of an fsync per file, with the same crash guarantee (each file is either
+//! as it was or wholly rewritten, never half-written).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -11,7 +17,9 @@ use super::agekeys::{AgeRecipient, Identities};
 use super::config::rule_for_file;
 use super::engine::{open, KeySpec, OpenDoc, Unlock};
 use super::error::{Result, SopsError};
-use super::files::{find_sops_files_and_stale, read, sync_dir, write_atomic_nosyncdir};
+use super::files::{
+    self, find_candidates, looks_like_sops, read_stamped, stage, sync_filesystems, Staged, Stamp,
+};
 use super::format::FileFormat;
 
 /// What happened to one file.
@@ -81,23 +89,48 @@ impl Summary {
     }
 }
 
+/// Files staged per batch before the committer makes them durable and renames them: large
+/// enough that syncs are rare, small enough that a killed run leaves few temporary files.
+pub const BATCH: usize = 256;
+
 /// How to run over a tree.
 #[derive(Debug, Clone, Default)]
 pub struct TreeOptions {
     /// Show a progress bar (only honoured when stderr is a terminal).
     pub progress: bool,
-    /// Worker threads (default: enough to overlap fsyncs with CPU work).
+    /// Worker threads (default: one per core; the workers never wait on the disk).
     pub jobs: Option<usize>,
     /// Remove temporary files left by a killed run (rewriting runs; verify leaves the tree alone).
     pub clean_stale: bool,
 }
 
-/// Runs `op` over every SOPS file under `paths`, in parallel.
+/// What an operation on one file produced: its result and, when the file is to be rewritten,
+/// the new content staged beside it for the committer.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The result (a staged file reports `Changed` unless its commit fails).
+    pub result: FileResult,
+    /// The new content, written under a temporary name, not yet in place.
+    pub staged: Option<Staged>,
+}
+
+impl From<FileResult> for Outcome {
+    fn from(result: FileResult) -> Outcome {
+        Outcome {
+            result,
+            staged: None,
+        }
+    }
+}
+
+/// Runs `op` over every SOPS file under `paths`, in parallel, and puts the files it stages in
+/// place batch by batch; returns once every rewrite is durable. Each file is read once, by its
+/// worker: `op` gets its path, its bytes and what it was when read.
 pub fn run_tree<F>(paths: &[PathBuf], opts: &TreeOptions, op: F) -> Result<Summary>
 where
-    F: Fn(&Path) -> FileResult + Sync,
+    F: Fn(&Path, &[u8], Stamp) -> Outcome + Sync,
 {
-    let (files, stale) = find_sops_files_and_stale(paths)?;
+    let (files, stale) = find_candidates(paths)?;
     let mut stale_temps_removed = 0;
     if opts.clean_stale {
         for t in &stale {
@@ -112,8 +145,6 @@ where
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
-                .saturating_mul(8)
-                .min(64)
         })
         .max(1);
     let bar = if opts.progress && std::io::stderr().is_terminal() {
@@ -134,34 +165,88 @@ where
             path: PathBuf::from("."),
             source: std::io::Error::other(e.to_string()),
         })?;
-    let results: Vec<FileResult> = pool.install(|| {
-        files
-            .par_iter()
-            .map(|f| {
-                let r = op(f);
-                if let Some(b) = &bar {
-                    b.inc(1);
+    let (mut results, failures, dirs, replaced) = std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Vec<(usize, Staged)>>(2);
+        let committer = scope.spawn(move || {
+            let mut failures: Vec<(usize, SopsError)> = Vec::new();
+            let mut dirs: Vec<PathBuf> = Vec::new();
+            let mut replaced: Vec<PathBuf> = Vec::new();
+            for batch in rx {
+                let (idx, staged): (Vec<usize>, Vec<Staged>) = batch.into_iter().unzip();
+                dirs.extend(
+                    staged
+                        .iter()
+                        .filter_map(|s| s.target().parent())
+                        .map(Path::to_path_buf),
+                );
+                dirs.sort();
+                dirs.dedup();
+                for (i, r) in idx.into_iter().zip(files::commit(staged)) {
+                    match r {
+                        Ok(old) => replaced.extend(old),
+                        Err(e) => failures.push((i, e)),
+                    }
                 }
-                r
-            })
-            .collect()
+            }
+            (failures, dirs, replaced)
+        });
+        let pending: Mutex<Vec<(usize, Staged)>> = Mutex::new(Vec::with_capacity(BATCH));
+        let take = |min: usize| {
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            (p.len() >= min).then(|| std::mem::replace(&mut *p, Vec::with_capacity(BATCH)))
+        };
+        let results: Vec<Option<FileResult>> = pool.install(|| {
+            files
+                .par_iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    if let Some(b) = &bar {
+                        b.inc(1);
+                    }
+                    let (bytes, stamp) = match read_stamped(&f.path) {
+                        Ok(read) => read,
+                        Err(e) => return Some(FileResult::failed(&f.path, e)),
+                    };
+                    if !f.explicit && !looks_like_sops(&f.path, &bytes) {
+                        return None;
+                    }
+                    let Outcome { result, staged } = op(&f.path, &bytes, stamp);
+                    if let Some(s) = staged {
+                        pending
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push((i, s));
+                        if let Some(full) = take(BATCH) {
+                            // A send fails only if the committer died; dropping the batch then
+                            // removes its temporary files and the panic is re-raised below.
+                            let _ = tx.send(full);
+                        }
+                    }
+                    Some(result)
+                })
+                .collect()
+        });
+        if let Some(rest) = take(1) {
+            let _ = tx.send(rest);
+        }
+        drop(tx);
+        let (failures, dirs, replaced) = committer
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (results, failures, dirs, replaced)
     });
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    // Files were fsynced before their rename; make the renames durable, once per directory.
-    let mut dirs: Vec<&Path> = results
-        .iter()
-        .filter(|r| r.status == Status::Changed)
-        .filter_map(|r| r.path.parent())
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    let dir_errors: Vec<SopsError> =
-        pool.install(|| dirs.par_iter().filter_map(|d| sync_dir(d).err()).collect());
-    if let Some(e) = dir_errors.into_iter().next() {
-        return Err(e);
+    for (i, e) in failures {
+        results[i] = Some(FileResult::failed(&files[i].path, e));
     }
+    let results: Vec<FileResult> = results.into_iter().flatten().collect();
+    // Every batch's temporaries were durable before they were swapped in; drop the previous
+    // contents and make the last swaps durable too before reporting success.
+    files::remove_replaced(&replaced)?;
+    let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    sync_filesystems(&dirs)?;
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
     Ok(Summary {
         changed: count(Status::Changed),
@@ -173,10 +258,8 @@ where
     })
 }
 
-fn open_file(path: &Path, ids: &Identities) -> Result<(OpenDoc, FileFormat)> {
-    let bytes = read(path)?;
-    let fmt = FileFormat::from_path(path);
-    Ok((open(&bytes, fmt, Unlock::Identities(ids))?, fmt))
+fn open_doc(path: &Path, bytes: &[u8], ids: &Identities) -> Result<OpenDoc> {
+    open(bytes, FileFormat::from_path(path), Unlock::Identities(ids))
 }
 
 fn spec_of(doc: &OpenDoc) -> Result<KeySpec> {
@@ -195,15 +278,18 @@ fn spec_of(doc: &OpenDoc) -> Result<KeySpec> {
     })
 }
 
-/// Rotates one file: new data key, every value re-encrypted, recipients adjusted.
+/// Rotates one file: new data key, every value re-encrypted, recipients adjusted. The new
+/// content is staged for [`run_tree`]'s committer.
 pub fn rotate_file(
     path: &Path,
+    bytes: &[u8],
+    stamp: Stamp,
     ids: &Identities,
     add: &[AgeRecipient],
     rm: &[String],
-) -> FileResult {
-    let run = || -> Result<FileResult> {
-        let (doc, _) = open_file(path, ids)?;
+) -> Outcome {
+    let run = || -> Result<Outcome> {
+        let doc = open_doc(path, bytes, ids)?;
         let mut spec = spec_of(&doc)?;
         for g in &mut spec.groups {
             g.retain(|r| !rm.iter().any(|x| x == r.as_str()));
@@ -218,22 +304,31 @@ pub fn rotate_file(
         if spec.groups.iter().any(|g| g.is_empty()) {
             return Err(SopsError::NoRecipients);
         }
-        write_resealed(path, &doc, &spec, true)
+        stage_resealed(path, stamp, &doc, &spec, true)
     };
-    run().unwrap_or_else(|e| FileResult::failed(path, e))
+    run().unwrap_or_else(|e| FileResult::failed(path, e).into())
 }
 
-/// Reseals `doc` under `spec` (a new data key when `new_key`), writes it over `path` through a
-/// temporary file, and reports the file changed.
-fn write_resealed(path: &Path, doc: &OpenDoc, spec: &KeySpec, new_key: bool) -> Result<FileResult> {
+/// Reseals `doc` under `spec` (a new data key when `new_key`), stages the result beside
+/// `path`, and reports the file changed.
+fn stage_resealed(
+    path: &Path,
+    stamp: Stamp,
+    doc: &OpenDoc,
+    spec: &KeySpec,
+    new_key: bool,
+) -> Result<Outcome> {
     let out = doc.reseal(spec, new_key)?;
-    write_atomic_nosyncdir(path, &out)?;
-    Ok(FileResult {
-        path: path.to_path_buf(),
-        status: Status::Changed,
-        error: None,
-        recipients: spec.texts().concat(),
-        problems: vec![],
+    let staged = stage(path, &out, stamp)?;
+    Ok(Outcome {
+        result: FileResult {
+            path: path.to_path_buf(),
+            status: Status::Changed,
+            error: None,
+            recipients: spec.texts().concat(),
+            problems: vec![],
+        },
+        staged: Some(staged),
     })
 }
 
@@ -278,9 +373,15 @@ fn rule_problems(doc: &OpenDoc, path: &Path) -> Result<(Option<KeySpec>, Vec<Str
 
 /// Makes one file's recipients match its `.sops.yaml` rule (the data key is re-wrapped, values
 /// are untouched). With `apply` false, only reports what would change.
-pub fn updatekeys_file(path: &Path, ids: &Identities, apply: bool) -> FileResult {
-    let run = || -> Result<FileResult> {
-        let (doc, _) = open_file(path, ids)?;
+pub fn updatekeys_file(
+    path: &Path,
+    bytes: &[u8],
+    stamp: Stamp,
+    ids: &Identities,
+    apply: bool,
+) -> Outcome {
+    let run = || -> Result<Outcome> {
+        let doc = open_doc(path, bytes, ids)?;
         let (spec, problems) = rule_problems(&doc, path)?;
         let Some(spec) = spec else {
             return Err(SopsError::Config {
@@ -288,33 +389,30 @@ pub fn updatekeys_file(path: &Path, ids: &Identities, apply: bool) -> FileResult
                 detail: "no .sops.yaml found above this file".into(),
             });
         };
-        if problems.is_empty() {
+        if problems.is_empty() || !apply {
+            let status = if problems.is_empty() {
+                Status::Unchanged
+            } else {
+                Status::Pending
+            };
             return Ok(FileResult {
                 path: path.to_path_buf(),
-                status: Status::Unchanged,
+                status,
                 error: None,
                 recipients: doc.recipients().concat(),
                 problems,
-            });
+            }
+            .into());
         }
-        if !apply {
-            return Ok(FileResult {
-                path: path.to_path_buf(),
-                status: Status::Pending,
-                error: None,
-                recipients: doc.recipients().concat(),
-                problems,
-            });
-        }
-        write_resealed(path, &doc, &spec, false)
+        stage_resealed(path, stamp, &doc, &spec, false)
     };
-    run().unwrap_or_else(|e| FileResult::failed(path, e))
+    run().unwrap_or_else(|e| FileResult::failed(path, e).into())
 }
 
 /// Checks one file: it decrypts, its MAC holds, and its recipients match its rule.
-pub fn verify_file(path: &Path, ids: &Identities) -> FileResult {
+pub fn verify_file(path: &Path, bytes: &[u8], ids: &Identities) -> Outcome {
     let run = || -> Result<FileResult> {
-        let (doc, _) = open_file(path, ids)?;
+        let doc = open_doc(path, bytes, ids)?;
         let (_, problems) = rule_problems(&doc, path)?;
         Ok(FileResult {
             path: path.to_path_buf(),
@@ -324,5 +422,5 @@ pub fn verify_file(path: &Path, ids: &Identities) -> FileResult {
             problems,
         })
     };
-    run().unwrap_or_else(|e| FileResult::failed(path, e))
+    run().unwrap_or_else(|e| FileResult::failed(path, e)).into()
 }

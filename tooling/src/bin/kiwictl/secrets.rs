@@ -232,7 +232,9 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             };
             let mut apply = yes;
             if !yes {
-                let plan = run_tree(&paths, &opts, |p| updatekeys_file(p, &ids, false))?;
+                let plan = run_tree(&paths, &opts, |p, b, st| {
+                    updatekeys_file(p, b, st, &ids, false)
+                })?;
                 let pending: Vec<_> = plan
                     .files
                     .iter()
@@ -260,7 +262,9 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 }
             }
             let s = with_hooks(hooks.as_deref(), "updatekeys", &paths, || {
-                run_tree(&paths, &opts, |p| updatekeys_file(p, &ids, apply))
+                run_tree(&paths, &opts, |p, b, st| {
+                    updatekeys_file(p, b, st, &ids, apply)
+                })
             })?;
             Ok(report("updatekeys", &s, tree.json))
         }
@@ -284,7 +288,9 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 clean_stale: true,
             };
             let s = with_hooks(hooks.as_deref(), "rotate", &paths, || {
-                run_tree(&paths, &opts, |p| rotate_file(p, &ids, &add, &rm))
+                run_tree(&paths, &opts, |p, b, st| {
+                    rotate_file(p, b, st, &ids, &add, &rm)
+                })
             })?;
             Ok(report("rotate", &s, tree.json))
         }
@@ -295,7 +301,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 jobs: tree.jobs,
                 clean_stale: false,
             };
-            let s = run_tree(&paths, &opts, |p| verify_file(p, &ids))?;
+            let s = run_tree(&paths, &opts, |p, b, _| verify_file(p, b, &ids))?;
             if !tree.json {
                 let mut by_recipient: std::collections::BTreeMap<&str, Vec<&Path>> =
                     Default::default();
