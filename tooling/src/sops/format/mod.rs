@@ -7,6 +7,7 @@
 pub(crate) mod dotenv;
 pub(crate) mod json;
 pub(crate) mod yaml;
+pub(crate) mod yaml_fast;
 
 use std::ops::Range;
 use std::path::Path;
@@ -71,7 +72,7 @@ impl FileFormat {
 }
 
 /// Format-specific facts about a value needed to write it back in place.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Ctx {
     /// YAML scalar context.
     Yaml(yaml::YamlCtx),
@@ -82,7 +83,7 @@ pub(crate) enum Ctx {
 }
 
 /// One leaf of the document, in document order.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Leaf {
     /// A scalar value.
     Value {
@@ -107,7 +108,7 @@ pub(crate) enum Leaf {
 }
 
 /// The metadata block as found in a file.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct MetaBlock {
     /// Its content.
     pub value: MVal,
@@ -118,7 +119,7 @@ pub(crate) struct MetaBlock {
 }
 
 /// A parsed document.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub(crate) struct Parsed {
     /// Leaves in document order.
     pub leaves: Vec<Leaf>,

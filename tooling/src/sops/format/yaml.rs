@@ -28,19 +28,19 @@ pub(crate) enum Style {
 }
 
 /// Where a YAML scalar sits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct YamlCtx {
-    style: Style,
+    pub(super) style: Style,
     /// Column of the entry (key or `-`) holding the scalar.
-    parent_col: usize,
+    pub(super) parent_col: usize,
     /// Content indentation of an existing block scalar.
-    block_indent: usize,
+    pub(super) block_indent: usize,
     /// Inside `[...]` or `{...}`.
-    flow: bool,
+    pub(super) flow: bool,
     /// Something (a comment) follows the scalar on its line.
-    line_tail: bool,
+    pub(super) line_tail: bool,
     /// The span ends with a line break (block scalars).
-    ends_nl: bool,
+    pub(super) ends_nl: bool,
 }
 
 fn malformed(detail: impl Into<String>) -> SopsError {
@@ -97,8 +97,17 @@ fn refuse_unsupported(node: &rowan::GreenNodeData, start: usize) -> Result<usize
     Ok(at)
 }
 
-/// Parses a YAML document into leaves and its metadata block.
+/// Parses a YAML document into leaves and its metadata block: through the fast reader for the
+/// layout sops writes ([`super::yaml_fast`]), else through yaml-edit's full syntax tree.
 pub(crate) fn parse(src: &str) -> Result<Parsed> {
+    match super::yaml_fast::parse(src) {
+        Some(p) => Ok(p),
+        None => parse_full(src),
+    }
+}
+
+/// Parses a YAML document through yaml-edit's lossless syntax tree (any YAML sops accepts).
+pub(crate) fn parse_full(src: &str) -> Result<Parsed> {
     let parse = YamlFile::parse(src);
     if parse.has_errors() {
         return Err(malformed(
@@ -454,7 +463,7 @@ fn decode_single(raw: &str) -> Result<String> {
     Ok(body.replace("''", "'"))
 }
 
-fn decode_double(raw: &str) -> Result<String> {
+pub(super) fn decode_double(raw: &str) -> Result<String> {
     let body = raw
         .strip_prefix('"')
         .and_then(|r| r.strip_suffix('"'))
@@ -534,7 +543,7 @@ fn decode_double(raw: &str) -> Result<String> {
     Ok(out)
 }
 
-fn decode_block(raw: &str, parent_indent: usize) -> Result<String> {
+pub(super) fn decode_block(raw: &str, parent_indent: usize) -> Result<String> {
     let mut lines = raw.split('\n');
     let header = lines.next().unwrap_or_default();
     let header = header.split(" #").next().unwrap_or_default().trim();
