@@ -6,6 +6,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use rand_core::{OsRng, RngCore};
 
@@ -87,14 +88,31 @@ fn write_temp(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<File> {
 }
 
 /// What a file was when it was read: a rewrite is put in place only if the file is still the
-/// same (same inode, size and modification time), so a concurrent edit is never overwritten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// same (same inode, size, modification time, owner and link count), so a concurrent edit is
+/// never overwritten.
+#[derive(Debug, Clone, Copy)]
 pub struct Stamp {
     dev: u64,
     ino: u64,
     len: u64,
     mtime: (i64, i64),
+    owner: (u32, u32),
+    nlink: u64,
+    /// Read by [`read_stamped`] as a plain file: one link, no extended attributes (so no ACL or
+    /// security label), whose inode may hold another file's next content once it is replaced.
+    reusable: bool,
 }
+
+impl PartialEq for Stamp {
+    /// The same file in the same state (`reusable` is a finding about it, not its state).
+    fn eq(&self, o: &Stamp) -> bool {
+        (
+            self.dev, self.ino, self.len, self.mtime, self.owner, self.nlink,
+        ) == (o.dev, o.ino, o.len, o.mtime, o.owner, o.nlink)
+    }
+}
+
+impl Eq for Stamp {}
 
 impl Stamp {
     #[cfg(unix)]
@@ -105,6 +123,9 @@ impl Stamp {
             ino: m.ino(),
             len: m.len(),
             mtime: (m.mtime(), m.mtime_nsec()),
+            owner: (m.uid(), m.gid()),
+            nlink: m.nlink(),
+            reusable: false,
         }
     }
 
@@ -121,6 +142,9 @@ impl Stamp {
             ino: 0,
             len: m.len(),
             mtime,
+            owner: (0, 0),
+            nlink: 1,
+            reusable: false,
         }
     }
 }
@@ -132,7 +156,14 @@ pub fn read_stamped(path: &Path) -> Result<(Vec<u8>, Stamp)> {
     let md = f.metadata().map_err(io(path))?;
     let mut bytes = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0) + 1);
     f.read_to_end(&mut bytes).map_err(io(path))?;
-    Ok((bytes, Stamp::of(&md)))
+    let mut stamp = Stamp::of(&md);
+    #[cfg(target_os = "linux")]
+    {
+        stamp.reusable = md.is_file()
+            && stamp.nlink == 1
+            && rustix::fs::flistxattr_query(&f).is_ok_and(|n| n == 0);
+    }
+    Ok((bytes, stamp))
 }
 
 /// A file's new content, written beside it under a temporary name: not yet durable, not yet in
@@ -160,9 +191,83 @@ impl Drop for Staged {
     }
 }
 
+/// The inodes of the files a run has replaced, each still under the temporary name that held
+/// its replacement, until they are reused for later files or removed at the end of the run.
+///
+/// A journal-less ext4 will not reuse an inode freed in the last minute or so and scans past
+/// every such inode each time it creates a file, so a run that freed an inode per file (and
+/// created one per file) got slower file by file, and so did the next run. Reusing them keeps
+/// a run at a few hundred new inodes, whatever the size of the tree. An inode is reused only
+/// for a plain file (one link, no extended attributes) with the same owner on the same
+/// filesystem, and only if it held a plain file too: nothing of that file carries over but
+/// its blocks, which are overwritten.
+#[derive(Debug, Default)]
+pub struct Spares {
+    free: Mutex<Vec<(PathBuf, Stamp)>>,
+    other: Mutex<Vec<PathBuf>>,
+}
+
+impl Spares {
+    fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the replaced content now at `path` (it was `was`) for reuse, or for removal.
+    fn put(&self, path: PathBuf, was: Stamp) {
+        if was.reusable {
+            Self::lock(&self.free).push((path, was));
+        } else {
+            self.remove_later(path);
+        }
+    }
+
+    fn remove_later(&self, path: PathBuf) {
+        Self::lock(&self.other).push(path);
+    }
+
+    fn take(&self, like: &Stamp) -> Option<(PathBuf, Stamp)> {
+        if !like.reusable {
+            return None;
+        }
+        let mut free = Self::lock(&self.free);
+        let i = free
+            .iter()
+            .rposition(|(_, was)| was.dev == like.dev && was.owner == like.owner)?;
+        Some(free.swap_remove(i))
+    }
+
+    /// Removes every replaced content still kept. (A run killed before this leaves them as
+    /// temporary files of a dead writer, which the next run removes.)
+    pub fn remove_all(&self) -> Result<()> {
+        let mut left: Vec<PathBuf> = Self::lock(&self.free).drain(..).map(|(p, _)| p).collect();
+        left.append(&mut Self::lock(&self.other));
+        // A few at a time: freeing blocks waits on the device where the filesystem discards
+        // them as it frees them (`-o discard`).
+        const THREADS: usize = 4;
+        if left.is_empty() {
+            return Ok(());
+        }
+        std::thread::scope(|s| {
+            let workers: Vec<_> = left
+                .chunks(left.len().div_ceil(THREADS))
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .try_for_each(|p| std::fs::remove_file(p).map_err(io(p)))
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .try_for_each(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        })
+    }
+}
+
 /// Writes `bytes` as the next content of `path` (read as `seen`), under a temporary name in
-/// the same directory. Nothing is synced or renamed yet: see [`commit`].
-pub fn stage(path: &Path, bytes: &[u8], seen: Stamp) -> Result<Staged> {
+/// the same directory: into a spare inode when one fits, else a new file. Nothing is synced or
+/// renamed yet: see [`commit`].
+pub fn stage(path: &Path, bytes: &[u8], seen: Stamp, spares: &Spares) -> Result<Staged> {
     let tmp = temp_beside(path);
     let staged = Staged {
         tmp,
@@ -170,9 +275,60 @@ pub fn stage(path: &Path, bytes: &[u8], seen: Stamp) -> Result<Staged> {
         seen,
         done: false,
     };
-    // On error the guard's drop removes whatever part of the temporary file was written.
+    // On error the guard's drop removes whatever was written under the temporary name.
+    if let Some((spare, was)) = spares.take(&seen) {
+        if std::fs::rename(&spare, &staged.tmp).is_err() {
+            // Still where it was: removed with the others at the end.
+            spares.remove_later(spare);
+        } else {
+            reuse(&staged.tmp, was, path, bytes)?;
+            return Ok(staged);
+        }
+    }
     write_temp(&staged.tmp, path, bytes)?;
     Ok(staged)
+}
+
+/// Overwrites the spare inode just moved to `tmp` with `bytes` and `path`'s permissions, after
+/// checking it is still the inode we kept (not a link or another file put in its place).
+fn reuse(tmp: &Path, was: Stamp, path: &Path, bytes: &[u8]) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::{openat, Mode, OFlags, CWD};
+        let fd = openat(
+            CWD,
+            tmp,
+            OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| SopsError::Io {
+            path: tmp.to_path_buf(),
+            source: e.into(),
+        })?;
+        let mut f = File::from(fd);
+        let now = Stamp::of(&f.metadata().map_err(io(tmp))?);
+        if now.dev != was.dev || now.ino != was.ino || now.nlink != 1 {
+            return Err(SopsError::Io {
+                path: tmp.to_path_buf(),
+                source: std::io::Error::other(
+                    "our temporary file was replaced by another process; run the command again",
+                ),
+            });
+        }
+        if let Ok(m) = std::fs::metadata(path) {
+            f.set_permissions(m.permissions()).map_err(io(tmp))?;
+        }
+        // Overwrite, then cut: a rotation's output is about as long as its input, so this
+        // reuses the blocks instead of freeing and allocating them.
+        f.write_all(bytes).map_err(io(tmp))?;
+        f.set_len(bytes.len() as u64).map_err(io(tmp))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = was;
+        std::fs::remove_file(tmp).map_err(io(tmp))?;
+        write_temp(tmp, path, bytes).map(|_| ())
+    }
 }
 
 /// Flushes everything written to the filesystems holding `dirs`: one `syncfs(2)` per
@@ -210,14 +366,11 @@ pub fn sync_filesystems(dirs: &[&Path]) -> Result<()> {
 /// swaps become durable with the next [`sync_filesystems`] over their directories.
 ///
 /// On Linux the swap is `renameat2(RENAME_EXCHANGE)`: the previous content stays under the
-/// temporary name (returned, for [`remove_replaced`] once the whole run is done) instead of
-/// being freed at once. A journal-less ext4 refuses to reuse an inode freed in the last few
-/// seconds and scans past every such inode on each new file, so freeing as we go makes every
-/// later file of the run slower. Where the exchange is not supported, a plain rename.
+/// temporary name, in `spares`, instead of being freed at once. Where the exchange is not
+/// supported, a plain rename.
 ///
-/// Returns, for each staged file in order, whether it was put in place and where its previous
-/// content still is.
-pub fn commit(batch: Vec<Staged>) -> Vec<Result<Option<PathBuf>>> {
+/// Returns, for each staged file in order, whether it was put in place.
+pub fn commit(batch: Vec<Staged>, spares: &Spares) -> Vec<Result<()>> {
     if batch.is_empty() {
         return vec![];
     }
@@ -253,20 +406,23 @@ pub fn commit(batch: Vec<Staged>) -> Vec<Result<Option<PathBuf>>> {
             if Stamp::of(&now) != s.seen {
                 return Err(SopsError::ChangedUnderneath(s.target.clone()));
             }
-            let old = swap_in(&s.tmp, &s.target)?;
+            let exchanged = swap_in(&s.tmp, &s.target)?;
             s.done = true;
-            Ok(old)
+            if exchanged {
+                spares.put(s.tmp.clone(), s.seen);
+            }
+            Ok(())
         })
         .collect()
 }
 
-/// Moves `tmp` over `target`; returns the temporary name when it now holds the old content.
-fn swap_in(tmp: &Path, target: &Path) -> Result<Option<PathBuf>> {
+/// Moves `tmp` over `target`; true when `tmp` now holds the old content.
+fn swap_in(tmp: &Path, target: &Path) -> Result<bool> {
     #[cfg(target_os = "linux")]
     {
         use rustix::fs::{renameat_with, RenameFlags, CWD};
         match renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE) {
-            Ok(()) => return Ok(Some(tmp.to_path_buf())),
+            Ok(()) => return Ok(true),
             Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
             Err(e) => {
                 return Err(SopsError::Io {
@@ -277,14 +433,7 @@ fn swap_in(tmp: &Path, target: &Path) -> Result<Option<PathBuf>> {
         }
     }
     std::fs::rename(tmp, target).map_err(io(target))?;
-    Ok(None)
-}
-
-/// Removes the previous contents that [`commit`] left under temporary names. (A run killed
-/// before this leaves them as temporary files of a dead writer, which the next run removes.)
-pub fn remove_replaced(old: &[PathBuf]) -> Result<()> {
-    old.iter()
-        .try_for_each(|p| std::fs::remove_file(p).map_err(io(p)))
+    Ok(false)
 }
 
 /// Creates `path` with mode 0600, refusing to overwrite anything.
@@ -422,20 +571,51 @@ mod tests {
         std::fs::write(&b, "old b").unwrap();
         let (_, sa) = read_stamped(&a).unwrap();
         let (_, sb) = read_stamped(&b).unwrap();
+        let spares = Spares::default();
         let batch = vec![
-            stage(&a, b"new a", sa).unwrap(),
-            stage(&b, b"new b", sb).unwrap(),
+            stage(&a, b"new a", sa, &spares).unwrap(),
+            stage(&b, b"new b", sb, &spares).unwrap(),
         ];
         // Staged, not yet in place.
         assert_eq!(std::fs::read(&a).unwrap(), b"old a");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 4);
-        let old: Vec<PathBuf> = commit(batch)
-            .into_iter()
-            .filter_map(|r| r.unwrap())
-            .collect();
+        for r in commit(batch, &spares) {
+            r.unwrap();
+        }
         assert_eq!(std::fs::read(&a).unwrap(), b"new a");
         assert_eq!(std::fs::read(&b).unwrap(), b"new b");
-        remove_replaced(&old).unwrap();
+        spares.remove_all().unwrap();
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_replaced_inode_holds_the_next_file_and_nothing_of_the_old_one_survives() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.yaml"), d.path().join("b.yaml"));
+        std::fs::write(&a, "old a, the longer of the two contents").unwrap();
+        std::fs::write(&b, "old b").unwrap();
+        std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&b, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let a_ino = std::fs::metadata(&a).unwrap().ino();
+        let spares = Spares::default();
+        let (_, sa) = read_stamped(&a).unwrap();
+        for r in commit(vec![stage(&a, b"new a", sa, &spares).unwrap()], &spares) {
+            r.unwrap();
+        }
+        // b's next content goes into a's old inode: shorter, with b's permissions.
+        let (_, sb) = read_stamped(&b).unwrap();
+        let staged = stage(&b, b"new b", sb, &spares).unwrap();
+        for r in commit(vec![staged], &spares) {
+            r.unwrap();
+        }
+        let m = std::fs::metadata(&b).unwrap();
+        assert_eq!(m.ino(), a_ino, "the spare inode was not reused");
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(&b).unwrap(), b"new b");
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        spares.remove_all().unwrap();
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
     }
 
@@ -445,9 +625,10 @@ mod tests {
         let f = d.path().join("a.yaml");
         std::fs::write(&f, "as read").unwrap();
         let (_, seen) = read_stamped(&f).unwrap();
-        let staged = stage(&f, b"ours", seen).unwrap();
+        let spares = Spares::default();
+        let staged = stage(&f, b"ours", seen, &spares).unwrap();
         std::fs::write(&f, "someone else's edit, longer").unwrap();
-        let r = commit(vec![staged]);
+        let r = commit(vec![staged], &spares);
         assert!(matches!(&r[0], Err(SopsError::ChangedUnderneath(p)) if p == &f));
         assert_eq!(std::fs::read(&f).unwrap(), b"someone else's edit, longer");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
@@ -459,7 +640,7 @@ mod tests {
         let f = d.path().join("a.yaml");
         std::fs::write(&f, "x").unwrap();
         let (_, seen) = read_stamped(&f).unwrap();
-        drop(stage(&f, b"y", seen).unwrap());
+        drop(stage(&f, b"y", seen, &Spares::default()).unwrap());
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
         assert_eq!(std::fs::read(&f).unwrap(), b"x");
     }

@@ -18,7 +18,7 @@ use super::config::rule_for_file;
 use super::engine::{open, KeySpec, OpenDoc, Unlock};
 use super::error::{Result, SopsError};
 use super::files::{
-    self, find_candidates, looks_like_sops, read_stamped, stage, sync_filesystems, Staged, Stamp,
+    self, find_candidates, looks_like_sops, read_stamped, stage, sync_filesystems, Spares, Staged,
 };
 use super::format::FileFormat;
 
@@ -91,7 +91,7 @@ impl Summary {
 
 /// Files staged per batch before the committer makes them durable and renames them: large
 /// enough that syncs are rare, small enough that a killed run leaves few temporary files.
-pub const BATCH: usize = 256;
+pub const BATCH: usize = 128;
 
 /// How to run over a tree.
 #[derive(Debug, Clone, Default)]
@@ -105,30 +105,29 @@ pub struct TreeOptions {
 }
 
 /// What an operation on one file produced: its result and, when the file is to be rewritten,
-/// the new content staged beside it for the committer.
-#[derive(Debug)]
+/// its new content (checked, encrypted) for the runner to stage and commit.
 pub struct Outcome {
-    /// The result (a staged file reports `Changed` unless its commit fails).
+    /// The result (a rewritten file reports `Changed` unless staging or its commit fails).
     pub result: FileResult,
-    /// The new content, written under a temporary name, not yet in place.
-    pub staged: Option<Staged>,
+    /// The new content.
+    pub rewrite: Option<Vec<u8>>,
 }
 
 impl From<FileResult> for Outcome {
     fn from(result: FileResult) -> Outcome {
         Outcome {
             result,
-            staged: None,
+            rewrite: None,
         }
     }
 }
 
-/// Runs `op` over every SOPS file under `paths`, in parallel, and puts the files it stages in
-/// place batch by batch; returns once every rewrite is durable. Each file is read once, by its
-/// worker: `op` gets its path, its bytes and what it was when read.
+/// Runs `op` over every SOPS file under `paths`, in parallel, stages the rewrites it returns
+/// and puts them in place batch by batch; returns once every rewrite is durable. Each file is
+/// read once, by its worker: `op` gets its path and its bytes.
 pub fn run_tree<F>(paths: &[PathBuf], opts: &TreeOptions, op: F) -> Result<Summary>
 where
-    F: Fn(&Path, &[u8], Stamp) -> Outcome + Sync,
+    F: Fn(&Path, &[u8]) -> Outcome + Sync,
 {
     let (files, stale) = find_candidates(paths)?;
     let mut stale_temps_removed = 0;
@@ -165,12 +164,13 @@ where
             path: PathBuf::from("."),
             source: std::io::Error::other(e.to_string()),
         })?;
-    let (mut results, failures, dirs, replaced) = std::thread::scope(|scope| {
+    let spares = Spares::default();
+    let (mut results, failures, dirs) = std::thread::scope(|scope| {
+        let spares = &spares;
         let (tx, rx) = mpsc::sync_channel::<Vec<(usize, Staged)>>(2);
         let committer = scope.spawn(move || {
             let mut failures: Vec<(usize, SopsError)> = Vec::new();
             let mut dirs: Vec<PathBuf> = Vec::new();
-            let mut replaced: Vec<PathBuf> = Vec::new();
             for batch in rx {
                 let (idx, staged): (Vec<usize>, Vec<Staged>) = batch.into_iter().unzip();
                 dirs.extend(
@@ -181,14 +181,13 @@ where
                 );
                 dirs.sort();
                 dirs.dedup();
-                for (i, r) in idx.into_iter().zip(files::commit(staged)) {
-                    match r {
-                        Ok(old) => replaced.extend(old),
-                        Err(e) => failures.push((i, e)),
+                for (i, r) in idx.into_iter().zip(files::commit(staged, spares)) {
+                    if let Err(e) = r {
+                        failures.push((i, e));
                     }
                 }
             }
-            (failures, dirs, replaced)
+            (failures, dirs)
         });
         let pending: Mutex<Vec<(usize, Staged)>> = Mutex::new(Vec::with_capacity(BATCH));
         let take = |min: usize| {
@@ -210,8 +209,13 @@ where
                     if !f.explicit && !looks_like_sops(&f.path, &bytes) {
                         return None;
                     }
-                    let Outcome { result, staged } = op(&f.path, &bytes, stamp);
-                    if let Some(s) = staged {
+                    let Outcome { result, rewrite } = op(&f.path, &bytes);
+                    drop(bytes);
+                    if let Some(new) = rewrite {
+                        let s = match stage(&f.path, &new, stamp, spares) {
+                            Ok(s) => s,
+                            Err(e) => return Some(FileResult::failed(&f.path, e)),
+                        };
                         pending
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -230,10 +234,10 @@ where
             let _ = tx.send(rest);
         }
         drop(tx);
-        let (failures, dirs, replaced) = committer
+        let (failures, dirs) = committer
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (results, failures, dirs, replaced)
+        (results, failures, dirs)
     });
     if let Some(b) = bar {
         b.finish_and_clear();
@@ -244,7 +248,7 @@ where
     let results: Vec<FileResult> = results.into_iter().flatten().collect();
     // Every batch's temporaries were durable before they were swapped in; drop the previous
     // contents and make the last swaps durable too before reporting success.
-    files::remove_replaced(&replaced)?;
+    spares.remove_all()?;
     let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
     sync_filesystems(&dirs)?;
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
@@ -278,12 +282,10 @@ fn spec_of(doc: &OpenDoc) -> Result<KeySpec> {
     })
 }
 
-/// Rotates one file: new data key, every value re-encrypted, recipients adjusted. The new
-/// content is staged for [`run_tree`]'s committer.
+/// Rotates one file: new data key, every value re-encrypted, recipients adjusted.
 pub fn rotate_file(
     path: &Path,
     bytes: &[u8],
-    stamp: Stamp,
     ids: &Identities,
     add: &[AgeRecipient],
     rm: &[String],
@@ -304,23 +306,15 @@ pub fn rotate_file(
         if spec.groups.iter().any(|g| g.is_empty()) {
             return Err(SopsError::NoRecipients);
         }
-        stage_resealed(path, stamp, &doc, &spec, true)
+        reseal_outcome(path, &doc, &spec, true)
     };
     run().unwrap_or_else(|e| FileResult::failed(path, e).into())
 }
 
-/// Reseals `doc` under `spec` (a new data key when `new_key`), stages the result beside
-/// `path`, and reports the file changed.
-fn stage_resealed(
-    path: &Path,
-    stamp: Stamp,
-    doc: &OpenDoc,
-    spec: &KeySpec,
-    new_key: bool,
-) -> Result<Outcome> {
-    let out = doc.reseal(spec, new_key)?;
-    let staged = stage(path, &out, stamp)?;
+/// Reseals `doc` under `spec` (a new data key when `new_key`): the file changes to that.
+fn reseal_outcome(path: &Path, doc: &OpenDoc, spec: &KeySpec, new_key: bool) -> Result<Outcome> {
     Ok(Outcome {
+        rewrite: Some(doc.reseal(spec, new_key)?),
         result: FileResult {
             path: path.to_path_buf(),
             status: Status::Changed,
@@ -328,7 +322,6 @@ fn stage_resealed(
             recipients: spec.texts().concat(),
             problems: vec![],
         },
-        staged: Some(staged),
     })
 }
 
@@ -373,13 +366,7 @@ fn rule_problems(doc: &OpenDoc, path: &Path) -> Result<(Option<KeySpec>, Vec<Str
 
 /// Makes one file's recipients match its `.sops.yaml` rule (the data key is re-wrapped, values
 /// are untouched). With `apply` false, only reports what would change.
-pub fn updatekeys_file(
-    path: &Path,
-    bytes: &[u8],
-    stamp: Stamp,
-    ids: &Identities,
-    apply: bool,
-) -> Outcome {
+pub fn updatekeys_file(path: &Path, bytes: &[u8], ids: &Identities, apply: bool) -> Outcome {
     let run = || -> Result<Outcome> {
         let doc = open_doc(path, bytes, ids)?;
         let (spec, problems) = rule_problems(&doc, path)?;
@@ -404,7 +391,7 @@ pub fn updatekeys_file(
             }
             .into());
         }
-        stage_resealed(path, stamp, &doc, &spec, false)
+        reseal_outcome(path, &doc, &spec, false)
     };
     run().unwrap_or_else(|e| FileResult::failed(path, e).into())
 }

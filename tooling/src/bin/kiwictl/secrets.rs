@@ -232,9 +232,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             };
             let mut apply = yes;
             if !yes {
-                let plan = run_tree(&paths, &opts, |p, b, st| {
-                    updatekeys_file(p, b, st, &ids, false)
-                })?;
+                let plan = run_tree(&paths, &opts, |p, b| updatekeys_file(p, b, &ids, false))?;
                 let pending: Vec<_> = plan
                     .files
                     .iter()
@@ -262,9 +260,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 }
             }
             let s = with_hooks(hooks.as_deref(), "updatekeys", &paths, || {
-                run_tree(&paths, &opts, |p, b, st| {
-                    updatekeys_file(p, b, st, &ids, apply)
-                })
+                run_tree(&paths, &opts, |p, b| updatekeys_file(p, b, &ids, apply))
             })?;
             Ok(report("updatekeys", &s, tree.json))
         }
@@ -288,9 +284,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 clean_stale: true,
             };
             let s = with_hooks(hooks.as_deref(), "rotate", &paths, || {
-                run_tree(&paths, &opts, |p, b, st| {
-                    rotate_file(p, b, st, &ids, &add, &rm)
-                })
+                run_tree(&paths, &opts, |p, b| rotate_file(p, b, &ids, &add, &rm))
             })?;
             Ok(report("rotate", &s, tree.json))
         }
@@ -301,7 +295,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 jobs: tree.jobs,
                 clean_stale: false,
             };
-            let s = run_tree(&paths, &opts, |p, b, _| verify_file(p, b, &ids))?;
+            let s = run_tree(&paths, &opts, |p, b| verify_file(p, b, &ids))?;
             if !tree.json {
                 let mut by_recipient: std::collections::BTreeMap<&str, Vec<&Path>> =
                     Default::default();
