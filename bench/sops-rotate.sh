@@ -30,8 +30,8 @@ make_tree() { # make_tree DIR
   done
 }
 make_tree "$work/a"; make_tree "$work/b"
-# Flush the new trees to disk first, so the kernel's writeback of them does not compete with
-# kiwictl's fsyncs inside the timed run (the sops loop, which never fsyncs, would not notice).
+# Flush the new trees to disk first, so the kernel's writeback of them does not land inside
+# kiwictl's syncfs calls in the timed run (the sops loop, which never syncs, would not notice).
 sync
 n=$((per_repo * repos))
 echo "tree: $n SOPS files in $repos repos; $(nproc) cores"

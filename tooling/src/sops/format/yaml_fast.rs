@@ -313,18 +313,8 @@ impl<'a> Reader<'a> {
             if l.col < col {
                 return Some(());
             }
-            let content = l.text.strip_prefix("- ")?;
-            if l.col > col || content.starts_with(' ') {
-                return None;
-            }
-            self.advance();
-            let item = Line {
-                off: l.off + 2,
-                col: l.col + 2,
-                line_indent: l.line_indent,
-                text: content,
-                end: l.end,
-            };
+            let item = self.take_item(l, col)?;
+            let content = item.text;
             if content.starts_with("- ") {
                 self.virt = Some(item);
                 self.sequence(item.col, path)?;
@@ -336,6 +326,22 @@ impl<'a> Reader<'a> {
             }
         }
         Some(())
+    }
+
+    /// Consumes the `- ` line `l` of the list at `col`; returns its content as a line of its own.
+    fn take_item(&mut self, l: Line<'a>, col: usize) -> Option<Line<'a>> {
+        let content = l.text.strip_prefix("- ")?;
+        if l.col > col || content.starts_with(' ') {
+            return None;
+        }
+        self.advance();
+        Some(Line {
+            off: l.off + 2,
+            col: l.col + 2,
+            line_indent: l.line_indent,
+            text: content,
+            end: l.end,
+        })
     }
 
     /// The nested value of a metadata `key:` whose entry sits at `col`.
@@ -386,18 +392,8 @@ impl<'a> Reader<'a> {
             if l.col < col {
                 break;
             }
-            let content = l.text.strip_prefix("- ")?;
-            if l.col > col || content.starts_with(' ') {
-                return None;
-            }
-            self.advance();
-            let item = Line {
-                off: l.off + 2,
-                col: l.col + 2,
-                line_indent: l.line_indent,
-                text: content,
-                end: l.end,
-            };
+            let item = self.take_item(l, col)?;
+            let content = item.text;
             if content.starts_with("- ") {
                 self.virt = Some(item);
                 items.push(self.mval_sequence(item.col)?);
