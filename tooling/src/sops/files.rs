@@ -156,13 +156,14 @@ pub fn read_stamped(path: &Path) -> Result<(Vec<u8>, Stamp)> {
     let md = f.metadata().map_err(io(path))?;
     let mut bytes = Vec::with_capacity(usize::try_from(md.len()).unwrap_or(0) + 1);
     f.read_to_end(&mut bytes).map_err(io(path))?;
-    let mut stamp = Stamp::of(&md);
+    let stamp = Stamp::of(&md);
     #[cfg(target_os = "linux")]
-    {
-        stamp.reusable = md.is_file()
+    let stamp = Stamp {
+        reusable: md.is_file()
             && stamp.nlink == 1
-            && rustix::fs::flistxattr_query(&f).is_ok_and(|n| n == 0);
-    }
+            && rustix::fs::flistxattr_query(&f).is_ok_and(|n| n == 0),
+        ..stamp
+    };
     Ok((bytes, stamp))
 }
 
@@ -492,11 +493,20 @@ pub fn find_candidates(paths: &[PathBuf]) -> Result<(Vec<Candidate>, Vec<PathBuf
     let mut stale = Vec::new();
     for p in paths {
         let md = std::fs::symlink_metadata(p).map_err(io(p))?;
+        // A link named on the command line stands for what it points to: that file is the one
+        // rewritten, beside itself (links met inside a directory are not followed).
+        let (p, md) = if md.file_type().is_symlink() {
+            let real = std::fs::canonicalize(p).map_err(io(p))?;
+            let md = std::fs::metadata(&real).map_err(io(&real))?;
+            (real, md)
+        } else {
+            (p.clone(), md)
+        };
         if md.is_dir() {
-            walk(p, &mut out, &mut stale)?;
+            walk(&p, &mut out, &mut stale)?;
         } else {
             out.push(Candidate {
-                path: p.clone(),
+                path: p,
                 explicit: true,
             });
         }
@@ -617,6 +627,64 @@ mod tests {
         assert_eq!(std::fs::read(&a).unwrap(), b"new a");
         spares.remove_all().unwrap();
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_inode_still_linked_elsewhere_or_owned_by_another_user_is_never_reused() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            d.path().join("a.yaml"),
+            d.path().join("b.yaml"),
+            d.path().join("c.yaml"),
+        );
+        let other = d.path().join("hard-link-to-a");
+        std::fs::write(&a, "old a").unwrap();
+        std::fs::write(&b, "old b").unwrap();
+        std::fs::write(&c, "old c").unwrap();
+        std::fs::hard_link(&a, &other).unwrap();
+        let a_ino = std::fs::metadata(&a).unwrap().ino();
+        let spares = Spares::default();
+        let (_, sa) = read_stamped(&a).unwrap();
+        for r in commit(vec![stage(&a, b"new a", sa, &spares).unwrap()], &spares) {
+            r.unwrap();
+        }
+        // a's old inode is still `other`: b must get a new inode and `other` keep its content.
+        let b_old = std::fs::metadata(&b).unwrap().ino();
+        let (_, sb) = read_stamped(&b).unwrap();
+        for r in commit(vec![stage(&b, b"new b", sb, &spares).unwrap()], &spares) {
+            r.unwrap();
+        }
+        assert_ne!(std::fs::metadata(&b).unwrap().ino(), a_ino);
+        assert_eq!(std::fs::read(&other).unwrap(), b"old a");
+        // b's old inode is a spare now; a file of another owner does not get it.
+        if std::os::unix::fs::chown(&c, Some(4242), Some(4242)).is_ok() {
+            let (_, sc) = read_stamped(&c).unwrap();
+            for r in commit(vec![stage(&c, b"new c", sc, &spares).unwrap()], &spares) {
+                r.unwrap();
+            }
+            assert_ne!(std::fs::metadata(&c).unwrap().ino(), b_old);
+            assert_eq!(std::fs::read(&c).unwrap(), b"new c");
+        } else {
+            eprintln!("not root: the other-owner half of this test needs chown");
+        }
+        spares.remove_all().unwrap();
+        assert_eq!(std::fs::read(&other).unwrap(), b"old a");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_named_on_the_command_line_stands_for_its_file() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real.yaml");
+        std::fs::write(&real, "x").unwrap();
+        let link = d.path().join("link.yaml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let (found, _) = find_candidates(&[link]).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].path, std::fs::canonicalize(&real).unwrap());
+        assert!(found[0].explicit);
     }
 
     #[test]
