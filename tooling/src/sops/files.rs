@@ -23,6 +23,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SopsError + '_ {
     }
 }
 
+/// [`io`] for the system calls made through rustix.
+#[cfg(target_os = "linux")]
+fn os(path: &Path) -> impl FnOnce(rustix::io::Errno) -> SopsError + '_ {
+    move |e| io(path)(e.into())
+}
+
 /// Reads a whole file.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(io(path))
@@ -80,11 +86,17 @@ fn write_temp(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<File> {
         .create_new(true)
         .open(tmp)
         .map_err(io(tmp))?;
-    if let Ok(m) = std::fs::metadata(path) {
-        f.set_permissions(m.permissions()).map_err(io(tmp))?;
-    }
+    copy_permissions(&f, tmp, path)?;
     f.write_all(bytes).map_err(io(tmp))?;
     Ok(f)
+}
+
+/// Gives the temporary file `f` (at `tmp`) the permissions of the file it will replace.
+fn copy_permissions(f: &File, tmp: &Path, path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) => f.set_permissions(m.permissions()).map_err(io(tmp)),
+        Err(_) => Ok(()),
+    }
 }
 
 /// What a file was when it was read: a rewrite is put in place only if the file is still the
@@ -302,10 +314,7 @@ fn reuse(tmp: &Path, was: Stamp, path: &Path, bytes: &[u8]) -> Result<()> {
             OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| SopsError::Io {
-            path: tmp.to_path_buf(),
-            source: e.into(),
-        })?;
+        .map_err(os(tmp))?;
         let mut f = File::from(fd);
         let now = Stamp::of(&f.metadata().map_err(io(tmp))?);
         if now.dev != was.dev || now.ino != was.ino || now.nlink != 1 {
@@ -316,9 +325,7 @@ fn reuse(tmp: &Path, was: Stamp, path: &Path, bytes: &[u8]) -> Result<()> {
                 ),
             });
         }
-        if let Ok(m) = std::fs::metadata(path) {
-            f.set_permissions(m.permissions()).map_err(io(tmp))?;
-        }
+        copy_permissions(&f, tmp, path)?;
         // Overwrite, then cut: a rotation's output is about as long as its input, so this
         // reuses the blocks instead of freeing and allocating them.
         f.write_all(bytes).map_err(io(tmp))?;
@@ -346,10 +353,7 @@ pub fn sync_filesystems(dirs: &[&Path]) -> Result<()> {
             };
             if !devs.contains(&dev) {
                 devs.push(dev);
-                rustix::fs::syncfs(&f).map_err(|e| SopsError::Io {
-                    path: d.to_path_buf(),
-                    source: e.into(),
-                })?;
+                rustix::fs::syncfs(&f).map_err(os(d))?;
             }
         }
         Ok(())
@@ -378,9 +382,19 @@ pub fn commit(batch: Vec<Staged>, spares: &Spares) -> Vec<Result<()>> {
     let durable: Result<()> = {
         #[cfg(target_os = "linux")]
         {
-            let mut dirs: Vec<&Path> = batch.iter().map(|s| parent_dir(&s.target)).collect();
-            dirs.sort();
-            dirs.dedup();
+            // One directory per filesystem the batch's files were read on.
+            let mut devs: Vec<u64> = Vec::new();
+            let dirs: Vec<&Path> = batch
+                .iter()
+                .filter(|s| {
+                    let new = !devs.contains(&s.seen.dev);
+                    if new {
+                        devs.push(s.seen.dev);
+                    }
+                    new
+                })
+                .map(|s| parent_dir(&s.target))
+                .collect();
             sync_filesystems(&dirs)
         }
         #[cfg(not(target_os = "linux"))]
@@ -425,12 +439,7 @@ fn swap_in(tmp: &Path, target: &Path) -> Result<bool> {
         match renameat_with(CWD, tmp, CWD, target, RenameFlags::EXCHANGE) {
             Ok(()) => return Ok(true),
             Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
-            Err(e) => {
-                return Err(SopsError::Io {
-                    path: target.to_path_buf(),
-                    source: e.into(),
-                })
-            }
+            Err(e) => return Err(os(target)(e)),
         }
     }
     std::fs::rename(tmp, target).map_err(io(target))?;

@@ -6,6 +6,7 @@
 //! filesystem instead of an fsync per file, with the same crash guarantee (each file is either
 //! as it was or wholly rewritten, never half-written).
 
+use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Mutex};
@@ -170,17 +171,16 @@ where
         let (tx, rx) = mpsc::sync_channel::<Vec<(usize, Staged)>>(2);
         let committer = scope.spawn(move || {
             let mut failures: Vec<(usize, SopsError)> = Vec::new();
-            let mut dirs: Vec<PathBuf> = Vec::new();
+            let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
             for batch in rx {
                 let (idx, staged): (Vec<usize>, Vec<Staged>) = batch.into_iter().unzip();
-                dirs.extend(
-                    staged
-                        .iter()
-                        .filter_map(|s| s.target().parent())
-                        .map(Path::to_path_buf),
-                );
-                dirs.sort();
-                dirs.dedup();
+                for s in &staged {
+                    if let Some(d) = s.target().parent() {
+                        if !dirs.contains(d) {
+                            dirs.insert(d.to_path_buf());
+                        }
+                    }
+                }
                 for (i, r) in idx.into_iter().zip(files::commit(staged, spares)) {
                     if let Err(e) = r {
                         failures.push((i, e));

@@ -80,12 +80,9 @@ pub(crate) fn parse(src: &str) -> Option<Parsed> {
     if r.at != r.lines.len() {
         return None;
     }
-    let mut leaves = r.leaves;
-    leaves.sort_by_key(|l| match l {
-        Leaf::Value { span, .. } | Leaf::Comment { span, .. } => span.start,
-    });
+    // Leaves were taken line by line, so they are in document order already.
     Some(Parsed {
-        leaves,
+        leaves: r.leaves,
         meta: r.meta,
     })
 }
