@@ -209,6 +209,10 @@ enum CrlCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Also write the result as Prometheus metrics for node_exporter's textfile collector
+        /// (replaced atomically; written even when the CRL is invalid or unreadable).
+        #[arg(long, value_name = "FILE")]
+        prometheus: Option<PathBuf>,
     },
 }
 
@@ -469,10 +473,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     root,
                     warn_days,
                     json,
+                    prometheus,
                 },
         } => {
-            let report = crl::check_files(&crl_path, &root, warn_days, OffsetDateTime::now_utc())
-                .map_err(|e| anyhow::anyhow!("cannot read the CRL or the root: {e}"))?;
+            let now = OffsetDateTime::now_utc();
+            let report = crl::check_files(&crl_path, &root, warn_days, now);
+            if let Some(p) = &prometheus {
+                let label = crl_path.display().to_string();
+                kiwi_tooling::metrics::write(p, &report.gauges(&label, now))?;
+            }
             if json {
                 out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
