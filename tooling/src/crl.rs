@@ -205,15 +205,15 @@ pub fn check(crl: &[u8], root: &[u8], warn_days: u32, now: OffsetDateTime) -> Re
 pub fn check_files(crl: &Path, root: &Path, warn_days: u32, now: OffsetDateTime) -> Report {
     let read = |p: &Path, what: &str| {
         std::fs::read(p).map_err(|e| {
-            Report::invalid(format!(
+            format!(
                 "cannot read the {what} {}: {e}; check the path the job is given",
                 p.display()
-            ))
+            )
         })
     };
     match (read(crl, "CRL"), read(root, "root certificate")) {
         (Ok(crl), Ok(root)) => check(&crl, &root, warn_days, now),
-        (Err(r), _) | (_, Err(r)) => r,
+        (Err(m), _) | (_, Err(m)) => Report::invalid(m),
     }
 }
 
