@@ -23,6 +23,7 @@ pub mod lint;
 mod pipeline;
 pub mod policy;
 pub mod preflight;
+pub mod shell;
 pub mod slug;
 pub mod words;
 pub mod x509;

@@ -263,6 +263,17 @@ enum Command {
         #[command(subcommand)]
         command: HookCommand,
     },
+    /// Print a shell completion script (`source <(kiwi-signer completions bash)`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: kiwi_signer::shell::Shell,
+    },
+    /// Write a man page for every command into DIR (`man -l DIR/kiwi-signer.1`); never overwrites.
+    Man {
+        /// The directory for the pages (created if missing), e.g. ~/.local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Ledger commands.
     Ledger {
         #[command(subcommand)]
@@ -557,6 +568,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let _ = write!(std::io::stdout(), "{label}");
                 }
             }
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            kiwi_signer::shell::completions(&mut Cli::command(), shell, &mut std::io::stdout());
+        }
+        Command::Man { out } => {
+            use clap::CommandFactory as _;
+            let pages = kiwi_signer::shell::write_man_pages(Cli::command(), &out)?;
+            out!("wrote {} man pages into {}", pages.len(), out.display());
         }
         Command::Ledger {
             command: LedgerCommand::Verify { ca, expect_head },

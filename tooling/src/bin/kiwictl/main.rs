@@ -66,6 +66,17 @@ enum Command {
         #[command(subcommand)]
         command: HookCommand,
     },
+    /// Print a shell completion script (`source <(kiwictl completions bash)`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: kiwi_signer::shell::Shell,
+    },
+    /// Write a man page for every command into DIR (`man -l DIR/kiwictl.1`); never overwrites.
+    Man {
+        /// The directory for the pages (created if missing), e.g. ~/.local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -495,6 +506,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            kiwi_signer::shell::completions(&mut Cli::command(), shell, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out } => {
+            use clap::CommandFactory as _;
+            let pages = kiwi_signer::shell::write_man_pages(Cli::command(), &out)?;
+            out!("wrote {} man pages into {}", pages.len(), out.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Hook {
             command: HookCommand::GitCommit { repo },
