@@ -268,6 +268,11 @@ mod tests {
     use crate::backend::{KeyBackend as _, RcgenSigner};
     use crate::x509;
 
+    /// Changes what the policy and issuer expect.
+    type Tweak = dyn Fn(&mut CaExpectations<'_>);
+    /// Changes the certificate built.
+    type Edit = dyn Fn(&mut CertificateParams);
+
     struct World {
         root: SoftKey,
         root_params: CertificateParams,
@@ -389,7 +394,7 @@ mod tests {
             KeyUsage::DigitalSignature,
         ];
         // Rules checked against what the policy and the issuer expect.
-        let expectation_cases: Vec<(Box<dyn Fn(&mut CaExpectations<'_>)>, &str)> = vec![
+        let expectation_cases: Vec<(Box<Tweak>, &str)> = vec![
             (Box::new(|e| e.issuer_name = other_name), "issuer name"),
             (
                 Box::new(|e| e.issuer_window.1 = e.issuer_window.0 + 60),
@@ -429,7 +434,7 @@ mod tests {
         // Rules checked against what the certificate itself says.
         let unknown =
             || CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![5, 0]);
-        let cert_cases: Vec<(Box<dyn Fn(&mut CertificateParams)>, &str)> = vec![
+        let cert_cases: Vec<(Box<Edit>, &str)> = vec![
             (
                 Box::new(|p| p.serial_number = Some(SerialNumber::from_slice(&[0, 0]))),
                 "serial must be a positive integer",
