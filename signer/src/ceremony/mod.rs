@@ -150,11 +150,13 @@ pub fn run(dir: &Path, op: &dyn Operation, c: &Ceremony<'_>) -> Result<Outcome> 
     run_with(dir, op, c, &|ca: &Ca| ca.open_backend(c.cb))
 }
 
-/// Opens the root key backend for a CA (the real one, or a test double).
-pub(crate) type Opener<'o, 'cb> = dyn Fn(&Ca) -> Result<Box<dyn KeyBackend + 'cb>> + 'o;
+/// Opens the root key backend for a CA.
+pub type Opener<'o, 'cb> = dyn Fn(&Ca) -> Result<Box<dyn KeyBackend + 'cb>> + 'o;
 
-/// [`run`], with the backend opened by `open`.
-pub(crate) fn run_with<'cb>(
+/// [`run`], with the backend opened by `open` instead of from `ca.toml`: for a sequence of
+/// operations that opens the key once (a ceremony script, a benchmark) and for test doubles.
+/// The backend's key is still checked against root.pem, and every other step is the same.
+pub fn run_with<'cb>(
     dir: &Path,
     op: &dyn Operation,
     c: &Ceremony<'cb>,
