@@ -229,10 +229,13 @@ mod tests {
         };
         let dir = tmp.join("ca");
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
-        kiwi_signer::ca::init(&dir, &policy, &kiwi_signer::ca::BackendSpec::Soft, &cb, now)
-            .expect("init");
-        let ca = kiwi_signer::ca::Ca::open(&dir).expect("open");
-        ca.crl(&tmp.join("crl.pem"), &cb, now).expect("crl");
+        let c = kiwi_signer::ceremony::Ceremony::new(&cb, now);
+        let soft = kiwi_signer::ceremony::init::BackendSpec::Soft;
+        kiwi_signer::ceremony::init(&dir, &policy, &soft, &c).expect("init");
+        let crl = kiwi_signer::ceremony::crl::Crl {
+            out: tmp.join("crl.pem"),
+        };
+        kiwi_signer::ceremony::run(&dir, &crl, &c).expect("crl");
         (
             std::fs::read(tmp.join("crl.pem")).expect("crl"),
             std::fs::read(dir.join("root.pem")).expect("root"),

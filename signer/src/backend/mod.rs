@@ -153,6 +153,16 @@ pub enum BackendError {
     },
 }
 
+/// What a hardware device remembers of the ledger it last signed for, so that a ledger rolled back
+/// (entries cut off the end, an older backup restored) is refused on the next open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    /// The ledger head after the last operation the device took part in.
+    pub head: crate::words::Fingerprint,
+    /// The highest CRL number issued so far (0 when none).
+    pub crl_number: u64,
+}
+
 /// A root key: its public half, and signatures on demand.
 pub trait KeyBackend {
     /// Names the backend and key for messages ("software key /ca/root.key.age").
@@ -177,6 +187,19 @@ pub trait KeyBackend {
     /// The key's algorithm.
     fn algorithm(&self) -> KeyAlgorithm {
         self.public_key().algorithm()
+    }
+
+    /// Whether this backend can remember an [`Anchor`] (hardware: yes; soft key: no).
+    fn remembers(&self) -> bool {
+        false
+    }
+    /// The anchor stored on the device, or None when it stores none yet (or cannot).
+    fn read_anchor(&self) -> Result<Option<Anchor>, BackendError> {
+        Ok(None)
+    }
+    /// Stores `anchor` on the device, replacing the previous one. Durable on the device when it returns.
+    fn write_anchor(&self, _anchor: &Anchor) -> Result<(), BackendError> {
+        Ok(())
     }
 }
 
