@@ -67,6 +67,15 @@ pub enum Error {
         "internal check failed, nothing was written: {0}. Report this with the ledger and inputs"
     )]
     SelfCheck(String),
+    /// The air-gap preflight failed before a hardware root key was used, and
+    /// `--allow-network` was not given.
+    #[error(
+        "the air-gap preflight failed, so the root key was not used and nothing was written: {}. \
+         Take the laptop off every network and run the command again (or, knowingly, pass \
+         --allow-network: the ledger entry then records the failed checks)",
+        crate::preflight::describe(.0)
+    )]
+    NotAirGapped(Vec<crate::preflight::Check>),
     /// Certificate or CRL building failed inside rcgen.
     #[error("could not build the {what}: {detail}")]
     Build {

@@ -247,8 +247,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Air-gap preflight: no network link up, no default route, a plausible clock (against the
-    /// CA's ledger when --ca is given). Run it before any key comes out of the safe.
+    /// Air-gap preflight: no interface up but loopback, no route but loopback's (IPv4 and IPv6),
+    /// every radio blocked (rfkill, Bluetooth), a plausible clock (against the CA's ledger when
+    /// --ca is given). Run it before any key comes out of the safe.
     Preflight {
         /// The CA directory (its newest ledger entry bounds the clock).
         #[arg(long, value_name = "DIR")]
