@@ -123,6 +123,9 @@ fn bad_slugs_tiers_and_options_are_refused() {
     ] {
         assert_sign_refused(&f, &csr, slug, "core", "slug");
     }
+    // Names that would display as others, or use DNS's reserved label forms.
+    assert_sign_refused(&f, &csr, "xn--80ak6aa92e", "core", "IDNA (punycode) label");
+    assert_sign_refused(&f, &csr, "ab--cd", "core", "`--` in positions 3 and 4");
     for tier in ["gold", "CORE", ""] {
         assert_sign_refused(&f, &csr, "acme", tier, "tier");
     }
