@@ -31,18 +31,23 @@ impl Terminal {
         self
     }
 
+    /// Reads the first line of a secret file, which only its owner may be able to read or
+    /// change (as ssh refuses such private keys): anything else is refused before reading.
     fn read_pin_file(path: &PathBuf) -> Result<Secret> {
+        let meta =
+            std::fs::metadata(path).map_err(|e| Error::io(path, e, "check the --pin-file path"))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::Refused(format!(
+                "{} has mode {mode:04o}: other users can read or change it, so it is not used; \
+                 run `chmod 600 {}` and try again",
+                path.display(),
+                path.display()
+            )));
+        }
         let raw = Zeroizing::new(
             std::fs::read(path).map_err(|e| Error::io(path, e, "check the --pin-file path"))?,
         );
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                eprintln!(
-                    "kiwi-signer: warning: {} is readable by other users; chmod 600 it",
-                    path.display()
-                );
-            }
-        }
         let text = std::str::from_utf8(&raw).map_err(|_| {
             Error::Refused(format!(
                 "{}: the PIN file is not UTF-8 text",
@@ -60,6 +65,8 @@ impl Terminal {
     }
 
     fn ask(&self, prompt: &str) -> Result<Secret> {
+        // The String rpassword returns moves (no copy) straight into `Secret`'s `Zeroizing`, so
+        // it is wiped when the secret is dropped.
         rpassword::prompt_password(format!("{prompt}: "))
             .map(Secret::new)
             .map_err(|e| {
