@@ -576,10 +576,10 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
                 ),
             ));
         }
-        if !d.contains("{slug}") {
+        if !d.split('.').any(|l| l == "{slug}") {
             return Err(ctx.err(
                 &field,
-                "must contain `{slug}`: each customer gets its own subtree",
+                "must contain `{slug}` as a whole label (`{slug}.example.com`): each customer gets its own subtree, and `ledger verify` finds the slug there",
             ));
         }
         permitted_dns.push(t);
