@@ -264,10 +264,27 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kiwictl: error: {e:#}");
+            eprintln!("kiwictl: error: {}", message(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes joined with `: `, each cause once: a library error that already
+/// quotes its cause (`PATH: OS error`) is not followed by that cause again.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
