@@ -200,6 +200,10 @@ enum RepoCommand {
         /// The customer's recovery age recipient, if they keep one.
         #[arg(long, value_name = "RECIPIENT")]
         recovery_age: Option<String>,
+        /// The MSP root certificate (root.pem from the signer): its SHA-256 is pinned in
+        /// .kiwi/repo.yaml and `intermediate install` accepts no other root.
+        #[arg(long, value_name = "ROOT.pem")]
+        root: PathBuf,
     },
 }
 
@@ -476,9 +480,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tier,
                     operator_age,
                     recovery_age,
+                    root,
                 },
         } => {
-            match staterepo::init(&dir, &slug, tier, &operator_age, recovery_age.as_deref())? {
+            let root_bytes = std::fs::read(&root)
+                .map_err(|e| anyhow::anyhow!("cannot read the root {}: {e}", root.display()))?;
+            let pin = staterepo::root_fingerprint(&root, &root_bytes)?;
+            let outcome = staterepo::init(
+                &dir,
+                &slug,
+                tier,
+                &operator_age,
+                recovery_age.as_deref(),
+                &pin,
+            )?;
+            match outcome {
                 staterepo::Initialized::Created(paths) => {
                     out!("state repo for {slug} ({tier}) in {}", dir.display());
                     for p in paths {
@@ -491,7 +507,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         dir.display()
                     );
                 }
+                staterepo::Initialized::Pinned => {
+                    out!(
+                        "{} is the state repo for {slug} ({tier}); its marker now pins the MSP root",
+                        dir.display()
+                    );
+                }
             }
+            out!(
+                "  MSP root SHA-256 (check it against the root ceremony's record)\n    {}",
+                pin.for_reading()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Crl {
