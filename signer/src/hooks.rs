@@ -470,10 +470,12 @@ fn run_one(h: &Hook, tool: &str, phase: Phase, data: &EventData) -> Result<(), R
         .map_err(RunFailure::Spawn)?;
     let deadline = Instant::now() + h.timeout;
     if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its input closes the pipe early: that is its choice. A hook
-        // that reads none of it and never exits is stopped at its deadline below; the input is
-        // small enough for the pipe buffer.
-        let _ = stdin.write_all(&json);
+        // Written from its own thread: an event listing many files can exceed the pipe buffer,
+        // and a hook that never reads it must still be stopped at its deadline. A hook that does
+        // not read its input closes the pipe early: that is its choice.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&json);
+        });
     }
     let mut stderr_pipe = child.stderr.take();
     let (tx, rx) = mpsc::channel();
@@ -651,6 +653,30 @@ mod tests {
         let err = hooks
             .run_pre("kiwi-signer", EventKind::CrlIssued, &EventData::default())
             .expect_err("a leftover child holding stderr past the deadline vetoes");
+        assert!(err.to_string().contains("timed out after 1 s"), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_hook_that_never_reads_a_large_event_is_still_stopped_at_its_deadline() {
+        let text = "hooks:\n  - name: deaf\n    event: secrets_rotated\n    phase: pre\n    timeout_secs: 1\n    run: [sleep, '30']\n";
+        let hooks = parse(text).expect("valid");
+        let mut data = EventData::default();
+        // About 1 MB of paths: far more than a pipe holds.
+        data.files.insert(
+            "changed".into(),
+            (0..20_000)
+                .map(|i| PathBuf::from(format!("/repos/cust-{i}/secrets/app.sops.yaml")))
+                .collect(),
+        );
+        let start = Instant::now();
+        let err = hooks
+            .run_pre("kiwictl", EventKind::SecretsRotated, &data)
+            .expect_err("timeout vetoes");
         assert!(err.to_string().contains("timed out after 1 s"), "{err}");
         assert!(
             start.elapsed() < Duration::from_secs(2),

@@ -44,7 +44,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Secrets {
-    /// File holding the passphrase or PIN (first line). Without it, it is asked on the terminal.
+    /// File holding the passphrase or PIN (first line), mode 0600 or stricter (a file group or
+    /// others can read is refused). Without it, it is asked on the terminal.
     #[arg(long, value_name = "FILE")]
     pin_file: Option<PathBuf>,
 }
@@ -74,8 +75,8 @@ struct Pkcs11Args {
     /// `--backend yubikey`: the PIV slot (9c by default; 82 to 95 allowed).
     #[arg(long, value_name = "SLOT", default_value = "9c")]
     slot: String,
-    /// `--backend yubikey`: file holding the management key (48 hex digits). Without it, it is
-    /// asked on the terminal. It is never stored.
+    /// `--backend yubikey`: file holding the management key (48 hex digits), mode 0600 or
+    /// stricter. Without it, it is asked on the terminal. It is never stored.
     #[arg(long, value_name = "FILE")]
     mgm_key_file: Option<PathBuf>,
 }
