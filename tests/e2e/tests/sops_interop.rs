@@ -98,3 +98,44 @@ fn corpus_tampered_files_are_rejected() {
         );
     }
 }
+
+#[test]
+fn an_empty_sops_age_key_file_is_unset_as_in_sops() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    let file = fixtures().join("corpus/basic.yaml");
+    let key = std::fs::read_to_string(key("test1")).expect("key");
+    let path = file.to_str().expect("utf-8");
+    // Both tools with the key in SOPS_AGE_KEY and SOPS_AGE_KEY_FILE set but empty.
+    let decrypt = |bin: &std::path::Path, args: &[&str]| {
+        let o = std::process::Command::new(bin)
+            .args(args)
+            .env("SOPS_AGE_KEY", &key)
+            .env("SOPS_AGE_KEY_FILE", "")
+            .env("HOME", "/nonexistent")
+            .output()
+            .expect("spawn");
+        assert!(
+            o.status.success(),
+            "{} {args:?}: {}",
+            bin.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    let theirs = decrypt(&sops, &["-d", path]);
+    let ours = decrypt(&kiwi, &["secrets", "decrypt", path]);
+    assert_eq!(yaml_data(&ours.stdout), yaml_data(&theirs.stdout));
+
+    // A key file that is not there: the error names the path once and the OS error once.
+    let missing = "/nonexistent/kiwi-e2e/keys.txt";
+    let o = std::process::Command::new(&kiwi)
+        .args(["secrets", "decrypt", path])
+        .env_remove("SOPS_AGE_KEY")
+        .env("SOPS_AGE_KEY_FILE", missing)
+        .output()
+        .expect("spawn");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(err.matches(missing).count(), 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}

@@ -48,7 +48,8 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Secrets {
-    /// File holding the passphrase or PIN (first line). Without it, it is asked on the terminal.
+    /// File holding the passphrase or PIN (first line), mode 0600 or stricter (a file group or
+    /// others can read is refused). Without it, it is asked on the terminal.
     #[arg(long, value_name = "FILE")]
     pin_file: Option<PathBuf>,
 }
@@ -78,8 +79,8 @@ struct Pkcs11Args {
     /// `--backend yubikey`: the PIV slot (9c by default; 82 to 95 allowed).
     #[arg(long, value_name = "SLOT", default_value = "9c")]
     slot: String,
-    /// `--backend yubikey`: file holding the management key (48 hex digits). Without it, it is
-    /// asked on the terminal. It is never stored.
+    /// `--backend yubikey`: file holding the management key (48 hex digits), mode 0600 or
+    /// stricter. Without it, it is asked on the terminal. It is never stored.
     #[arg(long, value_name = "FILE")]
     mgm_key_file: Option<PathBuf>,
 }
@@ -282,8 +283,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Air-gap preflight: no network link up, no default route, a plausible clock (against the
-    /// CA's ledger when --ca is given). Run it before any key comes out of the safe.
+    /// Air-gap preflight: no interface up but loopback, no route but loopback's (IPv4 and IPv6),
+    /// every radio blocked (rfkill, Bluetooth), a plausible clock (against the CA's ledger when
+    /// --ca is given). Run it before any key comes out of the safe.
     Preflight {
         /// The CA directory (its newest ledger entry bounds the clock).
         #[arg(long, value_name = "DIR")]
