@@ -64,11 +64,10 @@ impl KeySpec {
 enum Opened {
     /// A value and whether the file holds it encrypted.
     Value { plain: Plain, encrypted: bool },
-    /// A comment: `Some(text)` when readable; `encrypted` when it must be encrypted.
-    Comment {
-        text: Option<String>,
-        encrypted: bool,
-    },
+    /// A comment's text (an encrypted comment that does not decrypt is an error); `encrypted`
+    /// when it must be encrypted. A comment sops stores as a list item
+    /// (`- ENC[...,type:comment]`) is a comment held by a [`Leaf::Value`].
+    Comment { text: String, encrypted: bool },
 }
 
 impl Opened {
@@ -77,9 +76,10 @@ impl Opened {
         match self {
             Opened::Value { plain, encrypted } => *encrypted && !plain.is_empty(),
             Opened::Comment {
-                text: Some(t),
+                text,
                 encrypted: true,
-            } => !t.is_empty(),
+                ..
+            } => !text.is_empty(),
             Opened::Comment { .. } => false,
         }
     }
@@ -163,15 +163,48 @@ fn unwrap_key(meta: &Metadata, ids: &Identities) -> Result<DataKey> {
         .ok_or_else(|| SopsError::Metadata("the data key is not 32 bytes".into()))
 }
 
-/// Decrypts a comment, trying the path sops would use and then its ancestors (yaml.v3 may
-/// attach a comment to a different level than our syntax tree does).
-fn open_comment(key: &DataKey, text: &str, path: &[String]) -> Option<String> {
-    (0..=path.len()).rev().find_map(|n| {
-        let (bytes, ty) = decrypt_bytes(key, text, &aad_for(&path[..n])).ok()?;
+/// Decrypts a comment under the path sops gives it where it now sits, else under its
+/// ancestors, else under any other collection of the document: sops itself encrypts some
+/// comments under a path it does not give them when it reads its own output, and older
+/// kiwictl versions used the top level for comments at the end of a nested mapping. A
+/// rotation re-encrypts every comment under the path it is read with here.
+fn open_comment(key: &DataKey, text: &str, path: &[String], leaves: &[Leaf]) -> Option<String> {
+    let try_path = |p: &[String]| -> Option<String> {
+        let (bytes, ty) = decrypt_bytes(key, text, &aad_for(p)).ok()?;
         (ty == "comment")
             .then(|| String::from_utf8(bytes.to_vec()).ok())
             .flatten()
-    })
+    };
+    if let Some(t) = (0..=path.len()).rev().find_map(|n| try_path(&path[..n])) {
+        return Some(t);
+    }
+    let mut others: Vec<&[String]> = leaves
+        .iter()
+        .flat_map(|l| {
+            let (Leaf::Value { path: p, .. } | Leaf::Comment { path: p, .. }) = l;
+            (1..=p.len()).map(move |n| &p[..n])
+        })
+        .filter(|p| !path.starts_with(p))
+        .collect();
+    others.sort();
+    others.dedup();
+    others.into_iter().find_map(try_path)
+}
+
+/// The 1-based line of byte `at`.
+fn line_of(src: &[u8], at: usize) -> usize {
+    1 + src[..at].iter().filter(|&&b| b == b'\n').count()
+}
+
+/// Where a list item that holds `span` starts (its `-`), when it is the first thing on its line.
+fn item_start(src: &[u8], span: &std::ops::Range<usize>) -> Option<usize> {
+    let before = &src[..span.start];
+    let dash = before.iter().rposition(|&b| b != b' ')?;
+    let line = before[..dash]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    (before[dash] == b'-' && before[line..dash].iter().all(|&b| b == b' ')).then_some(dash)
 }
 
 /// Opens a SOPS document: unwraps the data key, decrypts every value and checks the MAC.
@@ -206,6 +239,34 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
                                         detail: d,
                                     },
                                 })?;
+                            if ty == "comment" {
+                                // A comment sops moved into a list as an item: not a value,
+                                // and not part of the MAC.
+                                let (Leaf::Value { span, .. }, FileFormat::Yaml) = (leaf, fmt)
+                                else {
+                                    return Err(SopsError::BadEncValue {
+                                        path: p,
+                                        detail: "a comment where a value belongs".into(),
+                                    });
+                                };
+                                if item_start(src, span).is_none() {
+                                    return Err(SopsError::BadEncValue {
+                                        path: p,
+                                        detail: "a comment stored as a list item that does not start its line".into(),
+                                    });
+                                }
+                                let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                                    SopsError::BadEncValue {
+                                        path: p,
+                                        detail: "comment is not UTF-8".into(),
+                                    }
+                                })?;
+                                leaves.push(Opened::Comment {
+                                    text,
+                                    encrypted: true,
+                                });
+                                continue;
+                            }
                             Plain::from_decrypted(bytes, &ty)
                                 .map_err(|d| SopsError::BadEncValue { path: p, detail: d })?
                         }
@@ -225,12 +286,16 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
                 }
                 leaves.push(Opened::Value { plain, encrypted });
             }
-            Leaf::Comment { path, text, .. } => {
+            Leaf::Comment { path, text, span } => {
                 let encrypted = matcher.encrypts(path);
                 let text = if encrypted && is_enc(text) {
-                    open_comment(&key, text, path)
+                    open_comment(&key, text, path, &parsed.leaves).ok_or_else(|| {
+                        SopsError::CommentUnreadable {
+                            line: line_of(src, span.start),
+                        }
+                    })?
                 } else {
-                    Some(text.clone())
+                    text.clone()
                 };
                 leaves.push(Opened::Comment { text, encrypted });
             }
@@ -357,6 +422,16 @@ pub fn encrypt(src: &[u8], fmt: FileFormat, spec: &KeySpec, rules: Rules) -> Res
                             span.clone(),
                             format::enc_text(ctx, text, span, &e).into_bytes(),
                         ));
+                    } else if fmt == FileFormat::Yaml
+                        && span.end == text.len()
+                        && !text.ends_with('\n')
+                    {
+                        // The metadata block will follow this value on a new line; write the
+                        // value so that line break does not become part of it (a `|` block).
+                        edits.push((
+                            span.clone(),
+                            format::plain_text(ctx, value, path)?.into_bytes(),
+                        ));
                     }
                 }
                 Leaf::Comment { path, span, text } => {
@@ -440,15 +515,27 @@ impl OpenDoc {
                     Leaf::Comment {
                         span, text: orig, ..
                     },
-                    Opened::Comment { text: Some(t), .. },
+                    Opened::Comment { text: t, .. },
                 ) if t != orig => {
                     edits.push((span.clone(), format!("#{t}").into_bytes()));
+                }
+                (Leaf::Value { span, .. }, Opened::Comment { text: t, .. }) => {
+                    // A comment sops stored as a list item goes back to being a comment line.
+                    let start = item_start(&self.src, span).ok_or_else(|| {
+                        SopsError::SelfCheck("a list-item comment lost its `-`".into())
+                    })?;
+                    edits.push((start..span.end, format!("#{t}").into_bytes()));
                 }
                 _ => {}
             }
         }
         edits.extend(format::meta_edits(self.format, text, &self.parsed, None));
-        Ok(Zeroizing::new(format::splice(&self.src, edits)?))
+        let out = format::splice(&self.src, edits)?;
+        if self.format == FileFormat::Yaml && out.iter().all(u8::is_ascii_whitespace) {
+            // Nothing but the metadata: an empty mapping, as sops prints it.
+            return Ok(Zeroizing::new(b"{}\n".to_vec()));
+        }
+        Ok(Zeroizing::new(out))
     }
 
     /// The data key's recipients, per group.
@@ -519,11 +606,20 @@ impl OpenDoc {
                             edits.push((span.clone(), new.into_bytes()));
                         }
                     }
-                    (Leaf::Comment { path, span, .. }, Opened::Comment { text: Some(t), .. })
+                    (Leaf::Comment { path, span, .. }, Opened::Comment { text: t, .. })
                         if o.is_resealed() =>
                     {
                         let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
                         edits.push((span.clone(), format!("#{e}").into_bytes()));
+                    }
+                    (Leaf::Value { path, span, .. }, Opened::Comment { text: t, .. })
+                        if o.is_resealed() =>
+                    {
+                        let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
+                        let new = replace_token(&text[span.clone()], &e).ok_or_else(|| {
+                            SopsError::SelfCheck(format!("no ENC token at `{}`", path.join(":")))
+                        })?;
+                        edits.push((span.clone(), new.into_bytes()));
                     }
                     _ => {}
                 }
@@ -646,9 +742,10 @@ impl OpenDoc {
                         h.update(plain.mac_bytes());
                     }
                 }
-                (Leaf::Comment { path, span, .. }, Opened::Comment { text: Some(t), .. })
-                    if o.is_resealed() =>
-                {
+                (
+                    Leaf::Comment { path, span, .. } | Leaf::Value { path, span, .. },
+                    Opened::Comment { text: t, .. },
+                ) if o.is_resealed() => {
                     let (bytes, ty) = decrypt_bytes(key, token(span, path)?, &aad_for(path))
                         .map_err(|_| lost(path))?;
                     if ty != "comment" || bytes.as_slice() != t.as_bytes() {

@@ -52,6 +52,12 @@ pub enum SopsError {
         /// What is wrong.
         detail: String,
     },
+    /// An encrypted comment does not decrypt with the file's data key.
+    #[error("the encrypted comment on line {line} does not decrypt with this file's data key (it was left under an old data key, or moved); restore the file from version control, or delete that comment line and run `kiwictl secrets rotate`")]
+    CommentUnreadable {
+        /// 1-based line number of the comment.
+        line: usize,
+    },
     /// The MAC over the decrypted values does not match the stored MAC.
     #[error("MAC mismatch: the values were changed, removed or swapped after encryption; restore the file from version control")]
     MacMismatch,

@@ -7,7 +7,9 @@
 pub(crate) mod dotenv;
 pub(crate) mod json;
 pub(crate) mod yaml;
+mod yaml_comments;
 pub(crate) mod yaml_fast;
+mod yaml_scalar;
 
 use std::ops::Range;
 use std::path::Path;
@@ -186,7 +188,9 @@ pub(crate) fn meta_edits(
         (None, None) => vec![],
         (None, Some(b)) => b.remove.iter().map(|r| (r.clone(), Vec::new())).collect(),
         (Some(m), Some(b)) => {
+            let in_flow = src[..b.spans[0].start].trim_end().ends_with([',', '{']);
             let text = match format {
+                FileFormat::Yaml if in_flow => yaml::meta_flow_text(m),
                 FileFormat::Yaml => yaml::meta_text(m),
                 FileFormat::Json | FileFormat::Binary => {
                     json::meta_member(m, &json::indent_unit(src))
@@ -198,6 +202,14 @@ pub(crate) fn meta_edits(
             edits
         }
         (Some(m), None) => match format {
+            FileFormat::Yaml if yaml::flow_close(src).is_some() => {
+                // A flow mapping at the top level takes the metadata as one more entry.
+                let (close, empty) = yaml::flow_close(src).unwrap_or_default();
+                let at = src[..close].trim_end().len();
+                let sep = if empty { "" } else { ", " };
+                let text = format!("{sep}{}", yaml::meta_flow_text(m));
+                vec![(at..at, text.into_bytes())]
+            }
             FileFormat::Yaml => {
                 let mut t = String::new();
                 if !src.is_empty() && !src.ends_with('\n') {

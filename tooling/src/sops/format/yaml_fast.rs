@@ -431,6 +431,7 @@ impl<'a> Reader<'a> {
         if self.lines.get(self.at).is_some_and(|n| n.col > col) {
             return None;
         }
+        let end = end + usize::from(self.src[end..].starts_with('\n'));
         let raw = &self.src[l.off + rest_at..end];
         Some(MVal::Str(decode_block(raw, l.line_indent).ok()?))
     }
