@@ -441,3 +441,61 @@ fn rotation_and_updatekeys_leave_nothing_under_an_old_key_and_verify_finds_what_
         "the file was changed"
     );
 }
+
+#[test]
+fn ini_files_are_refused_and_nothing_is_written() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    let d = tempfile::tempdir().expect("tempdir");
+    let r1 = recipient("test1");
+    let f = d.path().join("app.ini");
+    std::fs::copy(fixtures().join("plain/basic.ini"), &f).expect("copy");
+    let original = std::fs::read(&f).expect("read");
+    let refused = |o: &std::process::Output, what: &str| {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{what} succeeded");
+        assert!(o.stdout.is_empty(), "{what} printed something");
+        assert!(err.contains("ini files are not supported"), "{what}: {err}");
+    };
+    // Encrypting, to stdout or in place, writes nothing (no silent binary file).
+    refused(
+        &run(
+            &kiwi,
+            &["secrets", "encrypt", "--age", &r1, p(&f)],
+            None,
+            None,
+        ),
+        "encrypt",
+    );
+    refused(
+        &run(
+            &kiwi,
+            &["secrets", "encrypt", "-i", "--age", &r1, p(&f)],
+            None,
+            None,
+        ),
+        "encrypt -i",
+    );
+    assert_eq!(std::fs::read(&f).expect("read"), original);
+    assert_eq!(std::fs::read_dir(d.path()).expect("dir").count(), 1);
+    // A file sops encrypted as INI is refused by name, not as a broken JSON file.
+    let enc = d.path().join("sops.ini");
+    std::fs::write(&enc, ok(&sops, &["encrypt", "--age", &r1, p(&f)], None)).expect("write");
+    let before = std::fs::read(&enc).expect("read");
+    refused(
+        &run(&kiwi, &["secrets", "decrypt", p(&enc)], Some("test1"), None),
+        "decrypt",
+    );
+    let o = run(&kiwi, &["secrets", "rotate", p(&enc)], Some("test1"), None);
+    assert!(!o.status.success(), "rotate succeeded");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(said.contains("ini files are not supported"), "{said}");
+    assert_eq!(
+        std::fs::read(&enc).expect("read"),
+        before,
+        "rotate changed the file"
+    );
+}

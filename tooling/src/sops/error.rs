@@ -22,6 +22,14 @@ pub enum SopsError {
         /// The construct.
         detail: String,
     },
+    /// The file is in a format sops has and this engine does not (INI).
+    #[error("{format} files are not supported by kiwictl yet ({detail}); nothing was written: use sops for this file, or pass --input-type binary to store the whole file as one encrypted value")]
+    UnsupportedFormat {
+        /// Format name.
+        format: &'static str,
+        /// Why the file was taken for one.
+        detail: String,
+    },
     /// The file has no `sops` metadata block.
     #[error(
         "not a SOPS file (no `sops` metadata); encrypt it first with `kiwictl secrets encrypt`"

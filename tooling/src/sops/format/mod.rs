@@ -51,6 +51,19 @@ impl FileFormat {
         }
     }
 
+    /// The format of a file named `path` without an `--input-type`: as [`FileFormat::from_path`],
+    /// but a name sops reads as INI is refused rather than taken for binary, which would write
+    /// a file sops cannot read as the INI it expects.
+    pub fn for_path(path: &Path) -> Result<FileFormat> {
+        if path.extension().is_some_and(|e| e == "ini") {
+            return Err(SopsError::UnsupportedFormat {
+                format: "ini",
+                detail: format!("{} ends in .ini", path.display()),
+            });
+        }
+        Ok(FileFormat::from_path(path))
+    }
+
     /// Parses a `--input-type` value.
     pub fn from_name(s: &str) -> Option<FileFormat> {
         match s {
@@ -154,9 +167,23 @@ pub(crate) fn parse(format: FileFormat, src: &[u8]) -> Result<Parsed> {
     })?;
     match format {
         FileFormat::Yaml => yaml::parse(text),
-        FileFormat::Json | FileFormat::Binary => json::parse(text),
+        FileFormat::Json | FileFormat::Binary => json::parse(text).map_err(|e| {
+            if has_ini_sops_section(text) {
+                SopsError::UnsupportedFormat {
+                    format: "ini",
+                    detail: "this file holds sops metadata in an INI [sops] section".into(),
+                }
+            } else {
+                e
+            }
+        }),
         FileFormat::Dotenv => dotenv::parse(text),
     }
+}
+
+/// Whether `text` is an INI file that sops encrypted (it has a `[sops]` section).
+fn has_ini_sops_section(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "[sops]")
 }
 
 /// Text that replaces a value's span with an encrypted value.
