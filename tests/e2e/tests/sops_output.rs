@@ -54,6 +54,8 @@ fn kiwictl_encrypt_decrypts_with_sops() {
         ("floats.yaml", &[]),
         ("flow.yaml", &[]),
         ("flow_empty.yaml", &[]),
+        ("strings.yaml", &[]),
+        ("floats.json", &[]),
     ];
     for (i, (name, flags)) in cases.iter().enumerate() {
         let plain = fixtures().join("plain").join(name);

@@ -10,6 +10,7 @@ pub(crate) mod yaml;
 mod yaml_comments;
 pub(crate) mod yaml_fast;
 mod yaml_scalar;
+mod yaml_write;
 
 use std::ops::Range;
 use std::path::Path;
