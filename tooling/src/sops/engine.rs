@@ -65,9 +65,14 @@ enum Opened {
     /// A value and whether the file holds it encrypted.
     Value { plain: Plain, encrypted: bool },
     /// A comment's text (an encrypted comment that does not decrypt is an error); `encrypted`
-    /// when it must be encrypted. A comment sops stores as a list item
+    /// when it must be encrypted; `moved` when it decrypted only under another path than its
+    /// own, which sops cannot read it with. A comment sops stores as a list item
     /// (`- ENC[...,type:comment]`) is a comment held by a [`Leaf::Value`].
-    Comment { text: String, encrypted: bool },
+    Comment {
+        text: String,
+        encrypted: bool,
+        moved: bool,
+    },
 }
 
 impl Opened {
@@ -167,16 +172,26 @@ fn unwrap_key(meta: &Metadata, ids: &Identities) -> Result<DataKey> {
 /// ancestors, else under any other collection of the document: sops itself encrypts some
 /// comments under a path it does not give them when it reads its own output, and older
 /// kiwictl versions used the top level for comments at the end of a nested mapping. A
-/// rotation re-encrypts every comment under the path it is read with here.
-fn open_comment(key: &DataKey, text: &str, path: &[String], leaves: &[Leaf]) -> Option<String> {
+/// rotation re-encrypts every comment under the path it is read with here, and so does a
+/// re-wrap of the data key for the comments found elsewhere. Returns the text and whether it
+/// was found under another path than `path`.
+fn open_comment(
+    key: &DataKey,
+    text: &str,
+    path: &[String],
+    leaves: &[Leaf],
+) -> Option<(String, bool)> {
     let try_path = |p: &[String]| -> Option<String> {
         let (bytes, ty) = decrypt_bytes(key, text, &aad_for(p)).ok()?;
         (ty == "comment")
             .then(|| String::from_utf8(bytes.to_vec()).ok())
             .flatten()
     };
-    if let Some(t) = (0..=path.len()).rev().find_map(|n| try_path(&path[..n])) {
-        return Some(t);
+    if let Some(t) = try_path(path) {
+        return Some((t, false));
+    }
+    if let Some(t) = (0..path.len()).rev().find_map(|n| try_path(&path[..n])) {
+        return Some((t, true));
     }
     let mut others: Vec<&[String]> = leaves
         .iter()
@@ -188,7 +203,7 @@ fn open_comment(key: &DataKey, text: &str, path: &[String], leaves: &[Leaf]) -> 
         .collect();
     others.sort();
     others.dedup();
-    others.into_iter().find_map(try_path)
+    others.into_iter().find_map(try_path).map(|t| (t, true))
 }
 
 /// The 1-based line of byte `at`.
@@ -264,6 +279,7 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
                                 leaves.push(Opened::Comment {
                                     text,
                                     encrypted: true,
+                                    moved: false,
                                 });
                                 continue;
                             }
@@ -288,16 +304,20 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
             }
             Leaf::Comment { path, text, span } => {
                 let encrypted = matcher.encrypts(path);
-                let text = if encrypted && is_enc(text) {
+                let (text, moved) = if encrypted && is_enc(text) {
                     open_comment(&key, text, path, &parsed.leaves).ok_or_else(|| {
                         SopsError::CommentUnreadable {
                             line: line_of(src, span.start),
                         }
                     })?
                 } else {
-                    text.clone()
+                    (text.clone(), false)
                 };
-                leaves.push(Opened::Comment { text, encrypted });
+                leaves.push(Opened::Comment {
+                    text,
+                    encrypted,
+                    moved,
+                });
             }
         }
     }
@@ -632,7 +652,22 @@ impl OpenDoc {
                 self.meta.rules.clone(),
             )
         } else {
-            // Same key: values and MAC stay; only the wrapped keys change.
+            // Same key: values and MAC stay; only the wrapped keys change, and comments found
+            // under another path than their own move to it, where sops reads them.
+            for (leaf, o) in self.parsed.leaves.iter().zip(&self.leaves) {
+                if let (
+                    Leaf::Comment { path, span, .. },
+                    Opened::Comment {
+                        text: t,
+                        moved: true,
+                        ..
+                    },
+                ) = (leaf, o)
+                {
+                    let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
+                    edits.push((span.clone(), format!("#{e}").into_bytes()));
+                }
+            }
             Metadata {
                 key_groups: groups,
                 shamir_threshold: if spec.groups.len() > 1 { threshold } else { 0 },
@@ -838,6 +873,51 @@ mod tests {
             String::from_utf8(doc2.plaintext().unwrap().to_vec()).unwrap(),
             src
         );
+    }
+
+    /// The `#ENC[...]` token of the first encrypted comment.
+    fn comment_token(text: &str) -> &str {
+        let at = text.find("#ENC[").unwrap() + 1;
+        &text[at..at + text[at..].find(']').unwrap() + 1]
+    }
+
+    #[test]
+    fn comments_under_another_path_are_read_and_a_rewrap_moves_them_home() {
+        let (ids, spec) = setup();
+        let src = "a:\n  b:\n    c: x\n    # foot of a:b\nd: z\n";
+        let enc = encrypt(src.as_bytes(), FileFormat::Yaml, &spec, Rules::default()).unwrap();
+        let text = String::from_utf8(enc.clone()).unwrap();
+        let key = open(&enc, FileFormat::Yaml, Unlock::Identities(&ids))
+            .unwrap()
+            .key;
+        let tok = comment_token(&text);
+        assert!(
+            decrypt_bytes(&key, tok, "a:b:").is_ok(),
+            "sops reads it under a:b:"
+        );
+        // As kiwictl wrote it before: under the top level, where sops does not look.
+        let legacy = text.replacen(
+            tok,
+            &encrypt_bytes(&key, b" foot of a:b", "comment", ":"),
+            1,
+        );
+        let doc = open(
+            legacy.as_bytes(),
+            FileFormat::Yaml,
+            Unlock::Identities(&ids),
+        )
+        .unwrap();
+        assert_eq!(&doc.plaintext().unwrap()[..], src.as_bytes());
+        let rewrapped = String::from_utf8(doc.reseal(&spec, false).unwrap()).unwrap();
+        let (bytes, _) = decrypt_bytes(&key, comment_token(&rewrapped), "a:b:").unwrap();
+        assert_eq!(&bytes[..], b" foot of a:b");
+        // Under another data key it is an error that names the line, not `#ENC[...]` output.
+        let other = DataKey::generate();
+        let stale = text.replacen(tok, &encrypt_bytes(&other, b" x", "comment", "a:b:"), 1);
+        assert!(matches!(
+            open(stale.as_bytes(), FileFormat::Yaml, Unlock::Identities(&ids)),
+            Err(SopsError::CommentUnreadable { line: 4 })
+        ));
     }
 
     #[test]
