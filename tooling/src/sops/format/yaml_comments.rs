@@ -12,13 +12,19 @@
 //! - a comment on the same line as content belongs to the collection of the entry it follows;
 //! - when no collection ends between P and N, every comment is a head comment of N and belongs
 //!   to N's collection;
-//! - otherwise, a first run of comments directly under P (no blank line, one column, to the
-//!   right of N, and no blank line after it) is a foot of P and belongs to P's collection;
-//! - a comment at or left of N's column, and every comment after it, is a head of N;
+//! - otherwise, a first run of comments directly under P (no blank line, one column, and no
+//!   blank line after it) is a foot of P and belongs to P's collection, unless it is at N's
+//!   column with no comment left of it before N;
+//! - a comment at N's column, and every comment after it, is a head of N;
 //! - any other comment is a foot of the innermost ending collection whose column is at or left
-//!   of the comment (of P's collection when there is none); a list's foot, when no blank line
-//!   came before it, is filed in the list's parent, as yaml.v3 moves a sequence's foot comment
-//!   to the key that holds the sequence.
+//!   of the comment (of P's collection when there is none); a comment at a list's own column,
+//!   when no blank line came before it, is the list's foot and filed in the list's parent, as
+//!   yaml.v3 moves a sequence's foot comment to the key that holds the sequence.
+//!
+//! Layouts with comments between collections that end, at columns of no collection around
+//! them and split by blank lines, can still land elsewhere in sops (a few in a hundred of
+//! generated ones); reading tries other paths ([`crate::sops::engine`]), and a rotation or
+//! `updatekeys` then writes each comment under the path given here.
 
 use std::ops::Range;
 use std::rc::Rc;
@@ -80,6 +86,15 @@ fn run_ends_blank(src: &str, start: usize, col: usize) -> bool {
         return text.trim().is_empty() && line.ends_with('\n');
     }
     false
+}
+
+/// Whether no comment line from `start` up to `end` sits left of column `col` (a first run of
+/// comments at N's column is a head of N only when no comment to its left comes before N).
+fn none_left_until(src: &str, start: usize, end: usize, col: usize) -> bool {
+    src[start..end.max(start)].split('\n').all(|line| {
+        let text = line.trim_start_matches(' ');
+        !text.starts_with('#') || line.len() - text.len() >= col
+    })
 }
 
 /// The state of the comment lines between two entries.
@@ -148,7 +163,10 @@ pub(super) fn assign(src: &str, entries: &[Entry], flows: &[Range<usize>], leave
             *path = head_path();
             continue;
         };
-        if g.foot_run.is_some_and(|c| c <= n) {
+        let next_at = entries
+            .get(next)
+            .map_or(src.len(), |e| line_start(src, e.at));
+        if g.foot_run == Some(n) && none_left_until(src, start, next_at, n) {
             g.foot_run = None;
         }
         let innermost = chain.last().map(|b| b.path.clone()).unwrap_or_default();
@@ -156,7 +174,7 @@ pub(super) fn assign(src: &str, entries: &[Entry], flows: &[Range<usize>], leave
             head_path()
         } else if g.foot_run.is_some() {
             innermost
-        } else if col <= n {
+        } else if col == n {
             g.heads = true;
             head_path()
         } else {
@@ -164,7 +182,7 @@ pub(super) fn assign(src: &str, entries: &[Entry], flows: &[Range<usize>], leave
                 .rev()
                 .find(|&i| chain[i].indent <= col)
             {
-                Some(i) if chain[i].seq && !g.blank => i
+                Some(i) if chain[i].seq && chain[i].indent == col && !g.blank => i
                     .checked_sub(1)
                     .map(|p| chain[p].path.clone())
                     .unwrap_or_default(),
@@ -389,6 +407,26 @@ mod tests {
             (
                 "a:\n  b:\n    c: 1\n\n    # c4 blank\n  # c2\nd: 2\n",
                 &["a:b:", "a:"],
+            ),
+            (
+                "k85: v\nk829:\n  - x\n      # c157\n     # c158\nzzz: 1\n",
+                &["k829:", "k829:"],
+            ),
+            (
+                "k348:\n  # c85\n  - a: 1\n    k634:\n      k697: v\n# c86\n    k813: v\n    # c87\nk498: v\n",
+                &["k348:", "k348:k634:", "k348:"],
+            ),
+            (
+                "k424:\n    k4:\n      k927:\n        k312: v\n        k821: v\n# c187\n# c188\n# c189\n      k84: v\nzzz: 1\n",
+                &["k424:k4:k927:", "k424:k4:k927:", "k424:k4:k927:"],
+            ),
+            (
+                "a:\n  b:\n    c: 1\n    d: 2\n\n# c blank dedent\n  e: 3\n",
+                &["a:b:"],
+            ),
+            (
+                "a:\n  b:\n    c: 1\n\n# c blank dedent\n  e: 3\n",
+                &["a:b:"],
             ),
         ];
         for (src, want) in cases {
