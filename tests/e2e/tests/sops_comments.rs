@@ -3,8 +3,8 @@
 //! at the columns of the collections around them, comments after values) are encrypted by
 //! kiwictl and decrypted by `sops -d`, which must give back the comments it keeps when it
 //! encrypts the document itself, and leave no ciphertext; sops warns and keeps `ENC[...]` for a
-//! comment under another path. The same files
-//! rotated by kiwictl stay readable by sops.
+//! comment under another path. The same files rotated by kiwictl stay readable by sops, and
+//! kiwictl decrypts sops's own encryption of each document to the bytes `sops -d` prints.
 
 use std::path::Path;
 
@@ -136,6 +136,16 @@ fn sops_reads_every_comment_of_generated_documents_kiwictl_encrypts_and_rotates(
         )
         .expect("write");
         let want = sops_comments(&theirs, &format!("doc{i} by sops"), &plain);
+        // kiwictl reads sops's file to the very bytes sops prints.
+        assert_eq!(
+            String::from_utf8_lossy(&ok(
+                &kiwi,
+                &["secrets", "decrypt", p(&theirs)],
+                Some("test1")
+            )),
+            String::from_utf8_lossy(&ok(&sops_bin(), &["-d", p(&theirs)], Some("test1"))),
+            "doc{i}: kiwictl decrypt of sops's file differs from sops -d\n{plain}"
+        );
         let enc = ok(&kiwi, &["secrets", "encrypt", "--age", &r1, p(&src)], None);
         let f = d.path().join(format!("doc{i}.enc.yaml"));
         std::fs::write(&f, enc).expect("write");
