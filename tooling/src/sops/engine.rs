@@ -11,6 +11,7 @@ use super::agekeys::{AgeRecipient, Identities};
 use super::cipher::{
     aad_for, decrypt_bytes, encrypt_bytes, encrypt_value, is_enc, DataKey, DecryptFailure,
 };
+use super::comments::{item_start, line_of, open_comment};
 use super::error::{Result, SopsError};
 use super::format::{self, FileFormat, Leaf, Parsed};
 use super::metadata::{now_rfc3339, AgeStanza, KeyGroup, Metadata, Rules, SOPS_FORMAT_VERSION};
@@ -64,10 +65,14 @@ impl KeySpec {
 enum Opened {
     /// A value and whether the file holds it encrypted.
     Value { plain: Plain, encrypted: bool },
-    /// A comment: `Some(text)` when readable; `encrypted` when it must be encrypted.
+    /// A comment's text (an encrypted comment that does not decrypt is an error); `encrypted`
+    /// when it must be encrypted; `moved` when it decrypted only under another path than its
+    /// own, which sops cannot read it with. A comment sops stores as a list item
+    /// (`- ENC[...,type:comment]`) is a comment held by a [`Leaf::Value`].
     Comment {
-        text: Option<String>,
+        text: String,
         encrypted: bool,
+        moved: bool,
     },
 }
 
@@ -77,9 +82,10 @@ impl Opened {
         match self {
             Opened::Value { plain, encrypted } => *encrypted && !plain.is_empty(),
             Opened::Comment {
-                text: Some(t),
+                text,
                 encrypted: true,
-            } => !t.is_empty(),
+                ..
+            } => !text.is_empty(),
             Opened::Comment { .. } => false,
         }
     }
@@ -163,17 +169,6 @@ fn unwrap_key(meta: &Metadata, ids: &Identities) -> Result<DataKey> {
         .ok_or_else(|| SopsError::Metadata("the data key is not 32 bytes".into()))
 }
 
-/// Decrypts a comment, trying the path sops would use and then its ancestors (yaml.v3 may
-/// attach a comment to a different level than our syntax tree does).
-fn open_comment(key: &DataKey, text: &str, path: &[String]) -> Option<String> {
-    (0..=path.len()).rev().find_map(|n| {
-        let (bytes, ty) = decrypt_bytes(key, text, &aad_for(&path[..n])).ok()?;
-        (ty == "comment")
-            .then(|| String::from_utf8(bytes.to_vec()).ok())
-            .flatten()
-    })
-}
-
 /// Opens a SOPS document: unwraps the data key, decrypts every value and checks the MAC.
 pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> {
     let parsed = format::parse(fmt, src)?;
@@ -206,6 +201,35 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
                                         detail: d,
                                     },
                                 })?;
+                            if ty == "comment" {
+                                // A comment sops moved into a list as an item: not a value,
+                                // and not part of the MAC.
+                                let (Leaf::Value { span, .. }, FileFormat::Yaml) = (leaf, fmt)
+                                else {
+                                    return Err(SopsError::BadEncValue {
+                                        path: p,
+                                        detail: "a comment where a value belongs".into(),
+                                    });
+                                };
+                                if item_start(src, span).is_none() {
+                                    return Err(SopsError::BadEncValue {
+                                        path: p,
+                                        detail: "a comment stored as a list item that does not start its line".into(),
+                                    });
+                                }
+                                let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+                                    SopsError::BadEncValue {
+                                        path: p,
+                                        detail: "comment is not UTF-8".into(),
+                                    }
+                                })?;
+                                leaves.push(Opened::Comment {
+                                    text,
+                                    encrypted: true,
+                                    moved: false,
+                                });
+                                continue;
+                            }
                             Plain::from_decrypted(bytes, &ty)
                                 .map_err(|d| SopsError::BadEncValue { path: p, detail: d })?
                         }
@@ -225,14 +249,22 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
                 }
                 leaves.push(Opened::Value { plain, encrypted });
             }
-            Leaf::Comment { path, text, .. } => {
+            Leaf::Comment { path, text, span } => {
                 let encrypted = matcher.encrypts(path);
-                let text = if encrypted && is_enc(text) {
-                    open_comment(&key, text, path)
+                let (text, moved) = if encrypted && is_enc(text) {
+                    open_comment(&key, text, path, &parsed.leaves).ok_or_else(|| {
+                        SopsError::CommentUnreadable {
+                            line: line_of(src, span.start),
+                        }
+                    })?
                 } else {
-                    Some(text.clone())
+                    (text.clone(), false)
                 };
-                leaves.push(Opened::Comment { text, encrypted });
+                leaves.push(Opened::Comment {
+                    text,
+                    encrypted,
+                    moved,
+                });
             }
         }
     }
@@ -357,6 +389,16 @@ pub fn encrypt(src: &[u8], fmt: FileFormat, spec: &KeySpec, rules: Rules) -> Res
                             span.clone(),
                             format::enc_text(ctx, text, span, &e).into_bytes(),
                         ));
+                    } else if fmt == FileFormat::Yaml
+                        && span.end == text.len()
+                        && !text.ends_with('\n')
+                    {
+                        // The metadata block will follow this value on a new line; write the
+                        // value so that line break does not become part of it (a `|` block).
+                        edits.push((
+                            span.clone(),
+                            format::plain_text(ctx, value, path)?.into_bytes(),
+                        ));
                     }
                 }
                 Leaf::Comment { path, span, text } => {
@@ -440,15 +482,27 @@ impl OpenDoc {
                     Leaf::Comment {
                         span, text: orig, ..
                     },
-                    Opened::Comment { text: Some(t), .. },
+                    Opened::Comment { text: t, .. },
                 ) if t != orig => {
                     edits.push((span.clone(), format!("#{t}").into_bytes()));
+                }
+                (Leaf::Value { span, .. }, Opened::Comment { text: t, .. }) => {
+                    // A comment sops stored as a list item goes back to being a comment line.
+                    let start = item_start(&self.src, span).ok_or_else(|| {
+                        SopsError::SelfCheck("a list-item comment lost its `-`".into())
+                    })?;
+                    edits.push((start..span.end, format!("#{t}").into_bytes()));
                 }
                 _ => {}
             }
         }
         edits.extend(format::meta_edits(self.format, text, &self.parsed, None));
-        Ok(Zeroizing::new(format::splice(&self.src, edits)?))
+        let out = format::splice(&self.src, edits)?;
+        if self.format == FileFormat::Yaml && out.iter().all(u8::is_ascii_whitespace) {
+            // Nothing but the metadata: an empty mapping, as sops prints it.
+            return Ok(Zeroizing::new(b"{}\n".to_vec()));
+        }
+        Ok(Zeroizing::new(out))
     }
 
     /// The data key's recipients, per group.
@@ -519,11 +573,20 @@ impl OpenDoc {
                             edits.push((span.clone(), new.into_bytes()));
                         }
                     }
-                    (Leaf::Comment { path, span, .. }, Opened::Comment { text: Some(t), .. })
+                    (Leaf::Comment { path, span, .. }, Opened::Comment { text: t, .. })
                         if o.is_resealed() =>
                     {
                         let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
                         edits.push((span.clone(), format!("#{e}").into_bytes()));
+                    }
+                    (Leaf::Value { path, span, .. }, Opened::Comment { text: t, .. })
+                        if o.is_resealed() =>
+                    {
+                        let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
+                        let new = replace_token(&text[span.clone()], &e).ok_or_else(|| {
+                            SopsError::SelfCheck(format!("no ENC token at `{}`", path.join(":")))
+                        })?;
+                        edits.push((span.clone(), new.into_bytes()));
                     }
                     _ => {}
                 }
@@ -536,7 +599,22 @@ impl OpenDoc {
                 self.meta.rules.clone(),
             )
         } else {
-            // Same key: values and MAC stay; only the wrapped keys change.
+            // Same key: values and MAC stay; only the wrapped keys change, and comments found
+            // under another path than their own move to it, where sops reads them.
+            for (leaf, o) in self.parsed.leaves.iter().zip(&self.leaves) {
+                if let (
+                    Leaf::Comment { path, span, .. },
+                    Opened::Comment {
+                        text: t,
+                        moved: true,
+                        ..
+                    },
+                ) = (leaf, o)
+                {
+                    let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
+                    edits.push((span.clone(), format!("#{e}").into_bytes()));
+                }
+            }
             Metadata {
                 key_groups: groups,
                 shamir_threshold: if spec.groups.len() > 1 { threshold } else { 0 },
@@ -646,9 +724,10 @@ impl OpenDoc {
                         h.update(plain.mac_bytes());
                     }
                 }
-                (Leaf::Comment { path, span, .. }, Opened::Comment { text: Some(t), .. })
-                    if o.is_resealed() =>
-                {
+                (
+                    Leaf::Comment { path, span, .. } | Leaf::Value { path, span, .. },
+                    Opened::Comment { text: t, .. },
+                ) if o.is_resealed() => {
                     let (bytes, ty) = decrypt_bytes(key, token(span, path)?, &aad_for(path))
                         .map_err(|_| lost(path))?;
                     if ty != "comment" || bytes.as_slice() != t.as_bytes() {
@@ -741,6 +820,51 @@ mod tests {
             String::from_utf8(doc2.plaintext().unwrap().to_vec()).unwrap(),
             src
         );
+    }
+
+    /// The `#ENC[...]` token of the first encrypted comment.
+    fn comment_token(text: &str) -> &str {
+        let at = text.find("#ENC[").unwrap() + 1;
+        &text[at..at + text[at..].find(']').unwrap() + 1]
+    }
+
+    #[test]
+    fn comments_under_another_path_are_read_and_a_rewrap_moves_them_home() {
+        let (ids, spec) = setup();
+        let src = "a:\n  b:\n    c: x\n    # foot of a:b\nd: z\n";
+        let enc = encrypt(src.as_bytes(), FileFormat::Yaml, &spec, Rules::default()).unwrap();
+        let text = String::from_utf8(enc.clone()).unwrap();
+        let key = open(&enc, FileFormat::Yaml, Unlock::Identities(&ids))
+            .unwrap()
+            .key;
+        let tok = comment_token(&text);
+        assert!(
+            decrypt_bytes(&key, tok, "a:b:").is_ok(),
+            "sops reads it under a:b:"
+        );
+        // As kiwictl wrote it before: under the top level, where sops does not look.
+        let legacy = text.replacen(
+            tok,
+            &encrypt_bytes(&key, b" foot of a:b", "comment", ":"),
+            1,
+        );
+        let doc = open(
+            legacy.as_bytes(),
+            FileFormat::Yaml,
+            Unlock::Identities(&ids),
+        )
+        .unwrap();
+        assert_eq!(&doc.plaintext().unwrap()[..], src.as_bytes());
+        let rewrapped = String::from_utf8(doc.reseal(&spec, false).unwrap()).unwrap();
+        let (bytes, _) = decrypt_bytes(&key, comment_token(&rewrapped), "a:b:").unwrap();
+        assert_eq!(&bytes[..], b" foot of a:b");
+        // Under another data key it is an error that names the line, not `#ENC[...]` output.
+        let other = DataKey::generate();
+        let stale = text.replacen(tok, &encrypt_bytes(&other, b" x", "comment", "a:b:"), 1);
+        assert!(matches!(
+            open(stale.as_bytes(), FileFormat::Yaml, Unlock::Identities(&ids)),
+            Err(SopsError::CommentUnreadable { line: 4 })
+        ));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod agekeys;
 pub mod cipher;
+mod comments;
 pub mod config;
 pub mod engine;
 pub mod error;
