@@ -9,6 +9,8 @@
 pub mod agekeys;
 pub mod cipher;
 pub mod config;
+#[cfg(test)]
+mod crash;
 pub mod engine;
 pub mod error;
 pub mod files;
