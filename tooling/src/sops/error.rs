@@ -126,6 +126,15 @@ pub enum SopsError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A rewrite could not be put in place (disk full, I/O error); the file is as it was and its
+    /// temporary file is gone.
+    #[error("{path}: the new content could not be written ({source}); the file was left as it was: free some space or fix the disk, then run the command again")]
+    NotReplaced {
+        /// The file that was to be rewritten.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Output file already exists.
     #[error("{0} already exists; choose another --out path or remove it first (kiwictl never overwrites plaintext files)")]
     OutputExists(PathBuf),

@@ -289,12 +289,19 @@ fn go_parse_int(s: &str) -> IntParse {
 
 /// yaml.v3 `parseTimestamp`, returning Go's `time.MarshalText` of the result.
 pub fn parse_timestamp(s: &str) -> Option<String> {
+    // yaml.v3's quick check first (every timestamp starts `YYYY-`), so the regex is compiled
+    // only for a document that holds something like a date.
+    let b = s.as_bytes();
+    if b.len() < 5 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
+        return None;
+    }
     static RE: OnceLock<Regex> = OnceLock::new();
     // The pattern is a constant that compiles.
     #[allow(clippy::unwrap_used)]
     let re = RE.get_or_init(|| {
         Regex::new(
-            r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:([Tt ])(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})?)?$",
+            // Go's `\d` is ASCII only.
+            r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:([Tt ])([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})?)?$",
         )
         .unwrap()
     });

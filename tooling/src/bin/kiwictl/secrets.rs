@@ -52,7 +52,7 @@ pub struct TreeArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
-    /// Worker threads.
+    /// Worker threads (default: eight per core).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
 }
