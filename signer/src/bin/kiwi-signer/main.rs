@@ -35,7 +35,7 @@ macro_rules! out {
     }};
 }
 
-const EXIT_HELP: &str = "Exit status: 0 success; 1 refused or failed (nothing was written, the ledger is unchanged); 2 bad usage.
+const EXIT_HELP: &str = "Exit status: 0 success; 1 refused or failed (nothing was written and the ledger is unchanged, unless the message says the operation was recorded: then `export` writes its output); 2 bad usage.
 Secrets: the passphrase/PIN comes from --pin-file or the terminal, never from the environment.";
 
 /// KiwiStack's air-gapped root signer.
