@@ -16,13 +16,15 @@ pub mod engine;
 pub mod error;
 pub mod files;
 pub mod format;
+pub mod keycmd;
 pub mod metadata;
 pub mod shamir;
+pub mod status;
 pub mod tree;
 pub mod value;
 
 pub use agekeys::{AgeRecipient, Identities};
-pub use engine::{encrypt, open, KeySpec, OpenDoc, Unlock};
+pub use engine::{encrypt, open, open_ignoring_mac, KeySpec, OpenDoc, Unlock};
 pub use error::{Result, SopsError};
 pub use format::FileFormat;
 pub use metadata::Rules;
