@@ -286,3 +286,202 @@ fn filestatus_prints_what_sops_prints() {
             .success());
     }
 }
+
+/// The child's environment, sorted, without the variables the shell sets itself.
+fn env_cmd(out: &Path) -> String {
+    format!(
+        "env | grep -v -e '^_=' -e '^PWD=' -e '^SHLVL=' | sort > '{}'; exit 3",
+        p(out)
+    )
+}
+
+#[test]
+fn exec_env_gives_the_child_what_sops_gives_it() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    let d = tempfile::tempdir().expect("tempdir");
+    // A flat YAML file with a multi-line value, a number and a bool, encrypted by sops.
+    let flat = d.path().join("flat.yaml");
+    std::fs::write(
+        &flat,
+        "TOKEN: s3cr3t\nPORT: 5432\nON: true\nCERT: |\n    line1\n    line2\n",
+    )
+    .expect("write");
+    let enc = ok(
+        &sops,
+        &["encrypt", "--age", &recipient("test1"), p(&flat)],
+        None,
+    );
+    std::fs::write(&flat, enc).expect("write");
+    for f in [corpus("basic.env"), flat] {
+        let (theirs_env, ours_env) = (d.path().join("theirs"), d.path().join("ours"));
+        let theirs = run(
+            &sops,
+            &["exec-env", p(&f), &env_cmd(&theirs_env)],
+            Some("test1"),
+            None,
+        );
+        let ours = run(
+            &kiwi,
+            &["secrets", "exec-env", p(&f), "--", &env_cmd(&ours_env)],
+            Some("test1"),
+            None,
+        );
+        assert_eq!(theirs.status.code(), Some(3));
+        assert_eq!(
+            ours.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
+        let ours_text = std::fs::read_to_string(&ours_env).expect("ours");
+        assert_eq!(
+            ours_text,
+            std::fs::read_to_string(&theirs_env).expect("theirs"),
+            "{}",
+            f.display()
+        );
+        assert!(!ours_text.contains("SOPS_AGE_KEY="));
+    }
+    // The keys go to the child only, and a nested file is refused by both before anything runs.
+    let marker = d.path().join("ran");
+    let cmd = format!("touch '{}'", p(&marker));
+    let nested = corpus("basic.yaml");
+    assert!(
+        !run(&sops, &["exec-env", p(&nested), &cmd], Some("test1"), None)
+            .status
+            .success()
+    );
+    let o = run(
+        &kiwi,
+        &["secrets", "exec-env", p(&nested), "--", &cmd],
+        Some("test1"),
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("flat file"));
+    assert!(!marker.exists());
+}
+
+/// `.sops*` entries in the temporary directory.
+fn sops_temps(tmp: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(tmp)
+        .expect("tmp")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(".sops"))
+        })
+        .collect()
+}
+
+#[test]
+fn exec_file_gives_the_plaintext_and_leaves_nothing() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    let d = tempfile::tempdir().expect("tempdir");
+    let tmp = d.path().join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let with_tmp = |bin: &Path, args: &[&str]| {
+        let mut c = Command::new(bin);
+        c.args(args)
+            .env_remove("SOPS_AGE_KEY")
+            .env("SOPS_AGE_KEY_FILE", key("test1"))
+            .env("TMPDIR", &tmp)
+            .env("HOME", "/nonexistent");
+        c.output().expect("spawn")
+    };
+    for name in ["basic.yaml", "basic.json", "basic.env", "blob.bin"] {
+        let f = corpus(name);
+        let reference = ok(&sops, &["-d", p(&f)], Some("test1"));
+        for fifo in [true, false] {
+            let (theirs_out, ours_out) = (d.path().join("t"), d.path().join("o"));
+            let cmd = |out: &Path| format!("cat {{}} > '{}'; ls -l {{}} >&2; exit 5", p(out));
+            let mut sargs = vec!["exec-file"];
+            let mut kargs = vec!["secrets", "exec-file"];
+            if !fifo {
+                sargs.push("--no-fifo");
+                kargs.push("--no-fifo");
+            }
+            let (sc, kc) = (cmd(&theirs_out), cmd(&ours_out));
+            sargs.extend([p(&f), sc.as_str()]);
+            kargs.extend([p(&f), "--", kc.as_str()]);
+            let theirs = with_tmp(&sops, &sargs);
+            let ours = with_tmp(&kiwi, &kargs);
+            assert_eq!(theirs.status.code(), Some(5));
+            assert_eq!(
+                ours.status.code(),
+                Some(5),
+                "{}",
+                String::from_utf8_lossy(&ours.stderr)
+            );
+            let listing = String::from_utf8_lossy(&ours.stderr).to_string();
+            assert!(
+                listing.starts_with(if fifo { "prw-------" } else { "-rw-------" }),
+                "{name}: {listing}"
+            );
+            assert_eq!(std::fs::read(&ours_out).expect("ours"), reference, "{name}");
+            assert_eq!(
+                std::fs::read(&ours_out).expect("ours"),
+                std::fs::read(&theirs_out).expect("theirs")
+            );
+            assert_eq!(sops_temps(&tmp), Vec::<std::path::PathBuf>::new(), "{name}");
+        }
+    }
+    // The child killed by a signal, or never reading the FIFO: its status, nothing left.
+    let f = corpus("basic.yaml");
+    for extra in [&[][..], &["--no-fifo"][..]] {
+        for (cmd, code) in [("kill -TERM $$", 128 + 15), ("exit 0", 0)] {
+            let mut args = vec!["secrets", "exec-file"];
+            args.extend_from_slice(extra);
+            args.extend([p(&f), "--", cmd]);
+            let o = with_tmp(&kiwi, &args);
+            assert_eq!(o.status.code(), Some(code), "{cmd} {extra:?}");
+            assert!(sops_temps(&tmp).is_empty(), "{cmd} {extra:?}");
+        }
+    }
+}
+
+#[test]
+fn exec_file_cleans_up_when_kiwictl_is_sent_sigterm() {
+    let kiwi = kiwictl_bin();
+    let d = tempfile::tempdir().expect("tempdir");
+    let ready = d.path().join("ready");
+    let cmd = format!("touch '{}'; exec sleep 30", p(&ready));
+    let mut child = Command::new(&kiwi)
+        .args([
+            "secrets",
+            "exec-file",
+            "--no-fifo",
+            p(&corpus("basic.yaml")),
+            "--",
+            &cmd,
+        ])
+        .env_remove("SOPS_AGE_KEY")
+        .env("SOPS_AGE_KEY_FILE", key("test1"))
+        .env("TMPDIR", d.path())
+        .spawn()
+        .expect("spawn");
+    let t0 = std::time::Instant::now();
+    while !ready.exists() {
+        assert!(t0.elapsed().as_secs() < 20, "the command never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(
+        sops_temps(d.path()).len(),
+        1,
+        "the plaintext is there while it runs"
+    );
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let status = child.wait().expect("wait");
+    // The TERM reached the shell, whose status kiwictl reports; the file is gone.
+    assert_eq!(status.code(), Some(128 + 15));
+    assert!(
+        sops_temps(d.path()).is_empty(),
+        "{:?}",
+        sops_temps(d.path())
+    );
+}

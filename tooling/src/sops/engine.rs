@@ -458,6 +458,20 @@ impl OpenDoc {
         self.format
     }
 
+    /// Every value with its key path, in document order (comments left out).
+    pub fn values(&self) -> impl Iterator<Item = (&[String], &Plain)> {
+        self.parsed
+            .leaves
+            .iter()
+            .zip(&self.leaves)
+            .filter_map(|(leaf, o)| match (leaf, o) {
+                (Leaf::Value { path, .. }, Opened::Value { plain, .. }) => {
+                    Some((path.as_slice(), plain))
+                }
+                _ => None,
+            })
+    }
+
     /// The plaintext document (metadata removed), zeroized on drop.
     pub fn plaintext(&self) -> Result<Zeroizing<Vec<u8>>> {
         if self.format == FileFormat::Binary {

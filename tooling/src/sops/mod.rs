@@ -14,6 +14,7 @@ pub mod config;
 mod crash;
 pub mod engine;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod format;
 pub mod keycmd;

@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use kiwi_tooling::sops::config::rule_for_file;
+use kiwi_tooling::sops::exec::{exec_env, exec_file, FileMode};
 use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
 use kiwi_tooling::sops::status::file_status;
 use kiwi_tooling::sops::tree::{
     rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions,
 };
 use kiwi_tooling::sops::{
-    encrypt, open, open_ignoring_mac, AgeRecipient, FileFormat, Identities, KeySpec, Rules,
-    SopsError, Unlock,
+    encrypt, open, open_ignoring_mac, AgeRecipient, FileFormat, Identities, KeySpec, OpenDoc,
+    Rules, SopsError, Unlock,
 };
 
 /// Input formats.
@@ -105,6 +106,36 @@ impl InputArgs {
     }
 }
 
+/// What `exec-env` and `exec-file` run.
+#[derive(Args)]
+pub struct ExecArgs {
+    /// The SOPS file.
+    file: PathBuf,
+    /// The command, after `--` (joined with spaces and run by `/bin/sh -c`, as sops does).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+    /// Input format (default: from the file extension).
+    #[arg(long, value_enum)]
+    input_type: Option<InputType>,
+    #[command(flatten)]
+    ids: IdentityArgs,
+}
+
+impl ExecArgs {
+    /// Opens the file; returns the document and the command line.
+    fn open(&self) -> Result<(OpenDoc, String)> {
+        let ids = Identities::from_env(&self.ids.identity)?;
+        let src = read(&self.file)?;
+        let doc = open(
+            &src,
+            format_of(&self.file, self.input_type)?,
+            Unlock::Identities(&ids),
+        )
+        .with_context(|| format!("{}", self.file.display()))?;
+        Ok((doc, self.command.join(" ")))
+    }
+}
+
 /// The `secrets` subcommands.
 #[derive(Subcommand)]
 pub enum SecretsCommand {
@@ -166,6 +197,21 @@ pub enum SecretsCommand {
         /// Input format (default: from the file extension).
         #[arg(long, value_enum)]
         input_type: Option<InputType>,
+    },
+    /// Run a command with the flat file's keys in its environment (`sops exec-env`); exits with
+    /// the command's status.
+    ExecEnv {
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Run a command with `{}` replaced by the path of the plaintext, behind a FIFO or in a 0600
+    /// temporary file, removed when the command ends (`sops exec-file`); exits with its status.
+    ExecFile {
+        #[command(flatten)]
+        exec: ExecArgs,
+        /// A 0600 temporary file instead of a FIFO (for commands that read the file twice or seek).
+        #[arg(long)]
+        no_fifo: bool,
     },
     /// Make each file's recipients match its .sops.yaml rule (re-wraps the data key only).
     Updatekeys {
@@ -313,6 +359,19 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 .with_context(|| format!("{}", input.name.display()))?;
             out!("{}", serde_json::to_string(&st)?);
             Ok(0)
+        }
+        SecretsCommand::ExecEnv { exec } => {
+            let (doc, cmd) = exec.open()?;
+            Ok(exec_env(&doc, &cmd)?)
+        }
+        SecretsCommand::ExecFile { exec, no_fifo } => {
+            let (doc, cmd) = exec.open()?;
+            let mode = if no_fifo {
+                FileMode::TempFile
+            } else {
+                FileMode::Fifo
+            };
+            Ok(exec_file(&doc.plaintext()?, &cmd, mode)?)
         }
         SecretsCommand::Updatekeys {
             paths,
