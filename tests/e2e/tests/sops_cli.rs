@@ -485,3 +485,59 @@ fn exec_file_cleans_up_when_kiwictl_is_sent_sigterm() {
         sops_temps(d.path())
     );
 }
+
+#[test]
+fn new_entry_points_refuse_ini_like_the_old_ones() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    let d = tempfile::tempdir().expect("tempdir");
+    let key1 = key("test1");
+    let env = [("SOPS_AGE_KEY_FILE", p(&key1))];
+    let plain_ini = fixtures().join("plain/basic.ini");
+    let enc = ok(
+        &sops,
+        &["encrypt", "--age", &recipient("test1"), p(&plain_ini)],
+        None,
+    );
+    let f = d.path().join("app.ini");
+    std::fs::write(&f, &enc).expect("write");
+    let marker = d.path().join("ran");
+    let touch = format!("touch '{}'", p(&marker));
+    let plain = std::fs::read(&plain_ini).expect("plain");
+    let r1 = recipient("test1");
+    let cases: Vec<(Vec<&str>, &[u8])> = vec![
+        (vec!["secrets", "filestatus", p(&f)], b""),
+        (
+            vec!["secrets", "decrypt", "--filename-override", "x.ini"],
+            &enc,
+        ),
+        (
+            vec![
+                "secrets",
+                "encrypt",
+                "--age",
+                &r1,
+                "--filename-override",
+                "x.ini",
+            ],
+            &plain,
+        ),
+        (vec!["secrets", "exec-file", p(&f), "--", &touch], b""),
+        (vec!["secrets", "exec-env", p(&f), "--", &touch], b""),
+    ];
+    for (args, stdin) in cases {
+        let o = run_with(&kiwi, &args, stdin, &env, d.path());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?} succeeded");
+        assert!(o.stdout.is_empty(), "{args:?} printed something");
+        assert!(
+            err.contains("ini files are not supported"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!marker.exists(), "a command ran on an INI file");
+    assert_eq!(
+        std::fs::read(&f).expect("read"),
+        enc,
+        "the file was changed"
+    );
+}
