@@ -769,5 +769,33 @@ mod tests {
             ),
             Err(SopsError::ValueTampered { .. })
         ));
+        // Without the MAC check a swapped value is refused all the same ...
+        assert!(matches!(
+            open_ignoring_mac(
+                swapped.as_bytes(),
+                FileFormat::Yaml,
+                Unlock::Identities(&ids)
+            ),
+            Err(SopsError::ValueTampered { .. })
+        ));
+        // ... while a removed value opens, and only without the check.
+        let removed: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        let unlock = Unlock::Identities(&ids);
+        assert!(matches!(
+            open(removed.as_bytes(), FileFormat::Yaml, unlock),
+            Err(SopsError::MacMismatch)
+        ));
+        let doc = open_ignoring_mac(
+            removed.as_bytes(),
+            FileFormat::Yaml,
+            Unlock::Identities(&ids),
+        )
+        .unwrap();
+        let values: Vec<_> = doc.values().collect();
+        assert_eq!(values.len(), 1);
+        assert_eq!(
+            (values[0].0, values[0].1),
+            (&["b".to_string()][..], &Plain::str("y"))
+        );
     }
 }
