@@ -1,6 +1,6 @@
 //! Data-key wrapping with age: each recipient gets its own armored age file holding the data key
 //! (or its Shamir share), exactly like sops' `age` key source; and loading identities the way
-//! sops does (`SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`, `~/.config/sops/age/keys.txt`).
+//! sops does (`SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`, `SOPS_AGE_KEY_CMD`, `~/.config/sops/age/keys.txt`).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -125,7 +125,7 @@ impl Identities {
     }
 
     /// Loads identities as sops does: `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE` (empty means unset),
-    /// then the default `keys.txt` under the user config directory if it exists, plus any
+    /// the output of `SOPS_AGE_KEY_CMD` ([`super::keycmd`]), then the default `keys.txt` under the user config directory if it exists, plus any
     /// explicit files.
     pub fn from_env(explicit: &[PathBuf]) -> Result<Identities> {
         let mut ids = Identities::empty();
@@ -139,6 +139,10 @@ impl Identities {
         // An empty SOPS_AGE_KEY_FILE counts as unset, as in sops 3.11.
         if let Some(p) = std::env::var_os("SOPS_AGE_KEY_FILE").filter(|p| !p.is_empty()) {
             ids.add_file(Path::new(&p))?;
+        }
+        if let Ok(cmd) = std::env::var(super::keycmd::KEY_CMD_ENV) {
+            let out = super::keycmd::run_key_command(&cmd)?;
+            ids.add_text(&out, super::keycmd::KEY_CMD_ENV)?;
         }
         let default = std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)

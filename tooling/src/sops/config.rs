@@ -78,9 +78,12 @@ pub struct SopsConfig {
     rules: Vec<CreationRule>,
 }
 
-/// Finds the nearest `.sops.yaml` (or `.sops.yml`) in `start` or above.
+/// Finds the nearest `.sops.yaml` (or `.sops.yml`) in `start` or above (`start` need not
+/// exist: a `--filename-override` name is looked up from where it would be).
 pub fn find_config(start: &Path) -> Option<PathBuf> {
-    let start = std::fs::canonicalize(start).ok()?;
+    let start = std::fs::canonicalize(start)
+        .or_else(|_| std::path::absolute(start))
+        .ok()?;
     start.ancestors().find_map(|d| {
         [".sops.yaml", ".sops.yml"]
             .iter()

@@ -171,6 +171,22 @@ fn unwrap_key(meta: &Metadata, ids: &Identities) -> Result<DataKey> {
 
 /// Opens a SOPS document: unwraps the data key, decrypts every value and checks the MAC.
 pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> {
+    open_checked(src, fmt, unlock, true)
+}
+
+/// [`open`] without the MAC check (sops' `--ignore-mac`): for recovering a file whose values
+/// were edited by hand. Every value must still decrypt and authenticate on its own, so a value
+/// that was altered is refused all the same; only removed, added or swapped values go unnoticed.
+pub fn open_ignoring_mac(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> {
+    open_checked(src, fmt, unlock, false)
+}
+
+fn open_checked(
+    src: &[u8],
+    fmt: FileFormat,
+    unlock: Unlock<'_>,
+    check_mac: bool,
+) -> Result<OpenDoc> {
     let parsed = format::parse(fmt, src)?;
     let block = parsed.meta.as_ref().ok_or(SopsError::NotEncrypted)?;
     let meta = Metadata::from_mval(&block.value)?;
@@ -268,13 +284,15 @@ pub fn open(src: &[u8], fmt: FileFormat, unlock: Unlock<'_>) -> Result<OpenDoc> 
             }
         }
     }
-    let computed = hex_upper(&h.finalize());
-    let stored = match decrypt_bytes(&key, &meta.mac, &meta.lastmodified) {
-        Ok((b, _)) => String::from_utf8(b.to_vec()).unwrap_or_default(),
-        Err(_) => return Err(SopsError::MacMismatch),
-    };
-    if stored != computed {
-        return Err(SopsError::MacMismatch);
+    if check_mac {
+        let computed = hex_upper(&h.finalize());
+        let stored = match decrypt_bytes(&key, &meta.mac, &meta.lastmodified) {
+            Ok((b, _)) => String::from_utf8(b.to_vec()).unwrap_or_default(),
+            Err(_) => return Err(SopsError::MacMismatch),
+        };
+        if stored != computed {
+            return Err(SopsError::MacMismatch);
+        }
     }
     Ok(OpenDoc {
         format: fmt,
@@ -438,6 +456,20 @@ impl OpenDoc {
     /// The format.
     pub fn format(&self) -> FileFormat {
         self.format
+    }
+
+    /// Every value with its key path, in document order (comments left out).
+    pub fn values(&self) -> impl Iterator<Item = (&[String], &Plain)> {
+        self.parsed
+            .leaves
+            .iter()
+            .zip(&self.leaves)
+            .filter_map(|(leaf, o)| match (leaf, o) {
+                (Leaf::Value { path, .. }, Opened::Value { plain, .. }) => {
+                    Some((path.as_slice(), plain))
+                }
+                _ => None,
+            })
     }
 
     /// The plaintext document (metadata removed), zeroized on drop.
@@ -737,5 +769,33 @@ mod tests {
             ),
             Err(SopsError::ValueTampered { .. })
         ));
+        // Without the MAC check a swapped value is refused all the same ...
+        assert!(matches!(
+            open_ignoring_mac(
+                swapped.as_bytes(),
+                FileFormat::Yaml,
+                Unlock::Identities(&ids)
+            ),
+            Err(SopsError::ValueTampered { .. })
+        ));
+        // ... while a removed value opens, and only without the check.
+        let removed: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        let unlock = Unlock::Identities(&ids);
+        assert!(matches!(
+            open(removed.as_bytes(), FileFormat::Yaml, unlock),
+            Err(SopsError::MacMismatch)
+        ));
+        let doc = open_ignoring_mac(
+            removed.as_bytes(),
+            FileFormat::Yaml,
+            Unlock::Identities(&ids),
+        )
+        .unwrap();
+        let values: Vec<_> = doc.values().collect();
+        assert_eq!(values.len(), 1);
+        assert_eq!(
+            (values[0].0, values[0].1),
+            (&["b".to_string()][..], &Plain::str("y"))
+        );
     }
 }

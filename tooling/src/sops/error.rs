@@ -80,6 +80,14 @@ pub enum SopsError {
     /// A recipient string is not an age X25519 recipient.
     #[error("invalid age recipient `{0}`: expected an `age1...` X25519 recipient")]
     BadRecipient(String),
+    /// `SOPS_AGE_KEY_CMD` could not be split or run, or failed.
+    #[error("SOPS_AGE_KEY_CMD `{command}`: {detail}; fix the command (it must print AGE-SECRET-KEY-1 lines on stdout and exit 0) or unset SOPS_AGE_KEY_CMD")]
+    KeyCommand {
+        /// The command as given.
+        command: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// An identity could not be parsed.
     #[error("invalid age identity in {source_name}: {detail}; expected lines starting with AGE-SECRET-KEY-1")]
     BadIdentity {

@@ -34,7 +34,7 @@ impl MVal {
         }
     }
 
-    fn as_text(&self) -> Option<String> {
+    pub(crate) fn as_text(&self) -> Option<String> {
         match self {
             MVal::Str(s) => Some(s.clone()),
             MVal::Int(i) => Some(i.to_string()),

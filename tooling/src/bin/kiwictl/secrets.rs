@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use kiwi_tooling::sops::config::rule_for_file;
+use kiwi_tooling::sops::exec::{exec_env, exec_file, FileMode};
 use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
+use kiwi_tooling::sops::status::file_status;
 use kiwi_tooling::sops::tree::{
     rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions,
 };
 use kiwi_tooling::sops::{
-    encrypt, open, AgeRecipient, FileFormat, Identities, KeySpec, Rules, SopsError, Unlock,
+    encrypt, open, open_ignoring_mac, AgeRecipient, FileFormat, Identities, KeySpec, OpenDoc,
+    Rules, SopsError, Unlock,
 };
 
 /// Input formats.
@@ -57,13 +60,91 @@ pub struct TreeArgs {
     jobs: Option<usize>,
 }
 
+/// Where the input comes from and what name it goes by.
+#[derive(Args)]
+pub struct InputArgs {
+    /// Take the format and the .sops.yaml creation rule from this name instead of the file's
+    /// (required when reading stdin).
+    #[arg(long, value_name = "NAME")]
+    filename_override: Option<PathBuf>,
+}
+
+/// The input of encrypt/decrypt, resolved: its bytes and the name that decides its format
+/// and creation rule.
+struct Input {
+    bytes: Vec<u8>,
+    name: PathBuf,
+    /// The file read, `None` for stdin.
+    path: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// Reads the file, or stdin when `file` is `-` or absent.
+    fn read(&self, file: Option<&Path>) -> Result<Input> {
+        let file = file.filter(|f| *f != Path::new("-"));
+        match (file, &self.filename_override) {
+            (Some(f), o) => Ok(Input {
+                bytes: read(f)?,
+                name: o.clone().unwrap_or_else(|| f.to_path_buf()),
+                path: Some(f.to_path_buf()),
+            }),
+            (None, Some(o)) => {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                    .context("reading stdin")?;
+                Ok(Input {
+                    bytes,
+                    name: o.clone(),
+                    path: None,
+                })
+            }
+            (None, None) => bail!(
+                "no file given and no --filename-override: pass a FILE, or pass \
+                 --filename-override NAME to read stdin (NAME sets the format and creation rule)"
+            ),
+        }
+    }
+}
+
+/// What `exec-env` and `exec-file` run.
+#[derive(Args)]
+pub struct ExecArgs {
+    /// The SOPS file.
+    file: PathBuf,
+    /// The command, after `--` (joined with spaces and run by `/bin/sh -c`, as sops does).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+    /// Input format (default: from the file extension).
+    #[arg(long, value_enum)]
+    input_type: Option<InputType>,
+    #[command(flatten)]
+    ids: IdentityArgs,
+}
+
+impl ExecArgs {
+    /// Opens the file; returns the document and the command line.
+    fn open(&self) -> Result<(OpenDoc, String)> {
+        let ids = Identities::from_env(&self.ids.identity)?;
+        let src = read(&self.file)?;
+        let doc = open(
+            &src,
+            format_of(&self.file, self.input_type)?,
+            Unlock::Identities(&ids),
+        )
+        .with_context(|| format!("{}", self.file.display()))?;
+        Ok((doc, self.command.join(" ")))
+    }
+}
+
 /// The `secrets` subcommands.
 #[derive(Subcommand)]
 pub enum SecretsCommand {
     /// Encrypt a plaintext file (recipients from --age or the matching .sops.yaml creation rule).
     Encrypt {
-        /// The plaintext file.
-        file: PathBuf,
+        /// The plaintext file (`-` or none: stdin, with --filename-override).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
         /// Encrypt in place instead of printing to stdout.
         #[arg(short = 'i', long = "in-place")]
         in_place: bool,
@@ -91,8 +172,13 @@ pub enum SecretsCommand {
     },
     /// Decrypt a SOPS file to stdout or to a new 0600 file.
     Decrypt {
-        /// The SOPS file.
-        file: PathBuf,
+        /// The SOPS file (`-` or none: stdin, with --filename-override).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Do not check the MAC (recovery only: a loud warning; each value must still decrypt).
+        #[arg(long)]
+        ignore_mac: bool,
         /// Write the plaintext to this new file (created 0600; never overwritten).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -101,6 +187,31 @@ pub enum SecretsCommand {
         input_type: Option<InputType>,
         #[command(flatten)]
         ids: IdentityArgs,
+    },
+    /// Print `{"encrypted":true}` or `{"encrypted":false}` for one file, as `sops filestatus`.
+    Filestatus {
+        /// The file (`-` or none: stdin, with --filename-override).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Input format (default: from the file extension).
+        #[arg(long, value_enum)]
+        input_type: Option<InputType>,
+    },
+    /// Run a command with the flat file's keys in its environment (`sops exec-env`); exits with
+    /// the command's status.
+    ExecEnv {
+        #[command(flatten)]
+        exec: ExecArgs,
+    },
+    /// Run a command with `{}` replaced by the path of the plaintext, behind a FIFO or in a 0600
+    /// temporary file, removed when the command ends (`sops exec-file`); exits with its status.
+    ExecFile {
+        #[command(flatten)]
+        exec: ExecArgs,
+        /// A 0600 temporary file instead of a FIFO (for commands that read the file twice or seek).
+        #[arg(long)]
+        no_fifo: bool,
     },
     /// Make each file's recipients match its .sops.yaml rule (re-wraps the data key only).
     Updatekeys {
@@ -169,6 +280,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
     match cmd {
         SecretsCommand::Encrypt {
             file,
+            input,
             in_place,
             age,
             encrypted_regex,
@@ -178,7 +290,8 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             mac_only_encrypted,
             input_type,
         } => {
-            let fmt = format_of(&file, input_type)?;
+            let input = input.read(file.as_deref())?;
+            let fmt = format_of(&input.name, input_type)?;
             let flags = Rules {
                 encrypted_regex,
                 unencrypted_regex,
@@ -187,17 +300,19 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 mac_only_encrypted,
             };
             let (spec, rules) = if age.is_empty() {
-                let rule = rule_for_file(&file)?.ok_or(SopsError::NoRecipients)?;
+                let rule = rule_for_file(&input.name)?.ok_or(SopsError::NoRecipients)?;
                 let flags_given = flags != Rules::default();
                 (rule.keys, if flags_given { flags } else { rule.rules })
             } else {
                 (KeySpec::single(recipients(&age)?), flags)
             };
-            let src = read(&file)?;
-            let out =
-                encrypt(&src, fmt, &spec, rules).with_context(|| format!("{}", file.display()))?;
+            let out = encrypt(&input.bytes, fmt, &spec, rules)
+                .with_context(|| format!("{}", input.name.display()))?;
             if in_place {
-                write_atomic(&file, &out)?;
+                let Some(path) = &input.path else {
+                    bail!("--in-place needs a FILE; stdin cannot be rewritten");
+                };
+                write_atomic(path, &out)?;
             } else {
                 std::io::stdout().write_all(&out)?;
             }
@@ -205,24 +320,58 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         }
         SecretsCommand::Decrypt {
             file,
+            input,
+            ignore_mac,
             out,
             input_type,
             ids,
         } => {
             let ids = Identities::from_env(&ids.identity)?;
-            let src = read(&file)?;
-            let doc = open(
-                &src,
-                format_of(&file, input_type)?,
-                Unlock::Identities(&ids),
-            )
-            .with_context(|| format!("{}", file.display()))?;
+            let input = input.read(file.as_deref())?;
+            let fmt = format_of(&input.name, input_type)?;
+            let opener = if ignore_mac {
+                eprintln!(
+                    "WARNING: --ignore-mac: the MAC of {} is NOT checked. Values may have been \
+                     removed, added or swapped since it was encrypted; use this output only to \
+                     recover the file, then encrypt it again.",
+                    input.name.display()
+                );
+                open_ignoring_mac
+            } else {
+                open
+            };
+            let doc = opener(&input.bytes, fmt, Unlock::Identities(&ids))
+                .with_context(|| format!("{}", input.name.display()))?;
             let plain = doc.plaintext()?;
             match out {
                 Some(o) => write_new_private(&o, &plain)?,
                 None => std::io::stdout().write_all(&plain)?,
             }
             Ok(0)
+        }
+        SecretsCommand::Filestatus {
+            file,
+            input,
+            input_type,
+        } => {
+            let input = input.read(file.as_deref())?;
+            let st = file_status(&input.bytes, format_of(&input.name, input_type)?)
+                .with_context(|| format!("{}", input.name.display()))?;
+            out!("{}", serde_json::to_string(&st)?);
+            Ok(0)
+        }
+        SecretsCommand::ExecEnv { exec } => {
+            let (doc, cmd) = exec.open()?;
+            Ok(exec_env(&doc, &cmd)?)
+        }
+        SecretsCommand::ExecFile { exec, no_fifo } => {
+            let (doc, cmd) = exec.open()?;
+            let mode = if no_fifo {
+                FileMode::TempFile
+            } else {
+                FileMode::Fifo
+            };
+            Ok(exec_file(&doc.plaintext()?, &cmd, mode)?)
         }
         SecretsCommand::Updatekeys {
             paths,
