@@ -16,12 +16,8 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::algo::PublicKey;
-use crate::backend::pkcs11::Pkcs11Key;
-use crate::backend::pkcs11_config::Pkcs11Config;
-use crate::backend::soft::{self, SoftKey};
-use crate::backend::yubikey::YubikeyKey;
-use crate::backend::yubikey_config::YubikeyConfig;
-use crate::backend::{check_matches, BackendError, BackendKind, KeyBackend};
+pub use crate::backend::BackendSpec;
+use crate::backend::{check_matches, BackendConfig, KeyBackend, KeyRequest, NewKey};
 use crate::callbacks::Callbacks;
 use crate::csr::{self, VerifiedCsr};
 use crate::error::{Error, Result};
@@ -37,29 +33,38 @@ use crate::x509::{self, Serial};
 /// How far notBefore is set back from now, for relying parties with slow clocks.
 pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 
-/// `ca.toml`.
+/// `ca.toml` (format 2): the policy paths, then the `[backend]` table, whose `type` names the
+/// backend and whose other keys are that backend's settings (never a PIN or passphrase).
+///
+/// ```toml
+/// format = 2
+/// policy = "policies/root.yaml"
+/// policies_dir = "policies"
+///
+/// [backend]
+/// type = "yubikey"
+/// serial = 20000001
+/// slot = "9c"
+/// ```
+///
+/// Format 1 files (`backend = "yubikey"` with a `[yubikey]` table) are still read; see
+/// [`crate::config_v1`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CaConfig {
     /// File format version.
     pub format: u32,
-    /// Which backend holds the root key.
-    pub backend: BackendKind,
     /// The root policy file (relative paths are inside the CA directory: `init` copies the
     /// policies there, so the CA carries the policies it signs under).
     pub policy: PathBuf,
     /// Directory holding the intermediate policies (relative: inside the CA directory).
     pub policies_dir: PathBuf,
-    /// Soft backend: the key file name inside the CA directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_key_file: Option<String>,
-    /// PKCS#11 backend: module, token and key labels (never the PIN).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11: Option<Pkcs11Config>,
-    /// YubiKey backend: device serial and slot (never the PIN or management key).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub yubikey: Option<YubikeyConfig>,
+    /// Which backend holds the root key, and where.
+    pub backend: BackendConfig,
 }
+
+/// The `format` `init` writes.
+pub const CONFIG_FORMAT: u32 = 2;
 
 /// The file names inside a CA directory.
 pub mod files {
@@ -114,7 +119,7 @@ fn read_config(dir: &Path) -> Result<CaConfig> {
             "this is not a CA directory; pass the --ca that `kiwi-signer init` created",
         )
     })?;
-    let mut config: CaConfig = toml::from_str(&text).map_err(|e| {
+    let mut config = crate::config_v1::parse_config(&text).map_err(|e| {
         Error::Refused(format!(
             "{}: {e}; restore ca.toml from the backup",
             path.display()
@@ -222,36 +227,7 @@ impl Ca {
     }
 
     fn open_backend<'cb>(&self, cb: &'cb dyn Callbacks) -> Result<Box<dyn KeyBackend + 'cb>> {
-        let backend: Box<dyn KeyBackend + 'cb> = match self.config.backend {
-            BackendKind::Soft => {
-                let name = self
-                    .config
-                    .soft_key_file
-                    .clone()
-                    .unwrap_or_else(|| "root.key.age".into());
-                let pass = cb.secret("Passphrase for the root key")?;
-                Box::new(SoftKey::open(&self.dir.join(name), &pass)?)
-            }
-            BackendKind::Yubikey => {
-                let cfg = self.config.yubikey.as_ref().ok_or_else(|| {
-                    Error::Refused(format!(
-                        "{}: backend is yubikey but the [yubikey] table is missing; restore ca.toml from the backup",
-                        self.dir.join(files::CONFIG).display()
-                    ))
-                })?;
-                Box::new(YubikeyKey::open(cfg, cb)?)
-            }
-            BackendKind::Pkcs11 => {
-                let cfg = self.config.pkcs11.as_ref().ok_or_else(|| {
-                    Error::Refused(format!(
-                        "{}: backend is pkcs11 but the [pkcs11] table is missing; restore ca.toml from the backup",
-                        self.dir.join(files::CONFIG).display()
-                    ))
-                })?;
-                let pin = cb.secret(&format!("PIN for PKCS#11 token `{}`", cfg.token_label))?;
-                Box::new(Pkcs11Key::open(cfg, &pin)?)
-            }
-        };
+        let backend = self.config.backend.open(&self.dir, cb)?;
         check_matches(backend.as_ref(), self.root_key())?;
         Ok(backend)
     }
@@ -743,97 +719,21 @@ pub fn init(
     for tier in Tier::ALL {
         policy::load_intermediate(&policies_dir, tier)?;
     }
-    let new_key = match backend {
-        BackendSpec::Soft => {
-            let pass = cb.new_secret("New passphrase for the root key")?;
-            if pass.expose().chars().count() < soft::MIN_PASSPHRASE {
-                return Err(BackendError::WeakPassphrase(pass.expose().chars().count()).into());
-            }
-            NewKey::Soft(SoftKey::generate(pol.key_algorithm), pass)
-        }
-        BackendSpec::Pkcs11(cfg) => {
-            let pin = cb.secret(&format!("PIN for PKCS#11 token `{}`", cfg.token_label))?;
-            NewKey::Pkcs11(Pkcs11Key::generate(cfg, pol.key_algorithm, &pin)?)
-        }
-        BackendSpec::Yubikey(cfg) if !cfg.backups.is_empty() => {
-            let serials: Vec<u32> = std::iter::once(cfg.serial)
-                .chain(cfg.backups.iter().copied())
-                .collect();
-            NewKey::Yubikey(YubikeyKey::generate_imported(
-                cfg,
-                &serials,
-                pol.key_algorithm,
-                pol.pin_policy,
-                pol.touch_policy,
-                cb,
-            )?)
-        }
-        BackendSpec::Yubikey(cfg) => NewKey::Yubikey(YubikeyKey::generate(
-            cfg,
-            pol.key_algorithm,
-            pol.pin_policy,
-            pol.touch_policy,
-            cb,
-        )?),
-    };
+    let new_key = backend.create(&KeyRequest::from_policy(&pol), cb)?;
     let result = init_with_key(
         dir,
         &pol,
         &policy_path,
         &policies_dir,
         backend,
-        &new_key,
+        new_key.as_ref(),
         now,
     );
     if result.is_err() {
         // A key generated on a device for a CA that was not created is removed again.
-        if let NewKey::Pkcs11(k) = new_key {
-            k.destroy();
-        }
+        new_key.abort();
     }
     result
-}
-
-/// A freshly generated root key, with what saving it needs.
-// One value per `init`, so variant sizes do not matter; without the hardware features the
-// stand-in variants are tiny and clippy would ask to box the soft key.
-#[allow(clippy::large_enum_variant)]
-enum NewKey<'cb> {
-    Soft(SoftKey, crate::backend::Secret),
-    Pkcs11(Pkcs11Key),
-    Yubikey(YubikeyKey<'cb>),
-}
-
-impl NewKey<'_> {
-    fn backend(&self) -> &dyn KeyBackend {
-        match self {
-            NewKey::Soft(k, _) => k,
-            NewKey::Pkcs11(k) => k,
-            NewKey::Yubikey(k) => k,
-        }
-    }
-}
-
-/// Which backend a new CA uses, with its settings.
-#[derive(Debug, Clone)]
-pub enum BackendSpec {
-    /// An age-encrypted software key in the CA directory.
-    Soft,
-    /// A key generated on a PKCS#11 token.
-    Pkcs11(Pkcs11Config),
-    /// A key generated in a YubiKey PIV slot.
-    Yubikey(YubikeyConfig),
-}
-
-impl BackendSpec {
-    /// The kind, as `ca.toml` names it.
-    pub fn kind(&self) -> BackendKind {
-        match self {
-            BackendSpec::Soft => BackendKind::Soft,
-            BackendSpec::Pkcs11(_) => BackendKind::Pkcs11,
-            BackendSpec::Yubikey(_) => BackendKind::Yubikey,
-        }
-    }
 }
 
 fn init_with_key(
@@ -842,10 +742,10 @@ fn init_with_key(
     policy_path: &Path,
     policies_dir: &Path,
     backend: &BackendSpec,
-    new_key: &NewKey<'_>,
+    new_key: &dyn NewKey,
     now: OffsetDateTime,
 ) -> Result<Outcome> {
-    let key = new_key.backend();
+    let key = new_key.key();
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let serial = Serial::random();
     let public = key.public_key().clone();
@@ -904,10 +804,8 @@ fn init_with_key(
     let staging = parent.join(format!(".{name}.init-{}", std::process::id()));
     std::fs::create_dir(&staging)
         .map_err(|e| Error::io(&staging, e, "check that the parent directory is writable"))?;
-    let result = (|| -> Result<Fingerprint> {
-        if let NewKey::Soft(k, pass) = new_key {
-            k.save(&soft::key_path(&staging), pass)?;
-        }
+    let result = (|| -> Result<(Fingerprint, Vec<PathBuf>)> {
+        let kept = new_key.persist(&staging)?;
         fsutil::write_new(
             &staging.join(files::ROOT),
             &encode_output(Path::new("root.pem"), "CERTIFICATE", &der),
@@ -927,19 +825,10 @@ fn init_with_key(
             fsutil::write_new(&staged_policies.join(name), &bytes, Mode::Public)?;
         }
         let config = CaConfig {
-            format: 1,
-            backend: backend.kind(),
+            format: CONFIG_FORMAT,
             policy: Path::new(POLICIES).join("root.yaml"),
             policies_dir: PathBuf::from(POLICIES),
-            soft_key_file: matches!(backend, BackendSpec::Soft).then(|| "root.key.age".into()),
-            pkcs11: match backend {
-                BackendSpec::Pkcs11(c) => Some(c.clone()),
-                _ => None,
-            },
-            yubikey: match backend {
-                BackendSpec::Yubikey(c) => Some(c.clone()),
-                _ => None,
-            },
+            backend: backend.config.clone(),
         };
         let toml_text = toml::to_string(&config).map_err(|e| Error::SelfCheck(e.to_string()))?;
         fsutil::write_new(
@@ -969,18 +858,16 @@ fn init_with_key(
         fsutil::write_new(&staging.join(ledger::FILE), text.as_bytes(), Mode::Public)?;
         std::fs::rename(&staging, dir)
             .map_err(|e| Error::io(dir, e, "the directory must be empty or absent"))?;
-        Ok(head)
+        Ok((head, kept))
     })();
     match result {
-        Ok(head) => {
+        Ok((head, kept)) => {
             let mut written = vec![
                 dir.join(files::ROOT),
                 dir.join(files::CONFIG),
                 dir.join(ledger::FILE),
             ];
-            if matches!(backend, BackendSpec::Soft) {
-                written.push(soft::key_path(dir));
-            }
+            written.extend(kept.iter().map(|k| dir.join(k)));
             let mut o = Outcome::new(written, head);
             o.serial = Some(serial);
             Ok(o)
@@ -1049,7 +936,7 @@ impl Ca {
         Ok(Status {
             root_subject: cert.tbs_certificate.subject.to_string(),
             root_key_id: hex::encode(s.root_key.key_id()),
-            backend: self.config.backend.as_str().into(),
+            backend: self.config.backend.kind().as_str().into(),
             ledger_entries: s.len,
             ledger_head: s.head.hex(),
             intermediates: s
@@ -1094,6 +981,7 @@ pub fn verify_ledger(dir: &Path, expect_head: Option<&str>) -> Result<State> {
 mod tests {
     use super::*;
     use crate::algo::KeyAlgorithm;
+    use crate::backend::soft::SoftKey;
     use crate::backend::RcgenSigner;
     use crate::callbacks::Scripted;
 
@@ -1110,7 +998,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("ca");
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
-        init(&dir, &policy, &crate::ca::BackendSpec::Soft, &yes(), now).expect("init");
+        init(&dir, &policy, &crate::ca::BackendSpec::soft(), &yes(), now).expect("init");
         (tmp, dir)
     }
 
@@ -1277,15 +1165,21 @@ mod tests {
         let (tmp, dir) = fresh(now);
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
         let before = ledger_text(&dir);
-        let err = init(&dir, &policy, &crate::ca::BackendSpec::Soft, &yes(), now)
+        let err = init(&dir, &policy, &crate::ca::BackendSpec::soft(), &yes(), now)
             .expect_err("second init");
         assert!(err.to_string().contains("already holds a CA"), "{err}");
         assert_eq!(before, ledger_text(&dir));
         let other = tmp.path().join("other");
         std::fs::create_dir(&other).expect("mkdir");
         std::fs::write(other.join("notes.txt"), "x").expect("write");
-        let err = init(&other, &policy, &crate::ca::BackendSpec::Soft, &yes(), now)
-            .expect_err("non-empty");
+        let err = init(
+            &other,
+            &policy,
+            &crate::ca::BackendSpec::soft(),
+            &yes(),
+            now,
+        )
+        .expect_err("non-empty");
         assert!(err.to_string().contains("not empty"), "{err}");
         assert_eq!(std::fs::read_dir(&other).expect("ls").count(), 1);
     }

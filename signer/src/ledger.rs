@@ -652,7 +652,7 @@ mod tests {
             secret: "unit test passphrase".into(),
         };
         let now = OffsetDateTime::now_utc();
-        crate::ca::init(&dir, &policy, &crate::ca::BackendSpec::Soft, &cb, now).expect("init");
+        crate::ca::init(&dir, &policy, &crate::ca::BackendSpec::soft(), &cb, now).expect("init");
         let ca = crate::ca::Ca::open(&dir).expect("open");
         ca.crl(&tmp.path().join("crl.pem"), &cb, now).expect("crl");
         let text = std::fs::read_to_string(dir.join(FILE)).expect("ledger");

@@ -168,8 +168,14 @@ mod tests {
         };
         let dir = tmp.join("ca");
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
-        kiwi_signer::ca::init(&dir, &policy, &kiwi_signer::ca::BackendSpec::Soft, &cb, now)
-            .expect("init");
+        kiwi_signer::ca::init(
+            &dir,
+            &policy,
+            &kiwi_signer::ca::BackendSpec::soft(),
+            &cb,
+            now,
+        )
+        .expect("init");
         let ca = kiwi_signer::ca::Ca::open(&dir).expect("open");
         ca.crl(&tmp.join("crl.pem"), &cb, now).expect("crl");
         (
