@@ -489,3 +489,117 @@ impl rcgen::SigningKey for RcgenSigner<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callbacks::Scripted;
+
+    fn cb() -> Scripted {
+        Scripted {
+            confirm: true,
+            secret: "unit test passphrase".into(),
+        }
+    }
+
+    fn req() -> KeyRequest {
+        KeyRequest {
+            algorithm: KeyAlgorithm::EcdsaP256,
+            pin_policy: PinPolicy::Always,
+            touch_policy: TouchPolicy::Always,
+        }
+    }
+
+    #[test]
+    fn every_backend_name_parses_back() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.as_str().parse::<BackendKind>(), Ok(*kind));
+        }
+        let e = "floppy".parse::<BackendKind>().expect_err("unknown");
+        assert!(e.contains("soft, yubikey, pkcs11"), "{e}");
+    }
+
+    #[test]
+    fn the_config_table_is_tagged_with_the_backend_name() {
+        for config in [
+            BackendConfig::Soft(soft::SoftConfig::default()),
+            BackendConfig::Yubikey(yubikey_config::YubikeyConfig {
+                serial: 1,
+                slot: "9c".into(),
+                backups: vec![2],
+            }),
+            BackendConfig::Pkcs11(pkcs11_config::Pkcs11Config {
+                module: "/m.so".into(),
+                token_label: "t".into(),
+                key_label: "k".into(),
+            }),
+        ] {
+            let text = toml::to_string(&config).expect("serializes");
+            assert!(
+                text.starts_with(&format!("type = \"{}\"\n", config.kind().as_str())),
+                "{text}"
+            );
+            assert_eq!(toml::from_str::<BackendConfig>(&text), Ok(config));
+        }
+    }
+
+    #[test]
+    fn only_devices_with_backups_import() {
+        let e = BackendSpec::import(BackendConfig::Soft(soft::SoftConfig::default()))
+            .create(&req(), &cb())
+            .err()
+            .expect("the soft key cannot be imported");
+        assert!(
+            matches!(e, crate::Error::Backend(BackendError::NoImport("soft"))),
+            "{e}"
+        );
+        let e = BackendConfig::Pkcs11(pkcs11_config::Pkcs11Config {
+            module: "/m.so".into(),
+            token_label: "t".into(),
+            key_label: "k".into(),
+        })
+        .import(&req(), &cb())
+        .err()
+        .expect("PKCS#11 keys are not imported");
+        assert!(
+            matches!(
+                e,
+                crate::Error::Backend(
+                    BackendError::NoImport("pkcs11") | BackendError::Unavailable(_)
+                )
+            ),
+            "{e}"
+        );
+    }
+
+    /// Built with `--no-default-features`: the stand-ins refuse through the same trait.
+    #[cfg(not(any(feature = "yubikey", feature = "pkcs11")))]
+    #[test]
+    fn compiled_out_backends_refuse_every_call() {
+        let yk = BackendConfig::Yubikey(yubikey_config::YubikeyConfig {
+            serial: 1,
+            slot: "9c".into(),
+            backups: vec![],
+        });
+        let p11 = BackendConfig::Pkcs11(pkcs11_config::Pkcs11Config {
+            module: "/m.so".into(),
+            token_label: "t".into(),
+            key_label: "k".into(),
+        });
+        for (config, name) in [(yk, "yubikey"), (p11, "pkcs11")] {
+            let results = [
+                config.open(Path::new("/ca"), &cb()).err(),
+                config.generate(&req(), &cb()).err(),
+                config.import(&req(), &cb()).err(),
+            ];
+            for e in results {
+                let e = e.expect("refused");
+                assert!(
+                    matches!(e, crate::Error::Backend(BackendError::Unavailable(n)) if n == name),
+                    "{e}"
+                );
+                assert!(e.to_string().contains("not available in this build"), "{e}");
+            }
+        }
+    }
+}
