@@ -8,7 +8,7 @@
 //! spirit), and a new key is a [`NewKey`] that `init` persists or aborts. Backends know nothing
 //! of the pipeline that drives them; all prompts go through [`Callbacks`].
 //!
-//! The [`registry!`] invocation below is the only list of backends: it generates the
+//! The `registry!` invocation below is the only list of backends: it generates the
 //! serde-tagged [`BackendConfig`] (`type = "yubikey"`), [`BackendKind`] and the dispatch, so
 //! adding a backend is one module plus one registration line. A backend whose cargo feature is
 //! off is replaced by its `*_disabled.rs` stand-in, which implements the same [`Provider`] for
