@@ -572,6 +572,21 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "yubikey")]
+    #[test]
+    fn backups_need_an_import_before_any_device_is_asked() {
+        let with_backups = BackendConfig::Yubikey(yubikey_config::YubikeyConfig {
+            serial: 1,
+            slot: "9c".into(),
+            backups: vec![2],
+        });
+        let e = with_backups
+            .generate(&req(), &cb())
+            .err()
+            .expect("a device-generated key has no backups");
+        assert!(e.to_string().contains("--import-to"), "{e}");
+    }
+
     /// Built with `--no-default-features`: the stand-ins refuse through the same trait.
     #[cfg(not(any(feature = "yubikey", feature = "pkcs11")))]
     #[test]
