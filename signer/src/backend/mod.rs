@@ -70,6 +70,11 @@ pub trait Provider {
     /// secret.
     type Config: Clone + fmt::Debug + PartialEq + Eq + Serialize + DeserializeOwned;
 
+    /// Whether this backend's keys remember the ledger's [`Anchor`] (a device does; a key file
+    /// does not). Known without opening anything, for `status`; an opened key says the same
+    /// through [`KeyBackend::remembers`].
+    const REMEMBERS: bool;
+
     /// Opens the key of an existing CA in `dir`, asking for its PIN or passphrase through `cb`.
     fn open<'cb>(
         cfg: &Self::Config,
@@ -174,6 +179,13 @@ macro_rules! registry {
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(BackendKind::$variant => $name,)+
+                }
+            }
+
+            /// Whether this backend's keys remember the ledger's anchor ([`Provider::REMEMBERS`]).
+            pub fn remembers(self) -> bool {
+                match self {
+                    $(BackendKind::$variant => <$provider as Provider>::REMEMBERS,)+
                 }
             }
         }
@@ -507,6 +519,13 @@ mod tests {
             algorithm: KeyAlgorithm::EcdsaP256,
             pin_policy: PinPolicy::Always,
             touch_policy: TouchPolicy::Always,
+        }
+    }
+
+    #[test]
+    fn only_the_soft_backend_forgets() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.remembers(), *kind != BackendKind::Soft, "{kind}");
         }
     }
 

@@ -38,6 +38,7 @@ fn ask_pin(cfg: &Pkcs11Config, cb: &dyn Callbacks) -> Result<Secret, crate::Erro
 
 impl Provider for Pkcs11 {
     type Config = Pkcs11Config;
+    const REMEMBERS: bool = true;
 
     fn open<'cb>(
         cfg: &Pkcs11Config,
@@ -445,7 +446,7 @@ impl KeyBackend for Pkcs11Key {
     }
 
     fn remembers(&self) -> bool {
-        true
+        <Pkcs11 as Provider>::REMEMBERS
     }
 
     fn read_anchor(&self) -> Result<Option<Anchor>, BackendError> {

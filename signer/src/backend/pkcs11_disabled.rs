@@ -13,6 +13,7 @@ pub struct Pkcs11;
 
 impl Provider for Pkcs11 {
     type Config = Pkcs11Config;
+    const REMEMBERS: bool = true;
 
     fn open<'cb>(
         _cfg: &Pkcs11Config,

@@ -72,6 +72,7 @@ pub struct Soft;
 
 impl Provider for Soft {
     type Config = SoftConfig;
+    const REMEMBERS: bool = false;
 
     fn open<'cb>(
         cfg: &SoftConfig,

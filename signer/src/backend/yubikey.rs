@@ -40,6 +40,7 @@ pub struct Yubikey;
 
 impl Provider for Yubikey {
     type Config = YubikeyConfig;
+    const REMEMBERS: bool = true;
 
     fn open<'cb>(
         cfg: &YubikeyConfig,
@@ -616,7 +617,7 @@ impl KeyBackend for YubikeyKey<'_> {
     }
 
     fn remembers(&self) -> bool {
-        true
+        <Yubikey as Provider>::REMEMBERS
     }
 
     fn read_anchor(&self) -> Result<Option<Anchor>, BackendError> {

@@ -13,6 +13,7 @@ pub struct Yubikey;
 
 impl Provider for Yubikey {
     type Config = YubikeyConfig;
+    const REMEMBERS: bool = true;
 
     fn open<'cb>(
         _cfg: &YubikeyConfig,
