@@ -5,10 +5,13 @@
 
 use std::path::PathBuf;
 
-use crate::algo::KeyError;
+use crate::algo::{KeyAlgorithm, KeyError};
 use crate::backend::BackendError;
+use crate::hooks::HookError;
 use crate::ledger::LedgerError;
 use crate::policy::PolicyError;
+use crate::slug::{Slug, Tier};
+use crate::x509::Serial;
 
 /// Anything that stops a signer operation. Whatever the variant, the operation wrote nothing.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +38,211 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// A request that policy or safety rules refuse (bad slug, key reuse, validity too long...).
+    /// A CA file (`ca.toml`, `root.pem`) is damaged or incomplete.
+    #[error("{path}: {detail}; restore it from the backup of the CA directory")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The dry run's artifact breaks RFC 5280 or the policy.
+    #[error(
+        "the {what} would break RFC 5280 or the policy: {findings}; fix the policy file, nothing was signed"
+    )]
+    Lint {
+        /// Certificate or CRL.
+        what: &'static str,
+        /// The lint findings, joined.
+        findings: String,
+    },
+    /// `--days` outside the tier policy's range.
+    #[error("--days {days} is outside the {tier} policy (1 to {max} days)")]
+    DaysOutsidePolicy {
+        /// The days asked for.
+        days: u32,
+        /// The tier.
+        tier: Tier,
+        /// The policy's maximum.
+        max: u32,
+    },
+    /// The certificate would outlive the root.
+    #[error(
+        "{days} days would end after the root expires ({left} days left); pass --days {left} or less"
+    )]
+    PastRootExpiry {
+        /// The days asked for.
+        days: u32,
+        /// Whole days left before the root expires.
+        left: i64,
+    },
+    /// The CSR's key algorithm is not allowed by the tier policy.
+    #[error(
+        "the CSR's key is {alg}, which the {tier} policy does not allow ({allowed}); ask for a new CSR"
+    )]
+    KeyNotAllowed {
+        /// The CSR's algorithm.
+        alg: KeyAlgorithm,
+        /// The tier.
+        tier: Tier,
+        /// The allowed algorithms, joined.
+        allowed: String,
+    },
+    /// The CSR carries the root's own public key.
+    #[error(
+        "the CSR carries the root's own public key; an intermediate must have its own key. \
+         Nothing was signed: find out how the root key reached the requester"
+    )]
+    RootKeyInCsr,
+    /// The CSR's key was certified for another customer.
+    #[error(
+        "this key was already certified for customer `{slug}` (serial {serial}); a key belongs to one customer only"
+    )]
+    KeyOfAnotherCustomer {
+        /// The customer it belongs to.
+        slug: Slug,
+        /// The certificate that certified it.
+        serial: Serial,
+    },
+    /// The CSR's key was revoked for keyCompromise.
+    #[error(
+        "this key's certificate {serial} was revoked for keyCompromise; it must never be certified again"
+    )]
+    KeyCompromised {
+        /// The revoked certificate.
+        serial: Serial,
+    },
+    /// `revoke --serial` names a serial this root never issued.
+    #[error(
+        "serial {serial} is not an intermediate this root issued; `kiwi-signer status --ca {}` lists them",
+        dir.display()
+    )]
+    NotIssued {
+        /// The serial.
+        serial: Serial,
+        /// The CA directory.
+        dir: PathBuf,
+    },
+    /// `revoke --serial` names a serial that is already revoked.
+    #[error(
+        "serial {serial} was already revoked at {at} ({reason}); to publish a fresh CRL run `kiwi-signer crl`"
+    )]
+    AlreadyRevoked {
+        /// The serial.
+        serial: Serial,
+        /// When it was revoked.
+        at: String,
+        /// Why (RFC 5280 name).
+        reason: &'static str,
+    },
+    /// `init` into a directory that already holds a CA.
+    #[error("{} already holds a CA; a CA is created once. Use another --ca directory", dir.display())]
+    CaExists {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// `init` into a directory that holds other files.
+    #[error("{} is not empty; init needs an empty or new directory", dir.display())]
+    DirNotEmpty {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Another process holds the CA directory's lock.
+    #[error(
+        "another kiwi-signer is working on {}; wait for it to finish (its lock goes away when it \
+         ends, even if it is killed), then run the command again",
+        dir.display()
+    )]
+    Locked {
+        /// The CA directory.
+        dir: PathBuf,
+    },
+    /// An output path cannot be created; refused before the key is asked for anything.
+    #[error("--out {}: {reason}; nothing was signed", path.display())]
+    OutputUnusable {
+        /// The output path.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// `--expect-head`/`--head-file` is not a ledger head.
+    #[error(
+        "`{given}` is not a ledger head: give the 64 hex digits or the first four PGP words the last command printed"
+    )]
+    BadHead {
+        /// What was given.
+        given: String,
+    },
+    /// The ledger's head is not the one the witness recorded.
+    #[error(
+        "the ledger's head is {ledger} but the witness recorded {expected}: entries were removed, or \
+         this is not the ledger the witness saw. Restore the newest backup of the CA directory; \
+         nothing was signed"
+    )]
+    HeadMismatch {
+        /// The ledger's head (hex and words).
+        ledger: String,
+        /// What the witness recorded.
+        expected: String,
+    },
+    /// The device last signed for a ledger head this ledger does not contain.
+    #[error(
+        "{device} last signed for ledger head {device_head}, which this ledger (head {ledger_head}) \
+         does not contain: the ledger was rolled back or replaced. Restore the newest backup of the \
+         CA directory; nothing was signed"
+    )]
+    LedgerBehindDevice {
+        /// The device.
+        device: String,
+        /// The head the device remembers.
+        device_head: String,
+        /// The ledger's head.
+        ledger_head: String,
+    },
+    /// The device has seen a higher CRL number than the ledger's highest.
+    #[error(
+        "{device} has issued CRL number {device_number} but the ledger's highest is {ledger_number}: \
+         a CRL number would be issued twice. Restore the newest backup of the CA directory; nothing \
+         was signed"
+    )]
+    CrlNumberBehindDevice {
+        /// The device.
+        device: String,
+        /// The highest CRL number the device remembers.
+        device_number: u64,
+        /// The ledger's highest CRL number.
+        ledger_number: u64,
+    },
+    /// `export` names a certificate or CRL the ledger does not hold.
+    #[error("{what} is not in the ledger; `kiwi-signer status --ca {}` lists what it holds", dir.display())]
+    NotRecorded {
+        /// What was asked for.
+        what: String,
+        /// The CA directory.
+        dir: PathBuf,
+    },
+    /// The operation is recorded in the ledger, but an output could not be written.
+    #[error(
+        "the operation is recorded in the ledger (new head {head}), but {} could not be written \
+         ({detail}); write it with `kiwi-signer export --ca DIR {export} --out FILE`",
+        path.display()
+    )]
+    NotWritten {
+        /// The output.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+        /// The ledger's new head.
+        head: String,
+        /// The `export` arguments naming the artifact.
+        export: String,
+    },
+    /// A prompt could not be answered (no terminal, empty PIN file, passphrases differ).
     #[error("{0}")]
-    Refused(String),
+    Prompt(String),
+    /// A pre hook vetoed the operation, or a hooks file is invalid.
+    #[error(transparent)]
+    Hook(#[from] HookError),
     /// The root key backend failed or refused.
     #[error(transparent)]
     Backend(#[from] BackendError),

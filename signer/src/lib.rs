@@ -1,10 +1,12 @@
 //! `kiwi_signer`: the PKI core of KiwiStack's air-gapped root signer.
 //!
-//! The offline MSP root creates itself ([`ca::init`]), signs each customer's intermediate CA
-//! under a written policy ([`ca::Ca::sign`]), revokes intermediates with root-signed CRLs
-//! ([`ca::Ca::revoke`], [`ca::Ca::crl`]), and records every signature in a tamper-evident
-//! [`ledger`]. Every artifact goes through one [`pipeline`]: build, lint, sign once through a
-//! [`backend::KeyBackend`], re-parse and verify, write with create_new, append to the ledger.
+//! The offline MSP root creates itself ([`ceremony::init`]), signs each customer's intermediate
+//! CA under a written policy ([`ceremony::sign`]), revokes intermediates with root-signed CRLs
+//! ([`ceremony::revoke`], [`ceremony::crl`]), and records every signature in a tamper-evident
+//! [`ledger`]. Every operation that changes the CA goes through one [`ceremony`] pipeline:
+//! lock, verify the ledger, check the witness's head and the clock, plan and lint, confirm,
+//! sign once per artifact through a [`backend::KeyBackend`] and verify, append to the ledger,
+//! then write the outputs from the ledger entries.
 //!
 //! This crate has no network code, by design: it runs on an air-gapped laptop.
 #![forbid(unsafe_code)]
@@ -14,6 +16,7 @@ pub mod algo;
 pub mod backend;
 pub mod ca;
 pub mod callbacks;
+pub mod ceremony;
 pub mod config_v1;
 pub mod csr;
 pub mod eckey;
@@ -22,9 +25,10 @@ pub mod fsutil;
 pub mod hooks;
 pub mod ledger;
 pub mod lint;
-mod pipeline;
+pub mod pipeline;
 pub mod policy;
 pub mod preflight;
+pub mod shell;
 pub mod slug;
 pub mod words;
 pub mod x509;

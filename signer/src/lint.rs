@@ -252,3 +252,308 @@ pub fn lint_crl(
     }
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
+        DistinguishedName, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer,
+        KeyIdMethod, KeyUsagePurpose, NameConstraints, RevokedCertParams, SanType, SerialNumber,
+    };
+    use time::{Duration, OffsetDateTime};
+
+    use super::*;
+    use crate::algo::KeyAlgorithm;
+    use crate::backend::soft::SoftKey;
+    use crate::backend::{KeyBackend as _, RcgenSigner};
+    use crate::x509;
+
+    /// Changes what the policy and issuer expect.
+    type Tweak = dyn Fn(&mut CaExpectations<'_>);
+    /// Changes the certificate built.
+    type Edit = dyn Fn(&mut CertificateParams);
+
+    struct World {
+        root: SoftKey,
+        root_params: CertificateParams,
+        root_der: Vec<u8>,
+        subject: SoftKey,
+        now: OffsetDateTime,
+    }
+
+    fn world() -> World {
+        let root = SoftKey::generate(KeyAlgorithm::EcdsaP256);
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("whole seconds");
+        let mut p = CertificateParams::default();
+        p.serial_number = Some(SerialNumber::from_slice(&[0x22; 16]));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "Lint Root");
+        p.distinguished_name = dn;
+        p.not_before = now - Duration::days(1);
+        p.not_after = now + Duration::days(3650);
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.key_identifier_method = KeyIdMethod::PreSpecified(root.public_key().key_id());
+        let signer = RcgenSigner::new(&root);
+        let issuer = Issuer::from_params(&p, &signer);
+        let root_der = p
+            .signed_by(root.public_key(), &issuer)
+            .expect("root")
+            .der()
+            .to_vec();
+        World {
+            root,
+            root_params: p,
+            root_der,
+            subject: SoftKey::generate(KeyAlgorithm::EcdsaP256),
+            now,
+        }
+    }
+
+    /// Parameters of an intermediate that passes every rule.
+    fn good(w: &World) -> CertificateParams {
+        let mut p = CertificateParams::default();
+        p.serial_number = Some(SerialNumber::from_slice(&[0x11; 16]));
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "Lint Intermediate");
+        p.distinguished_name = dn;
+        p.not_before = w.now;
+        p.not_after = w.now + Duration::days(365);
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.name_constraints = Some(NameConstraints {
+            permitted_subtrees: vec![GeneralSubtree::DnsName("acme.example".into())],
+            excluded_subtrees: vec![],
+        });
+        p.use_authority_key_identifier_extension = true;
+        p.key_identifier_method = KeyIdMethod::PreSpecified(w.subject.public_key().key_id());
+        p
+    }
+
+    fn findings(
+        w: &World,
+        p: &CertificateParams,
+        tweak: impl Fn(&mut CaExpectations<'_>),
+    ) -> Vec<String> {
+        let signer = RcgenSigner::new(&w.root);
+        let issuer = Issuer::from_params(&w.root_params, &signer);
+        let der = p
+            .signed_by(w.subject.public_key(), &issuer)
+            .expect("build")
+            .der()
+            .to_vec();
+        let cert = x509::parse_cert(&der).expect("parse");
+        let root = x509::parse_cert(&w.root_der).expect("root");
+        let rt = &root.tbs_certificate;
+        let root_id = w.root.public_key().key_id();
+        let permitted = vec!["acme.example".to_string()];
+        let usages = [KeyUsage::KeyCertSign, KeyUsage::CrlSign];
+        let mut want = CaExpectations {
+            issuer_name: rt.subject.as_raw(),
+            issuer_key_id: &root_id,
+            issuer_window: (
+                rt.validity.not_before.timestamp(),
+                rt.validity.not_after.timestamp(),
+            ),
+            subject_key: w.subject.public_key(),
+            path_len: Some(0),
+            key_usages: &usages,
+            permitted_dns: &permitted,
+        };
+        tweak(&mut want);
+        lint_ca_cert(&cert, &want)
+    }
+
+    fn assert_finds(found: &[String], needle: &str) {
+        assert!(
+            found.iter().any(|f| f.contains(needle)),
+            "expected a finding with `{needle}`, got {found:?}"
+        );
+    }
+
+    #[test]
+    fn every_certificate_rule_is_seen_failing() {
+        let w = world();
+        assert_eq!(findings(&w, &good(&w), |_| {}), Vec::<String>::new());
+        // The tweaks store into expectations of any lifetime, so what they store is 'static.
+        let other_key: &'static SoftKey =
+            Box::leak(Box::new(SoftKey::generate(KeyAlgorithm::EcdsaP256)));
+        let other_name: &'static [u8] = &[0x30, 0x00];
+        let other_id: &'static [u8] = &[1, 2, 3];
+        let mesh: &'static [String] = Box::leak(Box::new(["other.example".to_string()]));
+        let two: &'static [String] = Box::leak(Box::new([
+            "acme.example".to_string(),
+            "other.example".to_string(),
+        ]));
+        let just_sign: &'static [KeyUsage] = &[KeyUsage::KeyCertSign];
+        let with_ds: &'static [KeyUsage] = &[
+            KeyUsage::KeyCertSign,
+            KeyUsage::CrlSign,
+            KeyUsage::DigitalSignature,
+        ];
+        // Rules checked against what the policy and the issuer expect.
+        let expectation_cases: Vec<(Box<Tweak>, &str)> = vec![
+            (Box::new(|e| e.issuer_name = other_name), "issuer name"),
+            (
+                Box::new(|e| e.issuer_window.1 = e.issuer_window.0 + 60),
+                "inside the root's validity",
+            ),
+            (
+                Box::new(|e| e.subject_key = other_key.public_key()),
+                "subjectPublicKeyInfo",
+            ),
+            (
+                Box::new(|e| e.subject_key = other_key.public_key()),
+                "subjectKeyIdentifier",
+            ),
+            (
+                Box::new(|e| e.issuer_key_id = other_id),
+                "authorityKeyIdentifier is not",
+            ),
+            (Box::new(|e| e.path_len = Some(3)), "pathLenConstraint"),
+            (Box::new(|e| e.key_usages = with_ds), "keyUsage lacks"),
+            (Box::new(|e| e.key_usages = just_sign), "keyUsage has bits"),
+            (
+                Box::new(|e| e.permitted_dns = mesh),
+                "does not permit other.example",
+            ),
+            (
+                Box::new(|e| e.permitted_dns = two),
+                "nameConstraints does not permit",
+            ),
+            (
+                Box::new(|e| e.permitted_dns = &[]),
+                "the root carries no nameConstraints",
+            ),
+        ];
+        for (tweak, needle) in &expectation_cases {
+            assert_finds(&findings(&w, &good(&w), tweak), needle);
+        }
+        // Rules checked against what the certificate itself says.
+        let unknown =
+            || CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![5, 0]);
+        let cert_cases: Vec<(Box<Edit>, &str)> = vec![
+            (
+                Box::new(|p| p.serial_number = Some(SerialNumber::from_slice(&[0, 0]))),
+                "serial must be a positive integer",
+            ),
+            (
+                Box::new(|p| p.serial_number = Some(SerialNumber::from_slice(&[1; 21]))),
+                "serial must be a positive integer",
+            ),
+            (
+                Box::new(|p| p.distinguished_name = DistinguishedName::new()),
+                "subject is empty",
+            ),
+            (
+                Box::new(|p| p.not_after = p.not_before - Duration::days(1)),
+                "notBefore is not before notAfter",
+            ),
+            (
+                Box::new(|p| {
+                    p.subject_alt_names =
+                        vec![SanType::DnsName("acme.example".try_into().expect("ia5"))]
+                }),
+                "carries no SAN",
+            ),
+            (
+                Box::new(|p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth]),
+                "carries no EKU",
+            ),
+            (
+                Box::new(move |p| {
+                    let mut e = unknown();
+                    e.set_criticality(true);
+                    p.custom_extensions = vec![e];
+                }),
+                "unknown critical extension",
+            ),
+            (
+                Box::new(move |p| p.custom_extensions = vec![unknown(), unknown()]),
+                "appears twice",
+            ),
+            (Box::new(|p| p.is_ca = IsCa::ExplicitNoCa), "cA is not TRUE"),
+            (
+                Box::new(|p| p.is_ca = IsCa::NoCa),
+                "basicConstraints is missing",
+            ),
+            (Box::new(|p| p.key_usages = vec![]), "keyUsage is missing"),
+            (
+                Box::new(|p| p.key_identifier_method = KeyIdMethod::PreSpecified(vec![9; 20])),
+                "subjectKeyIdentifier is not RFC 7093",
+            ),
+            (
+                Box::new(|p| p.use_authority_key_identifier_extension = false),
+                "authorityKeyIdentifier is missing",
+            ),
+            (
+                Box::new(|p| p.name_constraints = None),
+                "nameConstraints is missing",
+            ),
+            (
+                Box::new(|p| {
+                    p.name_constraints = Some(NameConstraints {
+                        permitted_subtrees: vec![
+                            GeneralSubtree::DnsName("acme.example".into()),
+                            GeneralSubtree::DnsName("evil.example".into()),
+                        ],
+                        excluded_subtrees: vec![],
+                    })
+                }),
+                "permits DNS names the policy does not list",
+            ),
+        ];
+        for (edit, needle) in &cert_cases {
+            let mut p = good(&w);
+            edit(&mut p);
+            assert_finds(&findings(&w, &p, |_| {}), needle);
+        }
+    }
+
+    #[test]
+    fn every_crl_rule_is_seen_failing() {
+        let w = world();
+        let root = x509::parse_cert(&w.root_der).expect("root");
+        let name = root.tbs_certificate.subject.as_raw().to_vec();
+        let id = w.root.public_key().key_id();
+        let good = || CertificateRevocationListParams {
+            this_update: w.now,
+            next_update: w.now + Duration::days(30),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&[7; 16]),
+                revocation_time: w.now - Duration::hours(1),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::PreSpecified(id.clone()),
+        };
+        let lint = |p: &CertificateRevocationListParams, name: &[u8], id: &[u8]| {
+            let signer = RcgenSigner::new(&w.root);
+            let issuer = Issuer::from_params(&w.root_params, &signer);
+            let der = p.signed_by(&issuer).expect("crl").der().to_vec();
+            lint_crl(&x509::parse_crl(&der).expect("parse"), name, id)
+        };
+        assert_eq!(lint(&good(), &name, &id), Vec::<String>::new());
+        assert_finds(&lint(&good(), &[0x30, 0x00], &id), "CRL issuer");
+        assert_finds(
+            &lint(&good(), &name, &[1, 2]),
+            "CRL authorityKeyIdentifier is not",
+        );
+        // (rcgen cannot build a CRL whose nextUpdate is not after thisUpdate, so that rule's
+        // failure is not reachable from here.)
+        let mut p = good();
+        p.crl_number = SerialNumber::from_slice(&[1; 21]);
+        assert_finds(&lint(&p, &name, &id), "at most 20 octets");
+        let mut p = good();
+        let again = p.revoked_certs[0].clone();
+        p.revoked_certs.push(again);
+        assert_finds(&lint(&p, &name, &id), "listed twice");
+        let mut p = good();
+        p.revoked_certs[0].revocation_time = w.now + Duration::hours(1);
+        assert_finds(&lint(&p, &name, &id), "after thisUpdate");
+    }
+}

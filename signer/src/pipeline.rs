@@ -1,4 +1,5 @@
-//! The one issuance pipeline every certificate and CRL goes through.
+//! The self-checks every certificate and CRL goes through, inside the ceremony pipeline
+//! ([`crate::ceremony`]).
 //!
 //! 1. Build the artifact with a throwaway in-memory key of the root's algorithm and lint it,
 //!    so linting never asks the root key (or its hardware) for anything.
@@ -6,7 +7,9 @@
 //! 3. Re-parse the result, verify its signature with root.pem's key, check that its TBS is
 //!    byte-identical to the linted one, and lint it again.
 //!
-//! Only then may the caller write it; writing and the ledger entry are the caller's last steps.
+//! Only then may the caller record it; the ledger entry and the outputs are the ceremony's.
+
+use std::path::Path;
 
 use crate::algo::{KeyAlgorithm, PublicKey};
 use crate::backend::soft::SoftKey;
@@ -24,6 +27,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The PEM label of the artifact.
+    pub fn pem_tag(self) -> &'static str {
+        match self {
+            Kind::Certificate => "CERTIFICATE",
+            Kind::Crl => "X509 CRL",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Kind::Certificate => "certificate",
@@ -47,14 +58,22 @@ impl Kind {
     }
 }
 
+/// An output file's bytes: PEM unless the name ends in `.der`.
+pub fn encode(path: &Path, kind: Kind, der: &[u8]) -> Vec<u8> {
+    if path.extension().is_some_and(|e| e == "der") {
+        der.to_vec()
+    } else {
+        pem::encode(&pem::Pem::new(kind.pem_tag(), der.to_vec())).into_bytes()
+    }
+}
+
 /// Type of the closure that serializes an artifact signed by a given signer.
-pub(crate) type Build<'b> =
-    dyn Fn(&RcgenSigner<'_>) -> std::result::Result<Vec<u8>, rcgen::Error> + 'b;
+pub type Build<'b> = dyn Fn(&RcgenSigner<'_>) -> std::result::Result<Vec<u8>, rcgen::Error> + 'b;
 /// Type of the closure that lints a DER artifact.
-pub(crate) type Lint<'b> = dyn Fn(&[u8]) -> Vec<String> + 'b;
+pub type Lint<'b> = dyn Fn(&[u8]) -> Vec<String> + 'b;
 
 /// A linted TBS, waiting for the real signature.
-pub(crate) struct DryRun {
+pub struct DryRun {
     kind: Kind,
     tbs: Vec<u8>,
 }
@@ -74,11 +93,10 @@ pub(crate) fn dry_run(
     })?;
     let findings = lint(&dry);
     if !findings.is_empty() {
-        return Err(Error::Refused(format!(
-            "the {} would break RFC 5280 or the policy: {}; fix the policy file, nothing was signed",
-            kind.name(),
-            findings.join("; ")
-        )));
+        return Err(Error::Lint {
+            what: kind.name(),
+            findings: findings.join("; "),
+        });
     }
     Ok(DryRun {
         kind,

@@ -11,6 +11,8 @@ use time::OffsetDateTime;
 
 use kiwi_signer::x509;
 
+use crate::metrics::Gauge;
+
 /// How a CRL stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -40,6 +42,8 @@ pub struct Report {
     pub next_update: Option<String>,
     /// Whole days until nextUpdate (negative once expired).
     pub days_left: Option<i64>,
+    /// Seconds until nextUpdate (negative once expired).
+    pub seconds_left: Option<i64>,
     /// Number of revoked certificates listed.
     pub revoked: Option<usize>,
 }
@@ -53,8 +57,58 @@ impl Report {
             this_update: None,
             next_update: None,
             days_left: None,
+            seconds_left: None,
             revoked: None,
         }
+    }
+
+    /// The report as Prometheus gauges, labelled with the CRL file's path: whether the CRL is
+    /// valid (an invalid or unreadable CRL still yields `kiwi_crl_valid 0`, so alerts fire),
+    /// seconds until nextUpdate, CRL number and revoked count where known, and when it was checked.
+    pub fn gauges(&self, crl_label: &str, now: OffsetDateTime) -> Vec<Gauge> {
+        let l = || vec![("crl", crl_label.to_string())];
+        let valid = matches!(self.verdict, Verdict::Ok | Verdict::Due);
+        let mut g = vec![Gauge::one(
+            "kiwi_crl_valid",
+            "1 when the root CRL is issued by the root, its signature verifies and nextUpdate has not passed.",
+            l(),
+            if valid { 1.0 } else { 0.0 },
+        )];
+        if let Some(s) = self.seconds_left {
+            g.push(Gauge::one(
+                "kiwi_crl_next_update_seconds",
+                "Seconds until the root CRL's nextUpdate (negative once it has passed).",
+                l(),
+                s as f64,
+            ));
+        }
+        if let Some(n) = self
+            .crl_number
+            .as_deref()
+            .and_then(|n| n.parse::<f64>().ok())
+        {
+            g.push(Gauge::one(
+                "kiwi_crl_number",
+                "The root CRL's CRL number.",
+                l(),
+                n,
+            ));
+        }
+        if let Some(r) = self.revoked {
+            g.push(Gauge::one(
+                "kiwi_crl_revoked_certificates",
+                "Certificates the root CRL lists as revoked.",
+                l(),
+                r as f64,
+            ));
+        }
+        g.push(Gauge::one(
+            "kiwi_crl_check_timestamp_seconds",
+            "When kiwictl crl check last ran (Unix time).",
+            l(),
+            now.unix_timestamp() as f64,
+        ));
+        g
     }
 }
 
@@ -107,6 +161,7 @@ pub fn check(crl: &[u8], root: &[u8], warn_days: u32, now: OffsetDateTime) -> Re
         this_update: Some(rfc3339(this_update)),
         next_update: next_update.map(rfc3339),
         days_left: None,
+        seconds_left: None,
         revoked: Some(parsed.iter_revoked_certificates().count()),
     };
     let Some(next) = next_update else {
@@ -125,6 +180,7 @@ pub fn check(crl: &[u8], root: &[u8], warn_days: u32, now: OffsetDateTime) -> Re
     let left = next - now;
     let days = left.whole_days();
     report.days_left = Some(days);
+    report.seconds_left = Some(left.whole_seconds());
     if left.is_negative() {
         report.verdict = Verdict::Expired;
         report.message = format!(
@@ -144,16 +200,21 @@ pub fn check(crl: &[u8], root: &[u8], warn_days: u32, now: OffsetDateTime) -> Re
     report
 }
 
-/// Reads the two files and checks them.
-pub fn check_files(
-    crl: &Path,
-    root: &Path,
-    warn_days: u32,
-    now: OffsetDateTime,
-) -> std::io::Result<Report> {
-    let crl = std::fs::read(crl)?;
-    let root = std::fs::read(root)?;
-    Ok(check(&crl, &root, warn_days, now))
+/// Reads the two files and checks them; a file that cannot be read makes the CRL invalid (named
+/// in the message), so a monitoring job still reports it.
+pub fn check_files(crl: &Path, root: &Path, warn_days: u32, now: OffsetDateTime) -> Report {
+    let read = |p: &Path, what: &str| {
+        std::fs::read(p).map_err(|e| {
+            format!(
+                "cannot read the {what} {}: {e}; check the path the job is given",
+                p.display()
+            )
+        })
+    };
+    match (read(crl, "CRL"), read(root, "root certificate")) {
+        (Ok(crl), Ok(root)) => check(&crl, &root, warn_days, now),
+        (Err(m), _) | (_, Err(m)) => Report::invalid(m),
+    }
 }
 
 #[cfg(test)]
@@ -168,16 +229,13 @@ mod tests {
         };
         let dir = tmp.join("ca");
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
-        kiwi_signer::ca::init(
-            &dir,
-            &policy,
-            &kiwi_signer::ca::BackendSpec::soft(),
-            &cb,
-            now,
-        )
-        .expect("init");
-        let ca = kiwi_signer::ca::Ca::open(&dir).expect("open");
-        ca.crl(&tmp.join("crl.pem"), &cb, now).expect("crl");
+        let c = kiwi_signer::ceremony::Ceremony::new(&cb, now);
+        let soft = kiwi_signer::ceremony::init::BackendSpec::soft();
+        kiwi_signer::ceremony::init(&dir, &policy, &soft, &c).expect("init");
+        let crl = kiwi_signer::ceremony::crl::Crl {
+            out: tmp.join("crl.pem"),
+        };
+        kiwi_signer::ceremony::run(&dir, &crl, &c).expect("crl");
         (
             std::fs::read(tmp.join("crl.pem")).expect("crl"),
             std::fs::read(dir.join("root.pem")).expect("root"),
@@ -194,10 +252,30 @@ mod tests {
         assert_eq!(r.crl_number.as_deref(), Some("1"));
         // The shipped policy gives 180 days.
         assert!(matches!(r.days_left, Some(179 | 180)), "{:?}", r.days_left);
+        let prom = crate::metrics::render(&r.gauges("/pub/crl.pem", now));
+        assert!(
+            prom.contains("kiwi_crl_valid{crl=\"/pub/crl.pem\"} 1\n"),
+            "{prom}"
+        );
+        assert!(
+            prom.contains("kiwi_crl_number{crl=\"/pub/crl.pem\"} 1\n"),
+            "{prom}"
+        );
+        assert!(
+            prom.contains("kiwi_crl_revoked_certificates{crl=\"/pub/crl.pem\"} 0\n"),
+            "{prom}"
+        );
         let r = check(&crl, &root, 30, now + time::Duration::days(160));
         assert_eq!(r.verdict, Verdict::Due, "{}", r.message);
         let r = check(&crl, &root, 30, now + time::Duration::days(181));
         assert_eq!(r.verdict, Verdict::Expired, "{}", r.message);
+        assert!(
+            r.seconds_left.is_some_and(|s| s < 0),
+            "{:?}",
+            r.seconds_left
+        );
+        let prom = crate::metrics::render(&r.gauges("c", now));
+        assert!(prom.contains("kiwi_crl_valid{crl=\"c\"} 0\n"), "{prom}");
         assert!(r.message.contains("kiwi-signer crl"));
 
         // Another root's CRL, and a damaged one.

@@ -291,12 +291,12 @@ mod tests {
             secret: "unit test passphrase".into(),
         };
         let ca_dir = tmp.path().join("ca");
-        kiwi_signer::ca::init(
+        let c = kiwi_signer::ceremony::Ceremony::new(&cb, now);
+        kiwi_signer::ceremony::init(
             &ca_dir,
             &policies().join("root.yaml"),
-            &kiwi_signer::ca::BackendSpec::soft(),
-            &cb,
-            now,
+            &kiwi_signer::ceremony::init::BackendSpec::soft(),
+            &c,
         )
         .expect("init");
         let slug = Slug::parse("acme").expect("slug");
@@ -308,9 +308,8 @@ mod tests {
         let back = key_from_pem(&key_pem(&key), "test").expect("pem");
         assert_eq!(back.public_key(), key.public_key());
 
-        let ca = kiwi_signer::ca::Ca::open(&ca_dir).expect("open");
         let out = tmp.path().join("acme.crt");
-        let req = kiwi_signer::ca::SignRequest {
+        let req = kiwi_signer::ceremony::sign::SignRequest {
             csr: csr.into_bytes(),
             csr_origin: "acme.csr".into(),
             slug: slug.clone(),
@@ -318,7 +317,7 @@ mod tests {
             days: None,
             out: out.clone(),
         };
-        ca.sign(&req, &cb, now).expect("sign");
+        kiwi_signer::ceremony::run(&ca_dir, &req, &c).expect("sign");
         let cert = std::fs::read(&out).expect("cert");
         let root = std::fs::read(ca_dir.join("root.pem")).expect("root");
         let want = Expected {
@@ -345,12 +344,11 @@ mod tests {
         let e = check_certificate("c", &cert, &root, None, &wrong_key, now).expect_err("key");
         assert!(e.to_string().contains("different key"), "{e}");
         let other_ca = tmp.path().join("other");
-        kiwi_signer::ca::init(
+        kiwi_signer::ceremony::init(
             &other_ca,
             &policies().join("root.yaml"),
-            &kiwi_signer::ca::BackendSpec::soft(),
-            &cb,
-            now,
+            &kiwi_signer::ceremony::init::BackendSpec::soft(),
+            &c,
         )
         .expect("init");
         let other_root = std::fs::read(other_ca.join("root.pem")).expect("root");
@@ -360,15 +358,12 @@ mod tests {
         // Revoked: the CRL lists it.
         let serial = x509::Serial::parse_hex(&ok.serial).expect("serial");
         let crl_path = tmp.path().join("crl.pem");
-        let ca = kiwi_signer::ca::Ca::open(&ca_dir).expect("reopen");
-        ca.revoke(
-            &serial,
-            kiwi_signer::ledger::Reason::Superseded,
-            &crl_path,
-            &cb,
-            now,
-        )
-        .expect("revoke");
+        let revoke = kiwi_signer::ceremony::revoke::Revoke {
+            serial,
+            reason: kiwi_signer::ledger::Reason::Superseded,
+            out: crl_path.clone(),
+        };
+        kiwi_signer::ceremony::run(&ca_dir, &revoke, &c).expect("revoke");
         let crl_bytes = std::fs::read(&crl_path).expect("crl");
         let e = check_certificate("c", &cert, &root, Some(&crl_bytes), &want, now)
             .expect_err("revoked");

@@ -9,6 +9,7 @@
 pub mod crl;
 pub mod githook;
 pub mod intermediate;
+pub mod metrics;
 pub mod onboard;
 pub mod registry;
 pub mod sops;

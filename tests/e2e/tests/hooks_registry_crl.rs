@@ -1,9 +1,10 @@
 //! Provisioning hooks through the real `kiwi-signer`, and `kiwictl registry` and `crl check`
 //! on real files: vetoes and bad input change nothing; post hooks see the event as JSON.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::process::Command;
 
-use kiwi_e2e::{bin, path_str, run, stderr, stdout, Fixture};
+use kiwi_e2e::{bin, path_str, run, run_ok, stderr, stdout, Fixture};
 
 fn hooks_file(f: &Fixture, body: &str) -> std::path::PathBuf {
     let p = f.w("hooks.yaml");
@@ -238,4 +239,76 @@ fn crl_check_passes_a_fresh_crl_and_pages_when_due_or_foreign() {
         "{}",
         stdout(&foreign)
     );
+}
+
+/// The textfile-collector output parses with Prometheus's own Python parser, carries what the
+/// alert rules in the README use, is replaced whole on the next run, and still says
+/// `kiwi_crl_valid 0` when the CRL is another root's.
+#[test]
+fn crl_check_writes_prometheus_metrics_a_real_parser_reads() {
+    let f = Fixture::new();
+    let crl = f.w("crl.pem");
+    f.signer_ok(&["crl", "--out", path_str(&crl)]);
+    let prom = f.w("kiwi_crl.prom");
+    let check = |root: &std::path::Path| {
+        run(Command::new(bin("kiwictl"))
+            .args(["crl", "check", "--crl"])
+            .arg(&crl)
+            .arg("--root")
+            .arg(root)
+            .arg("--prometheus")
+            .arg(&prom))
+    };
+    let parse = || {
+        let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+                      for fam in p(open(sys.argv[1]).read()):\n    for s in fam.samples:\n        \
+                      print(fam.type, s.name, s.labels['crl'], float(s.value))\n";
+        run_ok(
+            Command::new(kiwi_e2e::venv_tool("python"))
+                .args(["-c", script])
+                .arg(&prom),
+        )
+    };
+    let ok = check(&f.root_pem());
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let samples = parse();
+    let c = path_str(&crl);
+    assert!(
+        samples.contains(&format!("gauge kiwi_crl_valid {c} 1.0")),
+        "{samples}"
+    );
+    assert!(
+        samples.contains(&format!("gauge kiwi_crl_number {c} 1.0")),
+        "{samples}"
+    );
+    assert!(
+        samples.contains(&format!("gauge kiwi_crl_revoked_certificates {c} 0.0")),
+        "{samples}"
+    );
+    // The root policy's CRL lives 180 days.
+    let secs: f64 = samples
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("gauge kiwi_crl_next_update_seconds {c} ")))
+        .expect("next update gauge")
+        .parse()
+        .expect("number");
+    assert!(
+        (179.0 * 86400.0..=180.0 * 86400.0).contains(&secs),
+        "{secs}"
+    );
+
+    let other = Fixture::new();
+    let bad = check(&other.root_pem());
+    assert_eq!(bad.status.code(), Some(1));
+    let samples = parse();
+    assert!(
+        samples.contains(&format!("gauge kiwi_crl_valid {c} 0.0")),
+        "{samples}"
+    );
+    assert!(
+        !samples.contains("kiwi_crl_number"),
+        "stale samples kept: {samples}"
+    );
+    let mode = std::fs::metadata(&prom).expect("prom").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "node_exporter runs as another user");
 }

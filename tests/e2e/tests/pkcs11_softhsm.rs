@@ -416,12 +416,11 @@ fn the_token_remembers_the_ledger_anchor_across_sessions() {
         confirm: true,
         secret: "a rehearsal passphrase".into(),
     };
-    kiwi_signer::ca::init(
+    kiwi_signer::ceremony::init(
         &soft,
         &policy,
-        &kiwi_signer::ca::BackendSpec::soft(),
-        &cb,
-        time::OffsetDateTime::now_utc(),
+        &kiwi_signer::ceremony::init::BackendSpec::soft(),
+        &kiwi_signer::ceremony::Ceremony::new(&cb, time::OffsetDateTime::now_utc()),
     )
     .expect("soft init");
     let ca = kiwi_signer::ca::Ca::open(&soft).expect("open");

@@ -144,8 +144,11 @@ fn bad_slugs_tiers_and_options_are_refused() {
         "9999",
         "--yes",
     ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--days 9999"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "kiwi-signer: error: --days 9999 is outside the mesh policy (1 to 1826 days)\n"
+    );
     assert!(!out.exists());
     assert_eq!(before, f.ledger_bytes());
 
@@ -163,8 +166,15 @@ fn bad_slugs_tiers_and_options_are_refused() {
         path_str(&existing),
         "--yes",
     ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("exists"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "kiwi-signer: error: --out {}: it exists already, and the signer never overwrites a \
+             file: choose another --out path or move the old file away; nothing was signed\n",
+            existing.display()
+        )
+    );
     assert_eq!(std::fs::read(&existing).expect("read"), b"keep me\n");
     assert_eq!(before, f.ledger_bytes());
 

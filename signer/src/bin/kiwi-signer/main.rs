@@ -15,11 +15,15 @@ use time::OffsetDateTime;
 use kiwi_signer::backend::pkcs11_config::Pkcs11Config;
 use kiwi_signer::backend::yubikey_config::YubikeyConfig;
 use kiwi_signer::backend::{BackendConfig, BackendKind};
-use kiwi_signer::ca::{self, BackendSpec, Ca, Outcome, SignRequest};
-use kiwi_signer::hooks::{EventData, EventKind, Hooks};
-use kiwi_signer::ledger::Reason;
+use kiwi_signer::ca::{self, Ca};
+use kiwi_signer::ceremony::crl::Crl;
+use kiwi_signer::ceremony::init::BackendSpec;
+use kiwi_signer::ceremony::revoke::Revoke;
+use kiwi_signer::ceremony::sign::SignRequest;
+use kiwi_signer::ceremony::{self, Ceremony, ExpectedHead, Operation, Outcome, Witness};
+use kiwi_signer::hooks::Hooks;
+use kiwi_signer::ledger::{Reason, Recorded};
 use kiwi_signer::slug::{Slug, Tier};
-use kiwi_signer::words::Fingerprint;
 use kiwi_signer::x509::Serial;
 
 /// `println!` that ignores a closed stdout (`| head`): the operation's result is already durable
@@ -167,6 +171,28 @@ impl HookArgs {
     }
 }
 
+/// The witness's ledger head, checked before anything is signed (the rollback check).
+#[derive(clap::Args)]
+struct WitnessArgs {
+    /// The ledger head the witness wrote down after the previous command: its 64 hex digits, or
+    /// its first four PGP words. Refused, naming both heads, when the ledger's head differs.
+    #[arg(long, value_name = "HEAD", value_parser = parse_head)]
+    expect_head: Option<ExpectedHead>,
+    /// A file on the transfer medium holding the witness's ledger head: checked like
+    /// --expect-head, and rewritten with the new head after success.
+    #[arg(long, value_name = "FILE")]
+    head_file: Option<PathBuf>,
+}
+
+impl WitnessArgs {
+    fn witness(self) -> Witness {
+        Witness {
+            expect: self.expect_head,
+            head_file: self.head_file,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a new root CA in an empty directory.
@@ -186,6 +212,9 @@ enum Command {
         secrets: Secrets,
         #[command(flatten)]
         hooks: HookArgs,
+        /// Write the new ledger head to this file (on the transfer medium) for the witness.
+        #[arg(long, value_name = "FILE")]
+        head_file: Option<PathBuf>,
     },
     /// Issue an intermediate CA certificate for a customer's CSR.
     Sign {
@@ -214,6 +243,8 @@ enum Command {
         secrets: Secrets,
         #[command(flatten)]
         hooks: HookArgs,
+        #[command(flatten)]
+        witness: WitnessArgs,
     },
     /// Revoke an intermediate and issue a new CRL.
     Revoke {
@@ -236,6 +267,8 @@ enum Command {
         secrets: Secrets,
         #[command(flatten)]
         hooks: HookArgs,
+        #[command(flatten)]
+        witness: WitnessArgs,
     },
     /// Re-issue the CRL (run at every scheduled ceremony, before nextUpdate).
     Crl {
@@ -249,6 +282,8 @@ enum Command {
         secrets: Secrets,
         #[command(flatten)]
         hooks: HookArgs,
+        #[command(flatten)]
+        witness: WitnessArgs,
     },
     /// Show issued and revoked intermediates, the CRL number and when the next CRL is due.
     Status {
@@ -274,6 +309,32 @@ enum Command {
     Hook {
         #[command(subcommand)]
         command: HookCommand,
+    },
+    /// Print a shell completion script (`source <(kiwi-signer completions bash)`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: kiwi_signer::shell::Shell,
+    },
+    /// Write a man page for every command into DIR (`man -l DIR/kiwi-signer.1`); never overwrites.
+    Man {
+        /// The directory for the pages (created if missing), e.g. ~/.local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Write a certificate or CRL the ledger records again (after a crash, or a lost copy).
+    Export {
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The certificate's serial, in hex (as `status` prints it).
+        #[arg(long, value_parser = parse_serial, required_unless_present = "crl_number", conflicts_with = "crl_number")]
+        serial: Option<Serial>,
+        /// The CRL's number.
+        #[arg(long, value_name = "N")]
+        crl_number: Option<u64>,
+        /// Output file (PEM; DER if the name ends in .der). Never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Ledger commands.
     Ledger {
@@ -302,9 +363,10 @@ enum LedgerCommand {
         /// The CA directory.
         #[arg(long, value_name = "DIR")]
         ca: PathBuf,
-        /// The head hash the witness wrote down; catches removed newest entries.
-        #[arg(long, value_name = "HEX")]
-        expect_head: Option<String>,
+        /// The head the witness wrote down (64 hex digits or the first four PGP words);
+        /// catches removed newest entries.
+        #[arg(long, value_name = "HEAD", value_parser = parse_head)]
+        expect_head: Option<ExpectedHead>,
     },
 }
 
@@ -323,6 +385,9 @@ fn parse_serial(s: &str) -> Result<Serial, String> {
 }
 fn parse_reason(s: &str) -> Result<Reason, String> {
     s.parse()
+}
+fn parse_head(s: &str) -> Result<ExpectedHead, String> {
+    ExpectedHead::parse(s).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -347,43 +412,33 @@ fn print_outcome(what: &str, o: &Outcome) {
     if let Some(n) = o.crl_number {
         out!("  CRL number  {n}");
     }
-    let head = Fingerprint::from_hex(&o.head)
-        .map(|f| f.for_reading())
-        .unwrap_or_else(|| o.head.clone());
-    out!("  ledger head {head}");
-    out!("  (the witness writes the ledger head down)");
-}
-
-const TOOL: &str = "kiwi-signer";
-
-fn add_file(data: &mut EventData, role: &str, path: &std::path::Path) {
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    data.files.entry(role.into()).or_default().push(abs);
-}
-
-/// Adds what an operation produced: serial, CRL number, ledger head, the artifact's SHA-256.
-fn add_outcome(data: &mut EventData, o: &Outcome, role: &str, artifact: &std::path::Path) {
-    if let Some(s) = &o.serial {
-        data.serial = Some(s.to_string());
-    }
-    if let Some(n) = o.crl_number {
-        data.details.insert("crl_number".into(), n.to_string());
-    }
-    data.ledger_head = Some(o.head.clone());
-    if let Ok(bytes) = std::fs::read(artifact) {
-        data.sha256
-            .insert(role.into(), Fingerprint::of(&bytes).hex());
-    }
-    for w in &o.written {
-        add_file(data, "written", w);
+    out!("  ledger head {}", o.head.for_reading());
+    out!("  (the witness writes the ledger head down and gives it to the next command as --expect-head)");
+    for w in &o.warnings {
+        eprintln!("kiwi-signer: warning: {w}");
     }
 }
 
-/// Runs post hooks; their failures are reported and change nothing.
-fn post(hooks: &Hooks, event: EventKind, data: &EventData) {
-    for f in hooks.run_post(TOOL, event, data) {
-        eprintln!("kiwi-signer: warning: {f}");
-    }
+/// Runs one CA-changing operation through the library's pipeline and prints its outcome.
+fn change(
+    ca: &std::path::Path,
+    what: &str,
+    op: &dyn Operation,
+    cb: &prompt::Terminal,
+    hooks: HookArgs,
+    witness: WitnessArgs,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let hooks = hooks.load()?;
+    let c = Ceremony {
+        cb,
+        now,
+        witness: witness.witness(),
+        hooks: Some(&hooks),
+    };
+    let o = ceremony::run(ca, op, &c)?;
+    print_outcome(what, &o);
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -396,17 +451,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pkcs11,
             secrets,
             hooks,
+            head_file,
         } => {
             let spec = pkcs11.spec(backend)?;
             let hooks = hooks.load()?;
-            let mut data = EventData::default();
-            add_file(&mut data, "ca", &ca);
-            hooks.run_pre(TOOL, EventKind::RootCreated, &data)?;
             let cb = secrets.terminal(true);
-            let o = ca::init(&ca, &policy, &spec, &cb, now)?;
+            let c = Ceremony {
+                cb: &cb,
+                now,
+                witness: Witness {
+                    expect: None,
+                    head_file,
+                },
+                hooks: Some(&hooks),
+            };
+            let o = ceremony::init(&ca, &policy, &spec, &c)?;
             print_outcome("Root CA created", &o);
-            add_outcome(&mut data, &o, "root", &ca.join(ca::files::ROOT));
-            post(&hooks, EventKind::RootCreated, &data);
         }
         Command::Sign {
             ca,
@@ -418,21 +478,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             yes,
             secrets,
             hooks,
+            witness,
         } => {
-            let hooks = hooks.load()?;
             let bytes = std::fs::read(&csr)
                 .with_context(|| format!("cannot read the CSR {}", csr.display()))?;
-            let mut data = EventData {
-                slug: Some(slug.to_string()),
-                tier: Some(tier.to_string()),
-                ..EventData::default()
-            };
-            data.sha256
-                .insert("csr".into(), Fingerprint::of(&bytes).hex());
-            add_file(&mut data, "csr", &csr);
-            add_file(&mut data, "out", &out);
-            hooks.run_pre(TOOL, EventKind::IntermediateIssued, &data)?;
-            let cb = secrets.terminal(yes);
             let req = SignRequest {
                 csr: bytes,
                 csr_origin: csr.display().to_string(),
@@ -441,10 +490,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 days,
                 out,
             };
-            let o = Ca::open(&ca)?.sign(&req, &cb, now)?;
-            print_outcome("Intermediate issued", &o);
-            add_outcome(&mut data, &o, "certificate", &req.out);
-            post(&hooks, EventKind::IntermediateIssued, &data);
+            let cb = secrets.terminal(yes);
+            change(&ca, "Intermediate issued", &req, &cb, hooks, witness, now)?;
         }
         Command::Revoke {
             ca,
@@ -454,38 +501,40 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             yes,
             secrets,
             hooks,
+            witness,
         } => {
-            let hooks = hooks.load()?;
-            let mut data = EventData {
-                serial: Some(serial.to_string()),
-                ..EventData::default()
+            let op = Revoke {
+                serial,
+                reason,
+                out,
             };
-            data.details.insert("reason".into(), reason.name().into());
-            add_file(&mut data, "out", &out);
-            hooks.run_pre(TOOL, EventKind::Revoked, &data)?;
-            hooks.run_pre(TOOL, EventKind::CrlIssued, &data)?;
             let cb = secrets.terminal(yes);
-            let o = Ca::open(&ca)?.revoke(&serial, reason, &out, &cb, now)?;
-            print_outcome("Intermediate revoked, CRL issued", &o);
-            add_outcome(&mut data, &o, "crl", &out);
-            post(&hooks, EventKind::Revoked, &data);
-            post(&hooks, EventKind::CrlIssued, &data);
+            let what = "Intermediate revoked, CRL issued";
+            change(&ca, what, &op, &cb, hooks, witness, now)?;
         }
         Command::Crl {
             ca,
             out,
             secrets,
             hooks,
+            witness,
         } => {
-            let hooks = hooks.load()?;
-            let mut data = EventData::default();
-            add_file(&mut data, "out", &out);
-            hooks.run_pre(TOOL, EventKind::CrlIssued, &data)?;
             let cb = secrets.terminal(true);
-            let o = Ca::open(&ca)?.crl(&out, &cb, now)?;
-            print_outcome("CRL issued", &o);
-            add_outcome(&mut data, &o, "crl", &out);
-            post(&hooks, EventKind::CrlIssued, &data);
+            change(&ca, "CRL issued", &Crl { out }, &cb, hooks, witness, now)?;
+        }
+        Command::Export {
+            ca,
+            serial,
+            crl_number,
+            out,
+        } => {
+            let which = match (serial, crl_number) {
+                (Some(s), _) => Recorded::Certificate(s),
+                (None, Some(n)) => Recorded::Crl(n),
+                (None, None) => anyhow::bail!("pass --serial HEX or --crl-number N"),
+            };
+            Ca::open(&ca)?.export(&which, &out)?;
+            out!("wrote {}", out.display());
         }
         Command::Status { ca, json } => {
             let st = Ca::open(&ca)?.status(now)?;
@@ -500,6 +549,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     st.ledger_entries,
                     st.ledger_head
                 );
+                out!("rollback     {}", st.rollback_protection);
                 out!("intermediates ({}):", st.intermediates.len());
                 for i in &st.intermediates {
                     let state = i
@@ -569,10 +619,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            kiwi_signer::shell::completions(&mut Cli::command(), shell, &mut std::io::stdout());
+        }
+        Command::Man { out } => {
+            use clap::CommandFactory as _;
+            let pages = kiwi_signer::shell::write_man_pages(Cli::command(), &out)?;
+            out!("wrote {} man pages into {}", pages.len(), out.display());
+        }
         Command::Ledger {
             command: LedgerCommand::Verify { ca, expect_head },
         } => {
-            let st = ca::verify_ledger(&ca, expect_head.as_deref())?;
+            let st = ca::verify_ledger(&ca, expect_head.as_ref())?;
             out!("ledger intact: {} entries", st.len);
             out!("  head {}", st.head.for_reading());
         }

@@ -44,14 +44,14 @@ impl Terminal {
             }
         }
         let text = std::str::from_utf8(&raw).map_err(|_| {
-            Error::Refused(format!(
+            Error::Prompt(format!(
                 "{}: the PIN file is not UTF-8 text",
                 path.display()
             ))
         })?;
         let first = text.lines().next().unwrap_or("");
         if first.is_empty() {
-            return Err(Error::Refused(format!(
+            return Err(Error::Prompt(format!(
                 "{}: the PIN file is empty",
                 path.display()
             )));
@@ -63,7 +63,7 @@ impl Terminal {
         rpassword::prompt_password(format!("{prompt}: "))
             .map(Secret::new)
             .map_err(|e| {
-                Error::Refused(format!(
+                Error::Prompt(format!(
                     "cannot ask for the secret on a terminal ({e}); pass --pin-file FILE"
                 ))
             })
@@ -86,7 +86,7 @@ impl Callbacks for Terminal {
             .read_line(&mut line)
             .map_err(|e| Error::io("stdin", e, ""))?;
         if n == 0 {
-            return Err(Error::Refused(
+            return Err(Error::Prompt(
                 "no answer at the confirmation prompt (standard input is closed); type `yes` on a terminal, or pass --yes".into(),
             ));
         }
@@ -104,7 +104,7 @@ impl Callbacks for Terminal {
         let mut err = std::io::stderr();
         let _ = write!(err, "{message}");
         if !std::io::stdin().is_terminal() {
-            return Err(Error::Refused(
+            return Err(Error::Prompt(
                 "the device has one PIN try left and there is no terminal to confirm spending it \
                  (--yes does not answer this); run the command at a terminal, or unblock/reset the \
                  PIN counter with the PUK first"
@@ -124,7 +124,7 @@ impl Callbacks for Terminal {
     fn management_key(&self, prompt: &str) -> Result<Secret> {
         match &self.mgm_key_file {
             Some(p) => Self::read_pin_file(p),
-            None if !std::io::stdin().is_terminal() => Err(Error::Refused(
+            None if !std::io::stdin().is_terminal() => Err(Error::Prompt(
                 "the YubiKey's management key is needed and there is no terminal to ask for it; \
                  pass --mgm-key-file FILE, or keep a PIN-protected management key on the device \
                  (ykman piv access change-management-key --generate --protect). Nothing was signed"
@@ -139,14 +139,14 @@ impl Callbacks for Terminal {
             return Self::read_pin_file(p);
         }
         if !std::io::stdin().is_terminal() {
-            return Err(Error::Refused(
+            return Err(Error::Prompt(
                 "no terminal to ask for a new passphrase; pass --pin-file FILE".into(),
             ));
         }
         let a = self.ask(prompt)?;
         let b = self.ask("Repeat it")?;
         if a.expose() != b.expose() {
-            return Err(Error::Refused(
+            return Err(Error::Prompt(
                 "the two passphrases differ; nothing was created".into(),
             ));
         }

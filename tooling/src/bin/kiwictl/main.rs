@@ -66,6 +66,17 @@ enum Command {
         #[command(subcommand)]
         command: HookCommand,
     },
+    /// Print a shell completion script (`source <(kiwictl completions bash)`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: kiwi_signer::shell::Shell,
+    },
+    /// Write a man page for every command into DIR (`man -l DIR/kiwictl.1`); never overwrites.
+    Man {
+        /// The directory for the pages (created if missing), e.g. ~/.local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -209,6 +220,10 @@ enum CrlCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Also write the result as Prometheus metrics for node_exporter's textfile collector
+        /// (replaced atomically; written even when the CRL is invalid or unreadable).
+        #[arg(long, value_name = "FILE")]
+        prometheus: Option<PathBuf>,
     },
 }
 
@@ -469,10 +484,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     root,
                     warn_days,
                     json,
+                    prometheus,
                 },
         } => {
-            let report = crl::check_files(&crl_path, &root, warn_days, OffsetDateTime::now_utc())
-                .map_err(|e| anyhow::anyhow!("cannot read the CRL or the root: {e}"))?;
+            let now = OffsetDateTime::now_utc();
+            let report = crl::check_files(&crl_path, &root, warn_days, now);
+            if let Some(p) = &prometheus {
+                let label = crl_path.display().to_string();
+                kiwi_tooling::metrics::write(p, &report.gauges(&label, now))?;
+            }
             if json {
                 out!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -486,6 +506,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            kiwi_signer::shell::completions(&mut Cli::command(), shell, &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out } => {
+            use clap::CommandFactory as _;
+            let pages = kiwi_signer::shell::write_man_pages(Cli::command(), &out)?;
+            out!("wrote {} man pages into {}", pages.len(), out.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Hook {
             command: HookCommand::GitCommit { repo },

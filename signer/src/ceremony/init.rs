@@ -1,0 +1,282 @@
+//! `init`: a new root CA in an absent or empty directory.
+//!
+//! There is no ledger to read yet, so the steps of the pipeline that apply are run here: pre
+//! hooks, the checks, key generation on the backend, one signature checked against the new key
+//! (built and linted first with a throwaway key), then everything is staged in a sibling
+//! directory and renamed into place: the rename is the commit point, so a crash leaves either
+//! no CA or a whole one (and at most a `.NAME.init-PID` staging directory). Then the device's
+//! anchor, the head file and post hooks.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyIdMethod, SerialNumber};
+use time::{Duration, OffsetDateTime};
+
+use super::sign::dn_string;
+use super::{add_file, add_results, head, Ceremony, Outcome, TOOL};
+pub use crate::backend::BackendSpec;
+use crate::backend::{Anchor, KeyRequest, NewKey};
+use crate::ca::{files, CaConfig, CLOCK_SKEW, CONFIG_FORMAT, POLICIES};
+use crate::callbacks::Callbacks;
+use crate::error::{Error, Result};
+use crate::fsutil::{self, Mode};
+use crate::hooks::{EventData, EventKind};
+use crate::ledger::{self, Event};
+use crate::lint::{self, CaExpectations};
+use crate::pipeline::{self, Kind};
+use crate::policy::{self, RootPolicy};
+use crate::slug::Tier;
+use crate::words::Fingerprint;
+use crate::x509::{self, Serial};
+
+/// Creates a new root CA in `dir` (which must be absent or empty) under the root policy
+/// `policy_path` (the intermediate policies are read beside it).
+pub fn init(
+    dir: &Path,
+    policy_path: &Path,
+    backend: &BackendSpec,
+    c: &Ceremony<'_>,
+) -> Result<Outcome> {
+    let mut data = EventData::default();
+    add_file(&mut data, "ca", dir);
+    if let Some(hooks) = c.hooks {
+        hooks.run_pre(TOOL, EventKind::RootCreated, &data)?;
+    }
+    let mut outcome = create(dir, policy_path, backend, c.cb, c.now)?;
+    if let Some(path) = &c.witness.head_file {
+        if let Err(e) = head::write_head_file(path, &outcome.head) {
+            outcome.warnings.push(format!(
+                "the new head could not be written to --head-file ({e}); the witness writes it \
+                 down by hand: {}",
+                outcome.head.hex()
+            ));
+        }
+    }
+    if let Some(hooks) = c.hooks {
+        if let Ok(bytes) = std::fs::read(dir.join(files::ROOT)) {
+            data.sha256
+                .insert("root".into(), Fingerprint::of(&bytes).hex());
+        }
+        add_results(&mut data, &outcome);
+        for f in hooks.run_post(TOOL, EventKind::RootCreated, &data) {
+            outcome.warnings.push(f.to_string());
+        }
+    }
+    Ok(outcome)
+}
+
+fn create(
+    dir: &Path,
+    policy_path: &Path,
+    backend: &BackendSpec,
+    cb: &dyn Callbacks,
+    now: OffsetDateTime,
+) -> Result<Outcome> {
+    if dir.join(files::CONFIG).exists()
+        || dir.join(ledger::FILE).exists()
+        || dir.join(files::ROOT).exists()
+    {
+        return Err(Error::CaExists {
+            dir: dir.to_path_buf(),
+        });
+    }
+    if dir.exists()
+        && std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e, ""))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::DirNotEmpty {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let policy_path = std::fs::canonicalize(policy_path).map_err(|e| {
+        Error::io(
+            policy_path,
+            e,
+            "pass the root policy, e.g. policies/root.yaml",
+        )
+    })?;
+    let pol = policy::load_root(&policy_path)?;
+    let policies_dir = policy_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    for tier in Tier::ALL {
+        policy::load_intermediate(&policies_dir, tier)?;
+    }
+    let new_key = backend.create(&KeyRequest::from_policy(&pol), cb)?;
+    let result = init_with_key(
+        dir,
+        &pol,
+        &policy_path,
+        &policies_dir,
+        backend,
+        new_key.as_ref(),
+        now,
+    );
+    if result.is_err() {
+        // A key generated on a device for a CA that was not created is removed again.
+        new_key.abort();
+    }
+    result
+}
+
+fn init_with_key(
+    dir: &Path,
+    pol: &RootPolicy,
+    policy_path: &Path,
+    policies_dir: &Path,
+    backend: &BackendSpec,
+    new_key: &dyn NewKey,
+    now: OffsetDateTime,
+) -> Result<Outcome> {
+    let key = new_key.key();
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    let serial = Serial::random();
+    let public = key.public_key().clone();
+    let mut params = CertificateParams::default();
+    params.serial_number = Some(SerialNumber::from_slice(serial.bytes()));
+    params.not_before = now - CLOCK_SKEW;
+    params.not_after = now + Duration::days(i64::from(pol.validity_days));
+    params.distinguished_name = pol.subject.render(None);
+    params.is_ca = IsCa::Ca(match pol.path_len {
+        Some(n) => BasicConstraints::Constrained(n),
+        None => BasicConstraints::Unconstrained,
+    });
+    params.key_usages = pol.key_usages.iter().map(|u| u.rcgen()).collect();
+    params.use_authority_key_identifier_extension = true;
+    params.key_identifier_method = KeyIdMethod::PreSpecified(public.key_id());
+    let build = |signer: &crate::backend::RcgenSigner<'_>| {
+        let issuer = Issuer::from_params(&params, signer);
+        params.signed_by(&public, &issuer).map(|c| c.der().to_vec())
+    };
+    let key_id = public.key_id();
+    let lint = |der: &[u8]| match x509::parse_cert(der) {
+        Ok(c) => {
+            let subject = c.tbs_certificate.subject.as_raw();
+            let window = (
+                c.tbs_certificate.validity.not_before.timestamp(),
+                c.tbs_certificate.validity.not_after.timestamp(),
+            );
+            lint::lint_ca_cert(
+                &c,
+                &CaExpectations {
+                    issuer_name: subject,
+                    issuer_key_id: &key_id,
+                    issuer_window: window,
+                    subject_key: &public,
+                    path_len: pol.path_len,
+                    key_usages: &pol.key_usages,
+                    permitted_dns: &[],
+                },
+            )
+        }
+        Err(e) => vec![e],
+    };
+    let der = pipeline::sign_checked(Kind::Certificate, key, &public, &build, &lint)?;
+    // On a YubiKey the root certificate also goes into the slot's certificate object.
+    key.store_certificate(&der)?;
+
+    // Everything is staged in a sibling directory and renamed into place at the end.
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ca".into());
+    let staging = parent.join(format!(".{name}.init-{}", std::process::id()));
+    std::fs::create_dir(&staging)
+        .map_err(|e| Error::io(&staging, e, "check that the parent directory is writable"))?;
+    let result = (|| -> Result<(Fingerprint, Vec<PathBuf>)> {
+        let kept = new_key.persist(&staging)?;
+        fsutil::write_new(
+            &staging.join(files::ROOT),
+            &pipeline::encode(Path::new("root.pem"), Kind::Certificate, &der),
+            Mode::Public,
+        )?;
+        // The CA keeps its own copy of the policies it signs under (the ledger records each
+        // one's SHA-256), so it does not depend on where a repository checkout happens to be.
+        let staged_policies = staging.join(POLICIES);
+        std::fs::create_dir(&staged_policies).map_err(|e| Error::io(&staged_policies, e, ""))?;
+        let mut copies = vec![(policy_path.to_path_buf(), "root.yaml".to_string())];
+        for tier in Tier::ALL {
+            let file = policy::intermediate_file(tier);
+            copies.push((policies_dir.join(&file), file));
+        }
+        for (from, name) in copies {
+            let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e, ""))?;
+            fsutil::write_new(&staged_policies.join(name), &bytes, Mode::Public)?;
+        }
+        let config = CaConfig {
+            format: CONFIG_FORMAT,
+            policy: Path::new(POLICIES).join("root.yaml"),
+            policies_dir: PathBuf::from(POLICIES),
+            backend: backend.config.clone(),
+        };
+        let toml_text = toml::to_string(&config).map_err(|e| Error::SelfCheck(e.to_string()))?;
+        fsutil::write_new(
+            &staging.join(files::CONFIG),
+            toml_text.as_bytes(),
+            Mode::Public,
+        )?;
+        let (artifact_sha256, artifact) = ledger::encode_artifact(&der);
+        let event = Event::RootCreated {
+            serial: serial.clone(),
+            subject: dn_string(&params.distinguished_name),
+            not_after: ledger::fmt_time(params.not_after),
+            key_id: hex::encode(public.key_id()),
+            backend: key
+                .describe()
+                .replace(&staging.display().to_string(), &dir.display().to_string()),
+            policy_sha256: pol.source.sha256.hex(),
+            artifact_sha256,
+            artifact,
+            attestation: key.attestation().map(|der| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD.encode(der)
+            }),
+        };
+        let (text, head) = ledger::genesis(event, now);
+        ledger::verify_text(ledger::FILE, &text)?;
+        fsutil::write_new(&staging.join(ledger::FILE), text.as_bytes(), Mode::Public)?;
+        std::fs::rename(&staging, dir)
+            .map_err(|e| Error::io(dir, e, "the directory must be empty or absent"))?;
+        Ok((head, kept))
+    })();
+    match result {
+        Ok((head, kept)) => {
+            let mut written = vec![
+                dir.join(files::ROOT),
+                dir.join(files::CONFIG),
+                dir.join(ledger::FILE),
+            ];
+            written.extend(kept.iter().map(|k| dir.join(k)));
+            let mut warnings = Vec::new();
+            if key.remembers() {
+                if let Err(e) = key.write_anchor(&Anchor {
+                    head,
+                    crl_number: 0,
+                }) {
+                    warnings.push(format!(
+                        "the ledger head could not be stored on the device ({e}); the next \
+                         command stores it"
+                    ));
+                }
+            }
+            Ok(Outcome {
+                written,
+                serial: Some(serial),
+                crl_number: None,
+                head,
+                warnings,
+            })
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}

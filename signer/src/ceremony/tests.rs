@@ -1,0 +1,633 @@
+//! Unit tests of the pipeline: its order, its refusals, and every self-check driven by a
+//! faulty backend test double.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+
+use rcgen::CertificateParams;
+use time::{Duration, OffsetDateTime};
+
+use super::crl::Crl;
+use super::init::BackendSpec;
+use super::revoke::Revoke;
+use super::sign::SignRequest;
+use super::*;
+use crate::algo::{KeyAlgorithm, PublicKey};
+use crate::backend::soft::{self, SoftKey};
+use crate::backend::{BackendError, RcgenSigner, Secret};
+use crate::callbacks::Scripted;
+use crate::ledger::{Reason, Recorded};
+use crate::slug::{Slug, Tier};
+
+const PASS: &str = "unit test passphrase";
+
+fn yes() -> Scripted {
+    Scripted {
+        confirm: true,
+        secret: PASS.into(),
+    }
+}
+
+/// Counts the prompts, to prove what was (not) asked.
+struct Counting {
+    confirms: Cell<u32>,
+    secrets: Cell<u32>,
+}
+
+impl Counting {
+    fn new() -> Self {
+        Counting {
+            confirms: Cell::new(0),
+            secrets: Cell::new(0),
+        }
+    }
+}
+
+impl Callbacks for Counting {
+    fn confirm(&self, _summary: &str) -> Result<bool> {
+        self.confirms.set(self.confirms.get() + 1);
+        Ok(true)
+    }
+    fn secret(&self, _prompt: &str) -> Result<Secret> {
+        self.secrets.set(self.secrets.get() + 1);
+        Ok(Secret::new(PASS.into()))
+    }
+    fn notice(&self, _message: &str) {}
+}
+
+fn fresh(now: OffsetDateTime) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ca");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
+    let cb = yes();
+    init(
+        &dir,
+        &policy,
+        &BackendSpec::soft(),
+        &Ceremony::new(&cb, now),
+    )
+    .expect("init");
+    (tmp, dir)
+}
+
+fn csr_for(key: &SoftKey) -> Vec<u8> {
+    let signer = RcgenSigner::new(key);
+    let params = CertificateParams::new(vec![]).expect("params");
+    params
+        .serialize_request(&signer)
+        .expect("csr")
+        .der()
+        .to_vec()
+}
+
+fn request(tmp: &tempfile::TempDir, csr: &[u8], slug: &str, out: &str) -> SignRequest {
+    SignRequest {
+        csr: csr.to_vec(),
+        csr_origin: "unit.csr".into(),
+        slug: Slug::parse(slug).expect("slug"),
+        tier: Tier::Core,
+        days: Some(365),
+        out: tmp.path().join(out),
+    }
+}
+
+fn ledger_text(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join(ledger::FILE)).expect("ledger")
+}
+
+fn go(dir: &Path, op: &dyn Operation, cb: &dyn Callbacks, now: OffsetDateTime) -> Result<Outcome> {
+    run(dir, op, &Ceremony::new(cb, now))
+}
+
+#[test]
+fn clock_behind_the_ledger_is_refused_and_nothing_changes() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+    let before = ledger_text(&dir);
+    let req = request(&tmp, &csr, "acme", "a.pem");
+    let early = now - Duration::hours(2);
+    let err = go(&dir, &req, &yes(), early).expect_err("a clock behind the ledger");
+    assert!(matches!(err, Error::ClockBehindLedger { .. }), "{err}");
+    assert!(!req.out.exists());
+    assert_eq!(before, ledger_text(&dir));
+    let crl = Crl {
+        out: tmp.path().join("c.pem"),
+    };
+    let revoke = Revoke {
+        serial: Serial::random(),
+        reason: Reason::Superseded,
+        out: tmp.path().join("r.pem"),
+    };
+    for op in [&crl as &dyn Operation, &revoke] {
+        assert!(matches!(
+            go(&dir, op, &yes(), early),
+            Err(Error::ClockBehindLedger { .. })
+        ));
+    }
+    // With the clock right, the same request is signed, recorded, and exportable.
+    let o = go(&dir, &req, &yes(), now).expect("sign");
+    let state = crate::ca::verify_ledger(&dir, Some(&ExpectedHead::Hex(o.head))).expect("verify");
+    assert_eq!(state.issued.len(), 1);
+    let serial = o.serial.expect("serial");
+    let again = tmp.path().join("again.pem");
+    Ca::open(&dir)
+        .expect("open")
+        .export(&Recorded::Certificate(serial), &again)
+        .expect("export");
+    assert_eq!(
+        std::fs::read(&again).expect("export"),
+        std::fs::read(&req.out).expect("out")
+    );
+    let err = Ca::open(&dir)
+        .expect("open")
+        .export(&Recorded::Crl(7), &tmp.path().join("none.pem"))
+        .expect_err("no such CRL");
+    assert!(matches!(err, Error::NotRecorded { .. }), "{err}");
+}
+
+#[test]
+fn refusals_are_typed_and_write_nothing() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP384));
+    let no = Scripted {
+        confirm: false,
+        secret: PASS.into(),
+    };
+    let before = ledger_text(&dir);
+    let declined = request(&tmp, &csr, "acme", "declined.pem");
+    assert!(matches!(
+        go(&dir, &declined, &no, now),
+        Err(Error::NotConfirmed)
+    ));
+    assert!(!declined.out.exists());
+    let mut long = request(&tmp, &csr, "acme", "long.pem");
+    long.days = Some(100_000);
+    assert!(matches!(
+        go(&dir, &long, &yes(), now),
+        Err(Error::DaysOutsidePolicy { days: 100_000, .. })
+    ));
+    assert_eq!(before, ledger_text(&dir));
+
+    let issued = go(&dir, &request(&tmp, &csr, "acme", "a.pem"), &yes(), now).expect("sign");
+    let serial = issued.serial.expect("serial");
+    let before = ledger_text(&dir);
+    let other = request(&tmp, &csr, "globex", "g.pem");
+    let err = go(&dir, &other, &yes(), now).expect_err("key reuse");
+    assert!(
+        matches!(&err, Error::KeyOfAnotherCustomer { slug, .. } if slug.as_str() == "acme"),
+        "{err}"
+    );
+    assert!(!other.out.exists());
+    assert_eq!(before, ledger_text(&dir));
+    let revoke = |out: &str| Revoke {
+        serial: serial.clone(),
+        reason: Reason::KeyCompromise,
+        out: tmp.path().join(out),
+    };
+    go(&dir, &revoke("crl.pem"), &yes(), now).expect("revoke");
+    let again = request(&tmp, &csr, "acme", "again.pem");
+    let err = go(&dir, &again, &yes(), now).expect_err("compromised key");
+    assert!(matches!(err, Error::KeyCompromised { .. }), "{err}");
+    assert!(!again.out.exists());
+    let err = go(&dir, &revoke("crl2.pem"), &yes(), now).expect_err("twice");
+    assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
+    let unknown = Revoke {
+        serial: Serial::random(),
+        reason: Reason::Superseded,
+        out: tmp.path().join("crl3.pem"),
+    };
+    let err = go(&dir, &unknown, &yes(), now).expect_err("unknown serial");
+    assert!(matches!(err, Error::NotIssued { .. }), "{err}");
+    crate::ca::verify_ledger(&dir, None).expect("ledger verifies");
+}
+
+#[test]
+fn a_wrong_passphrase_signs_nothing() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+    let before = ledger_text(&dir);
+    let wrong = Scripted {
+        confirm: true,
+        secret: "a wrong passphrase here".into(),
+    };
+    let req = request(&tmp, &csr, "acme", "a.pem");
+    let err = go(&dir, &req, &wrong, now).expect_err("wrong passphrase");
+    assert!(
+        matches!(err, Error::Backend(BackendError::WrongPassphrase(_))),
+        "{err}"
+    );
+    assert!(!req.out.exists());
+    assert_eq!(before, ledger_text(&dir));
+}
+
+#[test]
+fn init_refuses_a_directory_that_holds_a_ca_or_anything_else() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
+    let before = ledger_text(&dir);
+    let cb = yes();
+    let c = Ceremony::new(&cb, now);
+    let err = init(&dir, &policy, &BackendSpec::soft(), &c).expect_err("second init");
+    assert!(matches!(err, Error::CaExists { .. }), "{err}");
+    assert_eq!(before, ledger_text(&dir));
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).expect("mkdir");
+    std::fs::write(other.join("notes.txt"), "x").expect("write");
+    let err = init(&other, &policy, &BackendSpec::soft(), &c).expect_err("non-empty");
+    assert!(matches!(err, Error::DirNotEmpty { .. }), "{err}");
+    assert_eq!(std::fs::read_dir(&other).expect("ls").count(), 1);
+}
+
+#[test]
+fn a_locked_ca_and_an_uncreatable_output_are_refused_before_any_prompt() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let before = ledger_text(&dir);
+    let cb = Counting::new();
+    let lock = DirLock::acquire(&dir).expect("lock");
+    let crl = Crl {
+        out: tmp.path().join("c.pem"),
+    };
+    let err = go(&dir, &crl, &cb, now).expect_err("locked");
+    assert!(matches!(err, Error::Locked { .. }), "{err}");
+    drop(lock);
+    let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+    let missing = request(&tmp, &csr, "acme", "no-such-dir/a.pem");
+    let err = go(&dir, &missing, &cb, now).expect_err("missing directory");
+    assert!(matches!(err, Error::OutputUnusable { .. }), "{err}");
+    std::fs::write(tmp.path().join("taken.pem"), "x").expect("write");
+    let taken = Crl {
+        out: tmp.path().join("taken.pem"),
+    };
+    let err = go(&dir, &taken, &cb, now).expect_err("existing output");
+    assert!(matches!(err, Error::OutputUnusable { .. }), "{err}");
+    assert_eq!((cb.confirms.get(), cb.secrets.get()), (0, 0));
+    assert_eq!(before, ledger_text(&dir));
+    // Unlocked and with a good path, the same CA works (and asks once for each).
+    go(&dir, &crl, &cb, now).expect("crl");
+    assert_eq!((cb.confirms.get(), cb.secrets.get()), (1, 1));
+}
+
+#[test]
+fn the_witness_head_catches_a_rolled_back_ledger() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+    let issued = go(&dir, &request(&tmp, &csr, "acme", "a.pem"), &yes(), now).expect("sign");
+    let revoke = Revoke {
+        serial: issued.serial.expect("serial"),
+        reason: Reason::KeyCompromise,
+        out: tmp.path().join("r.pem"),
+    };
+    let revoked = go(&dir, &revoke, &yes(), now).expect("revoke");
+    // `head -n -2`: the revocation and its CRL cut off.
+    let text = ledger_text(&dir);
+    let lines: Vec<&str> = text.lines().collect();
+    let cut: String = lines[..lines.len() - 2]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join(ledger::FILE), &cut).expect("cut");
+    let words = ExpectedHead::parse(&head::first_words(&revoked.head)).expect("words");
+    let cb = yes();
+    let revoke_again = Revoke {
+        out: tmp.path().join("r2.pem"),
+        ..revoke
+    };
+    let sign_again = request(&tmp, &csr, "acme", "b.pem");
+    let crl = Crl {
+        out: tmp.path().join("c.pem"),
+    };
+    for expect in [ExpectedHead::Hex(revoked.head), words] {
+        for op in [&sign_again as &dyn Operation, &revoke_again, &crl] {
+            let c = Ceremony {
+                witness: Witness {
+                    expect: Some(expect.clone()),
+                    head_file: None,
+                },
+                ..Ceremony::new(&cb, now)
+            };
+            let err = run(&dir, op, &c).expect_err("rolled back");
+            assert!(matches!(err, Error::HeadMismatch { .. }), "{err}");
+        }
+    }
+    assert_eq!(cut, ledger_text(&dir));
+    for out in ["b.pem", "r2.pem", "c.pem"] {
+        assert!(!tmp.path().join(out).exists());
+    }
+}
+
+/// What a faulty backend does wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    None,
+    OtherKey,
+    Malformed,
+    DifferentBytes,
+    FailAfterSigning,
+}
+
+/// A backend test double: the CA's real key, a fault, and an anchor kept in memory.
+struct Double {
+    key: SoftKey,
+    other: SoftKey,
+    fault: Cell<Fault>,
+    signatures: Cell<u32>,
+    anchor: RefCell<Option<Anchor>>,
+}
+
+impl Double {
+    fn of(dir: &Path) -> Self {
+        let key = SoftKey::open(&soft::key_path(dir), &Secret::new(PASS.into())).expect("root key");
+        let other = SoftKey::generate(key.algorithm());
+        Double {
+            key,
+            other,
+            fault: Cell::new(Fault::None),
+            signatures: Cell::new(0),
+            anchor: RefCell::new(None),
+        }
+    }
+}
+
+impl KeyBackend for &Double {
+    fn describe(&self) -> String {
+        "the test double".into()
+    }
+    fn public_key(&self) -> &PublicKey {
+        self.key.public_key()
+    }
+    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, BackendError> {
+        self.signatures.set(self.signatures.get() + 1);
+        match self.fault.get() {
+            Fault::None => self.key.sign(msg),
+            Fault::OtherKey => self.other.sign(msg),
+            Fault::Malformed => Ok(vec![0x30, 0x03, 0x02, 0x01, 0x01]),
+            Fault::DifferentBytes => {
+                let mut m = msg.to_vec();
+                m.push(0);
+                self.key.sign(&m)
+            }
+            Fault::FailAfterSigning => {
+                self.key.sign(msg)?;
+                Err(BackendError::SignFailed {
+                    backend: "test double".into(),
+                    detail: "lost the signature".into(),
+                })
+            }
+        }
+    }
+    fn remembers(&self) -> bool {
+        true
+    }
+    fn read_anchor(&self) -> std::result::Result<Option<Anchor>, BackendError> {
+        Ok(self.anchor.borrow().clone())
+    }
+    fn write_anchor(&self, anchor: &Anchor) -> std::result::Result<(), BackendError> {
+        *self.anchor.borrow_mut() = Some(anchor.clone());
+        Ok(())
+    }
+}
+
+fn with_double(dir: &Path, op: &dyn Operation, double: &Double) -> Result<Outcome> {
+    let cb = yes();
+    let c = Ceremony::new(&cb, OffsetDateTime::now_utc());
+    run_with(dir, op, &c, &|_: &Ca| Ok(Box::new(double)))
+}
+
+/// Wraps an operation so its build asks the root key for a second signature.
+struct SignsTwice(Crl);
+
+impl Operation for SignsTwice {
+    fn events(&self) -> &'static [EventKind] {
+        self.0.events()
+    }
+    fn hook_data(&self) -> EventData {
+        self.0.hook_data()
+    }
+    fn plan<'a>(&'a self, ca: &'a Ca, now: OffsetDateTime) -> Result<Plan<'a>> {
+        let mut plan = self.0.plan(ca, now)?;
+        for step in &mut plan.steps {
+            if let Step::Sign(a) = step {
+                let build = std::mem::replace(&mut a.build, Box::new(|_| Ok(Vec::new())));
+                a.build = Box::new(move |signer: &RcgenSigner<'_>| {
+                    rcgen::SigningKey::sign(signer, b"a second message")?;
+                    build(signer)
+                });
+            }
+        }
+        Ok(plan)
+    }
+}
+
+#[test]
+fn every_self_check_refuses_a_faulty_backend_and_nothing_is_recorded() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let double = Double::of(&dir);
+    let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+    let before = ledger_text(&dir);
+    for (n, fault) in [
+        Fault::OtherKey,
+        Fault::Malformed,
+        Fault::DifferentBytes,
+        Fault::FailAfterSigning,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        double.fault.set(fault);
+        let sign = request(&tmp, &csr, "acme", &format!("s{n}.pem"));
+        let crl = Crl {
+            out: tmp.path().join(format!("c{n}.pem")),
+        };
+        for (op, out) in [(&sign as &dyn Operation, &sign.out), (&crl, &crl.out)] {
+            let signed = double.signatures.get();
+            let err = with_double(&dir, op, &double).expect_err("a faulty backend");
+            match fault {
+                Fault::FailAfterSigning => assert!(
+                    matches!(err, Error::Backend(BackendError::SignFailed { .. })),
+                    "{fault:?}: {err}"
+                ),
+                _ => assert!(matches!(err, Error::SelfCheck(_)), "{fault:?}: {err}"),
+            }
+            assert_eq!(double.signatures.get(), signed + 1, "{fault:?}");
+            assert!(!out.exists(), "{fault:?}");
+            assert_eq!(before, ledger_text(&dir), "{fault:?}");
+        }
+    }
+    // Two signatures asked for one artifact.
+    double.fault.set(Fault::None);
+    let twice = SignsTwice(Crl {
+        out: tmp.path().join("twice.pem"),
+    });
+    let err = with_double(&dir, &twice, &double).expect_err("two signatures");
+    assert!(
+        matches!(&err, Error::SelfCheck(m) if m.contains("2 signatures")),
+        "{err}"
+    );
+    assert!(!twice.0.out.exists());
+    assert_eq!(before, ledger_text(&dir));
+    // A key that is not root.pem's is refused before it signs anything.
+    let stranger = Double {
+        key: SoftKey::generate(KeyAlgorithm::EcdsaP256),
+        ..Double::of(&dir)
+    };
+    let err = with_double(
+        &dir,
+        &Crl {
+            out: tmp.path().join("s.pem"),
+        },
+        &stranger,
+    )
+    .expect_err("another key");
+    assert!(
+        matches!(err, Error::Backend(BackendError::KeyMismatch { .. })),
+        "{err}"
+    );
+    assert_eq!(stranger.signatures.get(), 0);
+    // The honest double: exactly one signature, recorded and written.
+    let signed = double.signatures.get();
+    let ok = with_double(
+        &dir,
+        &Crl {
+            out: tmp.path().join("ok.pem"),
+        },
+        &double,
+    )
+    .expect("crl");
+    assert_eq!(double.signatures.get(), signed + 1);
+    assert_eq!(ok.written, vec![tmp.path().join("ok.pem")]);
+    crate::ca::verify_ledger(&dir, None).expect("verifies");
+}
+
+#[test]
+fn the_device_anchor_refuses_a_rolled_back_ledger_and_follows_one_ahead() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let double = Double::of(&dir);
+    let out = |n: &str| tmp.path().join(n);
+    let first = with_double(&dir, &Crl { out: out("1.pem") }, &double).expect("crl 1");
+    assert_eq!(
+        *double.anchor.borrow(),
+        Some(Anchor {
+            head: first.head,
+            crl_number: 1
+        })
+    );
+    let after_first = ledger_text(&dir);
+    let second = with_double(&dir, &Crl { out: out("2.pem") }, &double).expect("crl 2");
+    assert_eq!(
+        double
+            .anchor
+            .borrow()
+            .as_ref()
+            .map(|a| (a.head, a.crl_number)),
+        Some((second.head, 2))
+    );
+
+    // Rolled back to before the device's head: refused, naming both heads.
+    let newest = ledger_text(&dir);
+    std::fs::write(dir.join(ledger::FILE), &after_first).expect("roll back");
+    let err = with_double(&dir, &Crl { out: out("3.pem") }, &double).expect_err("rolled back");
+    match &err {
+        Error::LedgerBehindDevice {
+            device_head,
+            ledger_head,
+            ..
+        } => {
+            assert!(device_head.contains(&second.head.hex()), "{err}");
+            assert!(ledger_head.contains(&first.head.hex()), "{err}");
+        }
+        other => panic!("expected LedgerBehindDevice, got {other}"),
+    }
+    assert!(
+        err.to_string().contains("restore the newest backup")
+            || err.to_string().contains("Restore the newest backup")
+    );
+    assert!(!out("3.pem").exists());
+    assert_eq!(after_first, ledger_text(&dir));
+
+    // The newest ledger, with a device that has seen a higher CRL number: refused.
+    std::fs::write(dir.join(ledger::FILE), &newest).expect("restore");
+    *double.anchor.borrow_mut() = Some(Anchor {
+        head: second.head,
+        crl_number: 9,
+    });
+    let err = with_double(&dir, &Crl { out: out("4.pem") }, &double).expect_err("crl number");
+    assert!(
+        matches!(
+            err,
+            Error::CrlNumberBehindDevice {
+                device_number: 9,
+                ledger_number: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(!out("4.pem").exists());
+
+    // A ledger ahead of the device (a crash after the append): accepted, device updated.
+    *double.anchor.borrow_mut() = Some(Anchor {
+        head: first.head,
+        crl_number: 1,
+    });
+    let third = with_double(&dir, &Crl { out: out("5.pem") }, &double).expect("ahead");
+    assert_eq!(
+        double
+            .anchor
+            .borrow()
+            .as_ref()
+            .map(|a| (a.head, a.crl_number)),
+        Some((third.head, 3))
+    );
+}
+
+#[test]
+fn outputs_come_from_the_ledger_entry_and_hooks_run_inside_the_pipeline() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let seen = tmp.path().join("seen.json");
+    let hooks_text = format!(
+        "hooks:\n  - name: veto\n    event: crl_issued\n    phase: pre\n    timeout_secs: 5\n    run: [sh, -c, 'test -e {go}']\n  - name: post\n    event: crl_issued\n    phase: post\n    timeout_secs: 5\n    run: [sh, -c, 'cat > {seen}']\n",
+        go = tmp.path().join("GO").display(),
+        seen = seen.display()
+    );
+    let hooks = Hooks::parse("hooks.yaml", &hooks_text, tmp.path()).expect("hooks");
+    let cb = Counting::new();
+    let c = Ceremony {
+        hooks: Some(&hooks),
+        ..Ceremony::new(&cb, now)
+    };
+    let crl = Crl {
+        out: tmp.path().join("c.der"),
+    };
+    let before = ledger_text(&dir);
+    let err = run(&dir, &crl, &c).expect_err("vetoed");
+    assert!(matches!(err, Error::Hook(_)), "{err}");
+    // Vetoed before the confirmation and before the key was asked for.
+    assert_eq!((cb.confirms.get(), cb.secrets.get()), (0, 0));
+    assert_eq!(before, ledger_text(&dir));
+    std::fs::write(tmp.path().join("GO"), "").expect("go");
+    let o = run(&dir, &crl, &c).expect("crl");
+    let ca = Ca::open(&dir).expect("open");
+    let recorded = ca.ledger().artifact(&Recorded::Crl(1)).expect("recorded");
+    assert_eq!(
+        std::fs::read(&crl.out).expect("out"),
+        recorded,
+        "DER output"
+    );
+    let event: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&seen).expect("post hook ran")).expect("json");
+    assert_eq!(event["ledger_head"], o.head.hex());
+    assert_eq!(event["details"]["crl_number"], "1");
+    assert_eq!(
+        event["sha256"]["crl"],
+        crate::words::Fingerprint::of(&recorded).hex()
+    );
+}
