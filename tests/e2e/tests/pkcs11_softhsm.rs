@@ -321,13 +321,14 @@ fn the_token_remembers_the_ledger_anchor_across_sessions() {
         crl_number: 0,
     };
     {
+        // init stored the genesis head.
+        let genesis = Anchor {
+            head: kiwi_signer::ca::Ca::open(&dir).expect("open").state().head,
+            crl_number: 0,
+        };
         let key = open_key(&dir);
         assert!(key.remembers());
-        assert_eq!(
-            key.read_anchor().expect("read"),
-            None,
-            "a new token has none"
-        );
+        assert_eq!(key.read_anchor().expect("read"), Some(genesis));
         key.write_anchor(&first).expect("write");
         assert_eq!(key.read_anchor().expect("read"), Some(first.clone()));
     }
@@ -349,8 +350,8 @@ fn the_token_remembers_the_ledger_anchor_across_sessions() {
     let listed = data_objects(&h, true);
     assert_eq!(listed.matches("root-r1.anchor.").count(), 1, "{listed}");
     assert!(
-        listed.contains("root-r1.anchor.2"),
-        "two writes, the second generation:\n{listed}"
+        listed.contains("root-r1.anchor.3"),
+        "init's and two writes, the third generation:\n{listed}"
     );
     assert!(listed.contains("kiwi-pki"), "{listed}");
     assert!(listed.contains("private"), "{listed}");
@@ -407,7 +408,7 @@ fn the_token_remembers_the_ledger_anchor_across_sessions() {
     }
     let listed = data_objects(&h, true);
     assert_eq!(listed.matches("root-r1.anchor.").count(), 1, "{listed}");
-    assert!(listed.contains("root-r1.anchor.3"), "{listed}");
+    assert!(listed.contains("root-r1.anchor.4"), "{listed}");
 
     // The soft backend has no device: it remembers nothing.
     let soft = h.path("soft");
@@ -435,4 +436,100 @@ fn the_token_remembers_the_ledger_anchor_across_sessions() {
     })
     .expect("a no-op");
     assert_eq!(key.read_anchor().expect("read"), None);
+}
+
+/// The ledger without its last `n` lines (`head -n -N`).
+fn cut(ledger: &[u8], n: usize) -> Vec<u8> {
+    let text = String::from_utf8(ledger.to_vec()).expect("the ledger is text");
+    let lines: Vec<&str> = text.lines().collect();
+    let kept = &lines[..lines.len() - n];
+    format!("{}\n", kept.join("\n")).into_bytes()
+}
+
+#[test]
+fn a_ledger_rolled_back_past_a_revocation_is_refused_without_any_flag() {
+    let h = Hsm::new();
+    h.init("ca", "root-r1");
+    let a = h.csr("acme", "P-256");
+    h.ok(&[
+        "sign", "--ca", "ca", "--csr", &a, "--slug", "acme", "--tier", "core", "--out", "acme.crt",
+        "--yes",
+    ]);
+    let serial = openssl_ok(
+        h.tmp.path(),
+        &["x509", "-in", "acme.crt", "-noout", "-serial"],
+    );
+    let serial = serial.trim().trim_start_matches("serial=").to_string();
+    h.ok(&[
+        "revoke",
+        "--ca",
+        "ca",
+        "--serial",
+        &serial,
+        "--reason",
+        "keyCompromise",
+        "--out",
+        "crl1.pem",
+        "--yes",
+    ]);
+    let ledger_path = h.path("ca/ledger.jsonl");
+    let complete = std::fs::read(&ledger_path).expect("ledger");
+    // head -n -2: the revocation and its CRL are gone; the ledger still verifies on its own.
+    let rolled_back = cut(&complete, 2);
+    std::fs::write(&ledger_path, &rolled_back).expect("roll back");
+    h.ok(&["ledger", "verify", "--ca", "ca"]);
+
+    let g = h.csr("globex", "P-256");
+    let attempts: [(&[&str], &str); 3] = [
+        (
+            &[
+                "sign", "--ca", "ca", "--csr", &g, "--slug", "globex", "--tier", "core", "--out",
+                "out.pem", "--yes",
+            ],
+            "sign",
+        ),
+        (
+            &[
+                "revoke",
+                "--ca",
+                "ca",
+                "--serial",
+                &serial,
+                "--reason",
+                "superseded",
+                "--out",
+                "out.pem",
+                "--yes",
+            ],
+            "revoke",
+        ),
+        (&["crl", "--ca", "ca", "--out", "out.pem"], "crl"),
+    ];
+    for (args, what) in attempts {
+        let o = h.signer(args, &h.pin);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{what} was not refused: {}",
+            stderr(&o)
+        );
+        let err = stderr(&o);
+        assert!(
+            err.contains(
+                "PKCS#11 key `root-r1` on token `KiwiStack Root` last signed for ledger head"
+            ) && err.contains("the ledger was rolled back or replaced")
+                && err
+                    .contains("Restore the newest backup of the CA directory; nothing was signed"),
+            "{what}: {err}"
+        );
+        assert!(!h.path("out.pem").exists(), "{what} wrote its output");
+        assert_eq!(
+            std::fs::read(&ledger_path).expect("ledger"),
+            rolled_back,
+            "{what} changed the ledger"
+        );
+    }
+    // The newest ledger back in place: the same command goes through.
+    std::fs::write(&ledger_path, &complete).expect("restore");
+    h.ok(&["crl", "--ca", "ca", "--out", "crl2.pem"]);
 }

@@ -292,7 +292,7 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
     );
     assert!(slot9c.contains("ECCP384"), "{status}");
 
-    // The anchor: none yet; written, read back, and read by Yubico's tool.
+    // The anchor: init stored the genesis head; written, read back, and read by Yubico's tool.
     let with_key = Operator {
         mgm: Some(FACTORY_MGM),
     };
@@ -300,10 +300,17 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
         head: Fingerprint::of(b"first head"),
         crl_number: 0,
     };
+    let genesis = Anchor {
+        head: kiwi_signer::ca::Ca::open(&t.p("ca"))
+            .expect("open")
+            .state()
+            .head,
+        crl_number: 0,
+    };
     {
         let key = open_key(&t.p("ca"), &with_key);
         assert!(key.remembers());
-        assert_eq!(key.read_anchor().expect("read"), None);
+        assert_eq!(key.read_anchor().expect("read"), Some(genesis.clone()));
         key.write_anchor(&first).expect("write the anchor");
         assert_eq!(key.read_anchor().expect("read"), Some(first.clone()));
     }
@@ -346,6 +353,8 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
     {
         let key = open_key(&t.p("ca"), &Operator { mgm: None });
         assert_eq!(key.read_anchor().expect("read"), Some(second));
+        // Back to the ledger's real head, for the ceremonies below.
+        key.write_anchor(&genesis).expect("restore the anchor");
     }
 
     // The rehearsal: two CSRs signed (touch announced), one revoked, the CRL re-issued.
@@ -392,6 +401,64 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
         "crl1.pem",
         "--yes",
     ]);
+
+    // head -n -2 after the revocation: the device remembers the newer head, so the next sign,
+    // revoke and crl refuse without any flag, write nothing and leave the ledger as it is.
+    let ledger_path = t.p("ca/ledger.jsonl");
+    let complete = std::fs::read(&ledger_path).expect("ledger");
+    let text = String::from_utf8(complete.clone()).expect("text");
+    let lines: Vec<&str> = text.lines().collect();
+    let rolled_back = format!("{}\n", lines[..lines.len() - 2].join("\n")).into_bytes();
+    std::fs::write(&ledger_path, &rolled_back).expect("roll back");
+    t.ok(&["ledger", "verify", "--ca", "ca"]);
+    let n = t.csr("newco", "P-256");
+    let attempts: [(&[&str], &str); 3] = [
+        (
+            &[
+                "sign", "--ca", "ca", "--csr", &n, "--slug", "newco", "--tier", "core", "--out",
+                "out.pem", "--yes",
+            ],
+            "sign",
+        ),
+        (
+            &[
+                "revoke",
+                "--ca",
+                "ca",
+                "--serial",
+                serial_hex,
+                "--reason",
+                "superseded",
+                "--out",
+                "out.pem",
+                "--yes",
+            ],
+            "revoke",
+        ),
+        (&["crl", "--ca", "ca", "--out", "out.pem"], "crl"),
+    ];
+    for (args, what) in attempts {
+        let o = t.signer(args, &t.pin);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{what} was not refused: {}",
+            stderr(&o)
+        );
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "YubiKey {serial} slot 9c last signed for ledger head"
+            )) && err.contains("the ledger was rolled back or replaced")
+                && err
+                    .contains("Restore the newest backup of the CA directory; nothing was signed"),
+            "{what}: {err}"
+        );
+        assert!(!t.p("out.pem").exists(), "{what} wrote its output");
+        assert_eq!(std::fs::read(&ledger_path).expect("ledger"), rolled_back);
+    }
+    std::fs::write(&ledger_path, &complete).expect("restore the newest ledger");
+
     t.ok(&["crl", "--ca", "ca", "--out", "crl2.pem"]);
     t.ok(&["ledger", "verify", "--ca", "ca"]);
     let revoked = openssl(
