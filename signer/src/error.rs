@@ -240,6 +240,17 @@ pub enum Error {
     /// A prompt could not be answered (no terminal, empty PIN file, passphrases differ).
     #[error("{0}")]
     Prompt(String),
+    /// A secret file (--pin-file, --mgm-key-file) that group or others can read or change.
+    #[error(
+        "{path} has mode {mode:04o}: other users can read or change it, so it is not used; \
+         run `chmod 600 {path}` and try again"
+    )]
+    SecretFileExposed {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// A pre hook vetoed the operation, or a hooks file is invalid.
     #[error(transparent)]
     Hook(#[from] HookError),
@@ -272,6 +283,15 @@ pub enum Error {
         "internal check failed, nothing was written: {0}. Report this with the ledger and inputs"
     )]
     SelfCheck(String),
+    /// The air-gap preflight failed before a hardware root key was used, and
+    /// `--allow-network` was not given.
+    #[error(
+        "the air-gap preflight failed, so the root key was not used and nothing was written: {}. \
+         Take the laptop off every network and run the command again (or, knowingly, pass \
+         --allow-network: the ledger entry then records the failed checks)",
+        crate::preflight::describe(.0)
+    )]
+    NotAirGapped(Vec<crate::preflight::Check>),
     /// Certificate or CRL building failed inside rcgen.
     #[error("could not build the {what}: {detail}")]
     Build {

@@ -8,11 +8,20 @@
 //!
 //! Hooks are local processes only: the signer gains no network code by running them. Both
 //! `kiwi-signer` and `kiwictl` use this module, so the events mean the same everywhere.
+//!
+//! A hook gets no secrets: it starts with an empty environment plus [`BASE_ENV`] (and `LC_*`),
+//! `KIWI_HOOK_EVENT`, `KIWI_HOOK_PHASE`, and the names its own `env:` list asks for, so an
+//! operator's `SOPS_AGE_KEY` or any other secret in the caller's environment never reaches it.
+//! A hook runs in its own process group, and its timeout kills the whole group: a grandchild
+//! holding the hook's stderr open cannot stretch the timeout.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -136,6 +145,8 @@ struct RawHook {
     timeout_secs: u64,
     #[serde(default)]
     cwd: Option<PathBuf>,
+    #[serde(default)]
+    env: Vec<String>,
 }
 
 /// One validated hook.
@@ -153,6 +164,8 @@ pub struct Hook {
     pub timeout: Duration,
     /// Working directory (relative paths are relative to the hooks file).
     pub cwd: PathBuf,
+    /// Extra environment variables passed through from the caller (besides [`BASE_ENV`]).
+    pub env: Vec<String>,
 }
 
 /// A validated hooks file.
@@ -163,6 +176,38 @@ pub struct Hooks {
 
 /// The longest timeout a hook may ask for.
 pub const MAX_TIMEOUT_SECS: u64 = 3600;
+
+/// The caller's variables every hook gets (with every `LC_*`); anything else only when the
+/// hook names it under `env:`.
+pub const BASE_ENV: [&str; 5] = ["PATH", "HOME", "LANG", "TZ", "TMPDIR"];
+
+/// Prefixes of variables no hook may ask for: age identities and where they are.
+const SECRET_ENV_PREFIXES: [&str; 1] = ["SOPS_AGE_"];
+
+/// Why `name` cannot be listed under a hook's `env:`, if it cannot.
+fn env_name_problem(name: &str) -> Option<String> {
+    let valid = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Some(format!(
+            "`{name}` is not an environment variable name (letters, digits and `_`)"
+        ));
+    }
+    if let Some(p) = SECRET_ENV_PREFIXES.iter().find(|p| name.starts_with(**p)) {
+        return Some(format!(
+            "`{name}` may hold a secret key ({p}*): hooks never get key material; remove it"
+        ));
+    }
+    if name.starts_with("KIWI_HOOK_") {
+        return Some(format!(
+            "`{name}` is set by the hook runner itself; remove it"
+        ));
+    }
+    None
+}
 
 impl Phase {
     /// `pre` or `post`.
@@ -291,6 +336,11 @@ impl Hooks {
                 )
                 .into());
             }
+            for (j, name) in h.env.iter().enumerate() {
+                if let Some(problem) = env_name_problem(name) {
+                    return Err(err(format!("hooks[{i}].env[{j}]"), &problem).into());
+                }
+            }
             let cwd = match h.cwd {
                 Some(c) if c.is_absolute() => c,
                 Some(c) => base.join(c),
@@ -303,6 +353,7 @@ impl Hooks {
                 run: h.run,
                 timeout: Duration::from_secs(h.timeout_secs),
                 cwd,
+                env: h.env,
             });
         }
         Ok(Hooks { hooks })
@@ -371,6 +422,29 @@ enum RunFailure {
 /// Most of a hook's stderr that is shown.
 const STDERR_LIMIT: usize = 4096;
 
+/// The environment a hook starts with, taken from the caller's `parent` environment: the
+/// [`BASE_ENV`] names, every `LC_*`, and the names the hook lists under `env:`.
+fn hook_env(
+    h: &Hook,
+    parent: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Vec<(OsString, OsString)> {
+    parent
+        .into_iter()
+        .filter(|(k, _)| {
+            k.to_str().is_some_and(|k| {
+                BASE_ENV.contains(&k) || k.starts_with("LC_") || h.env.iter().any(|e| e == k)
+            })
+        })
+        .collect()
+}
+
+/// Kills every process in the hook's group (the hook leads it); an already empty group is fine.
+fn kill_group(child: &std::process::Child) {
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
 fn run_one(h: &Hook, tool: &str, phase: Phase, data: &EventData) -> Result<(), RunFailure> {
     let input = HookInput {
         version: 1,
@@ -384,42 +458,65 @@ fn run_one(h: &Hook, tool: &str, phase: Phase, data: &EventData) -> Result<(), R
     let mut child = Command::new(&h.run[0])
         .args(&h.run[1..])
         .current_dir(&h.cwd)
+        .env_clear()
+        .envs(hook_env(h, std::env::vars_os()))
         .env("KIWI_HOOK_EVENT", h.event.name())
-        .env(
-            "KIWI_HOOK_PHASE",
-            if phase == Phase::Pre { "pre" } else { "post" },
-        )
+        .env("KIWI_HOOK_PHASE", phase.name())
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::inherit())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(RunFailure::Spawn)?;
+    let deadline = Instant::now() + h.timeout;
     if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its input closes the pipe early: that is its choice.
-        let _ = stdin.write_all(&json);
+        // Written from its own thread: an event listing many files can exceed the pipe buffer,
+        // and a hook that never reads it must still be stopped at its deadline. A hook that does
+        // not read its input closes the pipe early: that is its choice.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&json);
+        });
     }
     let mut stderr_pipe = child.stderr.take();
-    let reader = std::thread::spawn(move || {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
         let mut buf = Vec::new();
         if let Some(p) = stderr_pipe.as_mut() {
             let _ = p.read_to_end(&mut buf);
         }
-        buf
+        let _ = tx.send(buf);
     });
-    let start = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() >= h.timeout => {
-                let _ = child.kill();
+            Ok(None) if Instant::now() >= deadline => {
+                kill_group(&child);
                 let _ = child.wait();
                 break None;
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(RunFailure::Spawn(e)),
+            Err(e) => {
+                kill_group(&child);
+                return Err(RunFailure::Spawn(e));
+            }
         }
     };
-    let mut stderr = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
+    // The hook has exited, but what it left behind may still hold stderr open: wait for the
+    // end of stderr until the deadline, then kill the rest of the group. A process that left
+    // the group (setsid) and keeps the pipe is abandoned with the reader thread.
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let (buf, timed_out) = match rx.recv_timeout(remaining) {
+        Ok(buf) => (buf, status.is_none()),
+        Err(_) => {
+            kill_group(&child);
+            (
+                rx.recv_timeout(Duration::from_millis(500))
+                    .unwrap_or_default(),
+                true,
+            )
+        }
+    };
+    let mut stderr = String::from_utf8_lossy(&buf).into_owned();
     if stderr.len() > STDERR_LIMIT {
         let mut cut = STDERR_LIMIT;
         while !stderr.is_char_boundary(cut) {
@@ -429,12 +526,12 @@ fn run_one(h: &Hook, tool: &str, phase: Phase, data: &EventData) -> Result<(), R
         stderr.push_str("\n[...]");
     }
     match status {
-        Some(s) if s.success() => Ok(()),
-        Some(s) => Err(RunFailure::Status {
+        Some(s) if !timed_out && s.success() => Ok(()),
+        Some(s) if !timed_out => Err(RunFailure::Status {
             status: s.to_string(),
             stderr,
         }),
-        None => Err(RunFailure::Status {
+        _ => Err(RunFailure::Status {
             status: format!("timed out after {} s", h.timeout.as_secs()),
             stderr,
         }),
@@ -532,6 +629,109 @@ mod tests {
             .expect_err("timeout vetoes");
         assert!(err.to_string().contains("timed out after 1 s"), "{err}");
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_group() {
+        // The shell is killed at 1 s; before, its `sleep` kept stderr open for 8 s more.
+        let text = "hooks:\n  - name: slow\n    event: crl_issued\n    phase: pre\n    timeout_secs: 1\n    run: [sh, -c, 'sleep 8; exit 0']\n";
+        let hooks = parse(text).expect("valid");
+        let start = Instant::now();
+        let err = hooks
+            .run_pre("kiwi-signer", EventKind::CrlIssued, &EventData::default())
+            .expect_err("timeout vetoes");
+        assert!(err.to_string().contains("timed out after 1 s"), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        // A hook that exits at once but leaves a child holding stderr is stopped at the deadline.
+        let text = "hooks:\n  - name: leaver\n    event: crl_issued\n    phase: pre\n    timeout_secs: 1\n    run: [sh, -c, 'sleep 8 & exit 0']\n";
+        let hooks = parse(text).expect("valid");
+        let start = Instant::now();
+        let err = hooks
+            .run_pre("kiwi-signer", EventKind::CrlIssued, &EventData::default())
+            .expect_err("a leftover child holding stderr past the deadline vetoes");
+        assert!(err.to_string().contains("timed out after 1 s"), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_hook_that_never_reads_a_large_event_is_still_stopped_at_its_deadline() {
+        let text = "hooks:\n  - name: deaf\n    event: secrets_rotated\n    phase: pre\n    timeout_secs: 1\n    run: [sleep, '30']\n";
+        let hooks = parse(text).expect("valid");
+        let mut data = EventData::default();
+        // About 1 MB of paths: far more than a pipe holds.
+        data.files.insert(
+            "changed".into(),
+            (0..20_000)
+                .map(|i| PathBuf::from(format!("/repos/cust-{i}/secrets/app.sops.yaml")))
+                .collect(),
+        );
+        let start = Instant::now();
+        let err = hooks
+            .run_pre("kiwictl", EventKind::SecretsRotated, &data)
+            .expect_err("timeout vetoes");
+        assert!(err.to_string().contains("timed out after 1 s"), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn hooks_get_the_allow_list_and_their_own_names_only() {
+        let text = "hooks:\n  - name: dump\n    event: crl_issued\n    phase: post\n    timeout_secs: 1\n    run: [env]\n    env: [DEPLOY_TARGET]\n";
+        let hooks = parse(text).expect("valid");
+        let h = hooks
+            .bound(EventKind::CrlIssued, Phase::Post)
+            .next()
+            .expect("hook");
+        let parent = [
+            ("PATH", "/usr/bin"),
+            ("HOME", "/root"),
+            ("LC_TIME", "C"),
+            ("TZ", "UTC"),
+            ("DEPLOY_TARGET", "usb"),
+            ("SOPS_AGE_KEY", "AGE-SECRET-KEY-1QQQ"),
+            ("SOPS_AGE_KEY_FILE", "/root/key.txt"),
+            ("MY_KEY", "AGE-SECRET-KEY-1QQQ"),
+            ("DEPLOY_TARGET_X", "no"),
+        ]
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        let mut got: Vec<String> = hook_env(h, parent)
+            .into_iter()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
+        got.sort();
+        assert_eq!(got, ["DEPLOY_TARGET", "HOME", "LC_TIME", "PATH", "TZ"]);
+    }
+
+    #[test]
+    fn env_lists_name_variables_and_never_age_keys() {
+        for (name, why) in [
+            ("SOPS_AGE_KEY", "secret"),
+            ("SOPS_AGE_KEY_FILE", "secret"),
+            ("A=B", "not an environment variable name"),
+            ("", "not an environment variable name"),
+            ("KIWI_HOOK_EVENT", "set by the hook runner"),
+        ] {
+            let text = format!("hooks:\n  - name: x\n    event: revoked\n    phase: pre\n    run: [env]\n    timeout_secs: 1\n    env: [ok_name, {name:?}]\n");
+            let msg = parse(&text).expect_err(name).to_string();
+            assert!(
+                msg.contains("hooks.yaml: hooks[0].env[1]") && msg.contains(why),
+                "{msg}"
+            );
+        }
+        let err = parse("hooks:\n  - name: x\n    event: revoked\n    phase: pre\n    run: [env]\n    timeout_secs: 1\n    env: PATH\n")
+            .expect_err("env is a list");
+        assert!(err.to_string().contains("hooks[0].env"), "{err}");
     }
 }
 

@@ -467,6 +467,59 @@ pub fn genesis(event: Event, now: OffsetDateTime) -> (String, Fingerprint) {
     )
 }
 
+/// Checks what an entry records about a certificate against the certificate itself: the
+/// subject, the key id, and for an intermediate the slug, which must be a label of every
+/// permitted DNS subtree (policies put `{slug}` there as a whole label). The tier is not in
+/// the certificate, so only the signed policy it was issued under could confirm it.
+fn check_recorded_names(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    subject: &str,
+    key_id: &str,
+    slug: Option<&Slug>,
+) -> Result<(), String> {
+    let actual = x509::rcgen_name(cert.subject())
+        .map(|dn| x509::dn_string(&dn))
+        .map_err(|m| format!("certificate subject: {m}"))?;
+    if actual != subject {
+        return Err(format!(
+            "recorded subject `{subject}` differs from the certificate's `{actual}`"
+        ));
+    }
+    let key = x509::cert_key(cert).map_err(|m| format!("certificate key: {m}"))?;
+    if hex::encode(key.key_id()) != key_id {
+        return Err("recorded key id differs from the certificate's".into());
+    }
+    let Some(slug) = slug else {
+        return Ok(());
+    };
+    let constraints = cert
+        .name_constraints()
+        .map_err(|m| format!("certificate name constraints: {m}"))?;
+    let dns: Vec<&str> = constraints
+        .and_then(|c| c.value.permitted_subtrees.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|t| match t.base {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    if dns.is_empty() {
+        return Err(format!(
+            "recorded slug `{slug}`, but the certificate permits no DNS subtree to name it"
+        ));
+    }
+    if let Some(d) = dns
+        .iter()
+        .find(|d| !d.split('.').any(|l| l == slug.as_str()))
+    {
+        return Err(format!(
+            "recorded slug `{slug}` differs from the certificate's: it permits `{d}`"
+        ));
+    }
+    Ok(())
+}
+
 fn decode_artifact(sha: &str, b64: &str) -> Result<Vec<u8>, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -545,6 +598,8 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                 None,
                 Event::RootCreated {
                     serial,
+                    subject,
+                    key_id,
                     artifact_sha256,
                     artifact,
                     ..
@@ -562,6 +617,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                 if Serial::from_der_integer(cert.raw_serial()) != *serial {
                     return Err(e("recorded serial differs from the certificate's".into()));
                 }
+                check_recorded_names(&cert, subject, key_id, None).map_err(e)?;
                 serials.insert(serial.clone());
                 state = Some(State {
                     root_der: der,
@@ -601,11 +657,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     if Serial::from_der_integer(cert.raw_serial()) != *serial {
                         return Err(e("recorded serial differs from the certificate's".into()));
                     }
-                    let ckey =
-                        x509::cert_key(&cert).map_err(|m| e(format!("certificate key: {m}")))?;
-                    if hex::encode(ckey.key_id()) != *key_id {
-                        return Err(e("recorded key id differs from the certificate's".into()));
-                    }
+                    check_recorded_names(&cert, subject, key_id, Some(slug)).map_err(e)?;
                 }
                 if !serials.insert(serial.clone()) {
                     return Err(e(format!(

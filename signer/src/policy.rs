@@ -20,6 +20,9 @@ pub const MAX_ROOT_DAYS: u32 = 9132;
 pub const MAX_INTERMEDIATE_DAYS: u32 = 3650;
 /// Longest CRL validity a policy may state.
 pub const MAX_CRL_DAYS: u32 = 400;
+/// Most characters in a subject's commonName, organizationName or organizationalUnitName
+/// (RFC 5280 ub-common-name, ub-organization-name, ub-organizational-unit-name).
+pub const MAX_NAME_CHARS: usize = 64;
 
 /// A policy file that is invalid, with the field path at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -375,14 +378,38 @@ fn read_strict<T: for<'de> Deserialize<'de>>(
     Ok((raw, source, ctx))
 }
 
+/// Checks a subject field against its upper bound as it will be issued: rendered with the
+/// longest slug there can be, so no customer's certificate can exceed it.
 fn subject(ctx: &Ctx, raw: RawSubject, slugged: bool) -> Result<SubjectTemplate, PolicyError> {
     let t = |field: &str, s: &str| -> Result<Template, PolicyError> {
         let t = Template::parse(s).map_err(|m| ctx.err(field, m))?;
         if !slugged && t.as_str().contains("{slug}") {
             return Err(ctx.err(field, "the root has no slug; remove `{slug}`"));
         }
-        if s.trim().is_empty() || s.len() > 64 + 10 {
-            return Err(ctx.err(field, "must be 1 to 64 characters"));
+        if s.trim().is_empty() {
+            return Err(ctx.err(field, "must not be empty"));
+        }
+        let chars = t.render(&Slug::longest()).chars().count();
+        if chars > MAX_NAME_CHARS {
+            let with = if t.as_str().contains("{slug}") {
+                format!(
+                    "with the longest slug ({} characters) it is {chars} characters",
+                    crate::slug::MAX_LEN
+                )
+            } else {
+                format!("it is {chars} characters")
+            };
+            return Err(ctx.err(
+                field,
+                format!(
+                    "`{s}`: {with}, and RFC 5280 allows at most {MAX_NAME_CHARS}; shorten it{}",
+                    if t.as_str().contains("{slug}") {
+                        " (`{slug}` alone always fits)"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
         }
         Ok(t)
     };
@@ -528,8 +555,8 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
             format!("must be 1 to validity.max_days ({})", v.max_days),
         ));
     }
-    let probe =
-        Slug::parse("probe-slug").unwrap_or_else(|_| unreachable!("literal is a valid slug"));
+    // Every template must fit the longest slug there can be.
+    let probe = Slug::longest();
     let mut permitted_dns = Vec::new();
     for (i, d) in raw.name_constraints.permitted_dns.iter().enumerate() {
         let field = format!("name_constraints.permitted_dns[{i}]");
@@ -540,13 +567,19 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
                 "no leading dot: `example.com` already covers its subdomains",
             ));
         }
-        if !is_dns_name(&t.render(&probe)) {
-            return Err(ctx.err(&field, format!("`{d}` is not a DNS name")));
-        }
-        if !d.contains("{slug}") {
+        if let Err(why) = check_dns_name(&t.render(&probe)) {
             return Err(ctx.err(
                 &field,
-                "must contain `{slug}`: each customer gets its own subtree",
+                format!(
+                    "`{d}` with the longest slug ({} characters) is not a DNS name: {why}",
+                    crate::slug::MAX_LEN
+                ),
+            ));
+        }
+        if !d.split('.').any(|l| l == "{slug}") {
+            return Err(ctx.err(
+                &field,
+                "must contain `{slug}` as a whole label (`{slug}.example.com`): each customer gets its own subtree, and `ledger verify` finds the slug there",
             ));
         }
         permitted_dns.push(t);
@@ -595,17 +628,37 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
     })
 }
 
-fn is_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        })
+/// Why `s` is not a DNS name we issue under: labels of lowercase letters, digits and inner
+/// hyphens, at most 63 characters each and 253 in all, none reserved (`xn--` and any other `--`
+/// in positions 3 and 4).
+fn check_dns_name(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 253 {
+        return Err(format!("{} characters; a DNS name has 1 to 253", s.len()));
+    }
+    for l in s.split('.') {
+        if l.is_empty() || l.len() > 63 {
+            return Err(format!(
+                "the label `{l}` has {} characters; a label has 1 to 63",
+                l.len()
+            ));
+        }
+        if l.starts_with('-')
+            || l.ends_with('-')
+            || !l
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(format!(
+                "the label `{l}` is not lowercase letters, digits and inner hyphens"
+            ));
+        }
+        if crate::slug::is_reserved_label(l) {
+            return Err(format!(
+                "the label `{l}` has `--` in positions 3 and 4 (IDNA `xn--` or reserved)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn parse_cidr(s: &str) -> Result<(IpAddr, u8), String> {
@@ -703,6 +756,78 @@ mod tests {
             );
             let e = load_intermediate(dir.path(), Tier::Core).expect_err(to);
             assert_eq!(e.field, field, "{e}");
+        }
+    }
+
+    #[test]
+    fn templates_must_fit_the_longest_slug() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base =
+            std::fs::read_to_string(policies_dir().join("intermediate-core.yaml")).expect("read");
+        let cases = [
+            (
+                "common_name: \"{slug}\"",
+                "common_name: \"KiwiStack {slug} Intermediate CA\"",
+                "subject.common_name",
+                "with the longest slug (63 characters) it is 89 characters, and RFC 5280 allows at most 64",
+            ),
+            (
+                "organizational_unit: \"{slug}\"",
+                "organizational_unit: \"{slug}-ou\"",
+                "subject.organizational_unit",
+                "66 characters",
+            ),
+            (
+                "organization: KiwiStack",
+                "organization: KiwiStack Managed Services Provider of Cloud Native Infrastructure Ltd",
+                "subject.organization",
+                "it is 70 characters",
+            ),
+            (
+                "\"{slug}.od.kiwistack.io\"",
+                "\"{slug}.xn--80ak6aa92e.io\"",
+                "name_constraints.permitted_dns[0]",
+                "`xn--80ak6aa92e`",
+            ),
+            (
+                "\"{slug}.od.kiwistack.io\"",
+                "\"{slug}{slug}.io\"",
+                "name_constraints.permitted_dns[0]",
+                "126 characters",
+            ),
+        ];
+        for (from, to, field, message) in cases {
+            assert!(base.contains(from), "fixture lacks {from}");
+            write(
+                dir.path(),
+                "intermediate-core.yaml",
+                &base.replace(from, to),
+            );
+            let e = load_intermediate(dir.path(), Tier::Core).expect_err(to);
+            assert_eq!(e.field, field, "{e}");
+            assert!(
+                e.to_string().contains("intermediate-core.yaml: subject.")
+                    || e.to_string()
+                        .contains("intermediate-core.yaml: name_constraints."),
+                "{e}"
+            );
+            assert!(e.message.contains(message), "{e}");
+        }
+        // The shipped templates fit a 63-character slug.
+        for tier in Tier::ALL {
+            let p = load_intermediate(&policies_dir(), tier).expect("shipped policy");
+            let dn = p.subject.render(Some(&Slug::longest()));
+            let mut checked = 0;
+            for (_, v) in dn.iter() {
+                match v {
+                    rcgen::DnValue::Utf8String(v) => {
+                        assert!(v.chars().count() <= MAX_NAME_CHARS, "{v}");
+                        checked += 1;
+                    }
+                    other => panic!("unexpected subject value {other:?}"),
+                }
+            }
+            assert_eq!(checked, 3, "CN, O and OU");
         }
     }
 

@@ -8,8 +8,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A customer slug: an RFC 1123 label (lowercase letters, digits and hyphens, 1 to 63
-/// characters, no leading or trailing hyphen).
+/// A customer slug: an RFC 1123 label (lowercase letters, digits and hyphens, 1 to
+/// [`MAX_LEN`] characters, no leading or trailing hyphen), and not an IDNA or other reserved
+/// label (`--` in positions 3 and 4, as in `xn--`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Slug(String);
@@ -32,6 +33,22 @@ pub enum SlugError {
     /// Starts or ends with a hyphen.
     #[error("the slug `{0}` starts or ends with `-`; a DNS label may not")]
     EdgeHyphen(String),
+    /// An IDNA A-label (`xn--...`): it would display as another name.
+    #[error("the slug `{0}` is an IDNA (punycode) label; use plain ASCII letters and digits, without `xn--`")]
+    Idna(String),
+    /// `--` in positions 3 and 4, which RFC 5891 reserves for future label encodings.
+    #[error("the slug `{0}` has `--` in positions 3 and 4, which DNS reserves for encoded labels; choose a slug without it")]
+    ReservedHyphens(String),
+}
+
+/// The longest slug: a DNS label has at most 63 characters. Policies are checked against a
+/// slug this long when they are loaded.
+pub const MAX_LEN: usize = 63;
+
+/// Whether a DNS label is reserved: `--` in positions 3 and 4 (RFC 5891 section 4.2.3.1),
+/// which covers IDNA A-labels (`xn--`).
+pub fn is_reserved_label(label: &str) -> bool {
+    label.get(2..4) == Some("--")
 }
 
 impl Slug {
@@ -46,13 +63,24 @@ impl Slug {
         {
             return Err(SlugError::BadChar(s.to_string(), c));
         }
-        if s.len() > 63 {
+        if s.len() > MAX_LEN {
             return Err(SlugError::TooLong(s.to_string(), s.len()));
         }
         if s.starts_with('-') || s.ends_with('-') {
             return Err(SlugError::EdgeHyphen(s.to_string()));
         }
+        if s.starts_with("xn--") {
+            return Err(SlugError::Idna(s.to_string()));
+        }
+        if is_reserved_label(s) {
+            return Err(SlugError::ReservedHyphens(s.to_string()));
+        }
         Ok(Slug(s.to_string()))
+    }
+
+    /// The longest slug there can be ([`MAX_LEN`] characters), for checking policies.
+    pub fn longest() -> Slug {
+        Slug("a".repeat(MAX_LEN))
     }
 
     /// The slug as a string.
@@ -134,7 +162,16 @@ mod tests {
 
     #[test]
     fn accepts_labels() {
-        for ok in ["a", "acme", "beta-corp", "x1", "0abc", &"a".repeat(63)] {
+        for ok in [
+            "a",
+            "acme",
+            "beta-corp",
+            "x1",
+            "0abc",
+            "a-b--c",
+            "abc--d",
+            &"a".repeat(63),
+        ] {
             assert_eq!(Slug::parse(ok).map(|s| s.to_string()), Ok(ok.to_string()));
         }
     }
@@ -164,6 +201,29 @@ mod tests {
             Slug::parse("ac me"),
             Err(SlugError::BadChar(_, ' '))
         ));
+    }
+
+    #[test]
+    fn refuses_idna_and_reserved_labels() {
+        // `xn--80ak6aa92e` is punycode for a Cyrillic name that looks like `apple`.
+        let e = Slug::parse("xn--80ak6aa92e").expect_err("IDNA");
+        assert!(matches!(e, SlugError::Idna(_)));
+        assert!(e.to_string().contains("IDNA"), "{e}");
+        for s in ["ab--cd", "zz--", "a1--x"] {
+            assert!(
+                matches!(
+                    Slug::parse(s),
+                    Err(SlugError::ReservedHyphens(_) | SlugError::EdgeHyphen(_))
+                ),
+                "{s}"
+            );
+        }
+        assert!(matches!(
+            Slug::parse("ab--cd"),
+            Err(SlugError::ReservedHyphens(_))
+        ));
+        assert_eq!(Slug::longest().as_str().len(), MAX_LEN);
+        assert_eq!(Slug::parse(Slug::longest().as_str()), Ok(Slug::longest()));
     }
 
     #[test]

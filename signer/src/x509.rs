@@ -131,6 +131,29 @@ pub fn cert_key(cert: &X509Certificate<'_>) -> Result<PublicKey, KeyError> {
     PublicKey::from_parsed(cert.public_key())
 }
 
+/// A distinguished name as the ledger records it: `C=.., O=.., OU=.., CN=..` in the
+/// certificate's order. Issuance and `ledger verify` must format names identically.
+pub fn dn_string(dn: &DistinguishedName) -> String {
+    dn.iter()
+        .map(|(t, v)| {
+            let name = match t {
+                DnType::CommonName => "CN",
+                DnType::OrganizationName => "O",
+                DnType::OrganizationalUnitName => "OU",
+                DnType::CountryName => "C",
+                _ => "?",
+            };
+            let val = match v {
+                DnValue::PrintableString(s) => s.as_str().to_string(),
+                DnValue::Utf8String(s) => s.clone(),
+                _ => "?".into(),
+            };
+            format!("{name}={val}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Converts a parsed name into rcgen's form, keeping attribute order and string types, so a
 /// certificate we issue names its issuer with exactly the root's subject bytes.
 pub fn rcgen_name(name: &x509_parser::x509::X509Name<'_>) -> Result<DistinguishedName, String> {

@@ -165,9 +165,12 @@ pub struct Expected<'a> {
     pub policy: &'a IntermediatePolicy,
     /// The public key of the intermediate key held in the repo's secrets.
     pub key: &'a PublicKey,
+    /// The MSP root the state repo pins (SHA-256 of its DER): any other root is refused.
+    pub root_sha256: &'a Fingerprint,
 }
 
-/// Checks a signed intermediate certificate before install: it chains to `root` (issuer name,
+/// Checks a signed intermediate certificate before install: `root` is the root the state repo
+/// pins (a rogue root that signed a matching certificate is refused), it chains to `root` (issuer name,
 /// AKI, signature, inside the root's validity), carries the tier policy's CA flags and the
 /// slug's name constraint (the PKI core's linter), holds the repo's key, is currently valid, and
 /// is not revoked by `crl` (which must itself be this root's, valid, and unexpired).
@@ -185,6 +188,15 @@ pub fn check_certificate(
     };
     let der = der_of(cert);
     let root_der = der_of(root);
+    let root_sha256 = Fingerprint::of(&root_der);
+    if root_sha256 != *want.root_sha256 {
+        return Err(refused(format!(
+            "the root given has SHA-256 {}, but this state repo is pinned to the MSP root {} \
+             (.kiwi/repo.yaml); pass KiwiStack's root certificate",
+            root_sha256.hex(),
+            want.root_sha256.hex()
+        )));
+    }
     let root_cert =
         x509::parse_cert(&root_der).map_err(|e| refused(format!("the root is unreadable: {e}")))?;
     let root_key =
@@ -263,7 +275,7 @@ pub fn check_certificate(
     }
     Ok(CheckedCert {
         sha256: Fingerprint::of(&der),
-        root_sha256: Fingerprint::of(&root_der),
+        root_sha256,
         serial: serial.hex(),
         not_after: na
             .format(&time::format_description::well_known::Rfc3339)
@@ -320,10 +332,12 @@ mod tests {
         kiwi_signer::ceremony::run(&ca_dir, &req, &c).expect("sign");
         let cert = std::fs::read(&out).expect("cert");
         let root = std::fs::read(ca_dir.join("root.pem")).expect("root");
+        let pinned = Fingerprint::of(&der_of(&root));
         let want = Expected {
             slug: &slug,
             policy: &pol,
             key: key.public_key(),
+            root_sha256: &pinned,
         };
         let ok = check_certificate("acme.crt", &cert, &root, None, &want, now).expect("valid");
         assert_eq!(ok.sha256, Fingerprint::of(&der_of(&cert)));
@@ -352,7 +366,21 @@ mod tests {
         )
         .expect("init");
         let other_root = std::fs::read(other_ca.join("root.pem")).expect("root");
+        let rogue = Fingerprint::of(&der_of(&other_root));
+        // Another root given at install: refused by the pin, naming both fingerprints.
         let e = check_certificate("c", &cert, &other_root, None, &want, now).expect_err("root");
+        let msg = e.to_string();
+        assert!(
+            msg.contains(&rogue.hex()) && msg.contains(&pinned.hex()),
+            "{msg}"
+        );
+        // A repo pinned to another root: its signature check refuses our certificate too.
+        let pinned_elsewhere = Expected {
+            root_sha256: &rogue,
+            ..want
+        };
+        let e = check_certificate("c", &cert, &other_root, None, &pinned_elsewhere, now)
+            .expect_err("root");
         assert!(e.to_string().contains("another root"), "{e}");
 
         // Revoked: the CRL lists it.

@@ -288,6 +288,7 @@ pub fn install(
             slug: &info.slug,
             policy: &pol,
             key: key.public_key(),
+            root_sha256: &info.root_sha256,
         },
         now,
     )?;

@@ -2,7 +2,8 @@
 //! the later commands (intermediate request and install) rely on.
 //!
 //! ```text
-//! .kiwi/repo.yaml          slug and tier: marks the directory as this customer's state repo
+//! .kiwi/repo.yaml          slug, tier and the MSP root's SHA-256: marks the directory as this
+//!                          customer's state repo and pins the root `intermediate install` trusts
 //! secrets/.sops.yaml       creation rule: *.sops.yaml encrypt to the operator (+ recovery) age keys
 //! values/ overrides/       Helm values and Kustomize patches (seed G1)
 //! fleet-config/            mesh and fleet tiers only
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use kiwi_signer::fsutil::{self, Mode};
 use kiwi_signer::slug::{Slug, Tier};
+use kiwi_signer::words::Fingerprint;
+use kiwi_signer::x509;
 
 /// The marker file, relative to the repo root.
 pub const MARKER: &str = ".kiwi/repo.yaml";
@@ -23,16 +26,29 @@ pub const SOPS_CONFIG: &str = "secrets/.sops.yaml";
 /// Which files the creation rule covers (sops matches it against the file's path).
 pub const PATH_REGEX: &str = r"\.sops\.yaml$";
 
+/// The marker's format: 2 pins the MSP root (format 1 markers have no `root_sha256`).
+pub const FORMAT: u32 = 2;
+
 /// What the marker records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoInfo {
-    /// Format version.
-    pub format: u32,
     /// The customer.
     pub slug: Slug,
     /// The customer's tier.
     pub tier: Tier,
+    /// SHA-256 of the MSP root certificate's DER: the only root `intermediate install` accepts.
+    pub root_sha256: Fingerprint,
+}
+
+/// The marker as written (format 2) or found (format 1 has no root).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepoInfo {
+    format: u32,
+    slug: Slug,
+    tier: Tier,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root_sha256: Option<String>,
 }
 
 /// Why a state repo operation refused.
@@ -72,6 +88,17 @@ pub enum RepoError {
     /// The marker is damaged.
     #[error("{0}")]
     Marker(String),
+    /// The marker predates root pinning.
+    #[error("{0} pins no MSP root (its {MARKER} is format 1); run `kiwictl repo init` on it again with the same options and --root ROOT.pem to pin the root")]
+    NoPinnedRoot(PathBuf),
+    /// The `--root` file is not a self-signed root certificate.
+    #[error("the root {path} was refused: {reason}; pass KiwiStack's MSP root certificate (root.pem from the signer)")]
+    BadRoot {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
@@ -99,8 +126,31 @@ pub fn sops_config(recipients: &[String]) -> String {
     )
 }
 
-/// Reads the marker of the state repo at `dir`.
-pub fn open(dir: &Path) -> Result<RepoInfo, RepoError> {
+/// The MSP root certificate in `bytes` (PEM or DER) checked to be a self-signed certificate,
+/// and its SHA-256 (over the DER, as `openssl x509 -fingerprint -sha256` shows it).
+pub fn root_fingerprint(path: &Path, bytes: &[u8]) -> Result<Fingerprint, RepoError> {
+    let refused = |reason: String| RepoError::BadRoot {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let der = match pem::parse(bytes) {
+        Ok(p) if p.tag() == "CERTIFICATE" => p.into_contents(),
+        Ok(p) => {
+            return Err(refused(format!(
+                "it is a PEM `{}`, not a CERTIFICATE",
+                p.tag()
+            )))
+        }
+        Err(_) => bytes.to_vec(),
+    };
+    let cert = x509::parse_cert(&der).map_err(refused)?;
+    let key = x509::cert_key(&cert).map_err(|e| refused(e.to_string()))?;
+    x509::verify_cert(&cert, &key)
+        .map_err(|e| refused(format!("it is not self-signed by its own key ({e})")))?;
+    Ok(Fingerprint::of(&der))
+}
+
+fn read_marker(dir: &Path) -> Result<RawRepoInfo, RepoError> {
     let marker = dir.join(MARKER);
     let text =
         std::fs::read_to_string(&marker).map_err(|_| RepoError::NotARepo(dir.to_path_buf()))?;
@@ -108,23 +158,61 @@ pub fn open(dir: &Path) -> Result<RepoInfo, RepoError> {
         .map_err(|e| RepoError::Marker(e.to_string()))
 }
 
+/// Reads the marker of the state repo at `dir`.
+pub fn open(dir: &Path) -> Result<RepoInfo, RepoError> {
+    let raw = read_marker(dir)?;
+    let bad = |m: String| RepoError::Marker(format!("{}: {m}", dir.join(MARKER).display()));
+    match (raw.format, raw.root_sha256) {
+        (1, None) => Err(RepoError::NoPinnedRoot(dir.to_path_buf())),
+        (FORMAT, Some(hex)) => Ok(RepoInfo {
+            slug: raw.slug,
+            tier: raw.tier,
+            root_sha256: Fingerprint::from_hex(&hex).ok_or_else(|| {
+                bad(format!(
+                    "root_sha256: `{hex}` is not a SHA-256 (64 hex digits)"
+                ))
+            })?,
+        }),
+        (FORMAT, None) => Err(bad("root_sha256: missing".into())),
+        (f, _) => Err(bad(format!(
+            "format: {f} is not one this kiwictl reads (1 or {FORMAT})"
+        ))),
+    }
+}
+
+fn marker_text(slug: &Slug, tier: Tier, root: &Fingerprint) -> Result<String, RepoError> {
+    serde_yaml_ng::to_string(&RawRepoInfo {
+        format: FORMAT,
+        slug: slug.clone(),
+        tier,
+        root_sha256: Some(root.hex()),
+    })
+    .map_err(|e| RepoError::Marker(e.to_string()))
+}
+
 /// What `init` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Initialized {
     /// Created these files and folders.
     Created(Vec<PathBuf>),
-    /// The directory already was this customer's state repo with these recipients.
+    /// The directory already was this customer's state repo with these recipients and root.
     AlreadyThere,
+    /// The directory was this customer's state repo with no pinned root (format 1): the
+    /// marker now pins the root.
+    Pinned,
 }
 
-/// Lays down the state repo's secrets layout in `dir` (absent or empty), or accepts a
-/// directory that already is the same customer's state repo with the same recipients.
+/// Lays down the state repo's secrets layout in `dir` (absent or empty) pinning the MSP root
+/// `root_sha256` (from [`root_fingerprint`]), or accepts a directory that already is the same
+/// customer's state repo with the same recipients and root (pinning the root in a format 1
+/// marker, which had none).
 pub fn init(
     dir: &Path,
     slug: &Slug,
     tier: Tier,
     operator: &str,
     recovery: Option<&str>,
+    root_sha256: &Fingerprint,
 ) -> Result<Initialized, RepoError> {
     check_recipient(operator)?;
     let mut recipients = vec![operator.to_string()];
@@ -133,13 +221,9 @@ pub fn init(
         recipients.push(r.to_string());
     }
     let config = sops_config(&recipients);
-    let info = RepoInfo {
-        format: 1,
-        slug: slug.clone(),
-        tier,
-    };
+    let marker = marker_text(slug, tier, root_sha256)?;
     if dir.join(MARKER).exists() {
-        let found = open(dir)?;
+        let found = read_marker(dir)?;
         if found.slug != *slug || found.tier != tier {
             return Err(RepoError::Mismatch {
                 path: dir.to_path_buf(),
@@ -153,6 +237,21 @@ pub fn init(
                 path: dir.to_path_buf(),
                 found: format!("{slug} with other recipients in {SOPS_CONFIG}"),
                 wanted: format!("{slug} encrypting to {}", recipients.join(", ")),
+            });
+        }
+        if found.root_sha256.is_none() && found.format == 1 {
+            fsutil::replace_atomically(&dir.join(MARKER), marker.as_bytes(), Mode::Public)?;
+            return Ok(Initialized::Pinned);
+        }
+        let pinned = open(dir)?.root_sha256;
+        if pinned != *root_sha256 {
+            return Err(RepoError::Mismatch {
+                path: dir.to_path_buf(),
+                found: format!(
+                    "{slug} pinned to the MSP root with SHA-256 {}",
+                    pinned.hex()
+                ),
+                wanted: format!("{slug} pinned to {}", root_sha256.hex()),
             });
         }
         return Ok(Initialized::AlreadyThere);
@@ -180,7 +279,6 @@ pub fn init(
     {
         fsutil::write_new(&dir.join(keep), b"", Mode::Public)?;
     }
-    let marker = serde_yaml_ng::to_string(&info).map_err(|e| RepoError::Marker(e.to_string()))?;
     fsutil::write_new(&dir.join(SOPS_CONFIG), config.as_bytes(), Mode::Public)?;
     created.push(dir.join(SOPS_CONFIG));
     // The marker last: a directory without it is not claimed as a state repo.
@@ -199,40 +297,104 @@ mod tests {
         Slug::parse(s).expect("slug")
     }
 
+    fn root() -> Fingerprint {
+        Fingerprint::of(b"the MSP root's DER")
+    }
+
     #[test]
     fn init_is_idempotent_and_refuses_others() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("cust-acme");
-        let done = init(&dir, &slug("acme"), Tier::Mesh, OP, None).expect("init");
+        let init = |dir: &Path, s: &str, tier: Tier, op: &str, root: &Fingerprint| {
+            super::init(dir, &slug(s), tier, op, None, root)
+        };
+        let done = init(&dir, "acme", Tier::Mesh, OP, &root()).expect("init");
         assert!(matches!(done, Initialized::Created(_)));
         assert!(dir.join("fleet-config").is_dir());
         let cfg = std::fs::read_to_string(dir.join(SOPS_CONFIG)).expect("config");
         assert!(cfg.contains(OP) && cfg.contains(PATH_REGEX), "{cfg}");
-        assert_eq!(open(&dir).expect("marker").slug, slug("acme"));
+        let info = open(&dir).expect("marker");
+        assert_eq!(info.slug, slug("acme"));
+        assert_eq!(info.root_sha256, root());
+        let marker = std::fs::read_to_string(dir.join(MARKER)).expect("marker");
+        assert!(
+            marker.contains(&format!("root_sha256: {}", root().hex())),
+            "{marker}"
+        );
         assert_eq!(
-            init(&dir, &slug("acme"), Tier::Mesh, OP, None).expect("again"),
+            init(&dir, "acme", Tier::Mesh, OP, &root()).expect("again"),
             Initialized::AlreadyThere
         );
         assert!(matches!(
-            init(&dir, &slug("globex"), Tier::Mesh, OP, None),
+            init(&dir, "globex", Tier::Mesh, OP, &root()),
             Err(RepoError::Mismatch { .. })
         ));
         assert!(matches!(
-            init(&dir, &slug("acme"), Tier::Core, OP, None),
+            init(&dir, "acme", Tier::Core, OP, &root()),
             Err(RepoError::Mismatch { .. })
         ));
+        let rogue = Fingerprint::of(b"another root");
+        let e = init(&dir, "acme", Tier::Mesh, OP, &rogue).expect_err("another root");
+        assert!(
+            e.to_string().contains(&root().hex()) && e.to_string().contains(&rogue.hex()),
+            "{e}"
+        );
+        assert_eq!(
+            open(&dir).expect("marker").root_sha256,
+            root(),
+            "the pin changed"
+        );
         let other = tmp.path().join("busy");
         std::fs::create_dir(&other).expect("mkdir");
         std::fs::write(other.join("README"), "x").expect("write");
         assert!(matches!(
-            init(&other, &slug("acme"), Tier::Core, OP, None),
+            init(&other, "acme", Tier::Core, OP, &root()),
             Err(RepoError::NotEmpty(_))
         ));
         let bad = tmp.path().join("bad");
         assert!(matches!(
-            init(&bad, &slug("acme"), Tier::Core, "AGE-SECRET-KEY-1XYZ", None),
+            init(&bad, "acme", Tier::Core, "AGE-SECRET-KEY-1XYZ", &root()),
             Err(RepoError::BadRecipient(_))
         ));
         assert!(!bad.exists(), "a refused init created the directory");
+    }
+
+    #[test]
+    fn a_format_1_repo_is_refused_until_init_pins_its_root() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("cust-acme");
+        init(&dir, &slug("acme"), Tier::Core, OP, None, &root()).expect("init");
+        std::fs::write(dir.join(MARKER), "format: 1\nslug: acme\ntier: core\n").expect("old");
+        let e = open(&dir).expect_err("no pin");
+        assert!(matches!(e, RepoError::NoPinnedRoot(_)), "{e}");
+        assert!(e.to_string().contains("--root ROOT.pem"), "{e}");
+        assert_eq!(
+            init(&dir, &slug("acme"), Tier::Core, OP, None, &root()).expect("pin"),
+            Initialized::Pinned
+        );
+        assert_eq!(open(&dir).expect("pinned").root_sha256, root());
+        std::fs::write(dir.join(MARKER), "format: 2\nslug: acme\ntier: core\n").expect("bad");
+        assert!(open(&dir).is_err(), "format 2 without a root");
+        std::fs::write(
+            dir.join(MARKER),
+            "format: 2\nslug: acme\ntier: core\nroot_sha256: abc\n",
+        )
+        .expect("bad");
+        assert!(open(&dir)
+            .expect_err("short")
+            .to_string()
+            .contains("root_sha256"));
+    }
+
+    #[test]
+    fn only_a_self_signed_certificate_is_a_root() {
+        let p = Path::new("root.pem");
+        let e = root_fingerprint(
+            p,
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .expect_err("a key");
+        assert!(e.to_string().contains("not a CERTIFICATE"), "{e}");
+        assert!(root_fingerprint(p, b"garbage").is_err());
     }
 }

@@ -312,3 +312,54 @@ fn crl_check_writes_prometheus_metrics_a_real_parser_reads() {
     let mode = std::fs::metadata(&prom).expect("prom").permissions().mode() & 0o777;
     assert_eq!(mode, 0o644, "node_exporter runs as another user");
 }
+
+#[test]
+fn hooks_get_no_secrets_from_the_signers_environment() {
+    let f = Fixture::new();
+    let dump = f.w("env.txt");
+    let hooks = hooks_file(
+        &f,
+        &format!(
+            "  - name: dump\n    event: crl_issued\n    phase: post\n    timeout_secs: 10\n    env: [DEPLOY_TARGET]\n    run: [sh, -c, 'env > {}']\n",
+            dump.display()
+        ),
+    );
+    let crl = f.w("crl.pem");
+    let o = run(Command::new(bin("kiwi-signer"))
+        .args([
+            "crl",
+            "--ca",
+            path_str(&f.ca),
+            "--pin-file",
+            path_str(&f.pin),
+        ])
+        .args(["--out", path_str(&crl), "--hooks", path_str(&hooks)])
+        .env(
+            "SOPS_AGE_KEY",
+            "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX",
+        )
+        .env("SOPS_AGE_KEY_FILE", f.w("operator.agekey"))
+        .env(
+            "BACKUP_KEY",
+            "AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ",
+        )
+        .env("DEPLOY_TARGET", "usb-stick")
+        .env("LC_TIME", "C"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let env = std::fs::read_to_string(&dump).expect("the hook dumped its environment");
+    assert!(
+        !env.contains("AGE-SECRET-KEY") && !env.contains("SOPS_AGE_KEY"),
+        "a hook saw a secret:\n{env}"
+    );
+    for wanted in [
+        "DEPLOY_TARGET=usb-stick",
+        "LC_TIME=C",
+        "KIWI_HOOK_EVENT=crl_issued",
+        "PATH=",
+    ] {
+        assert!(
+            env.lines().any(|l| l.starts_with(wanted)),
+            "{wanted} missing:\n{env}"
+        );
+    }
+}

@@ -50,6 +50,21 @@ fn sops_decrypt(file: &Path, key: &Path) -> Output {
         .env("SOPS_AGE_KEY_FILE", key))
 }
 
+/// A certificate's SHA-256 fingerprint as openssl computes it, lowercase hex.
+fn sha256_of(cert: &Path) -> String {
+    let out = run_ok(
+        Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(cert),
+    );
+    out.trim()
+        .rsplit('=')
+        .next()
+        .expect("openssl prints NAME=FINGERPRINT")
+        .replace(':', "")
+        .to_lowercase()
+}
+
 fn git(repo: &Path, args: &[&str]) -> String {
     run_ok(
         Command::new("git")
@@ -108,8 +123,16 @@ fn onboarding_story_checked_with_sops_openssl_and_git() {
             &op,
             "--recovery-age",
             &rec,
+            "--root",
+            path_str(&ca.root_pem()),
         ],
         None,
+    );
+    // The pinned root is the one openssl fingerprints.
+    let marker = std::fs::read_to_string(repo.join(".kiwi/repo.yaml")).expect("marker");
+    assert!(
+        marker.contains(&format!("root_sha256: {}", sha256_of(&ca.root_pem()))),
+        "{marker}"
     );
     git(&repo, &["init", "-q"]);
     git(&repo, &["add", "-A"]);
@@ -163,10 +186,9 @@ fn onboarding_story_checked_with_sops_openssl_and_git() {
     let crl = ca.revoke(&serial, "superseded", "root.crl");
     let other_key_csr = ca.csr("other", "P-256", &[]);
     let wrong_key = ca.sign(&other_key_csr, "acme", "mesh", "acme-wrong-key.crt");
+    // A rogue root signs a certificate for acme's own key: only the pin tells it apart.
     let ca2 = Fixture::new();
     let foreign_root = ca2.sign(&csr, "acme", "mesh", "acme-foreign.crt");
-    let ca3 = Fixture::new();
-    let other_slug = ca3.sign(&csr, "globex", "mesh", "globex.crt");
 
     // 5. Refusals: each names the problem and changes nothing in the repo.
     let root = ca.root_pem();
@@ -193,9 +215,14 @@ fn onboarding_story_checked_with_sops_openssl_and_git() {
     };
     let before = snapshot(&repo);
     let commits_before = git(&repo, &["rev-list", "--count", "HEAD"]);
-    let ca3_root = ca3.root_pem();
+    let rogue_root = ca2.root_pem();
+    let pin_refusal = format!(
+        "the root given has SHA-256 {}, but this state repo is pinned to the MSP root {}",
+        sha256_of(&rogue_root),
+        sha256_of(&root)
+    );
     for (cert, root, needle) in [
-        (&other_slug, &ca3_root, "globex"),
+        (&foreign_root, &rogue_root, pin_refusal.as_str()),
         (&foreign_root, &root, "another root"),
         (&revoked, &root, "revoked"),
         (&wrong_key, &root, "different key"),

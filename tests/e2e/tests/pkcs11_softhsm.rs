@@ -200,7 +200,7 @@ fn rehearsal_on_softhsm2_and_its_failures() {
 
     // Wrong PIN.
     let bad = h.path("bad-pin");
-    std::fs::write(&bad, "000000\n").expect("pin");
+    kiwi_e2e::write_private(&bad, "000000\n");
     refused(
         &["crl", "--ca", "ca", "--out", "crl3.pem"],
         &bad,

@@ -98,3 +98,51 @@ fn rotate_runs_between_secrets_rotated_hooks() {
         assert!(stdout(&d).contains("password: hunter2"), "{}", stdout(&d));
     }
 }
+
+/// The reproduction: `kiwictl secrets rotate` run with the operator's key in `SOPS_AGE_KEY`
+/// used to hand it to every hook. A hook that dumps its environment now finds no key.
+#[test]
+fn rotate_hooks_never_see_the_operators_age_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let key = t.join("op.agekey");
+    run_ok(Command::new("age-keygen").arg("-o").arg(&key));
+    let key_text = std::fs::read_to_string(&key).expect("key");
+    let recipient = key_text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
+        .expect("public key");
+    let repo = t.join("cust-acme/secrets");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    std::fs::write(
+        repo.join(".sops.yaml"),
+        format!("creation_rules:\n  - age: {recipient}\n"),
+    )
+    .expect("cfg");
+    let f = repo.join("a.sops.yaml");
+    std::fs::write(&f, "password: hunter2\n").expect("plain");
+    let o = kiwictl(&["secrets", "encrypt", "-i", path_str(&f)], Some(&key));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dump = t.join("env.txt");
+    let hooks = t.join("hooks.yaml");
+    std::fs::write(
+        &hooks,
+        format!(
+            "hooks:\n  - name: dump\n    event: secrets_rotated\n    phase: pre\n    timeout_secs: 10\n    run: [sh, -c, 'env > {}']\n",
+            dump.display()
+        ),
+    )
+    .expect("hooks");
+    let o = run(Command::new(kiwi_e2e::bin("kiwictl"))
+        .args(["secrets", "rotate", path_str(&t.join("cust-acme"))])
+        .args(["--hooks", path_str(&hooks)])
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env("SOPS_AGE_KEY", &key_text));
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let env = std::fs::read_to_string(&dump).expect("the hook ran");
+    assert!(
+        !env.contains("AGE-SECRET-KEY") && !env.contains("SOPS_AGE_KEY"),
+        "the hook saw the operator's key:\n{env}"
+    );
+    assert!(env.contains("KIWI_HOOK_EVENT=secrets_rotated"), "{env}");
+}

@@ -113,7 +113,7 @@ fn issued_chain_and_crls_pass_openssl_cryptography_and_pkilint() {
         "Certificate Sign, CRL Sign",
         "Permitted:",
         "DNS:acme.od.kiwistack.io",
-        "CN = KiwiStack acme Intermediate CA",
+        "OU = acme, CN = acme",
         "Public-Key: (256 bit)",
         "http://crl.kiwistack.io/root-r1.crl",
     ] {
@@ -253,6 +253,44 @@ fn issued_chain_and_crls_pass_openssl_cryptography_and_pkilint() {
     assert_eq!(revoked.len(), 1, "{status}");
     assert_eq!(revoked[0]["slug"], "acme", "{status}");
     assert_eq!(status["crl_number"], 2, "{status}");
+}
+
+#[test]
+fn a_63_character_slug_yields_pkilint_clean_intermediates() {
+    let f = Fixture::new();
+    let slug = format!("long-customer-name-{}", "x".repeat(63 - 19));
+    assert_eq!(slug.len(), 63);
+    for tier in ["core", "mesh", "fleet"] {
+        let csr = f.csr(&format!("long-{tier}"), "P-256", &[]);
+        let cert = f.sign(&csr, &slug, tier, &format!("long-{tier}.pem"));
+        let findings = pkilint(&cert, false);
+        assert!(
+            findings.is_empty(),
+            "pkilint on the {tier} intermediate:\n{findings}"
+        );
+        let subject = openssl_ok(
+            &f.work,
+            &[
+                "x509",
+                "-in",
+                path_str(&cert),
+                "-noout",
+                "-subject",
+                "-nameopt",
+                "sep_multiline",
+            ],
+        );
+        assert!(subject.contains(&format!("CN={slug}")), "{subject}");
+        let text = openssl_ok(
+            &f.work,
+            &["x509", "-in", path_str(&cert), "-noout", "-text"],
+        );
+        assert!(
+            text.contains(&format!("DNS:{slug}.od.kiwistack.io")),
+            "{text}"
+        );
+    }
+    f.assert_ledger_ok();
 }
 
 #[test]

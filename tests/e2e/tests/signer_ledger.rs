@@ -81,3 +81,93 @@ fn ledger_verifies_after_every_command_and_reports_one_byte_edits() {
     assert!(!out.exists());
     assert_eq!(std::fs::read(&ledger_path).expect("ledger"), damaged);
 }
+
+/// The ledger with `edit` applied to entry `at` and every hash after it recomputed, as someone
+/// rewriting the ledger without the witness's head would do.
+fn rewrite(text: &str, at: usize, edit: impl Fn(&mut kiwi_signer::ledger::Event)) -> String {
+    use sha2::Digest as _;
+    let mut out = String::new();
+    let mut prev = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut e: kiwi_signer::ledger::Entry = serde_json::from_str(line).expect("entry");
+        if i == at {
+            edit(&mut e.event);
+        }
+        if i > 0 {
+            e.prev = prev.clone();
+        }
+        e.hash = String::new();
+        e.hash = hex::encode(sha2::Sha256::digest(
+            serde_json::to_string(&e).expect("json"),
+        ));
+        prev = e.hash.clone();
+        out.push_str(&serde_json::to_string(&e).expect("json"));
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn verify_checks_recorded_slug_subject_and_key_id_against_the_certificate() {
+    use kiwi_signer::ledger::Event;
+    let f = Fixture::new();
+    let acme = f.csr("acme", "P-256", &[]);
+    f.sign(&acme, "acme", "core", "acme.pem");
+    let globex = f.csr("globex", "P-256", &[]);
+    f.sign(&globex, "globex", "mesh", "globex.pem");
+    let path = f.ca.join("ledger.jsonl");
+    let original = std::fs::read_to_string(&path).expect("ledger");
+    // The rewrite itself is faithful: unchanged, the ledger still verifies.
+    std::fs::write(&path, rewrite(&original, 1, |_| {})).expect("write");
+    f.assert_ledger_ok();
+
+    type Edit = Box<dyn Fn(&mut Event)>;
+    let cases: [(usize, &str, Edit); 4] = [
+        (
+            1,
+            "recorded slug `globex` differs from the certificate's",
+            Box::new(|ev| {
+                if let Event::IntermediateIssued { slug, .. } = ev {
+                    *slug = kiwi_signer::slug::Slug::parse("globex").expect("slug");
+                }
+            }),
+        ),
+        (
+            2,
+            "recorded subject `O=KiwiStack, OU=globex, CN=initech` differs",
+            Box::new(|ev| {
+                if let Event::IntermediateIssued { subject, .. } = ev {
+                    *subject = subject.replace("CN=globex", "CN=initech");
+                }
+            }),
+        ),
+        (
+            1,
+            "recorded key id differs",
+            Box::new(|ev| {
+                if let Event::IntermediateIssued { key_id, .. } = ev {
+                    *key_id = "00".repeat(20);
+                }
+            }),
+        ),
+        (
+            0,
+            "recorded subject `CN=Rogue Root` differs",
+            Box::new(|ev| {
+                if let Event::RootCreated { subject, .. } = ev {
+                    *subject = "CN=Rogue Root".into();
+                }
+            }),
+        ),
+    ];
+    for (at, needle, edit) in cases {
+        std::fs::write(&path, rewrite(&original, at, edit)).expect("write");
+        let o = f.signer(&["ledger", "verify"]);
+        assert!(!o.status.success(), "{needle}: verify passed");
+        assert!(
+            stderr(&o).contains(&format!("entry {at}")) && stderr(&o).contains(needle),
+            "{needle}: {}",
+            stderr(&o)
+        );
+    }
+}

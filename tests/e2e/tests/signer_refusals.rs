@@ -123,6 +123,9 @@ fn bad_slugs_tiers_and_options_are_refused() {
     ] {
         assert_sign_refused(&f, &csr, slug, "core", "slug");
     }
+    // Names that would display as others, or use DNS's reserved label forms.
+    assert_sign_refused(&f, &csr, "xn--80ak6aa92e", "core", "IDNA (punycode) label");
+    assert_sign_refused(&f, &csr, "ab--cd", "core", "`--` in positions 3 and 4");
     for tier in ["gold", "CORE", ""] {
         assert_sign_refused(&f, &csr, "acme", tier, "tier");
     }
@@ -197,7 +200,8 @@ fn bad_slugs_tiers_and_options_are_refused() {
     assert_eq!(before, f.ledger_bytes());
 
     // A wrong passphrase.
-    let wrong = write(&f, "wrong-pin", b"not the passphrase at all\n");
+    let wrong = f.w("wrong-pin");
+    kiwi_e2e::write_private(&wrong, "not the passphrase at all\n");
     let o = std::process::Command::new(kiwi_e2e::bin("kiwi-signer"))
         .args([
             "sign",
@@ -263,4 +267,29 @@ fn a_csr_with_the_roots_own_key_is_refused() {
     for tier in ["core", "mesh"] {
         assert_sign_refused(&f, &path, "acme", tier, "root's own");
     }
+}
+
+#[test]
+fn a_pin_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let f = Fixture::new();
+    for mode in [0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&f.pin, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        let before = f.ledger_bytes();
+        let crl = f.w(&format!("crl-{mode:o}.pem"));
+        let o = f.signer(&["crl", "--out", path_str(&crl)]);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "mode {mode:o} was accepted");
+        assert!(
+            err.contains(&format!("has mode {mode:04o}"))
+                && err.contains(&format!("chmod 600 {}", f.pin.display())),
+            "{err}"
+        );
+        assert!(!crl.exists());
+        assert_eq!(before, f.ledger_bytes(), "the ledger changed on a refusal");
+    }
+    std::fs::set_permissions(&f.pin, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let crl = f.w("crl.pem");
+    let o = f.signer(&["crl", "--out", path_str(&crl)]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -1,5 +1,5 @@
 //! The corpus made by the real sops (tests/fixtures/sops/regenerate.sh): kiwictl decrypts every
-//! file to the same data and comments as `sops -d`, and rejects every `fail_*` file.
+//! file to the same bytes as `sops -d`, and rejects every `fail_*` file.
 
 use kiwi_e2e::sops::*;
 
@@ -59,9 +59,13 @@ fn corpus_decrypts_like_sops() {
             let a: serde_json::Value = serde_json::from_slice(&ours.stdout).expect("json");
             let b: serde_json::Value = serde_json::from_slice(&theirs.stdout).expect("json");
             assert_eq!(a, b, "{name}");
-        } else {
-            assert_eq!(ours.stdout, theirs.stdout, "{name}");
         }
+        // And byte for byte: layout, quoting, block indentation, float format.
+        assert_eq!(
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&theirs.stdout),
+            "{name}: kiwictl decrypt differs from sops -d"
+        );
         checked += 1;
     }
     assert!(checked >= 11);
@@ -97,4 +101,45 @@ fn corpus_tampered_files_are_rejected() {
             "sops accepted {name}: the case does not test anything"
         );
     }
+}
+
+#[test]
+fn an_empty_sops_age_key_file_is_unset_as_in_sops() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    let file = fixtures().join("corpus/basic.yaml");
+    let key = std::fs::read_to_string(key("test1")).expect("key");
+    let path = file.to_str().expect("utf-8");
+    // Both tools with the key in SOPS_AGE_KEY and SOPS_AGE_KEY_FILE set but empty.
+    let decrypt = |bin: &std::path::Path, args: &[&str]| {
+        let o = std::process::Command::new(bin)
+            .args(args)
+            .env("SOPS_AGE_KEY", &key)
+            .env("SOPS_AGE_KEY_FILE", "")
+            .env("HOME", "/nonexistent")
+            .output()
+            .expect("spawn");
+        assert!(
+            o.status.success(),
+            "{} {args:?}: {}",
+            bin.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    let theirs = decrypt(&sops, &["-d", path]);
+    let ours = decrypt(&kiwi, &["secrets", "decrypt", path]);
+    assert_eq!(yaml_data(&ours.stdout), yaml_data(&theirs.stdout));
+
+    // A key file that is not there: the error names the path once and the OS error once.
+    let missing = "/nonexistent/kiwi-e2e/keys.txt";
+    let o = std::process::Command::new(&kiwi)
+        .args(["secrets", "decrypt", path])
+        .env_remove("SOPS_AGE_KEY")
+        .env("SOPS_AGE_KEY_FILE", missing)
+        .output()
+        .expect("spawn");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(err.matches(missing).count(), 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }

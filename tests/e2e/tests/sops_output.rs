@@ -45,6 +45,17 @@ fn kiwictl_encrypt_decrypts_with_sops() {
         ("basic.json", &[]),
         ("basic.env", &[]),
         ("blob.bin", &[]),
+        // Comments at the end of nested mappings and inside lists, under the paths sops reads
+        // them with; a block scalar that ends the file without a line break, encrypted and
+        // not; floats yaml.v3 prints with an exponent; flow mappings at the top level.
+        ("comments.yaml", &[]),
+        ("block_eof.yaml", &[]),
+        ("block_eof.yaml", &["--unencrypted-regex", "^key$"]),
+        ("floats.yaml", &[]),
+        ("flow.yaml", &[]),
+        ("flow_empty.yaml", &[]),
+        ("strings.yaml", &[]),
+        ("floats.json", &[]),
     ];
     for (i, (name, flags)) in cases.iter().enumerate() {
         let plain = fixtures().join("plain").join(name);
@@ -74,9 +85,17 @@ fn kiwictl_encrypt_decrypts_with_sops() {
         } else {
             assert_eq!(by_sops, std::fs::read(&plain).expect("plain"), "{name}");
         }
-        // Canonical files come back byte for byte through kiwictl.
-        if !name.starts_with("basic") {
-            let back = ok(&kiwi, &["secrets", "decrypt", p(&f)], Some("test1"));
+        // Canonical files come back byte for byte through kiwictl. A block scalar that ended
+        // the file without a line break now has one (the metadata followed it), so it comes
+        // back as `|-` with one: the same data, checked above.
+        let back = ok(&kiwi, &["secrets", "decrypt", p(&f)], Some("test1"));
+        if *name == "block_eof.yaml" {
+            assert_eq!(
+                yaml_data(&back),
+                yaml_data(&std::fs::read(&plain).expect("plain")),
+                "{name}: kiwictl round trip"
+            );
+        } else if !name.starts_with("basic") {
             assert_eq!(
                 back,
                 std::fs::read(&plain).expect("plain"),
@@ -318,4 +337,167 @@ fn verify_reports_bad_and_nonconforming_files() {
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&format!("{r1} can open 4 file(s)")), "{out}");
+}
+
+/// Every `ENC[...]` token in a file: values, comments, list-item comments and the MAC.
+fn enc_tokens(file: &Path) -> Vec<String> {
+    let t = std::fs::read_to_string(file).expect("read");
+    t.match_indices("ENC[AES256_GCM,")
+        .map(|(i, _)| t[i..i + t[i..].find(']').expect("closing ]") + 1].to_string())
+        .collect()
+}
+
+/// `sops -d` succeeds, leaves no ciphertext behind and gives the plaintext's comments.
+fn sops_reads_everything(file: &Path, identity: &str, plain: &Path) {
+    let o = run(&sops_bin(), &["-d", p(file)], Some(identity), None);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "sops -d: {err}");
+    assert!(!out.contains("ENC["), "sops left ciphertext: {out}\n{err}");
+    assert_eq!(
+        comments(&o.stdout),
+        comments(&std::fs::read(plain).expect("plain"))
+    );
+}
+
+#[test]
+fn rotation_and_updatekeys_leave_nothing_under_an_old_key_and_verify_finds_what_does() {
+    let kiwi = kiwictl_bin();
+    let d = tempfile::tempdir().expect("tempdir");
+    let (r1, r2) = (recipient("test1"), recipient("test2"));
+    let cfg = d.path().join(".sops.yaml");
+    std::fs::write(&cfg, format!("creation_rules:\n  - age: {r1}\n")).expect("config");
+    // A file sops made, with comments at the end of nested mappings and inside lists.
+    let plain = fixtures().join("plain/comments.yaml");
+    let f = d.path().join("app.yaml");
+    std::fs::copy(fixtures().join("corpus/comments.yaml"), &f).expect("copy");
+    let before = enc_tokens(&f);
+    let key_before = age_unwrap(d.path(), &f, &r1, "test1");
+
+    ok(&kiwi, &["secrets", "rotate", p(&f)], Some("test1"));
+    let after = enc_tokens(&f);
+    assert_eq!(after.len(), before.len(), "tokens appeared or vanished");
+    assert!(
+        after.iter().all(|t| !before.contains(t)),
+        "a value or comment kept its old ciphertext"
+    );
+    assert_ne!(age_unwrap(d.path(), &f, &r1, "test1"), key_before);
+    sops_reads_everything(&f, "test1", &plain);
+
+    // updatekeys keeps the data key; everything stays readable for the new recipient.
+    std::fs::write(&cfg, format!("creation_rules:\n  - age: {r2}\n")).expect("config");
+    ok(
+        &kiwi,
+        &["secrets", "updatekeys", "--yes", p(d.path())],
+        Some("test1"),
+    );
+    sops_reads_everything(&f, "test2", &plain);
+
+    // One comment put back under the old data key: verify reports the file, rotate and
+    // decrypt refuse it, and the file is left as it was.
+    let text = std::fs::read_to_string(&f).expect("read");
+    let comment_token = |toks: &[String], src: &str| -> String {
+        toks.iter()
+            .find(|t| src.contains(&format!("#{t}")))
+            .expect("an encrypted comment line")
+            .clone()
+    };
+    let old = comment_token(
+        &before,
+        &std::fs::read_to_string(fixtures().join("corpus/comments.yaml")).expect("read"),
+    );
+    let new = comment_token(&enc_tokens(&f), &text);
+    std::fs::write(&f, text.replacen(&new, &old, 1)).expect("write");
+    let bytes = std::fs::read(&f).expect("read");
+    let o = run(
+        &kiwi,
+        &["secrets", "verify", "--json", p(d.path())],
+        Some("test2"),
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json summary");
+    assert_eq!(s["failed"], 1, "{s}");
+    assert!(
+        s.to_string()
+            .contains("does not decrypt with this file's data key"),
+        "{s}"
+    );
+    let o = run(&kiwi, &["secrets", "rotate", p(&f)], Some("test2"), None);
+    assert!(
+        !o.status.success(),
+        "rotate accepted a comment under an old key"
+    );
+    let o = run(&kiwi, &["secrets", "decrypt", p(&f)], Some("test2"), None);
+    assert!(!o.status.success() && o.stdout.is_empty());
+    assert_eq!(
+        std::fs::read(&f).expect("read"),
+        bytes,
+        "the file was changed"
+    );
+}
+
+#[test]
+fn ini_files_are_refused_and_nothing_is_written() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    let d = tempfile::tempdir().expect("tempdir");
+    let r1 = recipient("test1");
+    let f = d.path().join("app.ini");
+    std::fs::copy(fixtures().join("plain/basic.ini"), &f).expect("copy");
+    let original = std::fs::read(&f).expect("read");
+    let refused = |o: &std::process::Output, what: &str| {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{what} succeeded");
+        assert!(o.stdout.is_empty(), "{what} printed something");
+        assert!(err.contains("ini files are not supported"), "{what}: {err}");
+    };
+    // Encrypting, to stdout or in place, writes nothing (no silent binary file).
+    refused(
+        &run(
+            &kiwi,
+            &["secrets", "encrypt", "--age", &r1, p(&f)],
+            None,
+            None,
+        ),
+        "encrypt",
+    );
+    refused(
+        &run(
+            &kiwi,
+            &["secrets", "encrypt", "-i", "--age", &r1, p(&f)],
+            None,
+            None,
+        ),
+        "encrypt -i",
+    );
+    assert_eq!(std::fs::read(&f).expect("read"), original);
+    assert_eq!(std::fs::read_dir(d.path()).expect("dir").count(), 1);
+    // A file sops encrypted as INI is refused by name, not as a broken JSON file.
+    let enc = d.path().join("sops.ini");
+    std::fs::write(&enc, ok(&sops, &["encrypt", "--age", &r1, p(&f)], None)).expect("write");
+    let before = std::fs::read(&enc).expect("read");
+    refused(
+        &run(&kiwi, &["secrets", "decrypt", p(&enc)], Some("test1"), None),
+        "decrypt",
+    );
+    let o = run(&kiwi, &["secrets", "rotate", p(&enc)], Some("test1"), None);
+    assert!(!o.status.success(), "rotate succeeded");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(said.contains("ini files are not supported"), "{said}");
+    assert_eq!(
+        std::fs::read(&enc).expect("read"),
+        before,
+        "rotate changed the file"
+    );
 }

@@ -124,8 +124,9 @@ impl Identities {
         self.add_text(&text, &path.display().to_string())
     }
 
-    /// Loads identities as sops does: `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, then the default
-    /// `keys.txt` under the user config directory if it exists, plus any explicit files.
+    /// Loads identities as sops does: `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE` (empty means unset),
+    /// then the default `keys.txt` under the user config directory if it exists, plus any
+    /// explicit files.
     pub fn from_env(explicit: &[PathBuf]) -> Result<Identities> {
         let mut ids = Identities::empty();
         for p in explicit {
@@ -135,7 +136,8 @@ impl Identities {
             let k = Zeroizing::new(k);
             ids.add_text(&k, "SOPS_AGE_KEY")?;
         }
-        if let Some(p) = std::env::var_os("SOPS_AGE_KEY_FILE") {
+        // An empty SOPS_AGE_KEY_FILE counts as unset, as in sops 3.11.
+        if let Some(p) = std::env::var_os("SOPS_AGE_KEY_FILE").filter(|p| !p.is_empty()) {
             ids.add_file(Path::new(&p))?;
         }
         let default = std::env::var_os("XDG_CONFIG_HOME")

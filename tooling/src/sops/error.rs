@@ -22,6 +22,14 @@ pub enum SopsError {
         /// The construct.
         detail: String,
     },
+    /// The file is in a format sops has and this engine does not (INI).
+    #[error("{format} files are not supported by kiwictl yet ({detail}); nothing was written: use sops for this file, or pass --input-type binary to store the whole file as one encrypted value")]
+    UnsupportedFormat {
+        /// Format name.
+        format: &'static str,
+        /// Why the file was taken for one.
+        detail: String,
+    },
     /// The file has no `sops` metadata block.
     #[error(
         "not a SOPS file (no `sops` metadata); encrypt it first with `kiwictl secrets encrypt`"
@@ -51,6 +59,12 @@ pub enum SopsError {
         path: String,
         /// What is wrong.
         detail: String,
+    },
+    /// An encrypted comment does not decrypt with the file's data key.
+    #[error("the encrypted comment on line {line} does not decrypt with this file's data key (it was left under an old data key, or moved); restore the file from version control, or delete that comment line and run `kiwictl secrets rotate`")]
+    CommentUnreadable {
+        /// 1-based line number of the comment.
+        line: usize,
     },
     /// The MAC over the decrypted values does not match the stored MAC.
     #[error("MAC mismatch: the values were changed, removed or swapped after encryption; restore the file from version control")]
@@ -108,6 +122,15 @@ pub enum SopsError {
     #[error("{path}: {source}")]
     Io {
         /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A rewrite could not be put in place (disk full, I/O error); the file is as it was and its
+    /// temporary file is gone.
+    #[error("{path}: the new content could not be written ({source}); the file was left as it was: free some space or fix the disk, then run the command again")]
+    NotReplaced {
+        /// The file that was to be rewritten.
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,

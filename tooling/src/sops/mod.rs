@@ -8,7 +8,10 @@
 
 pub mod agekeys;
 pub mod cipher;
+mod comments;
 pub mod config;
+#[cfg(test)]
+mod crash;
 pub mod engine;
 pub mod error;
 pub mod files;

@@ -1,15 +1,16 @@
 //! Operations over whole trees of state repos: find SOPS files, process them in parallel, keep
 //! going past bad files, and summarise (files changed, skipped, failed) for people or `--json`.
 //!
-//! Rewrites are staged beside their files and put in place in batches by one committer thread
-//! ([`files::commit`]): the workers never wait on the disk, and a batch costs one `syncfs` per
-//! filesystem instead of an fsync per file, with the same crash guarantee (each file is either
-//! as it was or wholly rewritten, never half-written).
+//! Each worker puts its own rewrites in place ([`files::replace`]: new file, fsync, rename);
+//! the run fsyncs every directory it renamed into before it reports success. A crash (SIGKILL
+//! or power loss) at any moment leaves each file as it was or wholly rewritten, and a run that
+//! reported success is durable (see [`files`] for the reasoning and `sops::crash` for the
+//! check).
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -18,9 +19,7 @@ use super::agekeys::{AgeRecipient, Identities};
 use super::config::rule_for_file;
 use super::engine::{open, KeySpec, OpenDoc, Unlock};
 use super::error::{Result, SopsError};
-use super::files::{
-    self, find_candidates, looks_like_sops, read_stamped, stage, sync_filesystems, Spares, Staged,
-};
+use super::files::{self, find_candidates, looks_like_sops, read_stamped, FileOps, RealFs};
 use super::format::FileFormat;
 
 /// What happened to one file.
@@ -90,25 +89,22 @@ impl Summary {
     }
 }
 
-/// Files staged per batch before the committer makes them durable and renames them: large
-/// enough that syncs are rare, small enough that a killed run leaves few temporary files.
-pub const BATCH: usize = 128;
-
 /// How to run over a tree.
 #[derive(Debug, Clone, Default)]
 pub struct TreeOptions {
     /// Show a progress bar (only honoured when stderr is a terminal).
     pub progress: bool,
-    /// Worker threads (default: one per core; the workers never wait on the disk).
+    /// Worker threads (default: eight per core: a rewriting worker spends most of its time
+    /// waiting for its fsync, and more fsyncs in flight keep the disk's queue full).
     pub jobs: Option<usize>,
     /// Remove temporary files left by a killed run (rewriting runs; verify leaves the tree alone).
     pub clean_stale: bool,
 }
 
 /// What an operation on one file produced: its result and, when the file is to be rewritten,
-/// its new content (checked, encrypted) for the runner to stage and commit.
+/// its new content (checked, encrypted) for the runner to put in place.
 pub struct Outcome {
-    /// The result (a rewritten file reports `Changed` unless staging or its commit fails).
+    /// The result (a rewritten file reports `Changed` unless putting it in place fails).
     pub result: FileResult,
     /// The new content.
     pub rewrite: Option<Vec<u8>>,
@@ -123,10 +119,23 @@ impl From<FileResult> for Outcome {
     }
 }
 
-/// Runs `op` over every SOPS file under `paths`, in parallel, stages the rewrites it returns
-/// and puts them in place batch by batch; returns once every rewrite is durable. Each file is
-/// read once, by its worker: `op` gets its path and its bytes.
+/// Runs `op` over every SOPS file under `paths`, in parallel, and puts the rewrites it returns
+/// in place ([`files::replace`]); returns once every rewrite is durable. Each file is read once,
+/// by its worker: `op` gets its path and its bytes.
 pub fn run_tree<F>(paths: &[PathBuf], opts: &TreeOptions, op: F) -> Result<Summary>
+where
+    F: Fn(&Path, &[u8]) -> Outcome + Sync,
+{
+    run_tree_on(&RealFs, paths, opts, op)
+}
+
+/// [`run_tree`], changing the tree only through `fs`.
+pub fn run_tree_on<F>(
+    fs: &dyn FileOps,
+    paths: &[PathBuf],
+    opts: &TreeOptions,
+    op: F,
+) -> Result<Summary>
 where
     F: Fn(&Path, &[u8]) -> Outcome + Sync,
 {
@@ -134,7 +143,7 @@ where
     let mut stale_temps_removed = 0;
     if opts.clean_stale {
         for t in &stale {
-            if std::fs::remove_file(t).is_ok() {
+            if fs.remove(t).is_ok() {
                 stale_temps_removed += 1;
             }
         }
@@ -142,7 +151,7 @@ where
     let jobs = opts
         .jobs
         .unwrap_or_else(|| {
-            std::thread::available_parallelism()
+            8 * std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
         })
@@ -165,92 +174,48 @@ where
             path: PathBuf::from("."),
             source: std::io::Error::other(e.to_string()),
         })?;
-    let spares = Spares::default();
-    let (mut results, failures, dirs) = std::thread::scope(|scope| {
-        let spares = &spares;
-        let (tx, rx) = mpsc::sync_channel::<Vec<(usize, Staged)>>(2);
-        let committer = scope.spawn(move || {
-            let mut failures: Vec<(usize, SopsError)> = Vec::new();
-            let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
-            for batch in rx {
-                let (idx, staged): (Vec<usize>, Vec<Staged>) = batch.into_iter().unzip();
-                for s in &staged {
-                    if let Some(d) = s.target().parent() {
-                        if !dirs.contains(d) {
-                            dirs.insert(d.to_path_buf());
-                        }
-                    }
+    // The directories renamed into: each is fsynced before the run reports success.
+    let dirs: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    let results: Vec<Option<FileResult>> = pool.install(|| {
+        files
+            .par_iter()
+            .map(|f| {
+                if let Some(b) = &bar {
+                    b.inc(1);
                 }
-                for (i, r) in idx.into_iter().zip(files::commit(staged, spares)) {
-                    if let Err(e) = r {
-                        failures.push((i, e));
-                    }
+                let (bytes, stamp) = match read_stamped(&f.path) {
+                    Ok(read) => read,
+                    Err(e) => return Some(FileResult::failed(&f.path, e)),
+                };
+                if !f.explicit && !looks_like_sops(&f.path, &bytes) {
+                    return None;
                 }
-            }
-            (failures, dirs)
-        });
-        let pending: Mutex<Vec<(usize, Staged)>> = Mutex::new(Vec::with_capacity(BATCH));
-        let take = |min: usize| {
-            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
-            (p.len() >= min).then(|| std::mem::replace(&mut *p, Vec::with_capacity(BATCH)))
-        };
-        let results: Vec<Option<FileResult>> = pool.install(|| {
-            files
-                .par_iter()
-                .enumerate()
-                .map(|(i, f)| {
-                    if let Some(b) = &bar {
-                        b.inc(1);
-                    }
-                    let (bytes, stamp) = match read_stamped(&f.path) {
-                        Ok(read) => read,
-                        Err(e) => return Some(FileResult::failed(&f.path, e)),
-                    };
-                    if !f.explicit && !looks_like_sops(&f.path, &bytes) {
-                        return None;
-                    }
-                    let Outcome { result, rewrite } = op(&f.path, &bytes);
-                    drop(bytes);
-                    if let Some(new) = rewrite {
-                        let s = match stage(&f.path, &new, stamp, spares) {
-                            Ok(s) => s,
-                            Err(e) => return Some(FileResult::failed(&f.path, e)),
-                        };
-                        pending
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((i, s));
-                        if let Some(full) = take(BATCH) {
-                            // A send fails only if the committer died; dropping the batch then
-                            // removes its temporary files and the panic is re-raised below.
-                            let _ = tx.send(full);
-                        }
-                    }
-                    Some(result)
-                })
-                .collect()
-        });
-        if let Some(rest) = take(1) {
-            let _ = tx.send(rest);
-        }
-        drop(tx);
-        let (failures, dirs) = committer
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        (results, failures, dirs)
+                let Outcome { result, rewrite } = op(&f.path, &bytes);
+                drop(bytes);
+                let Some(new) = rewrite else {
+                    return Some(result);
+                };
+                let dir = files::parent_dir(&f.path);
+                dirs.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(dir.to_path_buf());
+                match files::replace(fs, &f.path, &new, Some(stamp)) {
+                    Ok(()) => Some(result),
+                    Err(e) => Some(FileResult::failed(&f.path, e)),
+                }
+            })
+            .collect()
     });
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    for (i, e) in failures {
-        results[i] = Some(FileResult::failed(&files[i].path, e));
+    for d in dirs.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        fs.sync_dir(&d).map_err(|source| SopsError::Io {
+            path: d.clone(),
+            source,
+        })?;
     }
     let results: Vec<FileResult> = results.into_iter().flatten().collect();
-    // Every batch's temporaries were durable before they were swapped in; drop the previous
-    // contents and make the last swaps durable too before reporting success.
-    spares.remove_all()?;
-    let dirs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-    sync_filesystems(&dirs)?;
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
     Ok(Summary {
         changed: count(Status::Changed),

@@ -129,6 +129,45 @@ pub fn go_format_float(f: f64) -> String {
     }
 }
 
+/// Go `strconv.FormatFloat(f, 'e', -1, 64)` for a finite, non-zero `f`: the shortest
+/// round-trip digits with an exponent of at least two digits (`1.234568e+09`), and that exponent.
+fn go_format_e(f: f64) -> (String, i32) {
+    // `{:e}` gives the same shortest digits as Go, as `d.ddde-x`.
+    let e = format!("{f:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if exp < 0 { '-' } else { '+' };
+    (format!("{mantissa}e{sign}{:02}", exp.unsigned_abs()), exp)
+}
+
+/// Go `strconv.FormatFloat(f, 'g', -1, 64)`, which yaml.v3 prints floats with: the shortest
+/// round-trip digits, in exponent form (`1.234568e+09`, `1e-06`) when the decimal exponent is
+/// below -4 or at least 6.
+pub fn go_format_float_g(f: f64) -> String {
+    if !f.is_finite() || f == 0.0 {
+        return go_format_float(f);
+    }
+    match go_format_e(f) {
+        (text, exp) if !(-4..6).contains(&exp) => text,
+        _ => go_format_float(f),
+    }
+}
+
+/// Go `encoding/json`'s float: decimal, but with an exponent (`1e+21`, `1e-7`) below 1e-6 and
+/// from 1e21 on.
+pub fn go_format_float_json(f: f64) -> String {
+    let abs = f.abs();
+    if !f.is_finite() || f == 0.0 || (1e-6..1e21).contains(&abs) {
+        return go_format_float(f);
+    }
+    let text = go_format_e(f).0;
+    // encoding/json writes `e-7`, not `e-07`.
+    match text.split_once("e-0") {
+        Some((m, d)) if d.len() == 1 => format!("{m}e-{d}"),
+        _ => text,
+    }
+}
+
 /// Go `strconv.ParseFloat` for the texts sops writes (decimal, `NaN`, `±Inf`).
 fn go_parse_float_text(s: &str) -> Option<f64> {
     match s {
@@ -250,12 +289,19 @@ fn go_parse_int(s: &str) -> IntParse {
 
 /// yaml.v3 `parseTimestamp`, returning Go's `time.MarshalText` of the result.
 pub fn parse_timestamp(s: &str) -> Option<String> {
+    // yaml.v3's quick check first (every timestamp starts `YYYY-`), so the regex is compiled
+    // only for a document that holds something like a date.
+    let b = s.as_bytes();
+    if b.len() < 5 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' {
+        return None;
+    }
     static RE: OnceLock<Regex> = OnceLock::new();
     // The pattern is a constant that compiles.
     #[allow(clippy::unwrap_used)]
     let re = RE.get_or_init(|| {
         Regex::new(
-            r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:([Tt ])(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})?)?$",
+            // Go's `\d` is ASCII only.
+            r"^([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:([Tt ])([0-9]{1,2}):([0-9]{1,2}):([0-9]{1,2})(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})?)?$",
         )
         .unwrap()
     });
@@ -332,6 +378,36 @@ mod tests {
         assert_eq!(mac(".5"), "0.5");
         assert!(resolve_plain("18446744073709551615").is_err());
         assert_eq!(resolve_plain("~").unwrap(), Plain::Null);
+    }
+
+    #[test]
+    fn floats_print_as_yaml_v3_prints_them() {
+        for (f, want) in [
+            (1.234568e9, "1.234568e+09"),
+            (1000.0, "1000"),
+            (100000.5, "100000.5"),
+            (1e6, "1e+06"),
+            (1.2345678901234567e19, "1.2345678901234567e+19"),
+            (0.000001, "1e-06"),
+            (0.0001, "0.0001"),
+            (1e21, "1e+21"),
+            (-2.5e-7, "-2.5e-07"),
+            (1.5, "1.5"),
+            (0.0, "0"),
+            (1e300, "1e+300"),
+        ] {
+            assert_eq!(go_format_float_g(f), want, "{f}");
+        }
+        for (f, want) in [
+            (1.234568e9, "1234568000"),
+            (1e21, "1e+21"),
+            (1e-7, "1e-7"),
+            (1.5e-10, "1.5e-10"),
+            (0.000001, "0.000001"),
+            (1.5, "1.5"),
+        ] {
+            assert_eq!(go_format_float_json(f), want, "{f}");
+        }
     }
 
     #[test]

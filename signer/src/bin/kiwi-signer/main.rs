@@ -48,12 +48,14 @@ struct Cli {
 
 #[derive(clap::Args)]
 struct Secrets {
-    /// File holding the passphrase or PIN (first line). Without it, it is asked on the terminal.
+    /// File holding the passphrase or PIN (first line), mode 0600 or stricter (a file group or
+    /// others can read is refused). Without it, it is asked on the terminal.
     #[arg(long, value_name = "FILE")]
     pin_file: Option<PathBuf>,
-    /// YubiKey: file holding the management key (48 hex digits), needed to generate the key
-    /// and to store the ledger head on the device, unless the device keeps a PIN-protected
-    /// management key. Without it, it is asked on the terminal. It is never stored.
+    /// YubiKey: file holding the management key (48 hex digits), mode 0600 or stricter; needed
+    /// to generate the key and to store the ledger head on the device, unless the device keeps
+    /// a PIN-protected management key. Without it, it is asked on the terminal. It is never
+    /// stored.
     #[arg(long, value_name = "FILE")]
     mgm_key_file: Option<PathBuf>,
 }
@@ -294,8 +296,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Air-gap preflight: no network link up, no default route, a plausible clock (against the
-    /// CA's ledger when --ca is given). Run it before any key comes out of the safe.
+    /// Air-gap preflight: no interface up but loopback, no route but loopback's (IPv4 and IPv6),
+    /// every radio blocked (rfkill, Bluetooth), a plausible clock (against the CA's ledger when
+    /// --ca is given). Run it before any key comes out of the safe.
     Preflight {
         /// The CA directory (its newest ledger entry bounds the clock).
         #[arg(long, value_name = "DIR")]

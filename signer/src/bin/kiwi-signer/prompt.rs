@@ -31,18 +31,21 @@ impl Terminal {
         self
     }
 
+    /// Reads the first line of a secret file, which only its owner may be able to read or
+    /// change (as ssh refuses such private keys): anything else is refused before reading.
     fn read_pin_file(path: &PathBuf) -> Result<Secret> {
+        let meta =
+            std::fs::metadata(path).map_err(|e| Error::io(path, e, "check the --pin-file path"))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::SecretFileExposed {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
         let raw = Zeroizing::new(
             std::fs::read(path).map_err(|e| Error::io(path, e, "check the --pin-file path"))?,
         );
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                eprintln!(
-                    "kiwi-signer: warning: {} is readable by other users; chmod 600 it",
-                    path.display()
-                );
-            }
-        }
         let text = std::str::from_utf8(&raw).map_err(|_| {
             Error::Prompt(format!(
                 "{}: the PIN file is not UTF-8 text",
@@ -60,6 +63,8 @@ impl Terminal {
     }
 
     fn ask(&self, prompt: &str) -> Result<Secret> {
+        // The String rpassword returns moves (no copy) straight into `Secret`'s `Zeroizing`, so
+        // it is wiped when the secret is dropped.
         rpassword::prompt_password(format!("{prompt}: "))
             .map(Secret::new)
             .map_err(|e| {

@@ -200,6 +200,10 @@ enum RepoCommand {
         /// The customer's recovery age recipient, if they keep one.
         #[arg(long, value_name = "RECIPIENT")]
         recovery_age: Option<String>,
+        /// The MSP root certificate (root.pem from the signer): its SHA-256 is pinned in
+        /// .kiwi/repo.yaml and `intermediate install` accepts no other root.
+        #[arg(long, value_name = "ROOT.pem")]
+        root: PathBuf,
     },
 }
 
@@ -264,10 +268,27 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("kiwictl: error: {e:#}");
+            eprintln!("kiwictl: error: {}", message(&e));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error and its causes joined with `: `, each cause once: a library error that already
+/// quotes its cause (`PATH: OS error`) is not followed by that cause again.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -459,9 +480,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     tier,
                     operator_age,
                     recovery_age,
+                    root,
                 },
         } => {
-            match staterepo::init(&dir, &slug, tier, &operator_age, recovery_age.as_deref())? {
+            let root_bytes = std::fs::read(&root)
+                .map_err(|e| anyhow::anyhow!("cannot read the root {}: {e}", root.display()))?;
+            let pin = staterepo::root_fingerprint(&root, &root_bytes)?;
+            let outcome = staterepo::init(
+                &dir,
+                &slug,
+                tier,
+                &operator_age,
+                recovery_age.as_deref(),
+                &pin,
+            )?;
+            match outcome {
                 staterepo::Initialized::Created(paths) => {
                     out!("state repo for {slug} ({tier}) in {}", dir.display());
                     for p in paths {
@@ -474,7 +507,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         dir.display()
                     );
                 }
+                staterepo::Initialized::Pinned => {
+                    out!(
+                        "{} is the state repo for {slug} ({tier}); its marker now pins the MSP root",
+                        dir.display()
+                    );
+                }
             }
+            out!(
+                "  MSP root SHA-256 (check it against the root ceremony's record)\n    {}",
+                pin.for_reading()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Crl {

@@ -52,7 +52,7 @@ pub struct TreeArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
-    /// Worker threads.
+    /// Worker threads (default: eight per core).
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
 }
@@ -157,9 +157,11 @@ fn recipients(args: &[String]) -> Result<Vec<AgeRecipient>> {
         .concat())
 }
 
-fn format_of(file: &Path, t: Option<InputType>) -> FileFormat {
-    t.map(FileFormat::from)
-        .unwrap_or_else(|| FileFormat::from_path(file))
+fn format_of(file: &Path, t: Option<InputType>) -> Result<FileFormat> {
+    Ok(match t {
+        Some(t) => FileFormat::from(t),
+        None => FileFormat::for_path(file)?,
+    })
 }
 
 /// Runs a `secrets` subcommand; returns the exit status.
@@ -176,6 +178,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             mac_only_encrypted,
             input_type,
         } => {
+            let fmt = format_of(&file, input_type)?;
             let flags = Rules {
                 encrypted_regex,
                 unencrypted_regex,
@@ -191,8 +194,8 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 (KeySpec::single(recipients(&age)?), flags)
             };
             let src = read(&file)?;
-            let out = encrypt(&src, format_of(&file, input_type), &spec, rules)
-                .with_context(|| format!("{}", file.display()))?;
+            let out =
+                encrypt(&src, fmt, &spec, rules).with_context(|| format!("{}", file.display()))?;
             if in_place {
                 write_atomic(&file, &out)?;
             } else {
@@ -208,8 +211,12 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         } => {
             let ids = Identities::from_env(&ids.identity)?;
             let src = read(&file)?;
-            let doc = open(&src, format_of(&file, input_type), Unlock::Identities(&ids))
-                .with_context(|| format!("{}", file.display()))?;
+            let doc = open(
+                &src,
+                format_of(&file, input_type)?,
+                Unlock::Identities(&ids),
+            )
+            .with_context(|| format!("{}", file.display()))?;
             let plain = doc.plaintext()?;
             match out {
                 Some(o) => write_new_private(&o, &plain)?,

@@ -6,7 +6,7 @@ use std::ops::Range;
 use super::{Ctx, Leaf, MetaBlock, Parsed};
 use crate::sops::error::{Result, SopsError};
 use crate::sops::metadata::MVal;
-use crate::sops::value::{go_format_float, Plain};
+use crate::sops::value::{go_format_float, go_format_float_json, Plain};
 
 fn malformed(detail: impl Into<String>) -> SopsError {
     SopsError::Malformed {
@@ -283,7 +283,7 @@ pub(crate) fn plain_text(v: &Plain, path: &[String]) -> Result<String> {
             })
         }
         Plain::Int(i) => i.to_string(),
-        Plain::Float(f) if f.is_finite() => go_format_float(*f),
+        Plain::Float(f) if f.is_finite() => go_format_float_json(*f),
         Plain::Float(_) => {
             return Err(SopsError::BadValue {
                 path: path.join(":"),

@@ -7,7 +7,10 @@
 pub(crate) mod dotenv;
 pub(crate) mod json;
 pub(crate) mod yaml;
+mod yaml_comments;
 pub(crate) mod yaml_fast;
+mod yaml_scalar;
+mod yaml_write;
 
 use std::ops::Range;
 use std::path::Path;
@@ -47,6 +50,19 @@ impl FileFormat {
             _ if name == ".env" => FileFormat::Dotenv,
             _ => FileFormat::Binary,
         }
+    }
+
+    /// The format of a file named `path` without an `--input-type`: as [`FileFormat::from_path`],
+    /// but a name sops reads as INI is refused rather than taken for binary, which would write
+    /// a file sops cannot read as the INI it expects.
+    pub fn for_path(path: &Path) -> Result<FileFormat> {
+        if path.extension().is_some_and(|e| e == "ini") {
+            return Err(SopsError::UnsupportedFormat {
+                format: "ini",
+                detail: format!("{} ends in .ini", path.display()),
+            });
+        }
+        Ok(FileFormat::from_path(path))
     }
 
     /// Parses a `--input-type` value.
@@ -152,9 +168,23 @@ pub(crate) fn parse(format: FileFormat, src: &[u8]) -> Result<Parsed> {
     })?;
     match format {
         FileFormat::Yaml => yaml::parse(text),
-        FileFormat::Json | FileFormat::Binary => json::parse(text),
+        FileFormat::Json | FileFormat::Binary => json::parse(text).map_err(|e| {
+            if has_ini_sops_section(text) {
+                SopsError::UnsupportedFormat {
+                    format: "ini",
+                    detail: "this file holds sops metadata in an INI [sops] section".into(),
+                }
+            } else {
+                e
+            }
+        }),
         FileFormat::Dotenv => dotenv::parse(text),
     }
+}
+
+/// Whether `text` is an INI file that sops encrypted (it has a `[sops]` section).
+fn has_ini_sops_section(text: &str) -> bool {
+    text.lines().any(|l| l.trim() == "[sops]")
 }
 
 /// Text that replaces a value's span with an encrypted value.
@@ -186,7 +216,9 @@ pub(crate) fn meta_edits(
         (None, None) => vec![],
         (None, Some(b)) => b.remove.iter().map(|r| (r.clone(), Vec::new())).collect(),
         (Some(m), Some(b)) => {
+            let in_flow = src[..b.spans[0].start].trim_end().ends_with([',', '{']);
             let text = match format {
+                FileFormat::Yaml if in_flow => yaml::meta_flow_text(m),
                 FileFormat::Yaml => yaml::meta_text(m),
                 FileFormat::Json | FileFormat::Binary => {
                     json::meta_member(m, &json::indent_unit(src))
@@ -198,6 +230,14 @@ pub(crate) fn meta_edits(
             edits
         }
         (Some(m), None) => match format {
+            FileFormat::Yaml if yaml::flow_close(src).is_some() => {
+                // A flow mapping at the top level takes the metadata as one more entry.
+                let (close, empty) = yaml::flow_close(src).unwrap_or_default();
+                let at = src[..close].trim_end().len();
+                let sep = if empty { "" } else { ", " };
+                let text = format!("{sep}{}", yaml::meta_flow_text(m));
+                vec![(at..at, text.into_bytes())]
+            }
             FileFormat::Yaml => {
                 let mut t = String::new();
                 if !src.is_empty() && !src.ends_with('\n') {

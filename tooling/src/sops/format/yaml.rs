@@ -1,5 +1,6 @@
-//! YAML through yaml-edit's lossless syntax tree: scalars are decoded as yaml.v3 decodes them,
-//! comments get the key path sops gives them, and edits keep each scalar's quoting style.
+//! YAML through yaml-edit's lossless syntax tree: scalars are decoded as yaml.v3 decodes them
+//! ([`super::yaml_scalar`]), comments get the key path sops gives them
+//! ([`super::yaml_comments`]), and values are written back by [`super::yaml_write`].
 
 use std::ops::Range;
 
@@ -7,10 +8,15 @@ use rowan::ast::AstNode;
 use rowan::NodeOrToken;
 use yaml_edit::{SyntaxKind as K, YamlFile};
 
+use super::yaml_comments::{self, Block, Entry};
 use super::{Ctx, Leaf, MetaBlock, Parsed};
 use crate::sops::error::{Result, SopsError};
 use crate::sops::metadata::MVal;
-use crate::sops::value::{go_format_float, resolve_plain, Plain};
+use crate::sops::value::{resolve_plain, Plain};
+
+pub(super) use super::yaml_scalar::{decode_block, decode_double};
+use super::yaml_scalar::{decode_single, fold_plain};
+pub(crate) use super::yaml_write::{enc_text, flow_close, meta_flow_text, meta_text, plain_text};
 
 type Node = rowan::SyntaxNode<yaml_edit::Lang>;
 
@@ -33,7 +39,8 @@ pub(crate) struct YamlCtx {
     pub(super) style: Style,
     /// Column of the entry (key or `-`) holding the scalar.
     pub(super) parent_col: usize,
-    /// Content indentation of an existing block scalar.
+    /// Content indentation of an existing block scalar; for other scalars, the one sops gives a
+    /// block it writes there ([`sops_block_indent`]).
     pub(super) block_indent: usize,
     /// Inside `[...]` or `{...}`.
     pub(super) flow: bool,
@@ -43,7 +50,13 @@ pub(crate) struct YamlCtx {
     pub(super) ends_nl: bool,
 }
 
-fn malformed(detail: impl Into<String>) -> SopsError {
+/// The content indentation of a `|` block sops (yaml.v3 with 4-space indentation) writes for
+/// the entry at column `entry_col`: 4 past a key, 2 past a list item's `-`.
+pub(super) fn sops_block_indent(entry_col: usize, item: bool) -> usize {
+    entry_col + if item { 2 } else { 4 }
+}
+
+pub(super) fn malformed(detail: impl Into<String>) -> SopsError {
     SopsError::Malformed {
         format: "yaml",
         detail: detail.into(),
@@ -128,6 +141,9 @@ pub(crate) fn parse_full(src: &str) -> Result<Parsed> {
         src,
         leaves: Vec::new(),
         meta: None,
+        chain: Vec::new(),
+        entries: Vec::new(),
+        flows: Vec::new(),
     };
     if let Some(doc) = docs.first() {
         for el in doc.children_with_tokens() {
@@ -148,10 +164,12 @@ pub(crate) fn parse_full(src: &str) -> Result<Parsed> {
             w.comment(&t, &[]);
         }
     }
-    let mut leaves = w.leaves;
+    let mut leaves = std::mem::take(&mut w.leaves);
     leaves.sort_by_key(|l| match l {
         Leaf::Value { span, .. } | Leaf::Comment { span, .. } => span.start,
     });
+    w.entries.sort_by_key(|e| e.at);
+    yaml_comments::assign(src, &w.entries, &w.flows, &mut leaves);
     Ok(Parsed {
         leaves,
         meta: w.meta,
@@ -162,6 +180,25 @@ struct Walker<'a> {
     src: &'a str,
     leaves: Vec<Leaf>,
     meta: Option<MetaBlock>,
+    /// The block collections around the node being walked, outermost first.
+    chain: Vec<Block>,
+    /// Every entry of a block collection, in document order.
+    entries: Vec<Entry>,
+    /// The outermost flow collections.
+    flows: Vec<Range<usize>>,
+}
+
+/// Where an entry's content starts (its key or `-`), past any whitespace or comment before it.
+fn entry_start(e: &Node) -> usize {
+    e.descendants_with_tokens()
+        .filter_map(|x| x.into_token())
+        .find(|t| {
+            !matches!(
+                t.kind(),
+                K::WHITESPACE | K::NEWLINE | K::INDENT | K::COMMENT
+            )
+        })
+        .map_or_else(|| range(e).start, |t| usize::from(t.text_range().start()))
 }
 
 fn is_flow(n: &Node) -> bool {
@@ -170,6 +207,35 @@ fn is_flow(n: &Node) -> bool {
 }
 
 impl Walker<'_> {
+    /// Enters collection `n` (entries of kind `kind`): for a block collection, records its
+    /// entries and returns true (the caller then calls [`Walker::close`]); a flow collection
+    /// is remembered as a whole.
+    fn open(&mut self, n: &Node, kind: K, path: &[String], flow_before: bool) -> bool {
+        if flow_before {
+            return false;
+        }
+        if is_flow(n) {
+            self.flows.push(range(n));
+            return false;
+        }
+        let starts: Vec<usize> = n
+            .children()
+            .filter(|c| c.kind() == kind)
+            .map(|c| entry_start(&c))
+            .collect();
+        self.chain.push(Block {
+            indent: starts.first().map_or(0, |&at| line_col(self.src, at)),
+            path: path.to_vec(),
+            seq: kind == K::SEQUENCE_ENTRY,
+        });
+        let chain: std::rc::Rc<[Block]> = self.chain.iter().cloned().collect();
+        self.entries.extend(starts.into_iter().map(|at| Entry {
+            at,
+            chain: chain.clone(),
+        }));
+        true
+    }
+
     fn comment(&mut self, t: &rowan::SyntaxToken<yaml_edit::Lang>, path: &[String]) {
         let r = t.text_range();
         let text = t.text();
@@ -181,7 +247,8 @@ impl Walker<'_> {
     }
 
     fn mapping(&mut self, n: &Node, path: &[String], top: bool, flow: bool) -> Result<()> {
-        let flow = flow || is_flow(n);
+        let block = self.open(n, K::MAPPING_ENTRY, path, flow);
+        let flow = !block;
         let mut seen: Vec<String> = Vec::new();
         for el in n.children_with_tokens() {
             match el {
@@ -198,6 +265,9 @@ impl Walker<'_> {
                     return Err(malformed(format!("unexpected {:?} in a mapping", e.kind())))
                 }
             }
+        }
+        if block {
+            self.chain.pop();
         }
         Ok(())
     }
@@ -224,14 +294,28 @@ impl Walker<'_> {
                 None => MVal::Str(String::new()),
             };
             let mut r = range(e);
-            // Take the line break that ends the block with it.
-            if self.src[r.end..].starts_with('\n') {
+            let mut remove = r.clone();
+            if flow {
+                // `, "sops": {...}` goes with the comma before it (or the one after it when
+                // it comes first), so removing it leaves the mapping as it was.
+                let before = self.src[..r.start].trim_end();
+                let after = &self.src[r.end..];
+                if before.ends_with(',') {
+                    remove.start = before.len() - 1;
+                } else if after.trim_start().starts_with(',') {
+                    let comma = r.end + after.find(',').unwrap_or(0) + 1;
+                    remove.end =
+                        comma + (self.src[comma..].len() - self.src[comma..].trim_start().len());
+                }
+            } else if self.src[r.end..].starts_with('\n') {
+                // Take the line break that ends the block with it.
                 r.end += 1;
+                remove = r.clone();
             }
             self.meta = Some(MetaBlock {
                 value: mv,
-                spans: vec![r.clone()],
-                remove: vec![r],
+                spans: vec![r],
+                remove: vec![remove],
             });
             return Ok(key);
         }
@@ -266,7 +350,8 @@ impl Walker<'_> {
     }
 
     fn sequence(&mut self, n: &Node, path: &[String], flow: bool) -> Result<()> {
-        let flow = flow || is_flow(n);
+        let block = self.open(n, K::SEQUENCE_ENTRY, path, flow);
+        let flow = !block;
         for el in n.children_with_tokens() {
             match el {
                 NodeOrToken::Token(t) if t.kind() == K::COMMENT => self.comment(&t, path),
@@ -292,6 +377,9 @@ impl Walker<'_> {
                 }
             }
         }
+        if block {
+            self.chain.pop();
+        }
         Ok(())
     }
 
@@ -311,7 +399,26 @@ impl Walker<'_> {
                 .map(|l| l.len() - l.trim_start().len())
                 .unwrap_or(0)
         } else {
-            0
+            sops_block_indent(
+                line_col(self.src, usize::from(entry.text_range().start())),
+                entry.kind() == K::SEQUENCE_ENTRY,
+            )
+        };
+        // Inside `[...]`/`{...}` an encrypted value is always double-quoted, so its own style
+        // is lost: take the style of the nearest key (double quotes in JSON-like documents).
+        let style = if flow && style != Style::Block {
+            let key_quoted = n
+                .ancestors()
+                .find(|a| a.kind() == K::MAPPING_ENTRY)
+                .and_then(|e| e.children().find(|c| c.kind() == K::KEY))
+                .is_some_and(|k| k.text().to_string().trim_start().starts_with('"'));
+            if key_quoted {
+                Style::Double
+            } else {
+                Style::Plain
+            }
+        } else {
+            style
         };
         let ctx = YamlCtx {
             style,
@@ -337,10 +444,18 @@ impl Walker<'_> {
         Ok(match raw.as_bytes().first() {
             Some(b'"') => (Plain::str(decode_double(trimmed)?), Style::Double),
             Some(b'\'') => (Plain::str(decode_single(trimmed)?), Style::Single),
-            Some(b'|') | Some(b'>') => (
-                Plain::str(decode_block(raw, line_indent(self.src, r.start))?),
-                Style::Block,
-            ),
+            Some(b'|') | Some(b'>') => {
+                // The line break that ends the block belongs to it (it keeps a clipped `|`).
+                let end = r.end
+                    + usize::from(!raw.ends_with('\n') && self.src[r.end..].starts_with('\n'));
+                (
+                    Plain::str(decode_block(
+                        &self.src[r.start..end],
+                        line_indent(self.src, r.start),
+                    )?),
+                    Style::Block,
+                )
+            }
             _ => (
                 resolve_plain(&fold_plain(trimmed)).map_err(unsupported)?,
                 Style::Plain,
@@ -408,450 +523,6 @@ impl Walker<'_> {
     }
 }
 
-/// Folds the lines of a multi-line flow scalar (plain or quoted body): a single line break
-/// becomes a space, `n` empty lines become `n` line feeds.
-fn fold_lines(body: &str, trim_first: bool, trim_last: bool) -> String {
-    let lines: Vec<&str> = body.split('\n').collect();
-    let last = lines.len() - 1;
-    let mut out = String::new();
-    let mut empties = 0usize;
-    let mut started = false;
-    for (i, l) in lines.iter().enumerate() {
-        let mut l = l.trim_end_matches('\r');
-        if i > 0 || trim_first {
-            l = l.trim_start_matches([' ', '\t']);
-        }
-        if i < last || trim_last {
-            l = l.trim_end_matches([' ', '\t']);
-        }
-        if i > 0 && l.is_empty() && i < last {
-            empties += 1;
-            continue;
-        }
-        if i > 0 {
-            if empties > 0 {
-                out.push_str(&"\n".repeat(empties));
-            } else if started || i > 0 {
-                out.push(' ');
-            }
-        }
-        empties = 0;
-        out.push_str(l);
-        started = true;
-    }
-    out
-}
-
-fn fold_plain(raw: &str) -> String {
-    if raw.contains('\n') {
-        fold_lines(raw.trim(), true, true)
-    } else {
-        raw.trim().to_string()
-    }
-}
-
-fn decode_single(raw: &str) -> Result<String> {
-    let body = raw
-        .strip_prefix('\'')
-        .and_then(|r| r.strip_suffix('\''))
-        .ok_or_else(|| malformed("unterminated '"))?;
-    let body = if body.contains('\n') {
-        fold_lines(body, false, false)
-    } else {
-        body.to_string()
-    };
-    Ok(body.replace("''", "'"))
-}
-
-pub(super) fn decode_double(raw: &str) -> Result<String> {
-    let body = raw
-        .strip_prefix('"')
-        .and_then(|r| r.strip_suffix('"'))
-        .ok_or_else(|| malformed("unterminated \""))?;
-    // Escaped line breaks join lines without a space; mark them before folding.
-    let mut joined = String::new();
-    if body.contains('\n') {
-        let lines: Vec<&str> = body.split('\n').collect();
-        let mut acc: Vec<String> = Vec::new();
-        let mut cont = false;
-        for l in lines {
-            let l2 = if cont {
-                l.trim_start_matches([' ', '\t'])
-            } else {
-                l
-            };
-            let bs = l2.len() - l2.trim_end_matches('\\').len();
-            if cont {
-                if let Some(last) = acc.last_mut() {
-                    last.push_str(l2);
-                }
-            } else {
-                acc.push(l2.to_string());
-            }
-            cont = bs % 2 == 1;
-            if cont {
-                if let Some(last) = acc.last_mut() {
-                    last.pop();
-                }
-            }
-        }
-        joined = fold_lines(&acc.join("\n"), false, false);
-    } else {
-        joined.push_str(body);
-    }
-    let mut out = String::new();
-    let mut it = joined.chars();
-    while let Some(c) = it.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        let e = it
-            .next()
-            .ok_or_else(|| malformed("dangling \\ in a double-quoted string"))?;
-        let hex = |it: &mut std::str::Chars, n: usize| -> Result<char> {
-            let h: String = it.take(n).collect();
-            u32::from_str_radix(&h, 16)
-                .ok()
-                .and_then(char::from_u32)
-                .ok_or_else(|| malformed("bad escape"))
-        };
-        match e {
-            '0' => out.push('\0'),
-            'a' => out.push('\x07'),
-            'b' => out.push('\x08'),
-            't' | '\t' => out.push('\t'),
-            'n' => out.push('\n'),
-            'v' => out.push('\x0b'),
-            'f' => out.push('\x0c'),
-            'r' => out.push('\r'),
-            'e' => out.push('\x1b'),
-            ' ' => out.push(' '),
-            '"' => out.push('"'),
-            '/' => out.push('/'),
-            '\\' => out.push('\\'),
-            'N' => out.push('\u{85}'),
-            '_' => out.push('\u{a0}'),
-            'L' => out.push('\u{2028}'),
-            'P' => out.push('\u{2029}'),
-            'x' => out.push(hex(&mut it, 2)?),
-            'u' => out.push(hex(&mut it, 4)?),
-            'U' => out.push(hex(&mut it, 8)?),
-            other => return Err(malformed(format!("unknown escape \\{other}"))),
-        }
-    }
-    Ok(out)
-}
-
-pub(super) fn decode_block(raw: &str, parent_indent: usize) -> Result<String> {
-    let mut lines = raw.split('\n');
-    let header = lines.next().unwrap_or_default();
-    let header = header.split(" #").next().unwrap_or_default().trim();
-    let folded = header.starts_with('>');
-    let chomp = if header.contains('-') {
-        '-'
-    } else if header.contains('+') {
-        '+'
-    } else {
-        ' '
-    };
-    let explicit = header
-        .chars()
-        .find(|c| c.is_ascii_digit())
-        .and_then(|c| c.to_digit(10));
-    let mut body: Vec<&str> = lines.collect();
-    if raw.ends_with('\n') {
-        body.pop();
-    }
-    let indent = match explicit {
-        Some(d) => parent_indent + d as usize,
-        None => body
-            .iter()
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.len() - l.trim_start_matches(' ').len())
-            .unwrap_or(0),
-    };
-    let content: Vec<&str> = body
-        .iter()
-        .map(|l| if l.len() >= indent { &l[indent..] } else { "" })
-        .collect();
-    let mut out = String::new();
-    let mut pending = 0usize;
-    let mut prev_normal = false;
-    let mut first = true;
-    for l in &content {
-        if l.is_empty() {
-            pending += 1;
-            continue;
-        }
-        let more = l.starts_with([' ', '\t']);
-        if first {
-            out.push_str(&"\n".repeat(pending));
-        } else if folded && prev_normal && !more {
-            if pending == 0 {
-                out.push(' ');
-            } else {
-                out.push_str(&"\n".repeat(pending));
-            }
-        } else {
-            out.push_str(&"\n".repeat(pending + 1));
-        }
-        out.push_str(l);
-        first = false;
-        prev_normal = !more;
-        pending = 0;
-    }
-    match chomp {
-        '-' => {}
-        '+' => {
-            if !first {
-                out.push('\n');
-            }
-            out.push_str(&"\n".repeat(pending));
-        }
-        _ => {
-            if !first {
-                out.push('\n');
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// The text that replaces a scalar with `enc`, keeping its quoting style.
-pub(crate) fn enc_text(c: &YamlCtx, _src: &str, _span: &Range<usize>, enc: &str) -> String {
-    if c.flow {
-        return format!("\"{enc}\"");
-    }
-    match c.style {
-        Style::Plain => enc.to_string(),
-        Style::Single => format!("'{enc}'"),
-        Style::Double => format!("\"{enc}\""),
-        Style::Block => {
-            let indent = if c.block_indent > c.parent_col {
-                c.block_indent
-            } else {
-                c.parent_col + 2
-            };
-            format!(
-                "|-\n{}{enc}{}",
-                " ".repeat(indent),
-                if c.ends_nl { "\n" } else { "" }
-            )
-        }
-    }
-}
-
-const YAML11_BOOLS: [&str; 22] = [
-    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
-    "OFF", "true", "false", "True", "False", "TRUE", "FALSE",
-];
-
-/// Whether `s` can be written as a plain scalar and read back as the same string.
-fn plain_safe(s: &str, flow: bool) -> bool {
-    let Some(first) = s.chars().next() else {
-        return false;
-    };
-    if s.trim() != s
-        || "-?:,[]{}#&*!|>'\"%@`".contains(first)
-        || s.contains(": ")
-        || s.contains(" #")
-        || s.ends_with(':')
-        || s.chars().any(|c| c.is_control())
-        || (flow && s.contains([',', '[', ']', '{', '}']))
-        || YAML11_BOOLS.contains(&s)
-    {
-        return false;
-    }
-    matches!(resolve_plain(s), Ok(Plain::Str(_)))
-}
-
-fn single_quoted(s: &str) -> Option<String> {
-    if s.chars().any(|c| c.is_control() && c != '\t') {
-        return None;
-    }
-    Some(format!("'{}'", s.replace('\'', "''")))
-}
-
-/// A double-quoted YAML string.
-pub(crate) fn double_quoted(s: &str) -> String {
-    let mut o = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\t' => o.push_str("\\t"),
-            '\r' => o.push_str("\\r"),
-            c if c.is_control() => o.push_str(&format!("\\u{:04X}", c as u32)),
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
-/// A literal block (`|`, `|-`, `|+`) for `s` with content at `indent`, if `s` fits one.
-fn literal(s: &str, indent: usize, ends_nl: bool) -> Option<String> {
-    let body = s.strip_suffix('\n').unwrap_or(s);
-    let chomp = if !s.ends_with('\n') {
-        "-"
-    } else if body.ends_with('\n') || body.is_empty() {
-        "+"
-    } else {
-        ""
-    };
-    let lines: Vec<&str> = body.split('\n').collect();
-    let bad = s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
-        || lines
-            .first()
-            .is_none_or(|l| l.starts_with([' ', '\t']) || l.is_empty())
-        || lines.iter().any(|l| !l.is_empty() && l.trim().is_empty());
-    if bad {
-        return None;
-    }
-    let pad = " ".repeat(indent);
-    let mut out = format!("|{chomp}");
-    for l in lines {
-        out.push('\n');
-        if !l.is_empty() {
-            out.push_str(&pad);
-            out.push_str(l);
-        }
-    }
-    if ends_nl {
-        out.push('\n');
-    }
-    Some(out)
-}
-
-/// A string as an inline scalar (plain when safe, else double-quoted).
-pub(crate) fn inline_str(s: &str) -> String {
-    if plain_safe(s, false) {
-        s.to_string()
-    } else {
-        double_quoted(s)
-    }
-}
-
-/// The text that replaces an encrypted scalar with its plaintext.
-pub(crate) fn plain_text(c: &YamlCtx, v: &Plain, path: &[String]) -> Result<String> {
-    let s = match v {
-        Plain::Null => return Ok("null".into()),
-        Plain::Int(i) => return Ok(i.to_string()),
-        Plain::Bool(b) => return Ok(b.to_string()),
-        Plain::Time(t) => return Ok(t.clone()),
-        Plain::Float(f) => {
-            return Ok(match go_format_float(*f).as_str() {
-                "NaN" => ".nan".into(),
-                "+Inf" => ".inf".into(),
-                "-Inf" => "-.inf".into(),
-                t => t.to_string(),
-            })
-        }
-        Plain::Bytes(_) => {
-            return Err(SopsError::BadValue {
-                path: path.join(":"),
-                detail: "value is not UTF-8 text".into(),
-            })
-        }
-        Plain::Str(s) => s,
-    };
-    let block_ok = !c.flow && !c.line_tail;
-    let literal_indent = if c.block_indent > c.parent_col {
-        c.block_indent
-    } else {
-        c.parent_col + 2
-    };
-    let text = match c.style {
-        Style::Block if block_ok => literal(s, literal_indent, c.ends_nl),
-        Style::Single => single_quoted(s).filter(|_| !s.contains('\n')),
-        // In flow collections every ENC value is double-quoted, so the original style is unknown.
-        Style::Double if !c.flow => Some(double_quoted(s)),
-        _ => None,
-    };
-    if let Some(t) = text {
-        return Ok(t);
-    }
-    let nl = if c.ends_nl { "\n" } else { "" };
-    if s.contains('\n') && block_ok {
-        if let Some(t) = literal(s, literal_indent, c.ends_nl) {
-            return Ok(t);
-        }
-    }
-    let inline = if plain_safe(s, c.flow) {
-        s.to_string()
-    } else if !s.contains('\n') {
-        single_quoted(s).unwrap_or_else(|| double_quoted(s))
-    } else {
-        double_quoted(s)
-    };
-    Ok(format!("{inline}{nl}"))
-}
-
-fn emit(v: &MVal, indent: usize, out: &mut String) {
-    match v {
-        MVal::Map(entries) => {
-            for (k, v) in entries {
-                out.push_str(&" ".repeat(indent));
-                out.push_str(&inline_str(k));
-                out.push(':');
-                match v {
-                    MVal::Map(_) => {
-                        out.push('\n');
-                        emit(v, indent + 4, out);
-                    }
-                    MVal::List(items) => {
-                        out.push('\n');
-                        for item in items {
-                            let mut sub = String::new();
-                            match item {
-                                MVal::Map(_) => emit(item, indent + 6, &mut sub),
-                                other => {
-                                    sub.push_str(&" ".repeat(indent + 6));
-                                    sub.push_str(&scalar_text(other, indent + 8));
-                                    sub.push('\n');
-                                }
-                            }
-                            out.push_str(&" ".repeat(indent + 4));
-                            out.push_str("- ");
-                            out.push_str(&sub[indent + 6..]);
-                        }
-                    }
-                    other => {
-                        out.push(' ');
-                        out.push_str(&scalar_text(other, indent + 2));
-                        out.push('\n');
-                    }
-                }
-            }
-        }
-        other => {
-            out.push_str(&scalar_text(other, indent));
-            out.push('\n');
-        }
-    }
-}
-
-fn scalar_text(v: &MVal, block_indent: usize) -> String {
-    match v {
-        MVal::Str(s) if s.contains('\n') => {
-            literal(s, block_indent, false).unwrap_or_else(|| double_quoted(s))
-        }
-        MVal::Str(s) => inline_str(s),
-        MVal::Int(i) => i.to_string(),
-        MVal::Bool(b) => b.to_string(),
-        _ => String::new(),
-    }
-}
-
-/// The `sops:` block as sops writes it (4-space indentation).
-pub(crate) fn meta_text(m: &MVal) -> String {
-    let mut out = String::from("sops:\n");
-    emit(m, 4, &mut out);
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
@@ -877,6 +548,20 @@ mod tests {
         assert_eq!(v[2].1, Plain::str("plain cont"));
         assert_eq!(v[3].1, Plain::str("l1\nl2\n"));
         assert_eq!(v[4].1, Plain::str("it's"));
+    }
+
+    #[test]
+    fn a_block_scalar_at_the_end_of_the_file_keeps_only_the_breaks_it_has() {
+        for (src, want) in [
+            ("key: |\n  multi\n  line", "multi\nline"),
+            ("key: |\n  multi\n  line\n", "multi\nline\n"),
+            ("key: |+\n  multi\n  line", "multi\nline"),
+            ("key: |+\n  multi\n\n", "multi\n\n"),
+            ("key: >\n  folded\n  text", "folded text"),
+            ("key: |\n  multi\n  line\nnext: x\n", "multi\nline\n"),
+        ] {
+            assert_eq!(values(src)[0].1, Plain::str(want), "{src:?}");
+        }
     }
 
     #[test]
@@ -908,16 +593,23 @@ mod tests {
         let c = YamlCtx {
             style: Style::Plain,
             parent_col: 0,
-            block_indent: 0,
+            block_indent: sops_block_indent(0, false),
             flow: false,
             line_tail: false,
             ends_nl: false,
         };
         assert_eq!(
             plain_text(&c, &Plain::str("l1\nl2\n"), &[]).unwrap(),
-            "|\n  l1\n  l2"
+            "|\n    l1\n    l2"
         );
-        assert_eq!(plain_text(&c, &Plain::str("yes"), &[]).unwrap(), "'yes'");
+        // As yaml.v3: double quotes for what would read as another type, single quotes for
+        // what would not parse as plain text.
+        assert_eq!(plain_text(&c, &Plain::str("yes"), &[]).unwrap(), "\"yes\"");
+        assert_eq!(plain_text(&c, &Plain::str("1.5"), &[]).unwrap(), "\"1.5\"");
+        assert_eq!(
+            plain_text(&c, &Plain::str("a\tb"), &[]).unwrap(),
+            "\"a\\tb\""
+        );
         assert_eq!(plain_text(&c, &Plain::str("a: b"), &[]).unwrap(), "'a: b'");
         assert_eq!(plain_text(&c, &Plain::str("hello"), &[]).unwrap(), "hello");
     }

@@ -11,7 +11,7 @@
 //! below hold the two readers equal on every input the fast one accepts, including
 //! generated documents and thousands of mutations of them.
 
-use super::yaml::{decode_block, decode_double, Style, YamlCtx};
+use super::yaml::{decode_block, decode_double, sops_block_indent, Style, YamlCtx};
 use super::{Ctx, Leaf, MetaBlock, Parsed};
 use crate::sops::metadata::MVal;
 use crate::sops::value::{resolve_plain, Plain};
@@ -212,7 +212,14 @@ impl<'a> Reader<'a> {
         Some(true)
     }
 
-    fn leaf(&mut self, path: Vec<String>, at: usize, text: &str, parent_col: usize) -> Option<()> {
+    fn leaf(
+        &mut self,
+        path: Vec<String>,
+        at: usize,
+        text: &str,
+        parent_col: usize,
+        item: bool,
+    ) -> Option<()> {
         let (value, style) = scalar(text)?;
         if matches!(value, Plain::Null) {
             return Some(());
@@ -224,7 +231,7 @@ impl<'a> Reader<'a> {
             ctx: Ctx::Yaml(YamlCtx {
                 style,
                 parent_col,
-                block_indent: 0,
+                block_indent: sops_block_indent(parent_col, item),
                 flow: false,
                 line_tail: false,
                 ends_nl: false,
@@ -293,7 +300,7 @@ impl<'a> Reader<'a> {
                     self.mapping(next.col, &child, false)?;
                 }
             } else {
-                self.leaf(child, l.off + rest_at, rest, l.col)?;
+                self.leaf(child, l.off + rest_at, rest, l.col, false)?;
             }
         }
         Some(())
@@ -319,7 +326,7 @@ impl<'a> Reader<'a> {
                 self.virt = Some(item);
                 self.mapping(item.col, path, false)?;
             } else {
-                self.leaf(path.to_vec(), item.off, content, l.col)?;
+                self.leaf(path.to_vec(), item.off, content, l.col, true)?;
             }
         }
         Some(())
@@ -431,6 +438,7 @@ impl<'a> Reader<'a> {
         if self.lines.get(self.at).is_some_and(|n| n.col > col) {
             return None;
         }
+        let end = end + usize::from(self.src[end..].starts_with('\n'));
         let raw = &self.src[l.off + rest_at..end];
         Some(MVal::Str(decode_block(raw, l.line_indent).ok()?))
     }
