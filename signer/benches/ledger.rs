@@ -30,7 +30,7 @@ const RUNS: usize = 15;
 
 fn make_ca(dir: &Path, entries: usize, cb: &Scripted, now: OffsetDateTime) -> SoftKey {
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
-    ceremony::init(dir, &policy, &BackendSpec::Soft, &Ceremony::new(cb, now)).expect("init");
+    ceremony::init(dir, &policy, &BackendSpec::soft(), &Ceremony::new(cb, now)).expect("init");
     let root = SoftKey::open(&soft::key_path(dir), &Secret::new(PASS.into())).expect("root key");
     let ca = Ca::open(dir).expect("open");
     let subject = SoftKey::generate(KeyAlgorithm::EcdsaP256);

@@ -13,12 +13,7 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use crate::algo::PublicKey;
-use crate::backend::pkcs11::Pkcs11Key;
-use crate::backend::pkcs11_config::Pkcs11Config;
-use crate::backend::soft::SoftKey;
-use crate::backend::yubikey::YubikeyKey;
-use crate::backend::yubikey_config::YubikeyConfig;
-use crate::backend::{BackendKind, KeyBackend};
+use crate::backend::{BackendConfig, BackendKind, KeyBackend};
 use crate::callbacks::Callbacks;
 use crate::ceremony::head::ExpectedHead;
 use crate::error::{Error, Result};
@@ -31,29 +26,38 @@ use crate::x509;
 /// How far notBefore is set back from now, for relying parties with slow clocks.
 pub const CLOCK_SKEW: Duration = Duration::minutes(5);
 
-/// `ca.toml`.
+/// `ca.toml` (format 2): the policy paths, then the `[backend]` table, whose `type` names the
+/// backend and whose other keys are that backend's settings (never a PIN or passphrase).
+///
+/// ```toml
+/// format = 2
+/// policy = "policies/root.yaml"
+/// policies_dir = "policies"
+///
+/// [backend]
+/// type = "yubikey"
+/// serial = 20000001
+/// slot = "9c"
+/// ```
+///
+/// Format 1 files (`backend = "yubikey"` with a `[yubikey]` table) are still read; see
+/// [`crate::config_v1`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct CaConfig {
     /// File format version.
     pub format: u32,
-    /// Which backend holds the root key.
-    pub backend: BackendKind,
     /// The root policy file (relative paths are inside the CA directory: `init` copies the
     /// policies there, so the CA carries the policies it signs under).
     pub policy: PathBuf,
     /// Directory holding the intermediate policies (relative: inside the CA directory).
     pub policies_dir: PathBuf,
-    /// Soft backend: the key file name inside the CA directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub soft_key_file: Option<String>,
-    /// PKCS#11 backend: module, token and key labels (never the PIN).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pkcs11: Option<Pkcs11Config>,
-    /// YubiKey backend: device serial and slot (never the PIN or management key).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub yubikey: Option<YubikeyConfig>,
+    /// Which backend holds the root key, and where.
+    pub backend: BackendConfig,
 }
+
+/// The `format` `init` writes.
+pub const CONFIG_FORMAT: u32 = 2;
 
 /// The file names inside a CA directory.
 pub mod files {
@@ -72,9 +76,9 @@ fn read_config(dir: &Path) -> Result<CaConfig> {
             "this is not a CA directory; pass the --ca that `kiwi-signer init` created",
         )
     })?;
-    let mut config: CaConfig = toml::from_str(&text).map_err(|e| Error::Damaged {
+    let mut config = crate::config_v1::parse_config(&text).map_err(|detail| Error::Damaged {
         path: path.clone(),
-        detail: e.to_string(),
+        detail,
     })?;
     config.policy = dir.join(&config.policy);
     config.policies_dir = dir.join(&config.policies_dir);
@@ -167,32 +171,7 @@ impl Ca {
         &self,
         cb: &'cb dyn Callbacks,
     ) -> Result<Box<dyn KeyBackend + 'cb>> {
-        let backend: Box<dyn KeyBackend + 'cb> = match self.config.backend {
-            BackendKind::Soft => {
-                let name = self
-                    .config
-                    .soft_key_file
-                    .clone()
-                    .unwrap_or_else(|| "root.key.age".into());
-                let pass = cb.secret("Passphrase for the root key")?;
-                Box::new(SoftKey::open(&self.dir.join(name), &pass)?)
-            }
-            BackendKind::Yubikey => {
-                let cfg = self.config.yubikey.as_ref().ok_or_else(|| Error::Damaged {
-                    path: self.dir.join(files::CONFIG),
-                    detail: "backend is yubikey but the [yubikey] table is missing".into(),
-                })?;
-                Box::new(YubikeyKey::open(cfg, cb)?)
-            }
-            BackendKind::Pkcs11 => {
-                let cfg = self.config.pkcs11.as_ref().ok_or_else(|| Error::Damaged {
-                    path: self.dir.join(files::CONFIG),
-                    detail: "backend is pkcs11 but the [pkcs11] table is missing".into(),
-                })?;
-                let pin = cb.secret(&format!("PIN for PKCS#11 token `{}`", cfg.token_label))?;
-                Box::new(Pkcs11Key::open(cfg, &pin)?)
-            }
-        };
+        let backend = self.config.backend.open(&self.dir, cb)?;
         Ok(backend)
     }
 
@@ -306,7 +285,7 @@ impl Ca {
         Ok(Status {
             root_subject: cert.tbs_certificate.subject.to_string(),
             root_key_id: hex::encode(s.root_key.key_id()),
-            backend: self.config.backend.as_str().into(),
+            backend: self.config.backend.kind().as_str().into(),
             ledger_entries: s.len,
             ledger_head: s.head.hex(),
             intermediates: s
@@ -327,22 +306,19 @@ impl Ca {
             crl_next_update: s.last_crl.as_ref().map(|c| c.next_update.clone()),
             next_crl_due: due.map(ledger::fmt_time),
             crl_overdue: due.is_none_or(|d| now >= d),
-            rollback_protection: rollback_protection(self.config.backend).into(),
+            rollback_protection: rollback_protection(self.config.backend.kind()).into(),
         })
     }
 }
 
 /// What protects a CA on `backend` against a rolled-back ledger, for `status`.
 pub fn rollback_protection(backend: BackendKind) -> &'static str {
-    match backend {
-        BackendKind::Soft => {
-            "the witness's head only: the soft backend has no device to remember the ledger, so \
-             pass --expect-head or --head-file to every sign, revoke and crl"
-        }
-        _ => {
-            "the device remembers the ledger head and the highest CRL number and refuses a \
-             rolled-back ledger; --expect-head/--head-file add the witness's check"
-        }
+    if backend.remembers() {
+        "the device remembers the ledger head and the highest CRL number and refuses a \
+         rolled-back ledger; --expect-head/--head-file add the witness's check"
+    } else {
+        "the witness's head only: the soft backend has no device to remember the ledger, so \
+         pass --expect-head or --head-file to every sign, revoke and crl"
     }
 }
 

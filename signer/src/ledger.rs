@@ -799,7 +799,7 @@ mod tests {
         };
         let now = OffsetDateTime::now_utc();
         let c = crate::ceremony::Ceremony::new(&cb, now);
-        let soft = crate::ceremony::init::BackendSpec::Soft;
+        let soft = crate::ceremony::init::BackendSpec::soft();
         crate::ceremony::init(&dir, &policy, &soft, &c).expect("init");
         let crl = crate::ceremony::crl::Crl {
             out: tmp.path().join("crl.pem"),

@@ -230,7 +230,7 @@ mod tests {
         let dir = tmp.join("ca");
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
         let c = kiwi_signer::ceremony::Ceremony::new(&cb, now);
-        let soft = kiwi_signer::ceremony::init::BackendSpec::Soft;
+        let soft = kiwi_signer::ceremony::init::BackendSpec::soft();
         kiwi_signer::ceremony::init(&dir, &policy, &soft, &c).expect("init");
         let crl = kiwi_signer::ceremony::crl::Crl {
             out: tmp.join("crl.pem"),

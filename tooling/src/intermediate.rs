@@ -15,8 +15,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use kiwi_signer::algo::PublicKey;
-use kiwi_signer::backend::soft::SoftKey;
-use kiwi_signer::backend::RcgenSigner;
+use kiwi_signer::eckey::EcKey;
 use kiwi_signer::lint::{self, CaExpectations};
 use kiwi_signer::policy::{self, IntermediatePolicy};
 use kiwi_signer::slug::{Slug, Tier};
@@ -63,16 +62,15 @@ pub fn tier_policy(
 }
 
 /// Generates the intermediate key in the first algorithm the tier's policy allows.
-pub fn generate_key(pol: &IntermediatePolicy) -> SoftKey {
+pub fn generate_key(pol: &IntermediatePolicy) -> EcKey {
     // Policies are validated to allow at least one algorithm.
     let alg = pol.allowed_keys[0];
-    SoftKey::generate(alg)
+    EcKey::generate(alg)
 }
 
 /// A PEM CSR for `key`. Its subject is informative only: the signer takes the public key and
 /// nothing else from a CSR.
-pub fn make_csr(key: &SoftKey, slug: &Slug) -> Result<String, IntermediateError> {
-    let signer = RcgenSigner::new(key);
+pub fn make_csr(key: &EcKey, slug: &Slug) -> Result<String, IntermediateError> {
     let mut params =
         rcgen::CertificateParams::new(vec![]).map_err(|e| IntermediateError::Build {
             what: "CSR",
@@ -83,7 +81,7 @@ pub fn make_csr(key: &SoftKey, slug: &Slug) -> Result<String, IntermediateError>
         format!("{slug} intermediate CA request"),
     );
     let csr = params
-        .serialize_request(&signer)
+        .serialize_request(key)
         .and_then(|c| c.pem())
         .map_err(|e| IntermediateError::Build {
             what: "CSR",
@@ -93,22 +91,22 @@ pub fn make_csr(key: &SoftKey, slug: &Slug) -> Result<String, IntermediateError>
 }
 
 /// The key as unencrypted PKCS#8 PEM (for a SOPS value only; zeroized on drop).
-pub fn key_pem(key: &SoftKey) -> Zeroizing<String> {
+pub fn key_pem(key: &EcKey) -> Zeroizing<String> {
     let der = key.to_pkcs8_der();
     Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())))
 }
 
 /// Reads a PKCS#8 PEM key (as stored in the state repo's SOPS file).
-pub fn key_from_pem(text: &str, origin: &str) -> Result<SoftKey, String> {
+pub fn key_from_pem(text: &str, origin: &str) -> Result<EcKey, String> {
     let p = pem::parse(text).map_err(|e| format!("{origin}: not a PEM key ({e})"))?;
     let der = Zeroizing::new(p.into_contents());
-    SoftKey::from_pkcs8_der(&der, origin.to_string()).map_err(|e| format!("{origin}: {e}"))
+    EcKey::from_pkcs8_der(&der).map_err(|e| format!("{origin}: {e}"))
 }
 
 /// The key as step-ca reads it: PKCS#8 encrypted (PBES2, PBKDF2-SHA256, AES-256-CBC) under a
 /// fresh random password. Returns the PEM and the password, both zeroized on drop.
 pub fn step_ca_key(
-    key: &SoftKey,
+    key: &EcKey,
 ) -> Result<(Zeroizing<String>, Zeroizing<String>), IntermediateError> {
     let build = |detail: String| IntermediateError::Build {
         what: "encrypted key PEM",
@@ -290,7 +288,6 @@ pub fn check_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiwi_signer::backend::KeyBackend as _;
     use kiwi_signer::callbacks::Scripted;
 
     fn policies() -> std::path::PathBuf {
@@ -310,7 +307,7 @@ mod tests {
         kiwi_signer::ceremony::init(
             &ca_dir,
             &policies().join("root.yaml"),
-            &kiwi_signer::ceremony::init::BackendSpec::Soft,
+            &kiwi_signer::ceremony::init::BackendSpec::soft(),
             &c,
         )
         .expect("init");
@@ -364,7 +361,7 @@ mod tests {
         kiwi_signer::ceremony::init(
             &other_ca,
             &policies().join("root.yaml"),
-            &kiwi_signer::ceremony::init::BackendSpec::Soft,
+            &kiwi_signer::ceremony::init::BackendSpec::soft(),
             &c,
         )
         .expect("init");

@@ -22,7 +22,6 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use kiwi_signer::backend::KeyBackend as _;
 use kiwi_signer::fsutil::{self, Mode};
 use kiwi_signer::words::Fingerprint;
 
@@ -199,10 +198,7 @@ struct KeyDoc {
 }
 
 /// Decrypts the repo's intermediate key with `ids`.
-pub fn load_key(
-    repo: &Path,
-    ids: &Identities,
-) -> Result<kiwi_signer::backend::soft::SoftKey, OnboardError> {
+pub fn load_key(repo: &Path, ids: &Identities) -> Result<kiwi_signer::eckey::EcKey, OnboardError> {
     let key_file = repo.join(KEY_FILE);
     let bytes = std::fs::read(&key_file).map_err(|e| {
         OnboardError::KeyFile(

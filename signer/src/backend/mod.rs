@@ -1,9 +1,20 @@
-//! Root key backends behind one small trait.
+//! Root key backends behind one provider trait.
 //!
 //! The root key lives in a YubiKey PIV slot at real ceremonies; PKCS#11 tokens and an
-//! age-encrypted software key (for rehearsals) are the other backends. The issuance pipeline
-//! sees only [`KeyBackend`]: a public key and a `sign` that returns a DER ECDSA signature.
+//! age-encrypted software key (for rehearsals) are the other backends. Each backend is one
+//! module with its own config type (its `[backend]` table in `ca.toml`) and one [`Provider`]
+//! implementation: open the CA's key, generate a new one, import one into several devices; the
+//! key it hands out is a [`KeyBackend`] (a public key and `sign`, rcgen's `SigningKey` in
+//! spirit), and a new key is a [`NewKey`] that `init` persists or aborts. Backends know nothing
+//! of the pipeline that drives them; all prompts go through [`Callbacks`].
+//!
+//! The `registry!` invocation below is the only list of backends: it generates the
+//! serde-tagged [`BackendConfig`] (`type = "yubikey"`), [`BackendKind`] and the dispatch, so
+//! adding a backend is one module plus one registration line. A backend whose cargo feature is
+//! off is replaced by its `*_disabled.rs` stand-in, which implements the same [`Provider`] for
+//! the same config type (refusing with [`BackendError::Unavailable`]), so it cannot fall behind.
 
+pub mod anchor;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 #[cfg(not(feature = "pkcs11"))]
@@ -20,10 +31,16 @@ pub mod yubikey_config;
 
 use std::cell::RefCell;
 use std::fmt;
+use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::algo::{KeyAlgorithm, PublicKey};
+use crate::callbacks::Callbacks;
+use crate::error::Result;
+use crate::policy::{PinPolicy, RootPolicy, TouchPolicy};
 
 /// A secret the operator supplies: passphrase or PIN. Never printed.
 pub struct Secret(Zeroizing<String>);
@@ -46,39 +63,250 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Which backend holds the root key, as named on the command line and in `ca.toml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// Age-encrypted PKCS#8 file (rehearsals, tests).
-    Soft,
-    /// YubiKey PIV slot.
-    Yubikey,
-    /// PKCS#11 token.
-    Pkcs11,
+/// One backend: how its key is opened, generated and imported. Implemented by a unit type per
+/// backend module (and by its stand-in when the backend's feature is off).
+pub trait Provider {
+    /// The backend's settings: its `[backend]` table in `ca.toml`, besides `type`. Never a
+    /// secret.
+    type Config: Clone + fmt::Debug + PartialEq + Eq + Serialize + DeserializeOwned;
+
+    /// Whether this backend's keys remember the ledger's [`Anchor`] (a device does; a key file
+    /// does not). Known without opening anything, for `status`; an opened key says the same
+    /// through [`KeyBackend::remembers`].
+    const REMEMBERS: bool;
+
+    /// Opens the key of an existing CA in `dir`, asking for its PIN or passphrase through `cb`.
+    fn open<'cb>(
+        cfg: &Self::Config,
+        dir: &Path,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn KeyBackend + 'cb>>;
+
+    /// Creates a new root key where `cfg` says (on the device, when there is one).
+    fn generate<'cb>(
+        cfg: &Self::Config,
+        req: &KeyRequest,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>>;
+
+    /// Creates the key in memory, imports it into every device `cfg` names (the backups) and
+    /// zeroizes it. Backends without backup devices refuse.
+    fn import<'cb>(
+        cfg: &Self::Config,
+        req: &KeyRequest,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>>;
 }
 
-impl BackendKind {
-    /// Name as written in `ca.toml`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::Soft => "soft",
-            BackendKind::Yubikey => "yubikey",
-            BackendKind::Pkcs11 => "pkcs11",
+/// What a new root key must be, from the root policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRequest {
+    /// The key's algorithm.
+    pub algorithm: KeyAlgorithm,
+    /// PIN policy, where the device enforces one.
+    pub pin_policy: PinPolicy,
+    /// Touch policy, where the device enforces one.
+    pub touch_policy: TouchPolicy,
+}
+
+impl KeyRequest {
+    /// The root policy's key settings.
+    pub fn from_policy(pol: &RootPolicy) -> Self {
+        KeyRequest {
+            algorithm: pol.key_algorithm,
+            pin_policy: pol.pin_policy,
+            touch_policy: pol.touch_policy,
         }
     }
+}
+
+/// A root key `init` has just created, not yet part of a CA: `init` signs the root
+/// certificate with [`NewKey::key`], then either [`NewKey::persist`]s it into the staged CA
+/// directory or, when anything failed, [`NewKey::abort`]s it.
+pub trait NewKey {
+    /// The key, for signing the root certificate.
+    fn key(&self) -> &dyn KeyBackend;
+
+    /// Writes what the CA directory keeps of the key (the soft key's encrypted file) into the
+    /// staged directory `dir`; returns the names of the files written. Devices keep their key
+    /// themselves and write nothing.
+    fn persist(&self, _dir: &Path) -> Result<Vec<PathBuf>> {
+        Ok(Vec::new())
+    }
+
+    /// Undoes the creation when the CA is not created (a PKCS#11 key pair is deleted again).
+    fn abort(self: Box<Self>) {}
+}
+
+/// A new key that lives on its device: nothing to persist, nothing to undo.
+pub struct OnDevice<K>(pub K);
+
+impl<K: KeyBackend> NewKey for OnDevice<K> {
+    fn key(&self) -> &dyn KeyBackend {
+        &self.0
+    }
+}
+
+/// Declares the backends: one line each, `"name" => Variant(provider type)`.
+macro_rules! registry {
+    ($($name:literal => $variant:ident($provider:ty)),+ $(,)?) => {
+        /// The `[backend]` table of `ca.toml`: which backend holds the root key (`type`) and
+        /// that backend's settings.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "type")]
+        pub enum BackendConfig {
+            $(
+                #[doc = concat!("`type = \"", $name, "\"`.")]
+                #[serde(rename = $name)]
+                $variant(<$provider as Provider>::Config),
+            )+
+        }
+
+        /// A backend's name, as `--backend` and `ca.toml` write it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum BackendKind {
+            $(
+                #[doc = concat!("`", $name, "`.")]
+                $variant,
+            )+
+        }
+
+        impl BackendKind {
+            /// Every backend, in registration order.
+            pub const ALL: &'static [BackendKind] = &[$(BackendKind::$variant),+];
+
+            /// The name in `ca.toml` and on the command line.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(BackendKind::$variant => $name,)+
+                }
+            }
+
+            /// Whether this backend's keys remember the ledger's anchor ([`Provider::REMEMBERS`]).
+            pub fn remembers(self) -> bool {
+                match self {
+                    $(BackendKind::$variant => <$provider as Provider>::REMEMBERS,)+
+                }
+            }
+        }
+
+        impl BackendConfig {
+            /// Which backend.
+            pub fn kind(&self) -> BackendKind {
+                match self {
+                    $(BackendConfig::$variant(_) => BackendKind::$variant,)+
+                }
+            }
+
+            /// Opens the key of the CA in `dir` ([`Provider::open`]).
+            pub fn open<'cb>(
+                &self,
+                dir: &Path,
+                cb: &'cb dyn Callbacks,
+            ) -> Result<Box<dyn KeyBackend + 'cb>> {
+                match self {
+                    $(BackendConfig::$variant(c) => <$provider as Provider>::open(c, dir, cb),)+
+                }
+            }
+
+            /// Creates a new key ([`Provider::generate`]).
+            pub fn generate<'cb>(
+                &self,
+                req: &KeyRequest,
+                cb: &'cb dyn Callbacks,
+            ) -> Result<Box<dyn NewKey + 'cb>> {
+                match self {
+                    $(BackendConfig::$variant(c) => <$provider as Provider>::generate(c, req, cb),)+
+                }
+            }
+
+            /// Creates a key and imports it into the backup devices ([`Provider::import`]).
+            pub fn import<'cb>(
+                &self,
+                req: &KeyRequest,
+                cb: &'cb dyn Callbacks,
+            ) -> Result<Box<dyn NewKey + 'cb>> {
+                match self {
+                    $(BackendConfig::$variant(c) => <$provider as Provider>::import(c, req, cb),)+
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    "soft" => Soft(soft::Soft),
+    "yubikey" => Yubikey(yubikey::Yubikey),
+    "pkcs11" => Pkcs11(pkcs11::Pkcs11),
 }
 
 impl std::str::FromStr for BackendKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "soft" => Ok(BackendKind::Soft),
-            "yubikey" => Ok(BackendKind::Yubikey),
-            "pkcs11" => Ok(BackendKind::Pkcs11),
-            _ => Err(format!(
-                "unknown backend `{s}`; use soft, yubikey or pkcs11"
-            )),
+        BackendKind::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = BackendKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!("unknown backend `{s}`; use {}", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which backend a new CA uses, with its settings, and how its key comes to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// The backend and its settings, as `ca.toml` will record them.
+    pub config: BackendConfig,
+    /// Generate the key in memory and import it into every device the config names (backups)
+    /// instead of generating it where it stays.
+    pub import: bool,
+}
+
+impl BackendSpec {
+    /// A key generated where `config` says.
+    pub fn generate(config: BackendConfig) -> Self {
+        BackendSpec {
+            config,
+            import: false,
+        }
+    }
+
+    /// A key imported into every device `config` names.
+    pub fn import(config: BackendConfig) -> Self {
+        BackendSpec {
+            config,
+            import: true,
+        }
+    }
+
+    /// The software key of rehearsals and tests, in the CA directory's `root.key.age`.
+    pub fn soft() -> Self {
+        Self::generate(BackendConfig::Soft(soft::SoftConfig::default()))
+    }
+
+    /// Which backend.
+    pub fn kind(&self) -> BackendKind {
+        self.config.kind()
+    }
+
+    /// Creates the new root key as the spec says.
+    pub fn create<'cb>(
+        &self,
+        req: &KeyRequest,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>> {
+        if self.import {
+            self.config.import(req, cb)
+        } else {
+            self.config.generate(req, cb)
         }
     }
 }
@@ -108,9 +336,20 @@ pub enum BackendError {
         /// Key id of root.pem's key.
         root_key: String,
     },
-    /// The backend is not built into this binary yet.
-    #[error("the {0} backend is not available in this build of kiwi-signer; use --backend soft for rehearsals")]
+    /// The backend is not built into this binary.
+    #[error("the {0} backend is not available in this build of kiwi-signer (built without its cargo feature); use a kiwi-signer built with default features, or --backend soft for rehearsals")]
     Unavailable(&'static str),
+    /// The backend cannot import a key into backup devices.
+    #[error("the {0} backend cannot import a key into backup devices; --import-to is for --backend yubikey")]
+    NoImport(&'static str),
+    /// The anchor stored on the device is unreadable.
+    #[error("{device}: the ledger anchor stored on the device is unreadable ({detail}); restore the newest backup of the CA directory and ask for help before signing")]
+    BadAnchor {
+        /// The device.
+        device: String,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// The key file is damaged.
     #[error("the root key file {path} is damaged ({detail}); restore it from the backup")]
     Damaged {
@@ -260,5 +499,141 @@ impl rcgen::SigningKey for RcgenSigner<'_> {
             *self.last_error.borrow_mut() = Some(e);
             rcgen::Error::RemoteKeyError
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::callbacks::Scripted;
+
+    fn cb() -> Scripted {
+        Scripted {
+            confirm: true,
+            secret: "unit test passphrase".into(),
+        }
+    }
+
+    fn req() -> KeyRequest {
+        KeyRequest {
+            algorithm: KeyAlgorithm::EcdsaP256,
+            pin_policy: PinPolicy::Always,
+            touch_policy: TouchPolicy::Always,
+        }
+    }
+
+    #[test]
+    fn only_the_soft_backend_forgets() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.remembers(), *kind != BackendKind::Soft, "{kind}");
+        }
+    }
+
+    #[test]
+    fn every_backend_name_parses_back() {
+        for kind in BackendKind::ALL {
+            assert_eq!(kind.as_str().parse::<BackendKind>(), Ok(*kind));
+        }
+        let e = "floppy".parse::<BackendKind>().expect_err("unknown");
+        assert!(e.contains("soft, yubikey, pkcs11"), "{e}");
+    }
+
+    #[test]
+    fn the_config_table_is_tagged_with_the_backend_name() {
+        for config in [
+            BackendConfig::Soft(soft::SoftConfig::default()),
+            BackendConfig::Yubikey(yubikey_config::YubikeyConfig {
+                serial: 1,
+                slot: "9c".into(),
+                backups: vec![2],
+            }),
+            BackendConfig::Pkcs11(pkcs11_config::Pkcs11Config {
+                module: "/m.so".into(),
+                token_label: "t".into(),
+                key_label: "k".into(),
+            }),
+        ] {
+            let text = toml::to_string(&config).expect("serializes");
+            assert!(
+                text.starts_with(&format!("type = \"{}\"\n", config.kind().as_str())),
+                "{text}"
+            );
+            assert_eq!(toml::from_str::<BackendConfig>(&text), Ok(config));
+        }
+    }
+
+    #[test]
+    fn only_devices_with_backups_import() {
+        let e = BackendSpec::import(BackendConfig::Soft(soft::SoftConfig::default()))
+            .create(&req(), &cb())
+            .err()
+            .expect("the soft key cannot be imported");
+        assert!(
+            matches!(e, crate::Error::Backend(BackendError::NoImport("soft"))),
+            "{e}"
+        );
+        let e = BackendConfig::Pkcs11(pkcs11_config::Pkcs11Config {
+            module: "/m.so".into(),
+            token_label: "t".into(),
+            key_label: "k".into(),
+        })
+        .import(&req(), &cb())
+        .err()
+        .expect("PKCS#11 keys are not imported");
+        assert!(
+            matches!(
+                e,
+                crate::Error::Backend(
+                    BackendError::NoImport("pkcs11") | BackendError::Unavailable(_)
+                )
+            ),
+            "{e}"
+        );
+    }
+
+    #[cfg(feature = "yubikey")]
+    #[test]
+    fn backups_need_an_import_before_any_device_is_asked() {
+        let with_backups = BackendConfig::Yubikey(yubikey_config::YubikeyConfig {
+            serial: 1,
+            slot: "9c".into(),
+            backups: vec![2],
+        });
+        let e = with_backups
+            .generate(&req(), &cb())
+            .err()
+            .expect("a device-generated key has no backups");
+        assert!(e.to_string().contains("--import-to"), "{e}");
+    }
+
+    /// Built with `--no-default-features`: the stand-ins refuse through the same trait.
+    #[cfg(not(any(feature = "yubikey", feature = "pkcs11")))]
+    #[test]
+    fn compiled_out_backends_refuse_every_call() {
+        let yk = BackendConfig::Yubikey(yubikey_config::YubikeyConfig {
+            serial: 1,
+            slot: "9c".into(),
+            backups: vec![],
+        });
+        let p11 = BackendConfig::Pkcs11(pkcs11_config::Pkcs11Config {
+            module: "/m.so".into(),
+            token_label: "t".into(),
+            key_label: "k".into(),
+        });
+        for (config, name) in [(yk, "yubikey"), (p11, "pkcs11")] {
+            let results = [
+                config.open(Path::new("/ca"), &cb()).err(),
+                config.generate(&req(), &cb()).err(),
+                config.import(&req(), &cb()).err(),
+            ];
+            for e in results {
+                let e = e.expect("refused");
+                assert!(
+                    matches!(e, crate::Error::Backend(BackendError::Unavailable(n)) if n == name),
+                    "{e}"
+                );
+                assert!(e.to_string().contains("not available in this build"), "{e}");
+            }
+        }
     }
 }

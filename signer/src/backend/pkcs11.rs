@@ -5,10 +5,15 @@
 //! Signing hashes the TBS here (SHA-256 for P-256, SHA-384 for P-384), asks the token for a raw
 //! `CKM_ECDSA` signature (r||s) and converts it to DER. The module is loaded from a local path;
 //! nothing here opens a network connection.
+//!
+//! The token remembers the ledger's [`Anchor`] in a private data object (`CKO_DATA`,
+//! `CKA_TOKEN` and `CKA_PRIVATE` true, so only a logged-in user reads or changes it), labelled
+//! after the key and numbered: `<key label>.anchor.<generation>`, application `kiwi-pki`.
+//! Tokens need not let a data object's value change (SoftHSM2 refuses), so an update creates
+//! the next generation and then destroys the older ones: a crash in between leaves two, and
+//! the higher generation is the anchor. At no moment is there none.
 
-use std::path::Path;
-
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11 as Cryptoki};
 use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
@@ -17,8 +22,67 @@ use cryptoki::types::AuthPin;
 use sha2::Digest as _;
 
 use super::pkcs11_config::Pkcs11Config;
-use super::{BackendError, KeyBackend, Secret};
+use super::{Anchor, BackendError, KeyBackend, KeyRequest, NewKey, Provider, Secret};
 use crate::algo::{KeyAlgorithm, PublicKey};
+use crate::callbacks::Callbacks;
+
+/// CKA_APPLICATION of the anchor object.
+const ANCHOR_APPLICATION: &[u8] = b"kiwi-pki";
+
+/// The PKCS#11 backend.
+pub struct Pkcs11;
+
+fn ask_pin(cfg: &Pkcs11Config, cb: &dyn Callbacks) -> Result<Secret, crate::Error> {
+    cb.secret(&format!("PIN for PKCS#11 token `{}`", cfg.token_label))
+}
+
+impl Provider for Pkcs11 {
+    type Config = Pkcs11Config;
+    const REMEMBERS: bool = true;
+
+    fn open<'cb>(
+        cfg: &Pkcs11Config,
+        _dir: &std::path::Path,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn KeyBackend + 'cb>, crate::Error> {
+        let pin = ask_pin(cfg, cb)?;
+        Ok(Box::new(Pkcs11Key::open(cfg, &pin)?))
+    }
+
+    fn generate<'cb>(
+        cfg: &Pkcs11Config,
+        req: &KeyRequest,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        let pin = ask_pin(cfg, cb)?;
+        Ok(Box::new(NewPkcs11Key(Pkcs11Key::generate(
+            cfg,
+            req.algorithm,
+            &pin,
+        )?)))
+    }
+
+    fn import<'cb>(
+        _cfg: &Pkcs11Config,
+        _req: &KeyRequest,
+        _cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        Err(BackendError::NoImport("pkcs11").into())
+    }
+}
+
+/// A key pair `init` generated on the token: deleted again when the CA is not created.
+struct NewPkcs11Key(Pkcs11Key);
+
+impl NewKey for NewPkcs11Key {
+    fn key(&self) -> &dyn KeyBackend {
+        &self.0
+    }
+
+    fn abort(self: Box<Self>) {
+        self.0.destroy();
+    }
+}
 
 /// DER OIDs of the curves, as CKA_EC_PARAMS holds them.
 const P256_OID: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
@@ -32,7 +96,8 @@ pub struct Pkcs11Key {
     public_obj: ObjectHandle,
     public: PublicKey,
     name: String,
-    _ctx: Pkcs11,
+    cfg: Pkcs11Config,
+    _ctx: Cryptoki,
 }
 
 impl std::fmt::Debug for Pkcs11Key {
@@ -81,8 +146,8 @@ fn ck<'a>(cfg: &'a Pkcs11Config, what: &str) -> impl Fn(CkError) -> BackendError
     }
 }
 
-fn login(cfg: &Pkcs11Config, pin: &Secret) -> Result<(Pkcs11, Session), BackendError> {
-    let ctx = Pkcs11::new(&cfg.module).map_err(|e| {
+fn login(cfg: &Pkcs11Config, pin: &Secret) -> Result<(Cryptoki, Session), BackendError> {
+    let ctx = Cryptoki::new(&cfg.module).map_err(|e| {
         device_err(
             cfg,
             format!(
@@ -237,6 +302,7 @@ impl Pkcs11Key {
             public_obj,
             public,
             name: key_name(cfg),
+            cfg: cfg.clone(),
             _ctx: ctx,
         })
     }
@@ -295,6 +361,7 @@ impl Pkcs11Key {
             public_obj,
             public,
             name: key_name(cfg),
+            cfg: cfg.clone(),
             _ctx: ctx,
         })
     }
@@ -303,6 +370,43 @@ impl Pkcs11Key {
     pub fn destroy(self) {
         let _ = self.session.destroy_object(self.private);
         let _ = self.session.destroy_object(self.public_obj);
+    }
+
+    /// The anchor objects' label prefix: the key's label, then `.anchor.`.
+    fn anchor_prefix(&self) -> String {
+        format!("{}.anchor.", self.cfg.key_label)
+    }
+
+    /// This key's anchor objects with their generations, oldest first.
+    fn anchor_objects(&self) -> Result<Vec<(u64, ObjectHandle)>, BackendError> {
+        let found = self
+            .session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Application(ANCHOR_APPLICATION.to_vec()),
+            ])
+            .map_err(ck(&self.cfg, "searching for the ledger anchor"))?;
+        let prefix = self.anchor_prefix();
+        let mut out = Vec::new();
+        for obj in found {
+            let attrs = self
+                .session
+                .get_attributes(obj, &[AttributeType::Label])
+                .map_err(ck(&self.cfg, "reading the ledger anchor's label"))?;
+            let generation = attrs.into_iter().find_map(|a| match a {
+                Attribute::Label(l) => String::from_utf8(l)
+                    .ok()?
+                    .strip_prefix(&prefix)?
+                    .parse::<u64>()
+                    .ok(),
+                _ => None,
+            });
+            if let Some(g) = generation {
+                out.push((g, obj));
+            }
+        }
+        out.sort_by_key(|(g, _)| *g);
+        Ok(out)
     }
 }
 
@@ -340,9 +444,49 @@ impl KeyBackend for Pkcs11Key {
             ))
         })
     }
-}
 
-/// Whether `path` looks like a loadable module (for early, clear errors in the CLI).
-pub fn module_exists(path: &Path) -> bool {
-    path.is_file()
+    fn remembers(&self) -> bool {
+        <Pkcs11 as Provider>::REMEMBERS
+    }
+
+    fn read_anchor(&self) -> Result<Option<Anchor>, BackendError> {
+        let Some(&(_, obj)) = self.anchor_objects()?.last() else {
+            return Ok(None);
+        };
+        let attrs = self
+            .session
+            .get_attributes(obj, &[AttributeType::Value])
+            .map_err(ck(&self.cfg, "reading the ledger anchor"))?;
+        let value = attrs.into_iter().find_map(|a| match a {
+            Attribute::Value(v) => Some(v),
+            _ => None,
+        });
+        let bad = |detail: String| BackendError::BadAnchor {
+            device: self.name.clone(),
+            detail,
+        };
+        let value = value.ok_or_else(|| bad("the object has no value".into()))?;
+        Anchor::decode(&value).map(Some).map_err(bad)
+    }
+
+    fn write_anchor(&self, anchor: &Anchor) -> Result<(), BackendError> {
+        let older = self.anchor_objects()?;
+        let generation = older.last().map_or(1, |(g, _)| g + 1);
+        self.session
+            .create_object(&[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Token(true),
+                Attribute::Private(true),
+                Attribute::Label(format!("{}{generation}", self.anchor_prefix()).into_bytes()),
+                Attribute::Application(ANCHOR_APPLICATION.to_vec()),
+                Attribute::Value(anchor.encode()),
+            ])
+            .map_err(ck(&self.cfg, "storing the ledger anchor"))?;
+        // The new generation is on the token; a failure to remove an older one changes
+        // nothing that is read (the highest generation wins) and is tidied up next time.
+        for (_, obj) in older {
+            let _ = self.session.destroy_object(obj);
+        }
+        Ok(())
+    }
 }

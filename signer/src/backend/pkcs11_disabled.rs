@@ -1,43 +1,41 @@
-//! Stand-in for the PKCS#11 backend in builds without the `pkcs11` feature: every call says so,
-//! so callers need no `cfg` of their own.
+//! Stand-in for the PKCS#11 backend in builds without the `pkcs11` feature: the same
+//! [`Provider`] for the same config type, refusing every call, so callers need no `cfg` of their
+//! own and a change to the trait cannot leave this file behind.
+
+use std::path::Path;
 
 use super::pkcs11_config::Pkcs11Config;
-use super::{BackendError, KeyBackend, Secret};
-use crate::algo::{KeyAlgorithm, PublicKey};
+use super::{BackendError, KeyBackend, KeyRequest, NewKey, Provider};
+use crate::callbacks::Callbacks;
 
-/// Never constructed in this build.
-#[derive(Debug)]
-pub struct Pkcs11Key {
-    public: PublicKey,
-}
+/// The PKCS#11 backend, compiled out.
+pub struct Pkcs11;
 
-impl Pkcs11Key {
-    /// Always `Unavailable`.
-    pub fn open(_cfg: &Pkcs11Config, _pin: &Secret) -> Result<Self, BackendError> {
-        Err(BackendError::Unavailable("pkcs11"))
-    }
+impl Provider for Pkcs11 {
+    type Config = Pkcs11Config;
+    const REMEMBERS: bool = true;
 
-    /// Always `Unavailable`.
-    pub fn generate(
+    fn open<'cb>(
         _cfg: &Pkcs11Config,
-        _alg: KeyAlgorithm,
-        _pin: &Secret,
-    ) -> Result<Self, BackendError> {
-        Err(BackendError::Unavailable("pkcs11"))
+        _dir: &Path,
+        _cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn KeyBackend + 'cb>, crate::Error> {
+        Err(BackendError::Unavailable("pkcs11").into())
     }
 
-    /// Nothing to undo.
-    pub fn destroy(self) {}
-}
+    fn generate<'cb>(
+        _cfg: &Pkcs11Config,
+        _req: &KeyRequest,
+        _cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        Err(BackendError::Unavailable("pkcs11").into())
+    }
 
-impl KeyBackend for Pkcs11Key {
-    fn describe(&self) -> String {
-        "PKCS#11 (not built in)".into()
-    }
-    fn public_key(&self) -> &PublicKey {
-        &self.public
-    }
-    fn sign(&self, _msg: &[u8]) -> Result<Vec<u8>, BackendError> {
-        Err(BackendError::Unavailable("pkcs11"))
+    fn import<'cb>(
+        _cfg: &Pkcs11Config,
+        _req: &KeyRequest,
+        _cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        Err(BackendError::Unavailable("pkcs11").into())
     }
 }

@@ -2,83 +2,152 @@
 //!
 //! For rehearsals and tests only; a real root lives in hardware. The plaintext PKCS#8 exists only
 //! in zeroizing memory; the file on disk is age (scrypt) ciphertext, created 0600 and never
-//! overwritten.
+//! overwritten. There is no device, so nothing remembers the ledger's head: the witness's
+//! `--expect-head` is the rehearsal's protection against a rolled-back ledger.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use age::armor::{ArmoredReader, ArmoredWriter, Format};
 use age::secrecy::SecretString;
-use ecdsa::signature::Signer;
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{BackendError, KeyBackend, Secret};
+use super::{BackendError, KeyBackend, KeyRequest, NewKey, Provider, Secret};
 use crate::algo::{KeyAlgorithm, PublicKey};
+use crate::callbacks::Callbacks;
+use crate::eckey::EcKey;
 use crate::fsutil;
 
 /// Shortest passphrase accepted for a new software root key.
 pub const MIN_PASSPHRASE: usize = 12;
 
-enum Key {
-    P256(p256::ecdsa::SigningKey),
-    P384(p384::ecdsa::SigningKey),
+/// The key file's name when `ca.toml` names none.
+pub const DEFAULT_KEY_FILE: &str = "root.key.age";
+
+/// The soft backend's `[backend]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoftConfig {
+    /// The age-encrypted key file: a file name inside the CA directory.
+    #[serde(default = "default_key_file")]
+    pub key_file: String,
 }
 
-/// An in-memory ECDSA key (zeroized on drop by the curve crates).
+fn default_key_file() -> String {
+    DEFAULT_KEY_FILE.into()
+}
+
+impl Default for SoftConfig {
+    fn default() -> Self {
+        SoftConfig {
+            key_file: default_key_file(),
+        }
+    }
+}
+
+impl SoftConfig {
+    /// The key file inside `dir`; refuses a name that would leave the directory.
+    fn path(&self, dir: &Path) -> Result<PathBuf, crate::Error> {
+        let name = Path::new(&self.key_file);
+        let plain = name.components().count() == 1
+            && matches!(
+                name.components().next(),
+                Some(std::path::Component::Normal(_))
+            );
+        if !plain {
+            return Err(BackendError::Damaged {
+                path: self.key_file.clone(),
+                detail: "ca.toml's [backend] key_file must be a file name inside the CA directory"
+                    .into(),
+            }
+            .into());
+        }
+        Ok(dir.join(name))
+    }
+}
+
+/// The soft backend.
+pub struct Soft;
+
+impl Provider for Soft {
+    type Config = SoftConfig;
+    const REMEMBERS: bool = false;
+
+    fn open<'cb>(
+        cfg: &SoftConfig,
+        dir: &Path,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn KeyBackend + 'cb>, crate::Error> {
+        let path = cfg.path(dir)?;
+        let pass = cb.secret("Passphrase for the root key")?;
+        Ok(Box::new(SoftKey::open(&path, &pass)?))
+    }
+
+    fn generate<'cb>(
+        cfg: &SoftConfig,
+        req: &KeyRequest,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        cfg.path(Path::new("."))?;
+        let pass = cb.new_secret("New passphrase for the root key")?;
+        let n = pass.expose().chars().count();
+        if n < MIN_PASSPHRASE {
+            return Err(BackendError::WeakPassphrase(n).into());
+        }
+        Ok(Box::new(NewSoftKey {
+            key: SoftKey::generate(req.algorithm),
+            pass,
+            cfg: cfg.clone(),
+        }))
+    }
+
+    fn import<'cb>(
+        _cfg: &SoftConfig,
+        _req: &KeyRequest,
+        _cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        Err(BackendError::NoImport("soft").into())
+    }
+}
+
+/// A new soft key and the passphrase it will be saved under.
+struct NewSoftKey {
+    key: SoftKey,
+    pass: Secret,
+    cfg: SoftConfig,
+}
+
+impl NewKey for NewSoftKey {
+    fn key(&self) -> &dyn KeyBackend {
+        &self.key
+    }
+
+    fn persist(&self, dir: &Path) -> Result<Vec<PathBuf>, crate::Error> {
+        self.key.save(&self.cfg.path(dir)?, &self.pass)?;
+        Ok(vec![PathBuf::from(&self.cfg.key_file)])
+    }
+}
+
+/// The soft root key in memory (zeroized on drop by the curve crates).
 pub struct SoftKey {
-    key: Key,
-    public: PublicKey,
+    key: EcKey,
     origin: String,
 }
 
 impl std::fmt::Debug for SoftKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SoftKey({}, {:?})", self.origin, self.public)
+        write!(f, "SoftKey({}, {:?})", self.origin, self.key.public_key())
     }
 }
 
 impl SoftKey {
     /// Generates a fresh key from the OS random generator.
     pub fn generate(alg: KeyAlgorithm) -> Self {
-        let key = match alg {
-            KeyAlgorithm::EcdsaP256 => {
-                Key::P256(p256::ecdsa::SigningKey::random(&mut rand_core::OsRng))
-            }
-            KeyAlgorithm::EcdsaP384 => {
-                Key::P384(p384::ecdsa::SigningKey::random(&mut rand_core::OsRng))
-            }
-        };
-        Self::from_key(key, "ephemeral key".into())
-    }
-
-    fn from_key(key: Key, origin: String) -> Self {
-        let spki = match &key {
-            Key::P256(k) => k.verifying_key().to_public_key_der(),
-            Key::P384(k) => k.verifying_key().to_public_key_der(),
-        };
-        // Encoding a valid curve point as SPKI cannot fail, and our parser accepts its output.
-        let spki = spki.unwrap_or_else(|_| unreachable!("SPKI encoding of a valid key"));
-        let public = PublicKey::from_spki_der(spki.as_bytes())
-            .unwrap_or_else(|_| unreachable!("SPKI we just encoded parses"));
         SoftKey {
-            key,
-            public,
-            origin,
+            key: EcKey::generate(alg),
+            origin: "ephemeral key".into(),
         }
-    }
-
-    /// The key as unencrypted PKCS#8 DER, zeroized on drop. For the online tooling's
-    /// intermediate keys, which are stored only SOPS-encrypted; the signer never calls this on a
-    /// root key except to encrypt it.
-    pub fn to_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
-        let doc = match &self.key {
-            Key::P256(k) => k.to_pkcs8_der(),
-            Key::P384(k) => k.to_pkcs8_der(),
-        };
-        // PKCS#8 encoding of an in-memory EC key has no failure mode.
-        let doc = doc.unwrap_or_else(|_| unreachable!("PKCS#8 encoding"));
-        Zeroizing::new(doc.as_bytes().to_vec())
     }
 
     /// Writes the key to `path` (created new, mode 0600), PKCS#8 encrypted with age under
@@ -93,7 +162,7 @@ impl SoftKey {
         let enc_err = |e: std::io::Error| crate::Error::io(path, e, "could not encrypt the key");
         let armored = ArmoredWriter::wrap_output(&mut out, Format::AsciiArmor).map_err(enc_err)?;
         let mut w = encryptor.wrap_output(armored).map_err(enc_err)?;
-        w.write_all(&self.to_pkcs8_der()).map_err(enc_err)?;
+        w.write_all(&self.key.to_pkcs8_der()).map_err(enc_err)?;
         w.finish().and_then(|a| a.finish()).map_err(enc_err)?;
         fsutil::write_new(path, &out, fsutil::Mode::Secret)
     }
@@ -130,20 +199,11 @@ impl SoftKey {
         reader
             .read_to_end(&mut der)
             .map_err(|e| damaged(e.to_string()))?;
-        Self::from_pkcs8_der(&der, format!("software key {}", path.display()))
-            .map_err(|detail| damaged(detail).into())
-    }
-
-    /// Reads an unencrypted PKCS#8 DER ECDSA P-256 or P-384 key; `origin` names it in messages.
-    pub fn from_pkcs8_der(der: &[u8], origin: String) -> Result<Self, String> {
-        let key = if let Ok(k) = p384::ecdsa::SigningKey::from_pkcs8_der(der) {
-            Key::P384(k)
-        } else if let Ok(k) = p256::ecdsa::SigningKey::from_pkcs8_der(der) {
-            Key::P256(k)
-        } else {
-            return Err("not an ECDSA P-256 or P-384 PKCS#8 key".into());
-        };
-        Ok(Self::from_key(key, origin))
+        let key = EcKey::from_pkcs8_der(&der).map_err(damaged)?;
+        Ok(SoftKey {
+            key,
+            origin: format!("software key {}", path.display()),
+        })
     }
 }
 
@@ -153,26 +213,17 @@ impl KeyBackend for SoftKey {
     }
 
     fn public_key(&self) -> &PublicKey {
-        &self.public
+        self.key.public_key()
     }
 
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, BackendError> {
-        Ok(match &self.key {
-            Key::P256(k) => {
-                let s: p256::ecdsa::Signature = k.sign(msg);
-                s.to_der().as_bytes().to_vec()
-            }
-            Key::P384(k) => {
-                let s: p384::ecdsa::Signature = k.sign(msg);
-                s.to_der().as_bytes().to_vec()
-            }
-        })
+        Ok(self.key.sign(msg))
     }
 }
 
-/// The key file's name inside a CA directory.
+/// The default key file's path inside a CA directory.
 pub fn key_path(ca_dir: &Path) -> PathBuf {
-    ca_dir.join("root.key.age")
+    ca_dir.join(DEFAULT_KEY_FILE)
 }
 
 #[cfg(test)]
@@ -200,6 +251,31 @@ mod tests {
         );
         // Never overwritten.
         assert!(key.save(&path, &pass).is_err());
+    }
+
+    #[test]
+    fn the_soft_key_remembers_nothing() {
+        let key = SoftKey::generate(KeyAlgorithm::EcdsaP256);
+        assert!(!key.remembers());
+        let anchor = super::super::Anchor {
+            head: crate::words::Fingerprint::of(b"head"),
+            crl_number: 3,
+        };
+        key.write_anchor(&anchor).expect("a no-op");
+        assert_eq!(key.read_anchor(), Ok(None), "a soft key stores no anchor");
+    }
+
+    #[test]
+    fn key_file_must_stay_inside_the_ca_directory() {
+        let dir = Path::new("/ca");
+        let ok = SoftConfig::default().path(dir).expect("default");
+        assert_eq!(ok, dir.join("root.key.age"));
+        for bad in ["../root.key.age", "/etc/passwd", "a/b", "", ".."] {
+            let cfg = SoftConfig {
+                key_file: bad.into(),
+            };
+            assert!(cfg.path(dir).is_err(), "{bad} accepted");
+        }
     }
 
     #[test]

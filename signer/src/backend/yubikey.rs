@@ -5,33 +5,111 @@
 //! the operator must confirm before the PIN is sent. The slot's public key comes from GET
 //! METADATA (firmware 5.3+), so checking it against `root.pem` costs no signature. Signing
 //! verifies the PIN right before the signature (PIN policy `always`) and announces the touch.
+//!
+//! The device remembers the ledger's [`Anchor`] in a PIV data object of its own,
+//! [`ANCHOR_OBJECT`] (`0x5F4B57`, "KW": a tag in the range the YubiKey leaves to applications,
+//! outside the PIV standard's `5FC1xx` and Yubico's `5FFFxx` objects; readable without the PIN
+//! with `yubico-piv-tool -a read-object --id 0x5f4b57`). Writing a PIV data object needs the
+//! management key. When the device keeps a PIN-protected management key (Yubico's scheme:
+//! `ykman piv access change-management-key --generate --protect`, the key in the PIN-protected
+//! PRINTED object), it is read after the PIN, and the operator is asked for nothing more than
+//! the PIN; this is the setup the runbook prescribes. Otherwise the management key is asked
+//! through [`Callbacks::management_key`] when the device is opened, before anything is signed,
+//! so a missing key stops the command before a signature rather than after it.
 //! Nothing here opens a network connection: PC/SC is a local socket to `pcscd`.
 
 use std::cell::RefCell;
 
+use std::path::Path;
+
 use yubikey::piv::{self, AlgorithmId, ManagementAlgorithmId, SlotId};
-use yubikey::{Certificate, MgmKey, PinPolicy, Serial, TouchPolicy, YubiKey};
+use yubikey::{Certificate, MgmKey, MgmType, PinPolicy, Serial, TouchPolicy, YubiKey};
 
 use super::yubikey_config::{parse_slot, YubikeyConfig};
-use super::{BackendError, KeyBackend, Secret};
+use super::{Anchor, BackendError, KeyBackend, KeyRequest, NewKey, OnDevice, Provider, Secret};
 use crate::algo::{KeyAlgorithm, PublicKey};
 use crate::callbacks::Callbacks;
+use crate::eckey::EcKey;
 use crate::policy;
+
+/// The PIV data object holding the ledger anchor (see the module documentation).
+pub const ANCHOR_OBJECT: u32 = 0x005f_4b57;
+
+/// The YubiKey backend.
+pub struct Yubikey;
+
+impl Provider for Yubikey {
+    type Config = YubikeyConfig;
+    const REMEMBERS: bool = true;
+
+    fn open<'cb>(
+        cfg: &YubikeyConfig,
+        _dir: &Path,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn KeyBackend + 'cb>, crate::Error> {
+        Ok(Box::new(YubikeyKey::open(cfg, cb)?))
+    }
+
+    fn generate<'cb>(
+        cfg: &YubikeyConfig,
+        req: &KeyRequest,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        if !cfg.backups.is_empty() {
+            return Err(BackendError::Device {
+                device: device(cfg),
+                detail: "a key generated on a device cannot be copied to backups; use --import-to with every device's serial".into(),
+            }
+            .into());
+        }
+        let key = YubikeyKey::generate(cfg, req.algorithm, req.pin_policy, req.touch_policy, cb)?;
+        Ok(Box::new(OnDevice(key)))
+    }
+
+    fn import<'cb>(
+        cfg: &YubikeyConfig,
+        req: &KeyRequest,
+        cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        let serials: Vec<u32> = std::iter::once(cfg.serial)
+            .chain(cfg.backups.iter().copied())
+            .collect();
+        let key = YubikeyKey::generate_imported(
+            cfg,
+            &serials,
+            req.algorithm,
+            req.pin_policy,
+            req.touch_policy,
+            cb,
+        )?;
+        Ok(Box::new(OnDevice(key)))
+    }
+}
 
 /// A root key in a YubiKey slot, with the device open and the PIN verified.
 pub struct YubikeyKey<'cb> {
     yk: RefCell<YubiKey>,
-    /// Backup devices opened at `init --import-to`: they receive the root certificate too.
-    mirrors: Vec<RefCell<YubiKey>>,
+    /// Backup devices opened at `init --import-to`: they receive the root certificate and the
+    /// anchor too.
+    mirrors: Vec<Mirror>,
     /// The device's attestation of a key it generated (DER), when it gives one.
     attestation: Option<Vec<u8>>,
     slot: SlotId,
     alg: AlgorithmId,
     public: PublicKey,
     pin: Secret,
+    /// The management key, for writing the anchor (zeroized on drop by the crate).
+    mgm: MgmKey,
     touch: bool,
     name: String,
     cb: &'cb dyn Callbacks,
+}
+
+/// A backup device holding the same key, open during `init --import-to`.
+struct Mirror {
+    yk: RefCell<YubiKey>,
+    mgm: MgmKey,
+    name: String,
 }
 
 impl std::fmt::Debug for YubikeyKey<'_> {
@@ -230,6 +308,10 @@ impl<'cb> YubikeyKey<'cb> {
                 device: device(cfg),
                 detail: "the slot holds no key; is this the CA's YubiKey and slot?".into(),
             })?;
+        // Asked (or read from the device) now, before anything is signed; checked right away
+        // so a wrong key stops the command here.
+        let mgm = management_key(&mut yk, cfg, cb)?;
+        authenticate_with(&mut yk, cfg, mgm.clone())?;
         Ok(YubikeyKey {
             yk: RefCell::new(yk),
             mirrors: Vec::new(),
@@ -238,6 +320,7 @@ impl<'cb> YubikeyKey<'cb> {
             alg,
             public,
             pin,
+            mgm,
             touch,
             name: device(cfg),
             cb,
@@ -275,36 +358,17 @@ impl<'cb> YubikeyKey<'cb> {
             }
             devices.push((c, yk, slot, pin));
         }
-        let soft = super::soft::SoftKey::generate(alg);
-        let expected = soft.public_key().clone();
-        let scalar: zeroize::Zeroizing<Vec<u8>> = {
-            let der = soft.to_pkcs8_der();
-            let bytes = match alg {
-                KeyAlgorithm::EcdsaP256 => {
-                    <p256::SecretKey as p256::pkcs8::DecodePrivateKey>::from_pkcs8_der(
-                        der.as_slice(),
-                    )
-                    .map(|k| k.to_bytes().to_vec())
-                }
-                KeyAlgorithm::EcdsaP384 => {
-                    <p384::SecretKey as p384::pkcs8::DecodePrivateKey>::from_pkcs8_der(
-                        der.as_slice(),
-                    )
-                    .map(|k| k.to_bytes().to_vec())
-                }
-            };
-            zeroize::Zeroizing::new(bytes.map_err(|e| BackendError::Device {
-                device: device(cfg),
-                detail: format!("cannot encode the new key ({e})"),
-            })?)
-        };
-        drop(soft);
+        let key = EcKey::generate(alg);
+        let expected = key.public_key().clone();
+        let scalar = key.scalar();
+        drop(key);
         let (algorithm, pin_p, touch_p) = yk_policies(alg, pin_policy, touch_policy);
         let mut opened = Vec::new();
         for (c, mut yk, slot, pin) in devices {
             // Authenticated here, not above: opening the next device selects the PIV applet
             // on every reader, which resets a management-key login.
-            authenticate(&mut yk, &c, cb)?;
+            let mgm = management_key(&mut yk, &c, cb)?;
+            authenticate_with(&mut yk, &c, mgm.clone())?;
             piv::import_ecc_key(&mut yk, slot, algorithm, &scalar, touch_p, pin_p)
                 .map_err(|e| pcsc_gone(&c, "importing the key", &e))?;
             let (public, _, touch) =
@@ -318,22 +382,29 @@ impl<'cb> YubikeyKey<'cb> {
                     detail: "after the import the slot holds a different public key; do not use this device".into(),
                 });
             }
-            opened.push((c, yk, slot, pin, touch));
+            opened.push((c, yk, slot, pin, touch, mgm));
         }
         drop(scalar);
         let mut it = opened.into_iter();
-        let Some((c, yk, slot, pin, touch)) = it.next() else {
+        let Some((c, yk, slot, pin, touch, mgm)) = it.next() else {
             unreachable!("two or more devices were checked above")
         };
         Ok(YubikeyKey {
             yk: RefCell::new(yk),
-            mirrors: it.map(|(_, yk, ..)| RefCell::new(yk)).collect(),
+            mirrors: it
+                .map(|(c, yk, _, _, _, mgm)| Mirror {
+                    yk: RefCell::new(yk),
+                    mgm,
+                    name: device(&c),
+                })
+                .collect(),
             // An imported key has no attestation: the device did not generate it.
             attestation: None,
             slot,
             alg: algorithm,
             public: expected,
             pin,
+            mgm,
             touch,
             name: device(&c),
             cb,
@@ -357,7 +428,8 @@ impl<'cb> YubikeyKey<'cb> {
                 detail: "the slot already holds a key; init never replaces a key. Use another --slot, or clear the slot deliberately first".into(),
             });
         }
-        authenticate(&mut yk, cfg, cb)?;
+        let mgm = management_key(&mut yk, cfg, cb)?;
+        authenticate_with(&mut yk, cfg, mgm.clone())?;
         let algorithm = match alg {
             KeyAlgorithm::EcdsaP256 => AlgorithmId::EccP256,
             KeyAlgorithm::EcdsaP384 => AlgorithmId::EccP384,
@@ -380,6 +452,7 @@ impl<'cb> YubikeyKey<'cb> {
             alg,
             public,
             pin,
+            mgm,
             touch,
             name: device(cfg),
             cb,
@@ -410,12 +483,23 @@ fn yk_policies(
     )
 }
 
-/// Authenticates with the management key (asked through `cb`, 48 hex digits; never stored).
-fn authenticate(
+/// The device's management key: its PIN-protected one when it keeps one (the PIN must have
+/// been verified), otherwise asked through `cb` (48 hex digits; never stored).
+fn management_key(
     yk: &mut YubiKey,
     cfg: &YubikeyConfig,
     cb: &dyn Callbacks,
-) -> Result<(), BackendError> {
+) -> Result<MgmKey, BackendError> {
+    let protected = yk.config().is_ok_and(|c| c.mgm_type == MgmType::Protected);
+    if protected {
+        return MgmKey::get_protected(yk).map_err(|e| BackendError::Device {
+            device: device(cfg),
+            detail: format!(
+                "the device says it keeps a PIN-protected management key but it cannot be read ({e}); \
+                 set it again with `ykman piv access change-management-key --generate --protect`"
+            ),
+        });
+    }
     let hexkey = cb
         .management_key(&format!(
             "Management key for YubiKey {} (48 hex digits)",
@@ -440,8 +524,17 @@ fn authenticate(
             1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 7, 8,
         ]
     {
-        cb.notice("warning: this YubiKey still has the factory management key; change it after the ceremony (ykman piv access change-management-key)");
+        cb.notice("warning: this YubiKey still has the factory management key; change it after the ceremony (ykman piv access change-management-key --generate --protect)");
     }
+    Ok(key)
+}
+
+/// Authenticates with the management key.
+fn authenticate_with(
+    yk: &mut YubiKey,
+    cfg: &YubikeyConfig,
+    key: MgmKey,
+) -> Result<(), BackendError> {
     yk.authenticate(key).map_err(|e| match e {
         yubikey::Error::AuthenticationError => BackendError::Device {
             device: device(cfg),
@@ -450,6 +543,45 @@ fn authenticate(
         },
         other => pcsc_gone(cfg, "authenticating", &other),
     })
+}
+
+/// Reads the anchor object of `yk`.
+fn read_anchor_of(yk: &mut YubiKey, name: &str) -> Result<Option<Anchor>, BackendError> {
+    match yk.fetch_object(ANCHOR_OBJECT) {
+        Ok(bytes) => Anchor::decode(&bytes)
+            .map(Some)
+            .map_err(|detail| BackendError::BadAnchor {
+                device: name.to_string(),
+                detail,
+            }),
+        Err(yubikey::Error::NotFound) => Ok(None),
+        Err(e) => Err(BackendError::Device {
+            device: name.to_string(),
+            detail: format!("reading the ledger anchor failed ({e}); was the device removed? Reconnect it and run the command again"),
+        }),
+    }
+}
+
+/// Authenticates with `mgm` and writes `anchor` into the anchor object of `yk`.
+fn write_anchor_to(
+    yk: &mut YubiKey,
+    mgm: &MgmKey,
+    name: &str,
+    anchor: &Anchor,
+) -> Result<(), BackendError> {
+    let failed = |e: yubikey::Error| {
+        BackendError::Device {
+        device: name.to_string(),
+        detail: format!(
+            "storing the ledger head on the device failed ({e}); the ledger is complete, and the \
+             next command brings the device up to date. Reconnect the device and run `kiwi-signer crl` \
+             or the next ceremony step"
+        ),
+    }
+    };
+    yk.authenticate(mgm.clone()).map_err(failed)?;
+    let mut bytes = anchor.encode();
+    yk.save_object(ANCHOR_OBJECT, &mut bytes).map_err(failed)
 }
 
 impl KeyBackend for YubikeyKey<'_> {
@@ -484,12 +616,28 @@ impl KeyBackend for YubikeyKey<'_> {
         self.attestation.clone()
     }
 
+    fn remembers(&self) -> bool {
+        <Yubikey as Provider>::REMEMBERS
+    }
+
+    fn read_anchor(&self) -> Result<Option<Anchor>, BackendError> {
+        read_anchor_of(&mut self.yk.borrow_mut(), &self.name)
+    }
+
+    fn write_anchor(&self, anchor: &Anchor) -> Result<(), BackendError> {
+        write_anchor_to(&mut self.yk.borrow_mut(), &self.mgm, &self.name, anchor)?;
+        for m in &self.mirrors {
+            write_anchor_to(&mut m.yk.borrow_mut(), &m.mgm, &m.name, anchor)?;
+        }
+        Ok(())
+    }
+
     fn store_certificate(&self, der: &[u8]) -> Result<(), BackendError> {
         let cert = Certificate::from_bytes(der.to_vec()).map_err(|e| BackendError::Device {
             device: self.name.clone(),
             detail: format!("cannot wrap the root certificate ({e})"),
         })?;
-        for yk in std::iter::once(&self.yk).chain(&self.mirrors) {
+        for yk in std::iter::once(&self.yk).chain(self.mirrors.iter().map(|m| &m.yk)) {
             let mut yk = yk.borrow_mut();
             let serial = yk.serial().0;
             cert.write(

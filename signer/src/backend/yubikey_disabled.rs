@@ -1,57 +1,41 @@
-//! Stand-in for the YubiKey backend in builds without the `yubikey` feature: every call says
-//! so, so callers need no `cfg` of their own.
+//! Stand-in for the YubiKey backend in builds without the `yubikey` feature: the same
+//! [`Provider`] for the same config type, refusing every call, so callers need no `cfg` of their
+//! own and a change to the trait cannot leave this file behind.
+
+use std::path::Path;
 
 use super::yubikey_config::YubikeyConfig;
-use super::{BackendError, KeyBackend};
-use crate::algo::{KeyAlgorithm, PublicKey};
+use super::{BackendError, KeyBackend, KeyRequest, NewKey, Provider};
 use crate::callbacks::Callbacks;
-use crate::policy;
 
-/// Never constructed in this build.
-#[derive(Debug)]
-pub struct YubikeyKey<'cb> {
-    public: PublicKey,
-    _cb: std::marker::PhantomData<&'cb ()>,
-}
+/// The YubiKey backend, compiled out.
+pub struct Yubikey;
 
-impl<'cb> YubikeyKey<'cb> {
-    /// Always `Unavailable`.
-    pub fn open(_cfg: &YubikeyConfig, _cb: &'cb dyn Callbacks) -> Result<Self, BackendError> {
-        Err(BackendError::Unavailable("yubikey"))
-    }
+impl Provider for Yubikey {
+    type Config = YubikeyConfig;
+    const REMEMBERS: bool = true;
 
-    /// Always `Unavailable`.
-    pub fn generate(
+    fn open<'cb>(
         _cfg: &YubikeyConfig,
-        _alg: KeyAlgorithm,
-        _pin: policy::PinPolicy,
-        _touch: policy::TouchPolicy,
+        _dir: &Path,
         _cb: &'cb dyn Callbacks,
-    ) -> Result<Self, BackendError> {
-        Err(BackendError::Unavailable("yubikey"))
+    ) -> Result<Box<dyn KeyBackend + 'cb>, crate::Error> {
+        Err(BackendError::Unavailable("yubikey").into())
     }
 
-    /// Always `Unavailable`.
-    pub fn generate_imported(
+    fn generate<'cb>(
         _cfg: &YubikeyConfig,
-        _serials: &[u32],
-        _alg: KeyAlgorithm,
-        _pin: policy::PinPolicy,
-        _touch: policy::TouchPolicy,
+        _req: &KeyRequest,
         _cb: &'cb dyn Callbacks,
-    ) -> Result<Self, BackendError> {
-        Err(BackendError::Unavailable("yubikey"))
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        Err(BackendError::Unavailable("yubikey").into())
     }
-}
 
-impl KeyBackend for YubikeyKey<'_> {
-    fn describe(&self) -> String {
-        "YubiKey (not built in)".into()
-    }
-    fn public_key(&self) -> &PublicKey {
-        &self.public
-    }
-    fn sign(&self, _msg: &[u8]) -> Result<Vec<u8>, BackendError> {
-        Err(BackendError::Unavailable("yubikey"))
+    fn import<'cb>(
+        _cfg: &YubikeyConfig,
+        _req: &KeyRequest,
+        _cb: &'cb dyn Callbacks,
+    ) -> Result<Box<dyn NewKey + 'cb>, crate::Error> {
+        Err(BackendError::Unavailable("yubikey").into())
     }
 }

@@ -14,13 +14,9 @@ use time::{Duration, OffsetDateTime};
 
 use super::sign::dn_string;
 use super::{add_file, add_results, head, Ceremony, Outcome, TOOL};
-use crate::backend::pkcs11::Pkcs11Key;
-use crate::backend::pkcs11_config::Pkcs11Config;
-use crate::backend::soft::{self, SoftKey};
-use crate::backend::yubikey::YubikeyKey;
-use crate::backend::yubikey_config::YubikeyConfig;
-use crate::backend::{Anchor, BackendError, BackendKind, KeyBackend};
-use crate::ca::{files, CaConfig, CLOCK_SKEW, POLICIES};
+pub use crate::backend::BackendSpec;
+use crate::backend::{Anchor, KeyRequest, NewKey};
+use crate::ca::{files, CaConfig, CLOCK_SKEW, CONFIG_FORMAT, POLICIES};
 use crate::callbacks::Callbacks;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
@@ -109,97 +105,21 @@ fn create(
     for tier in Tier::ALL {
         policy::load_intermediate(&policies_dir, tier)?;
     }
-    let new_key = match backend {
-        BackendSpec::Soft => {
-            let pass = cb.new_secret("New passphrase for the root key")?;
-            if pass.expose().chars().count() < soft::MIN_PASSPHRASE {
-                return Err(BackendError::WeakPassphrase(pass.expose().chars().count()).into());
-            }
-            NewKey::Soft(SoftKey::generate(pol.key_algorithm), pass)
-        }
-        BackendSpec::Pkcs11(cfg) => {
-            let pin = cb.secret(&format!("PIN for PKCS#11 token `{}`", cfg.token_label))?;
-            NewKey::Pkcs11(Pkcs11Key::generate(cfg, pol.key_algorithm, &pin)?)
-        }
-        BackendSpec::Yubikey(cfg) if !cfg.backups.is_empty() => {
-            let serials: Vec<u32> = std::iter::once(cfg.serial)
-                .chain(cfg.backups.iter().copied())
-                .collect();
-            NewKey::Yubikey(YubikeyKey::generate_imported(
-                cfg,
-                &serials,
-                pol.key_algorithm,
-                pol.pin_policy,
-                pol.touch_policy,
-                cb,
-            )?)
-        }
-        BackendSpec::Yubikey(cfg) => NewKey::Yubikey(YubikeyKey::generate(
-            cfg,
-            pol.key_algorithm,
-            pol.pin_policy,
-            pol.touch_policy,
-            cb,
-        )?),
-    };
+    let new_key = backend.create(&KeyRequest::from_policy(&pol), cb)?;
     let result = init_with_key(
         dir,
         &pol,
         &policy_path,
         &policies_dir,
         backend,
-        &new_key,
+        new_key.as_ref(),
         now,
     );
     if result.is_err() {
         // A key generated on a device for a CA that was not created is removed again.
-        if let NewKey::Pkcs11(k) = new_key {
-            k.destroy();
-        }
+        new_key.abort();
     }
     result
-}
-
-/// A freshly generated root key, with what saving it needs.
-// One value per `init`, so variant sizes do not matter; without the hardware features the
-// stand-in variants are tiny and clippy would ask to box the soft key.
-#[allow(clippy::large_enum_variant)]
-enum NewKey<'cb> {
-    Soft(SoftKey, crate::backend::Secret),
-    Pkcs11(Pkcs11Key),
-    Yubikey(YubikeyKey<'cb>),
-}
-
-impl NewKey<'_> {
-    fn backend(&self) -> &dyn KeyBackend {
-        match self {
-            NewKey::Soft(k, _) => k,
-            NewKey::Pkcs11(k) => k,
-            NewKey::Yubikey(k) => k,
-        }
-    }
-}
-
-/// Which backend a new CA uses, with its settings.
-#[derive(Debug, Clone)]
-pub enum BackendSpec {
-    /// An age-encrypted software key in the CA directory.
-    Soft,
-    /// A key generated on a PKCS#11 token.
-    Pkcs11(Pkcs11Config),
-    /// A key generated in a YubiKey PIV slot.
-    Yubikey(YubikeyConfig),
-}
-
-impl BackendSpec {
-    /// The kind, as `ca.toml` names it.
-    pub fn kind(&self) -> BackendKind {
-        match self {
-            BackendSpec::Soft => BackendKind::Soft,
-            BackendSpec::Pkcs11(_) => BackendKind::Pkcs11,
-            BackendSpec::Yubikey(_) => BackendKind::Yubikey,
-        }
-    }
 }
 
 fn init_with_key(
@@ -208,10 +128,10 @@ fn init_with_key(
     policy_path: &Path,
     policies_dir: &Path,
     backend: &BackendSpec,
-    new_key: &NewKey<'_>,
+    new_key: &dyn NewKey,
     now: OffsetDateTime,
 ) -> Result<Outcome> {
-    let key = new_key.backend();
+    let key = new_key.key();
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let serial = Serial::random();
     let public = key.public_key().clone();
@@ -270,10 +190,8 @@ fn init_with_key(
     let staging = parent.join(format!(".{name}.init-{}", std::process::id()));
     std::fs::create_dir(&staging)
         .map_err(|e| Error::io(&staging, e, "check that the parent directory is writable"))?;
-    let result = (|| -> Result<Fingerprint> {
-        if let NewKey::Soft(k, pass) = new_key {
-            k.save(&soft::key_path(&staging), pass)?;
-        }
+    let result = (|| -> Result<(Fingerprint, Vec<PathBuf>)> {
+        let kept = new_key.persist(&staging)?;
         fsutil::write_new(
             &staging.join(files::ROOT),
             &pipeline::encode(Path::new("root.pem"), Kind::Certificate, &der),
@@ -293,19 +211,10 @@ fn init_with_key(
             fsutil::write_new(&staged_policies.join(name), &bytes, Mode::Public)?;
         }
         let config = CaConfig {
-            format: 1,
-            backend: backend.kind(),
+            format: CONFIG_FORMAT,
             policy: Path::new(POLICIES).join("root.yaml"),
             policies_dir: PathBuf::from(POLICIES),
-            soft_key_file: matches!(backend, BackendSpec::Soft).then(|| "root.key.age".into()),
-            pkcs11: match backend {
-                BackendSpec::Pkcs11(c) => Some(c.clone()),
-                _ => None,
-            },
-            yubikey: match backend {
-                BackendSpec::Yubikey(c) => Some(c.clone()),
-                _ => None,
-            },
+            backend: backend.config.clone(),
         };
         let toml_text = toml::to_string(&config).map_err(|e| Error::SelfCheck(e.to_string()))?;
         fsutil::write_new(
@@ -335,18 +244,16 @@ fn init_with_key(
         fsutil::write_new(&staging.join(ledger::FILE), text.as_bytes(), Mode::Public)?;
         std::fs::rename(&staging, dir)
             .map_err(|e| Error::io(dir, e, "the directory must be empty or absent"))?;
-        Ok(head)
+        Ok((head, kept))
     })();
     match result {
-        Ok(head) => {
+        Ok((head, kept)) => {
             let mut written = vec![
                 dir.join(files::ROOT),
                 dir.join(files::CONFIG),
                 dir.join(ledger::FILE),
             ];
-            if matches!(backend, BackendSpec::Soft) {
-                written.push(soft::key_path(dir));
-            }
+            written.extend(kept.iter().map(|k| dir.join(k)));
             let mut warnings = Vec::new();
             if key.remembers() {
                 if let Err(e) = key.write_anchor(&Anchor {

@@ -60,7 +60,13 @@ fn fresh(now: OffsetDateTime) -> (tempfile::TempDir, PathBuf) {
     let dir = tmp.path().join("ca");
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
     let cb = yes();
-    init(&dir, &policy, &BackendSpec::Soft, &Ceremony::new(&cb, now)).expect("init");
+    init(
+        &dir,
+        &policy,
+        &BackendSpec::soft(),
+        &Ceremony::new(&cb, now),
+    )
+    .expect("init");
     (tmp, dir)
 }
 
@@ -225,13 +231,13 @@ fn init_refuses_a_directory_that_holds_a_ca_or_anything_else() {
     let before = ledger_text(&dir);
     let cb = yes();
     let c = Ceremony::new(&cb, now);
-    let err = init(&dir, &policy, &BackendSpec::Soft, &c).expect_err("second init");
+    let err = init(&dir, &policy, &BackendSpec::soft(), &c).expect_err("second init");
     assert!(matches!(err, Error::CaExists { .. }), "{err}");
     assert_eq!(before, ledger_text(&dir));
     let other = tmp.path().join("other");
     std::fs::create_dir(&other).expect("mkdir");
     std::fs::write(other.join("notes.txt"), "x").expect("write");
-    let err = init(&other, &policy, &BackendSpec::Soft, &c).expect_err("non-empty");
+    let err = init(&other, &policy, &BackendSpec::soft(), &c).expect_err("non-empty");
     assert!(matches!(err, Error::DirNotEmpty { .. }), "{err}");
     assert_eq!(std::fs::read_dir(&other).expect("ls").count(), 1);
 }

@@ -116,7 +116,7 @@ fn rehearsal_on_softhsm2_and_its_failures() {
     h.init("ca", "root-r1");
     let toml = std::fs::read_to_string(h.path("ca/ca.toml")).expect("ca.toml");
     assert!(
-        toml.contains("backend = \"pkcs11\"") && toml.contains("key_label = \"root-r1\""),
+        toml.contains("[backend]\ntype = \"pkcs11\"") && toml.contains("key_label = \"root-r1\""),
         "{toml}"
     );
     assert!(!toml.contains(PIN), "the PIN was written to ca.toml");
@@ -262,4 +262,274 @@ fn rehearsal_on_softhsm2_and_its_failures() {
     assert!(!h.path("ca3").exists());
     // And the original CA still works.
     h.ok(&["crl", "--ca", "ca", "--out", "crl3.pem"]);
+}
+
+/// The PIN, for the library.
+struct Pin;
+
+impl kiwi_signer::callbacks::Callbacks for Pin {
+    fn confirm(&self, _summary: &str) -> kiwi_signer::Result<bool> {
+        Ok(true)
+    }
+    fn secret(&self, _prompt: &str) -> kiwi_signer::Result<kiwi_signer::backend::Secret> {
+        Ok(kiwi_signer::backend::Secret::new(PIN.into()))
+    }
+    fn notice(&self, _message: &str) {}
+}
+
+/// Opens the root key of the CA in `dir` through the library (a fresh PKCS#11 session each
+/// time: the module is loaded, initialized and finalized again).
+fn open_key(dir: &Path) -> Box<dyn kiwi_signer::backend::KeyBackend + 'static> {
+    let ca = kiwi_signer::ca::Ca::open(dir).expect("open the CA");
+    match ca.config().backend.open(dir, &Pin) {
+        Ok(k) => k,
+        Err(e) => panic!("open the token key: {e}"),
+    }
+}
+
+/// `pkcs11-tool --list-objects --type data`, logged in or not.
+fn data_objects(h: &Hsm, login: bool) -> String {
+    let mut cmd = Command::new("pkcs11-tool");
+    cmd.env("SOFTHSM2_CONF", &h.conf).args([
+        "--module",
+        MODULE,
+        "--token-label",
+        TOKEN,
+        "--list-objects",
+        "--type",
+        "data",
+    ]);
+    if login {
+        cmd.args(["--login", "--pin", PIN]);
+    }
+    run_ok(&mut cmd)
+}
+
+#[test]
+fn the_token_remembers_the_ledger_anchor_across_sessions() {
+    use kiwi_signer::backend::Anchor;
+    use kiwi_signer::words::Fingerprint;
+
+    let h = Hsm::new();
+    h.init("ca", "root-r1");
+    // The library loads the module in this process: point it at the test's token directory.
+    // No other test in this file reads the variable (they pass it to each child process).
+    std::env::set_var("SOFTHSM2_CONF", &h.conf);
+    let dir = h.path("ca");
+    let first = Anchor {
+        head: Fingerprint::of(b"first head"),
+        crl_number: 0,
+    };
+    {
+        // init stored the genesis head.
+        let genesis = Anchor {
+            head: kiwi_signer::ca::Ca::open(&dir).expect("open").state().head,
+            crl_number: 0,
+        };
+        let key = open_key(&dir);
+        assert!(key.remembers());
+        assert_eq!(key.read_anchor().expect("read"), Some(genesis));
+        key.write_anchor(&first).expect("write");
+        assert_eq!(key.read_anchor().expect("read"), Some(first.clone()));
+    }
+    // Closed and opened again: still there. Then replaced, not added to.
+    let second = Anchor {
+        head: Fingerprint::of(b"second head"),
+        crl_number: 3,
+    };
+    {
+        let key = open_key(&dir);
+        assert_eq!(key.read_anchor().expect("read"), Some(first));
+        key.write_anchor(&second).expect("replace");
+    }
+    {
+        let key = open_key(&dir);
+        assert_eq!(key.read_anchor().expect("read"), Some(second.clone()));
+    }
+    // OpenSC's tool sees one private data object, labelled after the key, only when logged in.
+    let listed = data_objects(&h, true);
+    assert_eq!(listed.matches("root-r1.anchor.").count(), 1, "{listed}");
+    assert!(
+        listed.contains("root-r1.anchor.3"),
+        "init's and two writes, the third generation:\n{listed}"
+    );
+    assert!(listed.contains("kiwi-pki"), "{listed}");
+    assert!(listed.contains("private"), "{listed}");
+    let public = data_objects(&h, false);
+    assert!(
+        !public.contains("root-r1.anchor"),
+        "visible without the PIN:\n{public}"
+    );
+
+    // A crash between writing the next generation and removing the older one leaves both: the
+    // higher generation is read, and the next write leaves only its own.
+    let stale = h.path("stale-anchor");
+    std::fs::write(
+        &stale,
+        Anchor {
+            head: Fingerprint::of(b"stale head"),
+            crl_number: 1,
+        }
+        .encode(),
+    )
+    .expect("write");
+    run_ok(
+        Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", &h.conf)
+            .args([
+                "--module",
+                MODULE,
+                "--token-label",
+                TOKEN,
+                "--login",
+                "--pin",
+                PIN,
+                "--write-object",
+                path_str(&stale),
+                "--type",
+                "data",
+                "--label",
+                "root-r1.anchor.1",
+                "--application-label",
+                "kiwi-pki",
+                "--private",
+            ]),
+    );
+    assert_eq!(data_objects(&h, true).matches("root-r1.anchor.").count(), 2);
+    let third = Anchor {
+        head: Fingerprint::of(b"third head"),
+        crl_number: 4,
+    };
+    {
+        let key = open_key(&dir);
+        assert_eq!(key.read_anchor().expect("read"), Some(second.clone()));
+        key.write_anchor(&third).expect("write");
+        assert_eq!(key.read_anchor().expect("read"), Some(third));
+    }
+    let listed = data_objects(&h, true);
+    assert_eq!(listed.matches("root-r1.anchor.").count(), 1, "{listed}");
+    assert!(listed.contains("root-r1.anchor.4"), "{listed}");
+
+    // The soft backend has no device: it remembers nothing.
+    let soft = h.path("soft");
+    let policy = workspace_root().join("policies/root.yaml");
+    let cb = kiwi_signer::callbacks::Scripted {
+        confirm: true,
+        secret: "a rehearsal passphrase".into(),
+    };
+    kiwi_signer::ceremony::init(
+        &soft,
+        &policy,
+        &kiwi_signer::ceremony::init::BackendSpec::soft(),
+        &kiwi_signer::ceremony::Ceremony::new(&cb, time::OffsetDateTime::now_utc()),
+    )
+    .expect("soft init");
+    let ca = kiwi_signer::ca::Ca::open(&soft).expect("open");
+    let key = match ca.config().backend.open(&soft, &cb) {
+        Ok(k) => k,
+        Err(e) => panic!("open the soft key: {e}"),
+    };
+    assert!(!key.remembers());
+    key.write_anchor(&Anchor {
+        head: Fingerprint::of(b"x"),
+        crl_number: 1,
+    })
+    .expect("a no-op");
+    assert_eq!(key.read_anchor().expect("read"), None);
+}
+
+/// The ledger without its last `n` lines (`head -n -N`).
+fn cut(ledger: &[u8], n: usize) -> Vec<u8> {
+    let text = String::from_utf8(ledger.to_vec()).expect("the ledger is text");
+    let lines: Vec<&str> = text.lines().collect();
+    let kept = &lines[..lines.len() - n];
+    format!("{}\n", kept.join("\n")).into_bytes()
+}
+
+#[test]
+fn a_ledger_rolled_back_past_a_revocation_is_refused_without_any_flag() {
+    let h = Hsm::new();
+    h.init("ca", "root-r1");
+    let a = h.csr("acme", "P-256");
+    h.ok(&[
+        "sign", "--ca", "ca", "--csr", &a, "--slug", "acme", "--tier", "core", "--out", "acme.crt",
+        "--yes",
+    ]);
+    let serial = openssl_ok(
+        h.tmp.path(),
+        &["x509", "-in", "acme.crt", "-noout", "-serial"],
+    );
+    let serial = serial.trim().trim_start_matches("serial=").to_string();
+    h.ok(&[
+        "revoke",
+        "--ca",
+        "ca",
+        "--serial",
+        &serial,
+        "--reason",
+        "keyCompromise",
+        "--out",
+        "crl1.pem",
+        "--yes",
+    ]);
+    let ledger_path = h.path("ca/ledger.jsonl");
+    let complete = std::fs::read(&ledger_path).expect("ledger");
+    // head -n -2: the revocation and its CRL are gone; the ledger still verifies on its own.
+    let rolled_back = cut(&complete, 2);
+    std::fs::write(&ledger_path, &rolled_back).expect("roll back");
+    h.ok(&["ledger", "verify", "--ca", "ca"]);
+
+    let g = h.csr("globex", "P-256");
+    let attempts: [(&[&str], &str); 3] = [
+        (
+            &[
+                "sign", "--ca", "ca", "--csr", &g, "--slug", "globex", "--tier", "core", "--out",
+                "out.pem", "--yes",
+            ],
+            "sign",
+        ),
+        (
+            &[
+                "revoke",
+                "--ca",
+                "ca",
+                "--serial",
+                &serial,
+                "--reason",
+                "superseded",
+                "--out",
+                "out.pem",
+                "--yes",
+            ],
+            "revoke",
+        ),
+        (&["crl", "--ca", "ca", "--out", "out.pem"], "crl"),
+    ];
+    for (args, what) in attempts {
+        let o = h.signer(args, &h.pin);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{what} was not refused: {}",
+            stderr(&o)
+        );
+        let err = stderr(&o);
+        assert!(
+            err.contains(
+                "PKCS#11 key `root-r1` on token `KiwiStack Root` last signed for ledger head"
+            ) && err.contains("the ledger was rolled back or replaced")
+                && err
+                    .contains("Restore the newest backup of the CA directory; nothing was signed"),
+            "{what}: {err}"
+        );
+        assert!(!h.path("out.pem").exists(), "{what} wrote its output");
+        assert_eq!(
+            std::fs::read(&ledger_path).expect("ledger"),
+            rolled_back,
+            "{what} changed the ledger"
+        );
+    }
+    // The newest ledger back in place: the same command goes through.
+    std::fs::write(&ledger_path, &complete).expect("restore");
+    h.ok(&["crl", "--ca", "ca", "--out", "crl2.pem"]);
 }

@@ -5,6 +5,12 @@
 //! does not appear is a failure. Without the variable (a plain `cargo test`) the test says so
 //! and does nothing. One test function: the card sits on one vpcd port, so the steps run in
 //! order.
+//!
+//! The device's ledger anchor is driven through the library (`KeyBackend::read_anchor` and
+//! `write_anchor`): written, read back, read by `yubico-piv-tool`, and still there after the
+//! card was removed and inserted again; with a PIN-protected management key (set up as
+//! `ykman piv access change-management-key --generate --protect` does) nobody is asked for the
+//! management key, without one it is asked before anything is signed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -13,6 +19,73 @@ use std::time::{Duration, Instant};
 use kiwi_e2e::{
     bin, ec_csr, openssl, openssl_ok, path_str, run, stderr, stdout, workspace_root, write_private,
 };
+use kiwi_signer::backend::{Anchor, KeyBackend, Secret};
+use kiwi_signer::callbacks::Callbacks;
+use kiwi_signer::words::Fingerprint;
+
+const PIN: &str = "123456";
+const FACTORY_MGM: &str = "010203040506070801020304050607080102030405060708";
+
+/// The operator at the table, for the library: the PIN, and the management key if they have it.
+struct Operator {
+    mgm: Option<&'static str>,
+}
+
+impl Callbacks for Operator {
+    fn confirm(&self, _summary: &str) -> kiwi_signer::Result<bool> {
+        Ok(true)
+    }
+    fn secret(&self, _prompt: &str) -> kiwi_signer::Result<Secret> {
+        Ok(Secret::new(PIN.into()))
+    }
+    fn management_key(&self, prompt: &str) -> kiwi_signer::Result<Secret> {
+        match self.mgm {
+            Some(k) => Ok(Secret::new(k.into())),
+            None => Err(kiwi_signer::Error::io(
+                "management key",
+                std::io::Error::other(format!("asked for `{prompt}`, which nobody here has")),
+                "",
+            )),
+        }
+    }
+    fn notice(&self, _message: &str) {}
+}
+
+/// Opens the root key of the CA in `dir` through the library.
+fn open_key<'a>(dir: &Path, op: &'a Operator) -> Box<dyn KeyBackend + 'a> {
+    let ca = kiwi_signer::ca::Ca::open(dir).expect("open the CA");
+    match ca.config().backend.open(dir, op) {
+        Ok(k) => k,
+        Err(e) => panic!("open the YubiKey: {e}"),
+    }
+}
+
+/// The anchor object as `yubico-piv-tool` reads it.
+fn anchor_object(reader: &str) -> String {
+    let o = run(Command::new("yubico-piv-tool").args([
+        "-r",
+        reader,
+        "-a",
+        "read-object",
+        "--id",
+        "0x5f4b57",
+        "-f",
+        "binary",
+    ]));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// What `ykman piv access change-management-key --generate --protect` does: a random
+/// management key, stored in the PIN-protected PRINTED object and flagged in ADMIN DATA.
+fn protect_management_key(serial: u32) {
+    let mut yk = yubikey::YubiKey::open_by_serial(yubikey::Serial(serial)).expect("open the card");
+    yk.verify_pin(PIN.as_bytes()).expect("PIN");
+    yk.authenticate(yubikey::MgmKey::default())
+        .expect("the factory management key");
+    yubikey::MgmKey::generate()
+        .set_protected(&mut yk)
+        .expect("set a PIN-protected management key");
+}
 
 const READER: &str = "Virtual PCD";
 
@@ -118,8 +191,8 @@ impl Table {
         let tmp = tempfile::tempdir().expect("tempdir");
         let pin = tmp.path().join("pin");
         let mgm = tmp.path().join("mgm");
-        write_private(&pin, "123456\n");
-        write_private(&mgm, "010203040506070801020304050607080102030405060708\n");
+        write_private(&pin, &format!("{PIN}\n"));
+        write_private(&mgm, &format!("{FACTORY_MGM}\n"));
         Table { tmp, pin, mgm }
     }
 
@@ -219,6 +292,71 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
     );
     assert!(slot9c.contains("ECCP384"), "{status}");
 
+    // The anchor: init stored the genesis head; written, read back, and read by Yubico's tool.
+    let with_key = Operator {
+        mgm: Some(FACTORY_MGM),
+    };
+    let first = Anchor {
+        head: Fingerprint::of(b"first head"),
+        crl_number: 0,
+    };
+    let genesis = Anchor {
+        head: kiwi_signer::ca::Ca::open(&t.p("ca"))
+            .expect("open")
+            .state()
+            .head,
+        crl_number: 0,
+    };
+    {
+        let key = open_key(&t.p("ca"), &with_key);
+        assert!(key.remembers());
+        assert_eq!(key.read_anchor().expect("read"), Some(genesis.clone()));
+        key.write_anchor(&first).expect("write the anchor");
+        assert_eq!(key.read_anchor().expect("read"), Some(first.clone()));
+    }
+    assert_eq!(
+        anchor_object(READER),
+        format!("kiwi-pki anchor 1\nhead {}\ncrl 0\n", first.head.hex())
+    );
+    // Removed and inserted again: the device still remembers.
+    card.stop();
+    let card = Card::start(&t.p("card.json"), serial);
+    {
+        let key = open_key(&t.p("ca"), &with_key);
+        assert_eq!(key.read_anchor().expect("read"), Some(first.clone()));
+    }
+    // Without a management key and without a PIN-protected one, the key is not even opened.
+    {
+        let ca = kiwi_signer::ca::Ca::open(&t.p("ca")).expect("open");
+        let e = ca
+            .config()
+            .backend
+            .open(&t.p("ca"), &Operator { mgm: None })
+            .err()
+            .expect("no management key: refused");
+        assert!(e.to_string().contains("nobody here has"), "{e}");
+    }
+    // The runbook's setup: a PIN-protected management key. The PIN is then all it takes.
+    protect_management_key(serial);
+    let second = Anchor {
+        head: Fingerprint::of(b"second head"),
+        crl_number: 7,
+    };
+    {
+        let key = open_key(&t.p("ca"), &Operator { mgm: None });
+        assert_eq!(key.read_anchor().expect("read"), Some(first.clone()));
+        key.write_anchor(&second)
+            .expect("write with the PIN-protected key");
+    }
+    card.stop();
+    let card = Card::start(&t.p("card.json"), serial);
+    {
+        let key = open_key(&t.p("ca"), &Operator { mgm: None });
+        assert_eq!(key.read_anchor().expect("read"), Some(second));
+        // Back to the ledger's real head, for the ceremonies below.
+        key.write_anchor(&genesis).expect("restore the anchor");
+    }
+
     // The rehearsal: two CSRs signed (touch announced), one revoked, the CRL re-issued.
     let a = t.csr("acme", "P-256");
     let g = t.csr("globex", "P-384");
@@ -263,6 +401,64 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
         "crl1.pem",
         "--yes",
     ]);
+
+    // head -n -2 after the revocation: the device remembers the newer head, so the next sign,
+    // revoke and crl refuse without any flag, write nothing and leave the ledger as it is.
+    let ledger_path = t.p("ca/ledger.jsonl");
+    let complete = std::fs::read(&ledger_path).expect("ledger");
+    let text = String::from_utf8(complete.clone()).expect("text");
+    let lines: Vec<&str> = text.lines().collect();
+    let rolled_back = format!("{}\n", lines[..lines.len() - 2].join("\n")).into_bytes();
+    std::fs::write(&ledger_path, &rolled_back).expect("roll back");
+    t.ok(&["ledger", "verify", "--ca", "ca"]);
+    let n = t.csr("newco", "P-256");
+    let attempts: [(&[&str], &str); 3] = [
+        (
+            &[
+                "sign", "--ca", "ca", "--csr", &n, "--slug", "newco", "--tier", "core", "--out",
+                "out.pem", "--yes",
+            ],
+            "sign",
+        ),
+        (
+            &[
+                "revoke",
+                "--ca",
+                "ca",
+                "--serial",
+                serial_hex,
+                "--reason",
+                "superseded",
+                "--out",
+                "out.pem",
+                "--yes",
+            ],
+            "revoke",
+        ),
+        (&["crl", "--ca", "ca", "--out", "out.pem"], "crl"),
+    ];
+    for (args, what) in attempts {
+        let o = t.signer(args, &t.pin);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{what} was not refused: {}",
+            stderr(&o)
+        );
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!(
+                "YubiKey {serial} slot 9c last signed for ledger head"
+            )) && err.contains("the ledger was rolled back or replaced")
+                && err
+                    .contains("Restore the newest backup of the CA directory; nothing was signed"),
+            "{what}: {err}"
+        );
+        assert!(!t.p("out.pem").exists(), "{what} wrote its output");
+        assert_eq!(std::fs::read(&ledger_path).expect("ledger"), rolled_back);
+    }
+    std::fs::write(&ledger_path, &complete).expect("restore the newest ledger");
+
     t.ok(&["crl", "--ca", "ca", "--out", "crl2.pem"]);
     t.ok(&["ledger", "verify", "--ca", "ca"]);
     let revoked = openssl(
@@ -393,7 +589,7 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
     assert!(toml.contains(&format!("backups = [{b}]")), "{toml}");
     primary.stop();
     let c = t.csr("initech", "P-256");
-    let out = t.ok(&[
+    let sign_ca3 = [
         "sign",
         "--ca",
         "ca3",
@@ -406,7 +602,21 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
         "--out",
         "initech.crt",
         "--yes",
-    ]);
+    ];
+    // No PIN-protected management key on these devices and none given: refused before
+    // anything is signed, saying how to give it.
+    let ledger3 = std::fs::read(t.p("ca3/ledger.jsonl")).expect("ledger");
+    let o = t.signer(&sign_ca3, &t.pin);
+    assert!(!o.status.success(), "signed without a management key");
+    assert!(stderr(&o).contains("--mgm-key-file"), "{}", stderr(&o));
+    assert!(!t.p("initech.crt").exists());
+    assert_eq!(
+        ledger3,
+        std::fs::read(t.p("ca3/ledger.jsonl")).expect("ledger")
+    );
+    let mut with_mgm = sign_ca3.to_vec();
+    with_mgm.extend(["--mgm-key-file", path_str(&t.mgm)]);
+    let out = t.ok(&with_mgm);
     assert!(out.contains(&format!("using backup YubiKey {b}")), "{out}");
     assert!(openssl_ok(
         t.tmp.path(),

@@ -5,7 +5,10 @@
 //! What it implements (a YubiKey 5.4 as far as PIV goes): SELECT by the PIV AID prefix, GET
 //! VERSION, GET SERIAL, VERIFY with a retry counter that blocks, GENERAL AUTHENTICATE for the
 //! 3DES management key and ECDSA P-256/P-384 signing, GENERATE ASYMMETRIC, IMPORT, GET METADATA
-//! (algorithm, policies, origin, public key), GET/PUT DATA with command chaining, GET RESPONSE.
+//! (algorithm, policies, origin, public key), GET/PUT DATA with command chaining (PUT DATA needs
+//! the management key; GET DATA of the objects the PIV standard reads only after the PIN, such
+//! as PRINTED where a PIN-protected management key lives, needs the PIN), SET MANAGEMENT KEY
+//! (3DES), GET RESPONSE.
 //! State (keys, objects, PIN counter) is kept in a JSON file when `--state` is given, so a test
 //! can stop the card ("remove" it) and start it again. This is test equipment: its keys are
 //! stored in the clear and it must never hold a real key.
@@ -54,7 +57,19 @@ struct Persisted {
     pin_tries: u8,
     slots: BTreeMap<u8, SlotKey>,
     objects: BTreeMap<String, String>,
+    /// The 3DES management key in hex; the factory key when absent.
+    #[serde(default)]
+    mgm: Option<String>,
 }
+
+/// Objects whose GET DATA needs the PIN (PIV standard: fingerprints, facial image, PRINTED,
+/// iris images).
+const PIN_READ_OBJECTS: [[u8; 3]; 4] = [
+    [0x5f, 0xc1, 0x03],
+    [0x5f, 0xc1, 0x08],
+    [0x5f, 0xc1, 0x09],
+    [0x5f, 0xc1, 0x21],
+];
 
 struct Card {
     state: Persisted,
@@ -180,7 +195,32 @@ impl Card {
     }
 
     fn mgm(&self) -> des::TdesEde3 {
-        des::TdesEde3::new_from_slice(&DEFAULT_MGM).unwrap_or_else(|_| unreachable!("24-byte key"))
+        let key = self
+            .state
+            .mgm
+            .as_deref()
+            .and_then(|h| hex::decode(h).ok())
+            .filter(|k| k.len() == 24)
+            .unwrap_or_else(|| DEFAULT_MGM.to_vec());
+        des::TdesEde3::new_from_slice(&key).unwrap_or_else(|_| unreachable!("24-byte key"))
+    }
+
+    /// SET MANAGEMENT KEY: `03 9B 18 <key>` after management-key authentication.
+    fn set_mgm(&mut self, p1: u8, data: &[u8]) -> Vec<u8> {
+        if !self.mgm_authenticated {
+            return sw(SW_SECURITY);
+        }
+        if p1 != 0xff {
+            return sw(SW_BAD_P1P2);
+        }
+        match data {
+            [0x03, 0x9b, 0x18, key @ ..] if key.len() == 24 => {
+                self.state.mgm = Some(hex::encode(key));
+                self.save();
+                sw(SW_OK)
+            }
+            _ => sw(SW_WRONG_DATA),
+        }
     }
 
     /// Splits a long response into 256-byte pieces with 61xx, as a real card does.
@@ -240,6 +280,7 @@ impl Card {
             0xf7 => self.metadata(p2),
             0xcb => self.get_data(&data),
             0xdb => self.put_data(&data),
+            0xff => self.set_mgm(p1, &data),
             _ => sw(SW_INS),
         }
     }
@@ -436,6 +477,9 @@ impl Card {
         let Some((0x5c, id, _)) = parse_tlv(data) else {
             return sw(SW_WRONG_DATA);
         };
+        if PIN_READ_OBJECTS.iter().any(|o| o == id) && !self.pin_verified {
+            return sw(SW_SECURITY);
+        }
         match self
             .state
             .objects
@@ -519,6 +563,7 @@ fn main() -> std::io::Result<()> {
             pin_tries: PIN_TRIES,
             slots: BTreeMap::new(),
             objects: BTreeMap::new(),
+            mgm: None,
         });
     let mut card = Card {
         state,

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use kiwi_signer::backend::pkcs11_config::Pkcs11Config;
 use kiwi_signer::backend::yubikey_config::YubikeyConfig;
-use kiwi_signer::backend::BackendKind;
+use kiwi_signer::backend::{BackendConfig, BackendKind};
 use kiwi_signer::ca::{self, Ca};
 use kiwi_signer::ceremony::crl::Crl;
 use kiwi_signer::ceremony::init::BackendSpec;
@@ -52,6 +52,18 @@ struct Secrets {
     /// others can read is refused). Without it, it is asked on the terminal.
     #[arg(long, value_name = "FILE")]
     pin_file: Option<PathBuf>,
+    /// YubiKey: file holding the management key (48 hex digits), mode 0600 or stricter; needed
+    /// to generate the key and to store the ledger head on the device, unless the device keeps
+    /// a PIN-protected management key. Without it, it is asked on the terminal. It is never
+    /// stored.
+    #[arg(long, value_name = "FILE")]
+    mgm_key_file: Option<PathBuf>,
+}
+
+impl Secrets {
+    fn terminal(self, yes: bool) -> prompt::Terminal {
+        prompt::Terminal::new(self.pin_file, yes).with_mgm_key_file(self.mgm_key_file)
+    }
 }
 
 /// Where a PKCS#11 root key goes (`--backend pkcs11`).
@@ -79,10 +91,6 @@ struct Pkcs11Args {
     /// `--backend yubikey`: the PIV slot (9c by default; 82 to 95 allowed).
     #[arg(long, value_name = "SLOT", default_value = "9c")]
     slot: String,
-    /// `--backend yubikey`: file holding the management key (48 hex digits), mode 0600 or
-    /// stricter. Without it, it is asked on the terminal. It is never stored.
-    #[arg(long, value_name = "FILE")]
-    mgm_key_file: Option<PathBuf>,
 }
 
 impl Pkcs11Args {
@@ -91,16 +99,15 @@ impl Pkcs11Args {
             || self.token_label.is_some()
             || self.key_label.is_some()
             || self.uri.is_some();
-        let yk_given =
-            self.serial.is_some() || self.mgm_key_file.is_some() || !self.import_to.is_empty();
+        let yk_given = self.serial.is_some() || !self.import_to.is_empty();
         match backend {
             _ if given && backend != BackendKind::Pkcs11 => {
                 anyhow::bail!("--module/--token-label/--key-label/--uri are for --backend pkcs11")
             }
             _ if yk_given && backend != BackendKind::Yubikey => {
-                anyhow::bail!("--serial/--mgm-key-file are for --backend yubikey")
+                anyhow::bail!("--serial/--import-to are for --backend yubikey")
             }
-            BackendKind::Soft => Ok(BackendSpec::Soft),
+            BackendKind::Soft => Ok(BackendSpec::soft()),
             BackendKind::Pkcs11 => {
                 let cfg = match self.uri {
                     Some(uri) => {
@@ -118,11 +125,12 @@ impl Pkcs11Args {
                             .ok_or_else(|| anyhow::anyhow!("--backend pkcs11 needs --key-label"))?,
                     },
                 };
-                Ok(BackendSpec::Pkcs11(cfg))
+                Ok(BackendSpec::generate(BackendConfig::Pkcs11(cfg)))
             }
             BackendKind::Yubikey => {
                 let slot = kiwi_signer::backend::yubikey_config::parse_slot(&self.slot)
                     .map_err(anyhow::Error::msg)?;
+                let import = !self.import_to.is_empty();
                 let (serial, backups) = match self.import_to.split_first() {
                     Some((first, rest)) => (*first, rest.to_vec()),
                     None => (
@@ -134,11 +142,16 @@ impl Pkcs11Args {
                         Vec::new(),
                     ),
                 };
-                Ok(BackendSpec::Yubikey(YubikeyConfig {
+                let config = BackendConfig::Yubikey(YubikeyConfig {
                     serial,
                     slot: format!("{slot:02x}"),
                     backups,
-                }))
+                });
+                Ok(if import {
+                    BackendSpec::import(config)
+                } else {
+                    BackendSpec::generate(config)
+                })
             }
         }
     }
@@ -443,10 +456,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             hooks,
             head_file,
         } => {
-            let mgm_key_file = pkcs11.mgm_key_file.clone();
             let spec = pkcs11.spec(backend)?;
             let hooks = hooks.load()?;
-            let cb = prompt::Terminal::new(secrets.pin_file, true).with_mgm_key_file(mgm_key_file);
+            let cb = secrets.terminal(true);
             let c = Ceremony {
                 cb: &cb,
                 now,
@@ -481,7 +493,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 days,
                 out,
             };
-            let cb = prompt::Terminal::new(secrets.pin_file, yes);
+            let cb = secrets.terminal(yes);
             change(&ca, "Intermediate issued", &req, &cb, hooks, witness, now)?;
         }
         Command::Revoke {
@@ -499,7 +511,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 reason,
                 out,
             };
-            let cb = prompt::Terminal::new(secrets.pin_file, yes);
+            let cb = secrets.terminal(yes);
             let what = "Intermediate revoked, CRL issued";
             change(&ca, what, &op, &cb, hooks, witness, now)?;
         }
@@ -510,7 +522,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             hooks,
             witness,
         } => {
-            let cb = prompt::Terminal::new(secrets.pin_file, true);
+            let cb = secrets.terminal(true);
             change(&ca, "CRL issued", &Crl { out }, &cb, hooks, witness, now)?;
         }
         Command::Export {

@@ -129,6 +129,12 @@ impl Callbacks for Terminal {
     fn management_key(&self, prompt: &str) -> Result<Secret> {
         match &self.mgm_key_file {
             Some(p) => Self::read_pin_file(p),
+            None if !std::io::stdin().is_terminal() => Err(Error::Prompt(
+                "the YubiKey's management key is needed and there is no terminal to ask for it; \
+                 pass --mgm-key-file FILE, or keep a PIN-protected management key on the device \
+                 (ykman piv access change-management-key --generate --protect). Nothing was signed"
+                    .into(),
+            )),
             None => self.ask(prompt),
         }
     }
