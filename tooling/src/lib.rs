@@ -12,5 +12,6 @@ pub mod intermediate;
 pub mod metrics;
 pub mod onboard;
 pub mod registry;
+pub mod seal;
 pub mod sops;
 pub mod staterepo;

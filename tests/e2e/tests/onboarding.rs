@@ -413,3 +413,198 @@ fn base64_decode(s: &str) -> String {
     );
     out
 }
+
+/// Files under `dir` (`.git` too) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    fn walk(d: &Path, needle: &[u8], out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, needle, out);
+            } else if std::fs::read(&p)
+                .expect("read")
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, needle.as_bytes(), &mut out);
+    out
+}
+
+/// Issue 11 item 3: the intermediate key (and step-ca's secrets) are encrypted only under the
+/// repo's own `secrets/.sops.yaml`, only to the recipients `repo init` recorded, every value
+/// `ENC[...]`, whatever a hostile config says; the real sops reads what is written.
+#[test]
+fn hostile_sops_configs_never_get_the_key() {
+    let ca = Fixture::new();
+    let t = ca.tmp.path();
+    let pol = path_str(&workspace_root().join("policies")).to_string();
+    let op_key = t.join("operator.agekey");
+    let op = age_keygen(&op_key);
+    let outsider = age_keygen(&t.join("outsider.agekey"));
+    let repo = t.join("cust-acme");
+    let init = |dir: &Path| {
+        kiwictl_ok(
+            &[
+                "repo",
+                "init",
+                path_str(dir),
+                "--slug",
+                "acme",
+                "--tier",
+                "core",
+                "--operator-age",
+                &op,
+                "--root",
+                path_str(&ca.root_pem()),
+            ],
+            None,
+        )
+    };
+    init(&repo);
+    let config = repo.join("secrets/.sops.yaml");
+    let good_config = std::fs::read(&config).expect("config");
+    let rule = |extra: &str, age: &str| {
+        format!("creation_rules:\n  - path_regex: \\.sops\\.yaml$\n{extra}    age: {age}\n")
+    };
+    let request = |repo: &Path, csr: &Path| {
+        kiwictl(
+            &[
+                "intermediate",
+                "request",
+                "--repo",
+                path_str(repo),
+                "--out",
+                path_str(csr),
+                "--policies",
+                &pol,
+            ],
+            None,
+        )
+    };
+    let no_plain_key = |when: &str| {
+        let found = files_containing(t, "BEGIN PRIVATE KEY");
+        assert!(found.is_empty(), "{when}: a plaintext key in {found:?}");
+    };
+    no_plain_key("before");
+
+    // The reproduction: the key's value left in the clear, and an outsider among the recipients.
+    std::fs::write(
+        &config,
+        rule(
+            "    unencrypted_regex: ^key$\n",
+            &format!("{op},{outsider}"),
+        ),
+    )
+    .expect("hostile config");
+    let before = snapshot(t);
+    let csr = ca.w("acme.csr");
+    let o = request(&repo, &csr);
+    assert!(!o.status.success(), "request followed a hostile config");
+    let err = stderr(&o);
+    assert!(
+        err.contains("creation_rules[0]") && err.contains(&outsider) && err.contains(&op),
+        "the refusal does not name the rule and the recipients:\n{err}"
+    );
+    no_plain_key("hostile config");
+    assert_eq!(before, snapshot(t), "a refused request wrote something");
+
+    // A config above the repo, with none in the repo: never used.
+    let bare = t.join("bare");
+    std::fs::create_dir(&bare).expect("mkdir");
+    let repo2 = bare.join("cust-acme");
+    init(&repo2);
+    std::fs::remove_file(repo2.join("secrets/.sops.yaml")).expect("rm config");
+    std::fs::write(
+        bare.join(".sops.yaml"),
+        rule("    unencrypted_regex: ^key$\n", &op),
+    )
+    .expect("parent config");
+    let before = snapshot(t);
+    let o = request(&repo2, &ca.w("acme2.csr"));
+    assert!(
+        !o.status.success(),
+        "request used a parent directory's config"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("secrets/.sops.yaml is missing") && err.contains("never one found above"),
+        "{err}"
+    );
+    no_plain_key("parent config");
+    assert_eq!(before, snapshot(t), "a refused request wrote something");
+
+    // Partial-encryption rules alone are ignored for key material: every value is encrypted,
+    // and the real sops decrypts the key with the operator's identity.
+    std::fs::write(
+        &config,
+        rule(
+            "    unencrypted_regex: ^key$\n    mac_only_encrypted: true\n",
+            &op,
+        ),
+    )
+    .expect("partial config");
+    let o = request(&repo, &csr);
+    assert!(o.status.success(), "{}", stderr(&o));
+    no_plain_key("partial-encryption config");
+    let key_file = repo.join("secrets/intermediate.key.sops.yaml");
+    let key_text = std::fs::read_to_string(&key_file).expect("key file");
+    let stored: serde_yaml_ng::Value = serde_yaml_ng::from_str(&key_text).expect("yaml");
+    assert!(
+        stored["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("ENC[")),
+        "{key_text}"
+    );
+    assert!(!key_text.contains("unencrypted_regex"), "{key_text}");
+    let d = sops_decrypt(&key_file, &op_key);
+    assert!(d.status.success(), "sops -d: {}", stderr(&d));
+    assert!(String::from_utf8_lossy(&d.stdout).contains("BEGIN PRIVATE KEY"));
+
+    // Install: an outsider in the config refuses step-ca's secrets too; the repo's own config
+    // installs them, encrypted to the operator only.
+    let cert = ca.sign(&csr, "acme", "core", "acme.crt");
+    let install = || {
+        kiwictl(
+            &[
+                "intermediate",
+                "install",
+                "--repo",
+                path_str(&repo),
+                "--cert",
+                path_str(&cert),
+                "--root",
+                path_str(&ca.root_pem()),
+                "--policies",
+                &pol,
+            ],
+            Some(&op_key),
+        )
+    };
+    std::fs::write(&config, rule("", &format!("{outsider},{op}"))).expect("hostile config");
+    let before = snapshot(&repo);
+    let o = install();
+    assert!(!o.status.success(), "install followed a hostile config");
+    assert!(stderr(&o).contains(&outsider), "{}", stderr(&o));
+    assert_eq!(before, snapshot(&repo), "a refused install wrote something");
+    std::fs::write(&config, &good_config).expect("restore config");
+    let o = install();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let step = repo.join("secrets/smallstep.sops.yaml");
+    let text = std::fs::read_to_string(&step).expect("smallstep");
+    let stored: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("yaml");
+    let secrets = &stored["inject"]["secrets"];
+    for v in [
+        &secrets["ca_password"],
+        &secrets["x509"]["intermediate_ca_key"],
+    ] {
+        assert!(v.as_str().is_some_and(|v| v.starts_with("ENC[")), "{text}");
+    }
+    assert!(!text.contains(&outsider), "{text}");
+    assert!(sops_decrypt(&step, &op_key).status.success());
+    no_plain_key("installed");
+}
