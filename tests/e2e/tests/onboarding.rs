@@ -435,19 +435,35 @@ fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Issue 11 item 3: the intermediate key (and step-ca's secrets) are encrypted only under the
-/// repo's own `secrets/.sops.yaml`, only to the recipients `repo init` recorded, every value
-/// `ENC[...]`, whatever a hostile config says; the real sops reads what is written.
-#[test]
-fn hostile_sops_configs_never_get_the_key() {
-    let ca = Fixture::new();
-    let t = ca.tmp.path();
-    let pol = path_str(&workspace_root().join("policies")).to_string();
-    let op_key = t.join("operator.agekey");
-    let op = age_keygen(&op_key);
-    let outsider = age_keygen(&t.join("outsider.agekey"));
-    let repo = t.join("cust-acme");
-    let init = |dir: &Path| {
+/// A CA, an operator and an outsider age key, and helpers for the item 3 tests.
+struct Item3 {
+    ca: Fixture,
+    pol: String,
+    op_key: PathBuf,
+    op: String,
+    outsider: String,
+}
+
+impl Item3 {
+    fn new() -> Item3 {
+        let ca = Fixture::new();
+        let t = ca.tmp.path().to_path_buf();
+        let op_key = t.join("operator.agekey");
+        let op = age_keygen(&op_key);
+        let outsider = age_keygen(&t.join("outsider.agekey"));
+        let pol = path_str(&workspace_root().join("policies")).to_string();
+        let me = Item3 {
+            ca,
+            pol,
+            op_key,
+            op,
+            outsider,
+        };
+        me.no_plain_key("before");
+        me
+    }
+
+    fn init(&self, dir: &Path) {
         kiwictl_ok(
             &[
                 "repo",
@@ -458,20 +474,15 @@ fn hostile_sops_configs_never_get_the_key() {
                 "--tier",
                 "core",
                 "--operator-age",
-                &op,
+                &self.op,
                 "--root",
-                path_str(&ca.root_pem()),
+                path_str(&self.ca.root_pem()),
             ],
             None,
-        )
-    };
-    init(&repo);
-    let config = repo.join("secrets/.sops.yaml");
-    let good_config = std::fs::read(&config).expect("config");
-    let rule = |extra: &str, age: &str| {
-        format!("creation_rules:\n  - path_regex: \\.sops\\.yaml$\n{extra}    age: {age}\n")
-    };
-    let request = |repo: &Path, csr: &Path| {
+        );
+    }
+
+    fn request(&self, repo: &Path, csr: &Path) -> Output {
         kiwictl(
             &[
                 "intermediate",
@@ -481,16 +492,39 @@ fn hostile_sops_configs_never_get_the_key() {
                 "--out",
                 path_str(csr),
                 "--policies",
-                &pol,
+                &self.pol,
             ],
             None,
         )
-    };
-    let no_plain_key = |when: &str| {
-        let found = files_containing(t, "BEGIN PRIVATE KEY");
+    }
+
+    /// No file anywhere in the test's directory holds a plaintext key.
+    fn no_plain_key(&self, when: &str) {
+        let found = files_containing(self.ca.tmp.path(), "BEGIN PRIVATE KEY");
         assert!(found.is_empty(), "{when}: a plaintext key in {found:?}");
-    };
-    no_plain_key("before");
+    }
+}
+
+fn rule(extra: &str, age: &str) -> String {
+    format!("creation_rules:\n  - path_regex: \\.sops\\.yaml$\n{extra}    age: {age}\n")
+}
+
+/// Issue 11 item 3, the reproduction: a config that leaves the key in the clear and names an
+/// outsider is refused, naming the rule; the key is encrypted only under the repo's own
+/// `secrets/.sops.yaml`, only to the recipients `repo init` recorded, every value `ENC[...]`
+/// (partial-encryption options ignored), for step-ca's secrets too; the real sops reads it.
+#[test]
+fn hostile_sops_configs_never_get_the_key() {
+    let x = Item3::new();
+    let (ca, op, op_key, outsider) = (&x.ca, x.op.as_str(), &x.op_key, x.outsider.as_str());
+    let t = ca.tmp.path();
+    let pol = x.pol.as_str();
+    let repo = t.join("cust-acme");
+    x.init(&repo);
+    let config = repo.join("secrets/.sops.yaml");
+    let good_config = std::fs::read(&config).expect("config");
+    let request = |repo: &Path, csr: &Path| x.request(repo, csr);
+    let no_plain_key = |when: &str| x.no_plain_key(when);
 
     // The reproduction: the key's value left in the clear, and an outsider among the recipients.
     std::fs::write(
@@ -507,35 +541,10 @@ fn hostile_sops_configs_never_get_the_key() {
     assert!(!o.status.success(), "request followed a hostile config");
     let err = stderr(&o);
     assert!(
-        err.contains("creation_rules[0]") && err.contains(&outsider) && err.contains(&op),
+        err.contains("creation_rules[0]") && err.contains(outsider) && err.contains(op),
         "the refusal does not name the rule and the recipients:\n{err}"
     );
     no_plain_key("hostile config");
-    assert_eq!(before, snapshot(t), "a refused request wrote something");
-
-    // A config above the repo, with none in the repo: never used.
-    let bare = t.join("bare");
-    std::fs::create_dir(&bare).expect("mkdir");
-    let repo2 = bare.join("cust-acme");
-    init(&repo2);
-    std::fs::remove_file(repo2.join("secrets/.sops.yaml")).expect("rm config");
-    std::fs::write(
-        bare.join(".sops.yaml"),
-        rule("    unencrypted_regex: ^key$\n", &op),
-    )
-    .expect("parent config");
-    let before = snapshot(t);
-    let o = request(&repo2, &ca.w("acme2.csr"));
-    assert!(
-        !o.status.success(),
-        "request used a parent directory's config"
-    );
-    let err = stderr(&o);
-    assert!(
-        err.contains("secrets/.sops.yaml is missing") && err.contains("never one found above"),
-        "{err}"
-    );
-    no_plain_key("parent config");
     assert_eq!(before, snapshot(t), "a refused request wrote something");
 
     // Partial-encryption rules alone are ignored for key material: every value is encrypted,
@@ -544,7 +553,7 @@ fn hostile_sops_configs_never_get_the_key() {
         &config,
         rule(
             "    unencrypted_regex: ^key$\n    mac_only_encrypted: true\n",
-            &op,
+            op,
         ),
     )
     .expect("partial config");
@@ -561,7 +570,7 @@ fn hostile_sops_configs_never_get_the_key() {
         "{key_text}"
     );
     assert!(!key_text.contains("unencrypted_regex"), "{key_text}");
-    let d = sops_decrypt(&key_file, &op_key);
+    let d = sops_decrypt(&key_file, op_key);
     assert!(d.status.success(), "sops -d: {}", stderr(&d));
     assert!(String::from_utf8_lossy(&d.stdout).contains("BEGIN PRIVATE KEY"));
 
@@ -580,16 +589,16 @@ fn hostile_sops_configs_never_get_the_key() {
                 "--root",
                 path_str(&ca.root_pem()),
                 "--policies",
-                &pol,
+                pol,
             ],
-            Some(&op_key),
+            Some(op_key),
         )
     };
     std::fs::write(&config, rule("", &format!("{outsider},{op}"))).expect("hostile config");
     let before = snapshot(&repo);
     let o = install();
     assert!(!o.status.success(), "install followed a hostile config");
-    assert!(stderr(&o).contains(&outsider), "{}", stderr(&o));
+    assert!(stderr(&o).contains(outsider), "{}", stderr(&o));
     assert_eq!(before, snapshot(&repo), "a refused install wrote something");
     std::fs::write(&config, &good_config).expect("restore config");
     let o = install();
@@ -604,7 +613,37 @@ fn hostile_sops_configs_never_get_the_key() {
     ] {
         assert!(v.as_str().is_some_and(|v| v.starts_with("ENC[")), "{text}");
     }
-    assert!(!text.contains(&outsider), "{text}");
-    assert!(sops_decrypt(&step, &op_key).status.success());
+    assert!(!text.contains(outsider), "{text}");
+    assert!(sops_decrypt(&step, op_key).status.success());
     no_plain_key("installed");
+}
+
+/// Issue 11 item 3: a `.sops.yaml` above the repo, with none in the repo, is never used.
+#[test]
+fn a_config_above_the_repo_is_never_used() {
+    let x = Item3::new();
+    let t = x.ca.tmp.path();
+    let bare = t.join("bare");
+    std::fs::create_dir(&bare).expect("mkdir");
+    let repo = bare.join("cust-acme");
+    x.init(&repo);
+    std::fs::remove_file(repo.join("secrets/.sops.yaml")).expect("rm config");
+    std::fs::write(
+        bare.join(".sops.yaml"),
+        rule("    unencrypted_regex: ^key$\n", &x.op),
+    )
+    .expect("parent config");
+    let before = snapshot(t);
+    let o = x.request(&repo, &x.ca.w("acme.csr"));
+    assert!(
+        !o.status.success(),
+        "request used a parent directory's config"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("secrets/.sops.yaml is missing") && err.contains("never one found above"),
+        "{err}"
+    );
+    x.no_plain_key("parent config");
+    assert_eq!(before, snapshot(t), "a refused request wrote something");
 }
