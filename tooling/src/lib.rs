@@ -11,6 +11,8 @@ pub mod githook;
 pub mod intermediate;
 pub mod metrics;
 pub mod onboard;
+pub mod precommit;
 pub mod registry;
+pub mod seal;
 pub mod sops;
 pub mod staterepo;

@@ -26,8 +26,8 @@ use kiwi_signer::fsutil::{self, Mode};
 use kiwi_signer::words::Fingerprint;
 
 use crate::intermediate::{self, CheckedCert, Expected, IntermediateError};
+use crate::seal::{self, SealError};
 use crate::sops::agekeys::Identities;
-use crate::sops::config;
 use crate::sops::engine::{self, Unlock};
 use crate::sops::error::SopsError;
 use crate::sops::format::FileFormat;
@@ -58,9 +58,9 @@ pub enum OnboardError {
     /// An output exists already.
     #[error("{0} exists already; nothing was written. {1}")]
     Exists(PathBuf, &'static str),
-    /// The state repo has no SOPS rule for its secrets.
-    #[error("{0} has no .sops.yaml creation rule for it; run `kiwictl repo init` first")]
-    NoRule(PathBuf),
+    /// The key material could not be encrypted as the state repo requires.
+    #[error(transparent)]
+    Seal(#[from] SealError),
     /// The stored key file is not what `request` wrote.
     #[error("{0}: {1}")]
     KeyFile(PathBuf, String),
@@ -84,15 +84,15 @@ pub struct Requested {
     pub algorithm: String,
 }
 
-fn encrypt_for(repo_file: &Path, plaintext: &[u8]) -> Result<Vec<u8>, OnboardError> {
-    let rule = config::rule_for_file(repo_file)?
-        .ok_or_else(|| OnboardError::NoRule(repo_file.to_path_buf()))?;
-    Ok(engine::encrypt(
-        plaintext,
-        FileFormat::Yaml,
-        &rule.keys,
-        rule.rules.clone(),
-    )?)
+/// Encrypts for `repo_file` in `repo`: only under the repo's own config, only to its recorded
+/// recipients, every value encrypted ([`seal`]).
+fn encrypt_for(
+    repo: &Path,
+    info: &RepoInfo,
+    repo_file: &Path,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, OnboardError> {
+    Ok(seal::seal(repo, info, repo_file, plaintext)?)
 }
 
 /// A YAML literal block scalar of `text`, indented by `indent` spaces.
@@ -155,7 +155,7 @@ pub fn request(
         key.algorithm(),
         block(&pem, 4)
     ));
-    let encrypted = encrypt_for(&key_file, plaintext.as_bytes())?;
+    let encrypted = encrypt_for(repo, &info, &key_file, plaintext.as_bytes())?;
     write_all_or_nothing(&[
         (key_file.clone(), encrypted.as_slice()),
         (csr_out.to_path_buf(), csr.as_bytes()),
@@ -319,8 +319,8 @@ pub fn install(
         block(&root_pem, 6),
         block(&cert_pem, 6),
     );
-    let cert_enc = encrypt_for(&outputs[0], cert_doc.as_bytes())?;
-    let secrets_enc = encrypt_for(&outputs[1], secrets_doc.as_bytes())?;
+    let cert_enc = encrypt_for(repo, &info, &outputs[0], cert_doc.as_bytes())?;
+    let secrets_enc = encrypt_for(repo, &info, &outputs[1], secrets_doc.as_bytes())?;
     write_all_or_nothing(&[
         (outputs[0].clone(), cert_enc.as_slice()),
         (outputs[1].clone(), secrets_enc.as_slice()),

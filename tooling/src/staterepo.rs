@@ -2,8 +2,10 @@
 //! the later commands (intermediate request and install) rely on.
 //!
 //! ```text
-//! .kiwi/repo.yaml          slug, tier and the MSP root's SHA-256: marks the directory as this
-//!                          customer's state repo and pins the root `intermediate install` trusts
+//! .kiwi/repo.yaml          slug, tier, the MSP root's SHA-256 and the age recipients: marks the
+//!                          directory as this customer's state repo, pins the root `intermediate
+//!                          install` trusts and records the only recipients key material is
+//!                          encrypted to (`secrets/.sops.yaml` is checked against them, see `seal`)
 //! secrets/.sops.yaml       creation rule: *.sops.yaml encrypt to the operator (+ recovery) age keys
 //! values/ overrides/       Helm values and Kustomize patches (seed G1)
 //! fleet-config/            mesh and fleet tiers only
@@ -26,8 +28,9 @@ pub const SOPS_CONFIG: &str = "secrets/.sops.yaml";
 /// Which files the creation rule covers (sops matches it against the file's path).
 pub const PATH_REGEX: &str = r"\.sops\.yaml$";
 
-/// The marker's format: 2 pins the MSP root (format 1 markers have no `root_sha256`).
-pub const FORMAT: u32 = 2;
+/// The marker's format: 3 pins the MSP root and records the age recipients (format 2 markers
+/// have no recipients, format 1 markers no root either; `repo init` run again upgrades them).
+pub const FORMAT: u32 = 3;
 
 /// What the marker records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +41,12 @@ pub struct RepoInfo {
     pub tier: Tier,
     /// SHA-256 of the MSP root certificate's DER: the only root `intermediate install` accepts.
     pub root_sha256: Fingerprint,
+    /// The operator's age recipient, then the customer's recovery recipient if they keep one:
+    /// the only recipients key material in this repo may be encrypted to.
+    pub recipients: Vec<String>,
 }
 
-/// The marker as written (format 2) or found (format 1 has no root).
+/// The marker as written (format 3) or found (format 2 has no recipients, format 1 no root).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRepoInfo {
@@ -49,6 +55,10 @@ struct RawRepoInfo {
     tier: Tier,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     root_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    operator_age: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recovery_age: Option<String>,
 }
 
 /// Why a state repo operation refused.
@@ -91,6 +101,9 @@ pub enum RepoError {
     /// The marker predates root pinning.
     #[error("{0} pins no MSP root (its {MARKER} is format 1); run `kiwictl repo init` on it again with the same options and --root ROOT.pem to pin the root")]
     NoPinnedRoot(PathBuf),
+    /// The marker predates recorded recipients.
+    #[error("{0} records no age recipients (its {MARKER} is format 2, from an older kiwictl); run `kiwictl repo init` on it again with the same --operator-age, --recovery-age and --root to record them (it checks them against {SOPS_CONFIG})")]
+    NoRecordedRecipients(PathBuf),
     /// The `--root` file is not a self-signed root certificate.
     #[error("the root {path} was refused: {reason}; pass KiwiStack's MSP root certificate (root.pem from the signer)")]
     BadRoot {
@@ -162,32 +175,68 @@ fn read_marker(dir: &Path) -> Result<RawRepoInfo, RepoError> {
 pub fn open(dir: &Path) -> Result<RepoInfo, RepoError> {
     let raw = read_marker(dir)?;
     let bad = |m: String| RepoError::Marker(format!("{}: {m}", dir.join(MARKER).display()));
-    match (raw.format, raw.root_sha256) {
-        (1, None) => Err(RepoError::NoPinnedRoot(dir.to_path_buf())),
-        (FORMAT, Some(hex)) => Ok(RepoInfo {
-            slug: raw.slug,
-            tier: raw.tier,
-            root_sha256: Fingerprint::from_hex(&hex).ok_or_else(|| {
-                bad(format!(
-                    "root_sha256: `{hex}` is not a SHA-256 (64 hex digits)"
-                ))
-            })?,
-        }),
-        (FORMAT, None) => Err(bad("root_sha256: missing".into())),
-        (f, _) => Err(bad(format!(
-            "format: {f} is not one this kiwictl reads (1 or {FORMAT})"
+    match (raw.format, raw.root_sha256, raw.operator_age) {
+        (1, None, None) => Err(RepoError::NoPinnedRoot(dir.to_path_buf())),
+        (2, Some(_), None) => Err(RepoError::NoRecordedRecipients(dir.to_path_buf())),
+        (FORMAT, Some(hex), Some(operator)) => {
+            let mut recipients = vec![operator];
+            recipients.extend(raw.recovery_age);
+            for (field, r) in ["operator_age", "recovery_age"].iter().zip(&recipients) {
+                check_recipient(r).map_err(|e| bad(format!("{field}: {e}")))?;
+            }
+            Ok(RepoInfo {
+                slug: raw.slug,
+                tier: raw.tier,
+                root_sha256: Fingerprint::from_hex(&hex).ok_or_else(|| {
+                    bad(format!(
+                        "root_sha256: `{hex}` is not a SHA-256 (64 hex digits)"
+                    ))
+                })?,
+                recipients,
+            })
+        }
+        (FORMAT, None, _) => Err(bad("root_sha256: missing".into())),
+        (FORMAT, _, None) => Err(bad("operator_age: missing".into())),
+        (f @ (1 | 2), _, _) => Err(bad(format!(
+            "format: {f} markers have no {}; restore the file from version control",
+            if f == 1 {
+                "root_sha256"
+            } else {
+                "operator_age"
+            }
+        ))),
+        (f, _, _) => Err(bad(format!(
+            "format: {f} is not one this kiwictl reads (1 to {FORMAT})"
         ))),
     }
 }
 
-fn marker_text(slug: &Slug, tier: Tier, root: &Fingerprint) -> Result<String, RepoError> {
+fn marker_text(
+    slug: &Slug,
+    tier: Tier,
+    root: &Fingerprint,
+    recipients: &[String],
+) -> Result<String, RepoError> {
     serde_yaml_ng::to_string(&RawRepoInfo {
         format: FORMAT,
         slug: slug.clone(),
         tier,
         root_sha256: Some(root.hex()),
+        operator_age: recipients.first().cloned(),
+        recovery_age: recipients.get(1).cloned(),
     })
     .map_err(|e| RepoError::Marker(e.to_string()))
+}
+
+/// The root a format 2 marker pins.
+fn format_2_root(dir: &Path, found: &RawRepoInfo) -> Result<Fingerprint, RepoError> {
+    let hex = found.root_sha256.as_deref().unwrap_or_default();
+    Fingerprint::from_hex(hex).ok_or_else(|| {
+        RepoError::Marker(format!(
+            "{}: root_sha256: `{hex}` is not a SHA-256 (64 hex digits)",
+            dir.join(MARKER).display()
+        ))
+    })
 }
 
 /// What `init` did.
@@ -197,15 +246,17 @@ pub enum Initialized {
     Created(Vec<PathBuf>),
     /// The directory already was this customer's state repo with these recipients and root.
     AlreadyThere,
-    /// The directory was this customer's state repo with no pinned root (format 1): the
-    /// marker now pins the root.
+    /// The directory was this customer's state repo made by an older kiwictl (format 1 or 2,
+    /// with these recipients in its `secrets/.sops.yaml`): the marker now pins the root and
+    /// records the recipients.
     Pinned,
 }
 
 /// Lays down the state repo's secrets layout in `dir` (absent or empty) pinning the MSP root
-/// `root_sha256` (from [`root_fingerprint`]), or accepts a directory that already is the same
-/// customer's state repo with the same recipients and root (pinning the root in a format 1
-/// marker, which had none).
+/// `root_sha256` (from [`root_fingerprint`]) and recording the recipients, or accepts a
+/// directory that already is the same customer's state repo with the same recipients and root
+/// (upgrading a format 1 or 2 marker, which lacked the root or the recipients, once its
+/// `secrets/.sops.yaml` is exactly what `init` writes for these recipients).
 pub fn init(
     dir: &Path,
     slug: &Slug,
@@ -221,7 +272,7 @@ pub fn init(
         recipients.push(r.to_string());
     }
     let config = sops_config(&recipients);
-    let marker = marker_text(slug, tier, root_sha256)?;
+    let marker = marker_text(slug, tier, root_sha256, &recipients)?;
     if dir.join(MARKER).exists() {
         let found = read_marker(dir)?;
         if found.slug != *slug || found.tier != tier {
@@ -239,12 +290,26 @@ pub fn init(
                 wanted: format!("{slug} encrypting to {}", recipients.join(", ")),
             });
         }
-        if found.root_sha256.is_none() && found.format == 1 {
-            fsutil::replace_atomically(&dir.join(MARKER), marker.as_bytes(), Mode::Public)?;
-            return Ok(Initialized::Pinned);
-        }
-        let pinned = open(dir)?.root_sha256;
-        if pinned != *root_sha256 {
+        // The recipients were just checked against secrets/.sops.yaml, as `init` wrote it.
+        let pinned = match found.format {
+            1 => None,
+            2 => Some(format_2_root(dir, &found)?),
+            _ => {
+                let info = open(dir)?;
+                if info.recipients != recipients {
+                    return Err(RepoError::Mismatch {
+                        path: dir.to_path_buf(),
+                        found: format!(
+                            "{slug} recording the recipients {} in {MARKER}",
+                            info.recipients.join(", ")
+                        ),
+                        wanted: format!("{slug} encrypting to {}", recipients.join(", ")),
+                    });
+                }
+                Some(info.root_sha256)
+            }
+        };
+        if let Some(pinned) = pinned.filter(|p| p != root_sha256) {
             return Err(RepoError::Mismatch {
                 path: dir.to_path_buf(),
                 found: format!(
@@ -254,7 +319,11 @@ pub fn init(
                 wanted: format!("{slug} pinned to {}", root_sha256.hex()),
             });
         }
-        return Ok(Initialized::AlreadyThere);
+        if found.format == FORMAT {
+            return Ok(Initialized::AlreadyThere);
+        }
+        fsutil::replace_atomically(&dir.join(MARKER), marker.as_bytes(), Mode::Public)?;
+        return Ok(Initialized::Pinned);
     }
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(io(dir))?;
@@ -360,30 +429,64 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_repo_is_refused_until_init_pins_its_root() {
+    fn older_repos_are_refused_until_init_records_root_and_recipients() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("cust-acme");
         init(&dir, &slug("acme"), Tier::Core, OP, None, &root()).expect("init");
-        std::fs::write(dir.join(MARKER), "format: 1\nslug: acme\ntier: core\n").expect("old");
-        let e = open(&dir).expect_err("no pin");
-        assert!(matches!(e, RepoError::NoPinnedRoot(_)), "{e}");
-        assert!(e.to_string().contains("--root ROOT.pem"), "{e}");
-        assert_eq!(
-            init(&dir, &slug("acme"), Tier::Core, OP, None, &root()).expect("pin"),
-            Initialized::Pinned
+        let marker = std::fs::read_to_string(dir.join(MARKER)).expect("marker");
+        assert!(marker.contains(&format!("operator_age: {OP}")), "{marker}");
+        assert_eq!(open(&dir).expect("open").recipients, vec![OP.to_string()]);
+        let format_2 = format!(
+            "format: 2\nslug: acme\ntier: core\nroot_sha256: {}\n",
+            root().hex()
         );
-        assert_eq!(open(&dir).expect("pinned").root_sha256, root());
-        std::fs::write(dir.join(MARKER), "format: 2\nslug: acme\ntier: core\n").expect("bad");
-        assert!(open(&dir).is_err(), "format 2 without a root");
-        std::fs::write(
-            dir.join(MARKER),
-            "format: 2\nslug: acme\ntier: core\nroot_sha256: abc\n",
-        )
-        .expect("bad");
-        assert!(open(&dir)
-            .expect_err("short")
-            .to_string()
-            .contains("root_sha256"));
+        for (old, want) in [
+            (
+                "format: 1\nslug: acme\ntier: core\n".to_string(),
+                "--root ROOT.pem",
+            ),
+            (format_2.clone(), "--operator-age"),
+        ] {
+            std::fs::write(dir.join(MARKER), &old).expect("old");
+            let e = open(&dir).expect_err("an old marker");
+            assert!(e.to_string().contains(want), "{e}");
+            // Other recipients than secrets/.sops.yaml holds: refused, marker unchanged.
+            let other = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+            assert!(matches!(
+                init(&dir, &slug("acme"), Tier::Core, other, None, &root()),
+                Err(RepoError::Mismatch { .. })
+            ));
+            assert_eq!(std::fs::read_to_string(dir.join(MARKER)).expect("m"), old);
+            assert_eq!(
+                init(&dir, &slug("acme"), Tier::Core, OP, None, &root()).expect("upgrade"),
+                Initialized::Pinned
+            );
+            let info = open(&dir).expect("upgraded");
+            assert_eq!(
+                (info.root_sha256, info.recipients),
+                (root(), vec![OP.to_string()])
+            );
+        }
+        // A format 2 repo pinned to another root is not re-pinned by the upgrade.
+        std::fs::write(dir.join(MARKER), &format_2).expect("old");
+        let rogue = Fingerprint::of(b"another root");
+        assert!(init(&dir, &slug("acme"), Tier::Core, OP, None, &rogue).is_err());
+        assert_eq!(
+            std::fs::read_to_string(dir.join(MARKER)).expect("m"),
+            format_2
+        );
+        for bad in [
+            "format: 3\nslug: acme\ntier: core\n".to_string(),
+            format!("format: 3\nslug: acme\ntier: core\nroot_sha256: {}\n", root().hex()),
+            format!(
+                "format: 3\nslug: acme\ntier: core\nroot_sha256: {}\noperator_age: AGE-SECRET-KEY-1X\n",
+                root().hex()
+            ),
+            "format: 3\nslug: acme\ntier: core\nroot_sha256: abc\noperator_age: x\n".to_string(),
+        ] {
+            std::fs::write(dir.join(MARKER), &bad).expect("bad");
+            assert!(matches!(open(&dir), Err(RepoError::Marker(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -413,3 +413,237 @@ fn base64_decode(s: &str) -> String {
     );
     out
 }
+
+/// Files under `dir` (`.git` too) whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    fn walk(d: &Path, needle: &[u8], out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, needle, out);
+            } else if std::fs::read(&p)
+                .expect("read")
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, needle.as_bytes(), &mut out);
+    out
+}
+
+/// A CA, an operator and an outsider age key, and helpers for the item 3 tests.
+struct Item3 {
+    ca: Fixture,
+    pol: String,
+    op_key: PathBuf,
+    op: String,
+    outsider: String,
+}
+
+impl Item3 {
+    fn new() -> Item3 {
+        let ca = Fixture::new();
+        let t = ca.tmp.path().to_path_buf();
+        let op_key = t.join("operator.agekey");
+        let op = age_keygen(&op_key);
+        let outsider = age_keygen(&t.join("outsider.agekey"));
+        let pol = path_str(&workspace_root().join("policies")).to_string();
+        let me = Item3 {
+            ca,
+            pol,
+            op_key,
+            op,
+            outsider,
+        };
+        me.no_plain_key("before");
+        me
+    }
+
+    fn init(&self, dir: &Path) {
+        kiwictl_ok(
+            &[
+                "repo",
+                "init",
+                path_str(dir),
+                "--slug",
+                "acme",
+                "--tier",
+                "core",
+                "--operator-age",
+                &self.op,
+                "--root",
+                path_str(&self.ca.root_pem()),
+            ],
+            None,
+        );
+    }
+
+    fn request(&self, repo: &Path, csr: &Path) -> Output {
+        kiwictl(
+            &[
+                "intermediate",
+                "request",
+                "--repo",
+                path_str(repo),
+                "--out",
+                path_str(csr),
+                "--policies",
+                &self.pol,
+            ],
+            None,
+        )
+    }
+
+    /// No file anywhere in the test's directory holds a plaintext key.
+    fn no_plain_key(&self, when: &str) {
+        let found = files_containing(self.ca.tmp.path(), "BEGIN PRIVATE KEY");
+        assert!(found.is_empty(), "{when}: a plaintext key in {found:?}");
+    }
+}
+
+fn rule(extra: &str, age: &str) -> String {
+    format!("creation_rules:\n  - path_regex: \\.sops\\.yaml$\n{extra}    age: {age}\n")
+}
+
+/// Issue 11 item 3, the reproduction: a config that leaves the key in the clear and names an
+/// outsider is refused, naming the rule; the key is encrypted only under the repo's own
+/// `secrets/.sops.yaml`, only to the recipients `repo init` recorded, every value `ENC[...]`
+/// (partial-encryption options ignored), for step-ca's secrets too; the real sops reads it.
+#[test]
+fn hostile_sops_configs_never_get_the_key() {
+    let x = Item3::new();
+    let (ca, op, op_key, outsider) = (&x.ca, x.op.as_str(), &x.op_key, x.outsider.as_str());
+    let t = ca.tmp.path();
+    let pol = x.pol.as_str();
+    let repo = t.join("cust-acme");
+    x.init(&repo);
+    let config = repo.join("secrets/.sops.yaml");
+    let good_config = std::fs::read(&config).expect("config");
+    let request = |repo: &Path, csr: &Path| x.request(repo, csr);
+    let no_plain_key = |when: &str| x.no_plain_key(when);
+
+    // The reproduction: the key's value left in the clear, and an outsider among the recipients.
+    std::fs::write(
+        &config,
+        rule(
+            "    unencrypted_regex: ^key$\n",
+            &format!("{op},{outsider}"),
+        ),
+    )
+    .expect("hostile config");
+    let before = snapshot(t);
+    let csr = ca.w("acme.csr");
+    let o = request(&repo, &csr);
+    assert!(!o.status.success(), "request followed a hostile config");
+    let err = stderr(&o);
+    assert!(
+        err.contains("creation_rules[0]") && err.contains(outsider) && err.contains(op),
+        "the refusal does not name the rule and the recipients:\n{err}"
+    );
+    no_plain_key("hostile config");
+    assert_eq!(before, snapshot(t), "a refused request wrote something");
+
+    // Partial-encryption rules alone are ignored for key material: every value is encrypted,
+    // and the real sops decrypts the key with the operator's identity.
+    std::fs::write(
+        &config,
+        rule(
+            "    unencrypted_regex: ^key$\n    mac_only_encrypted: true\n",
+            op,
+        ),
+    )
+    .expect("partial config");
+    let o = request(&repo, &csr);
+    assert!(o.status.success(), "{}", stderr(&o));
+    no_plain_key("partial-encryption config");
+    let key_file = repo.join("secrets/intermediate.key.sops.yaml");
+    let key_text = std::fs::read_to_string(&key_file).expect("key file");
+    let stored: serde_yaml_ng::Value = serde_yaml_ng::from_str(&key_text).expect("yaml");
+    assert!(
+        stored["key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("ENC[")),
+        "{key_text}"
+    );
+    assert!(!key_text.contains("unencrypted_regex"), "{key_text}");
+    let d = sops_decrypt(&key_file, op_key);
+    assert!(d.status.success(), "sops -d: {}", stderr(&d));
+    assert!(String::from_utf8_lossy(&d.stdout).contains("BEGIN PRIVATE KEY"));
+
+    // Install: an outsider in the config refuses step-ca's secrets too; the repo's own config
+    // installs them, encrypted to the operator only.
+    let cert = ca.sign(&csr, "acme", "core", "acme.crt");
+    let install = || {
+        kiwictl(
+            &[
+                "intermediate",
+                "install",
+                "--repo",
+                path_str(&repo),
+                "--cert",
+                path_str(&cert),
+                "--root",
+                path_str(&ca.root_pem()),
+                "--policies",
+                pol,
+            ],
+            Some(op_key),
+        )
+    };
+    std::fs::write(&config, rule("", &format!("{outsider},{op}"))).expect("hostile config");
+    let before = snapshot(&repo);
+    let o = install();
+    assert!(!o.status.success(), "install followed a hostile config");
+    assert!(stderr(&o).contains(outsider), "{}", stderr(&o));
+    assert_eq!(before, snapshot(&repo), "a refused install wrote something");
+    std::fs::write(&config, &good_config).expect("restore config");
+    let o = install();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let step = repo.join("secrets/smallstep.sops.yaml");
+    let text = std::fs::read_to_string(&step).expect("smallstep");
+    let stored: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("yaml");
+    let secrets = &stored["inject"]["secrets"];
+    for v in [
+        &secrets["ca_password"],
+        &secrets["x509"]["intermediate_ca_key"],
+    ] {
+        assert!(v.as_str().is_some_and(|v| v.starts_with("ENC[")), "{text}");
+    }
+    assert!(!text.contains(outsider), "{text}");
+    assert!(sops_decrypt(&step, op_key).status.success());
+    no_plain_key("installed");
+}
+
+/// Issue 11 item 3: a `.sops.yaml` above the repo, with none in the repo, is never used.
+#[test]
+fn a_config_above_the_repo_is_never_used() {
+    let x = Item3::new();
+    let t = x.ca.tmp.path();
+    let bare = t.join("bare");
+    std::fs::create_dir(&bare).expect("mkdir");
+    let repo = bare.join("cust-acme");
+    x.init(&repo);
+    std::fs::remove_file(repo.join("secrets/.sops.yaml")).expect("rm config");
+    std::fs::write(
+        bare.join(".sops.yaml"),
+        rule("    unencrypted_regex: ^key$\n", &x.op),
+    )
+    .expect("parent config");
+    let before = snapshot(t);
+    let o = x.request(&repo, &x.ca.w("acme.csr"));
+    assert!(
+        !o.status.success(),
+        "request used a parent directory's config"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("secrets/.sops.yaml is missing") && err.contains("never one found above"),
+        "{err}"
+    );
+    x.no_plain_key("parent config");
+    assert_eq!(before, snapshot(t), "a refused request wrote something");
+}

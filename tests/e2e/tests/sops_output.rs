@@ -160,9 +160,11 @@ fn stanza(file: &Path, recipient: &str) -> Option<String> {
 }
 
 /// The data key as the age CLI unwraps it.
-fn age_unwrap(dir: &Path, file: &Path, recipient: &str, identity: &str) -> Vec<u8> {
+fn age_unwrap(file: &Path, recipient: &str, identity: &str) -> Vec<u8> {
     let armored = stanza(file, recipient).expect("stanza for recipient");
-    let a = dir.join("stanza.age");
+    // Outside the tree under test: a catch-all creation rule would make it a plaintext secret.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let a = scratch.path().join("stanza.age");
     std::fs::write(&a, armored).expect("write");
     let o = std::process::Command::new(age_bin())
         .args(["-d", "-i", p(&key(identity)), p(&a)])
@@ -188,7 +190,7 @@ fn updatekeys_and_rotate_change_who_can_decrypt() {
     std::fs::copy(fixtures().join("plain/basic.yaml"), &f).expect("copy");
     ok(&kiwi, &["secrets", "encrypt", "-i", p(&f)], None);
     let reference = ok(&sops, &["-d", p(&f)], Some("test1"));
-    let key_before = age_unwrap(d.path(), &f, &r1, "test1");
+    let key_before = age_unwrap(&f, &r1, "test1");
 
     // updatekeys: the rule now names test2 only.
     std::fs::write(&cfg, format!("creation_rules:\n  - age: {r2}\n")).expect("config");
@@ -210,7 +212,7 @@ fn updatekeys_and_rotate_change_who_can_decrypt() {
         "removed recipient still decrypts"
     );
     assert_eq!(
-        age_unwrap(d.path(), &f, &r2, "test2"),
+        age_unwrap(&f, &r2, "test2"),
         key_before,
         "updatekeys must keep the data key"
     );
@@ -241,7 +243,7 @@ fn updatekeys_and_rotate_change_who_can_decrypt() {
         "removed recipient still decrypts"
     );
     assert_ne!(
-        age_unwrap(d.path(), &f, &r3, "test3"),
+        age_unwrap(&f, &r3, "test3"),
         key_before,
         "rotate must change the data key"
     );
@@ -374,7 +376,7 @@ fn rotation_and_updatekeys_leave_nothing_under_an_old_key_and_verify_finds_what_
     let f = d.path().join("app.yaml");
     std::fs::copy(fixtures().join("corpus/comments.yaml"), &f).expect("copy");
     let before = enc_tokens(&f);
-    let key_before = age_unwrap(d.path(), &f, &r1, "test1");
+    let key_before = age_unwrap(&f, &r1, "test1");
 
     ok(&kiwi, &["secrets", "rotate", p(&f)], Some("test1"));
     let after = enc_tokens(&f);
@@ -383,7 +385,7 @@ fn rotation_and_updatekeys_leave_nothing_under_an_old_key_and_verify_finds_what_
         after.iter().all(|t| !before.contains(t)),
         "a value or comment kept its old ciphertext"
     );
-    assert_ne!(age_unwrap(d.path(), &f, &r1, "test1"), key_before);
+    assert_ne!(age_unwrap(&f, &r1, "test1"), key_before);
     sops_reads_everything(&f, "test1", &plain);
 
     // updatekeys keeps the data key; everything stays readable for the new recipient.

@@ -62,6 +62,8 @@ struct RawRule {
 /// One validated creation rule.
 #[derive(Debug, Clone)]
 pub struct CreationRule {
+    /// Its position in `creation_rules` (for messages: `creation_rules[N]`).
+    pub index: usize,
     path_regex: Option<Regex>,
     /// Recipients and Shamir threshold.
     pub keys: KeySpec,
@@ -95,16 +97,24 @@ pub fn find_config(start: &Path) -> Option<PathBuf> {
 impl SopsConfig {
     /// Loads and validates a config file.
     pub fn load(path: &Path) -> Result<SopsConfig> {
+        let io = |source| SopsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let dir = std::fs::canonicalize(path.parent().unwrap_or(Path::new("."))).map_err(io)?;
+        SopsConfig::parse(path, dir, &text)
+    }
+
+    /// Validates the config `text` of the file `path` (named in messages), whose rules match
+    /// paths relative to `dir`.
+    pub fn parse(path: &Path, dir: PathBuf, text: &str) -> Result<SopsConfig> {
         let cfg_err = |detail: String| SopsError::Config {
             path: path.to_path_buf(),
             detail,
         };
-        let text = std::fs::read_to_string(path).map_err(|source| SopsError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         let raw: RawConfig =
-            serde_yaml_ng::from_str(&text).map_err(|e| cfg_err(format!("{e}; fix the YAML")))?;
+            serde_yaml_ng::from_str(text).map_err(|e| cfg_err(format!("{e}; fix the YAML")))?;
         let mut rules = Vec::new();
         for (i, r) in raw
             .creation_rules
@@ -147,6 +157,7 @@ impl SopsConfig {
             };
             rules_.validate().map_err(|e| at(e.to_string()))?;
             rules.push(CreationRule {
+                index: i,
                 path_regex,
                 keys: KeySpec {
                     groups,
@@ -155,13 +166,6 @@ impl SopsConfig {
                 rules: rules_,
             });
         }
-        let dir =
-            std::fs::canonicalize(path.parent().unwrap_or(Path::new("."))).map_err(|source| {
-                SopsError::Io {
-                    path: path.to_path_buf(),
-                    source,
-                }
-            })?;
         Ok(SopsConfig {
             path: path.to_path_buf(),
             dir,
@@ -182,23 +186,62 @@ impl SopsConfig {
             .unwrap_or(&abs)
             .to_string_lossy()
             .to_string();
-        self.rules
-            .iter()
-            .find(|r| r.path_regex.as_ref().is_none_or(|re| re.is_match(&rel)))
+        self.rule_for_relative(&rel)
             .ok_or_else(|| SopsError::Config {
                 path: self.path.clone(),
                 detail: format!("no creation rule matches `{rel}`; add one or pass --age"),
             })
     }
+
+    /// The first rule matching `rel`, a path relative to the config's directory.
+    pub fn rule_for_relative(&self, rel: &str) -> Option<&CreationRule> {
+        self.rules
+            .iter()
+            .find(|r| r.path_regex.as_ref().is_none_or(|re| re.is_match(rel)))
+    }
+}
+
+/// Why a file must hold SOPS metadata: its name says it is a SOPS file (`x.sops.yaml`), or a
+/// creation rule of the nearest `.sops.yaml` covers it. `None` for any other file (and for
+/// `.sops.yaml` itself).
+pub fn must_be_encrypted(file: &Path) -> Result<Option<String>> {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    if name.starts_with(".sops.y") {
+        return Ok(None);
+    }
+    if name.contains(".sops.") {
+        return Ok(Some("its name says it is a SOPS file (`.sops.`)".into()));
+    }
+    let Some(cfg) = find_config(parent_of(file)) else {
+        return Ok(None);
+    };
+    let cfg = SopsConfig::load(&cfg)?;
+    let abs = std::fs::canonicalize(file).map_err(|source| SopsError::Io {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    let rel = abs.strip_prefix(&cfg.dir).unwrap_or(&abs).to_string_lossy();
+    Ok(cfg.rule_for_relative(&rel).map(|r| {
+        format!(
+            "creation_rules[{}] of {} covers it",
+            r.index,
+            cfg.path.display()
+        )
+    }))
+}
+
+fn parent_of(file: &Path) -> &Path {
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// The creation rule for `file` from the nearest `.sops.yaml` above it.
 pub fn rule_for_file(file: &Path) -> Result<Option<CreationRule>> {
-    let dir = file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    match find_config(dir) {
+    match find_config(parent_of(file)) {
         None => Ok(None),
         Some(p) => Ok(Some(SopsConfig::load(&p)?.rule_for(file)?.clone())),
     }

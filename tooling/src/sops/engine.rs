@@ -304,6 +304,44 @@ fn open_checked(
     })
 }
 
+/// What a SOPS document shows without its key: its metadata and the values it holds in the clear.
+#[derive(Debug)]
+pub struct Inspected {
+    /// The metadata block.
+    pub meta: Metadata,
+    /// Key paths (colon-joined) of the non-empty values stored in the clear (those the file's
+    /// partial-encryption rule leaves plain).
+    pub clear: Vec<String>,
+}
+
+/// Reads a SOPS document's shape without decrypting it (no key is needed): it must carry valid
+/// metadata, and every value its rule encrypts must be stored as `ENC[...]`. A plaintext file
+/// fails with [`SopsError::NotEncrypted`].
+pub fn inspect(src: &[u8], fmt: FileFormat) -> Result<Inspected> {
+    let parsed = format::parse(fmt, src)?;
+    let block = parsed.meta.as_ref().ok_or(SopsError::NotEncrypted)?;
+    let meta = Metadata::from_mval(&block.value)?;
+    meta.rules.validate()?;
+    let matcher = meta.rules.compile()?;
+    let mut clear = Vec::new();
+    for leaf in &parsed.leaves {
+        let Leaf::Value { path, value, .. } = leaf else {
+            continue;
+        };
+        if value.is_empty() || matches!(value, Plain::Str(s) if is_enc(s)) {
+            continue;
+        }
+        if matcher.encrypts(path) {
+            return Err(SopsError::BadEncValue {
+                path: path.join(":"),
+                detail: "a value that must be encrypted is stored in the clear".into(),
+            });
+        }
+        clear.push(path.join(":"));
+    }
+    Ok(Inspected { meta, clear })
+}
+
 /// Wraps a data key for a key spec (Shamir-splitting it across groups).
 fn wrap_groups(key: &DataKey, spec: &KeySpec) -> Result<Vec<KeyGroup>> {
     if spec.groups.is_empty() || spec.groups.iter().any(|g| g.is_empty()) {

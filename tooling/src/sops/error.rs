@@ -35,6 +35,9 @@ pub enum SopsError {
         "not a SOPS file (no `sops` metadata); encrypt it first with `kiwictl secrets encrypt`"
     )]
     NotEncrypted,
+    /// A file that must be encrypted has no `sops` metadata.
+    #[error("not encrypted: {0}, but it has no SOPS metadata; encrypt it with `kiwictl secrets encrypt --in-place FILE`, and if it was ever committed or pushed, rotate every secret it holds")]
+    Plaintext(String),
     /// The file already has a `sops` metadata block.
     #[error("already a SOPS file (it has `sops` metadata); use `rotate` or `updatekeys` instead of encrypting again")]
     AlreadyEncrypted,

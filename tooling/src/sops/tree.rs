@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::agekeys::{AgeRecipient, Identities};
-use super::config::rule_for_file;
+use super::config::{must_be_encrypted, rule_for_file};
 use super::engine::{open, KeySpec, OpenDoc, Unlock};
 use super::error::{Result, SopsError};
 use super::files::{self, find_candidates, looks_like_sops, read_stamped, FileOps, RealFs};
@@ -99,6 +99,9 @@ pub struct TreeOptions {
     pub jobs: Option<usize>,
     /// Remove temporary files left by a killed run (rewriting runs; verify leaves the tree alone).
     pub clean_stale: bool,
+    /// Fail a file found in a directory that must be encrypted but has no SOPS metadata
+    /// ([`must_be_encrypted`]) instead of skipping it (verify).
+    pub plaintext_fails: bool,
 }
 
 /// What an operation on one file produced: its result and, when the file is to be rewritten,
@@ -188,7 +191,16 @@ where
                     Err(e) => return Some(FileResult::failed(&f.path, e)),
                 };
                 if !f.explicit && !looks_like_sops(&f.path, &bytes) {
-                    return None;
+                    if !opts.plaintext_fails {
+                        return None;
+                    }
+                    return match must_be_encrypted(&f.path) {
+                        Ok(None) => None,
+                        Ok(Some(why)) => {
+                            Some(FileResult::failed(&f.path, SopsError::Plaintext(why)))
+                        }
+                        Err(e) => Some(FileResult::failed(&f.path, e)),
+                    };
                 }
                 let Outcome { result, rewrite } = op(&f.path, &bytes);
                 drop(bytes);

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use kiwi_signer::hooks::{EventData, EventKind, Hooks};
 use kiwi_signer::slug::{Slug, Tier};
 use kiwi_tooling::sops::agekeys::Identities;
-use kiwi_tooling::{crl, githook, onboard, registry, staterepo};
+use kiwi_tooling::{crl, githook, onboard, precommit, registry, staterepo};
 
 /// `println!` that ignores a closed stdout (`| head`): the operation's result is already durable
 /// and reported by the exit status, so a reader going away must not turn success into a panic.
@@ -61,7 +61,7 @@ enum Command {
         #[command(subcommand)]
         command: CrlCommand,
     },
-    /// Hooks shipped with kiwictl, for binding in a hooks file.
+    /// Hooks shipped with kiwictl: for a hooks file (git-commit) and for git (pre-commit).
     Hook {
         #[command(subcommand)]
         command: HookCommand,
@@ -238,6 +238,16 @@ enum HookCommand {
         /// The repository (default: the event's files.repo).
         #[arg(long, value_name = "DIR")]
         repo: Option<PathBuf>,
+    },
+    /// git's pre-commit hook: refuses staged plaintext where a secret belongs (a file named
+    /// `*.sops.*`, or covered by a .sops.yaml creation rule, without valid SOPS metadata).
+    /// Reads the index, not the work tree. Install as `.git/hooks/pre-commit` holding
+    /// `#!/bin/sh` and `exec kiwictl hook pre-commit`, or through the pre-commit framework
+    /// (this repository's .pre-commit-hooks.yaml, id `kiwictl-no-plaintext`).
+    PreCommit {
+        /// Check only these staged files (the pre-commit framework passes them); default:
+        /// every staged file.
+        files: Vec<PathBuf>,
     },
 }
 
@@ -571,6 +581,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 githook::Committed::NothingToCommit => eprintln!("nothing to commit"),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Hook {
+            command: HookCommand::PreCommit { files },
+        } => {
+            let refusals = precommit::check_staged(std::path::Path::new("."), &files)?;
+            for r in &refusals {
+                eprintln!("kiwictl: refused: {}: {}", r.path, r.reason);
+            }
+            if refusals.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            anyhow::bail!(
+                "{} staged file(s) hold plaintext where a secret belongs; nothing was committed: \
+                 unstage each (`git restore --staged FILE`), encrypt it \
+                 (`kiwictl secrets encrypt --in-place FILE`) and stage it again",
+                refusals.len()
+            )
         }
     }
 }

@@ -248,7 +248,8 @@ pub enum SecretsCommand {
         #[arg(long, value_name = "FILE")]
         hooks: Option<PathBuf>,
     },
-    /// Check that every file decrypts, its MAC holds and its recipients match its rule.
+    /// Check that every file decrypts, its MAC holds and its recipients match its rule; a file
+    /// a creation rule covers (or named `*.sops.*`) without SOPS metadata fails as not encrypted.
     Verify {
         /// Files or directory trees.
         #[arg(required = true)]
@@ -385,6 +386,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 progress: !tree.json,
                 jobs: tree.jobs,
                 clean_stale: true,
+                plaintext_fails: false,
             };
             let mut apply = yes;
             if !yes {
@@ -438,6 +440,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 progress: !tree.json,
                 jobs: tree.jobs,
                 clean_stale: true,
+                plaintext_fails: false,
             };
             let s = with_hooks(hooks.as_deref(), "rotate", &paths, || {
                 run_tree(&paths, &opts, |p, b| rotate_file(p, b, &ids, &add, &rm))
@@ -450,6 +453,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 progress: !tree.json,
                 jobs: tree.jobs,
                 clean_stale: false,
+                plaintext_fails: true,
             };
             let s = run_tree(&paths, &opts, |p, b| verify_file(p, b, &ids))?;
             if !tree.json {
