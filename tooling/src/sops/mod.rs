@@ -17,6 +17,7 @@ pub mod error;
 pub mod files;
 pub mod format;
 pub mod metadata;
+pub mod path;
 pub mod shamir;
 pub mod tree;
 pub mod value;

@@ -7,12 +7,15 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use kiwi_tooling::sops::config::rule_for_file;
 use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
+use kiwi_tooling::sops::format::emit;
+use kiwi_tooling::sops::path::{parse_path, Node};
 use kiwi_tooling::sops::tree::{
     rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions,
 };
 use kiwi_tooling::sops::{
-    encrypt, open, AgeRecipient, FileFormat, Identities, KeySpec, Rules, SopsError, Unlock,
+    encrypt, open, AgeRecipient, FileFormat, Identities, KeySpec, OpenDoc, Rules, SopsError, Unlock,
 };
+use zeroize::Zeroizing;
 
 /// Input formats.
 #[derive(Clone, Copy, ValueEnum)]
@@ -35,6 +38,78 @@ impl From<InputType> for FileFormat {
             InputType::Dotenv => FileFormat::Dotenv,
             InputType::Binary => FileFormat::Binary,
         }
+    }
+}
+
+/// Output formats.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OutputType {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+    /// dotenv.
+    Dotenv,
+}
+
+impl From<OutputType> for FileFormat {
+    fn from(t: OutputType) -> FileFormat {
+        match t {
+            OutputType::Yaml => FileFormat::Yaml,
+            OutputType::Json => FileFormat::Json,
+            OutputType::Dotenv => FileFormat::Dotenv,
+        }
+    }
+}
+
+/// `--output-type` on encrypt.
+#[derive(Args)]
+pub struct OutputArgs {
+    /// Write the encrypted file in this format (default: the input's), as sops does.
+    #[arg(long, value_enum)]
+    output_type: Option<OutputType>,
+}
+
+impl OutputArgs {
+    /// The plaintext in the output format (re-encoded as sops does when the formats differ).
+    fn convert(&self, src: Vec<u8>, fmt: FileFormat) -> Result<(Vec<u8>, FileFormat)> {
+        match self.output_type.map(FileFormat::from) {
+            Some(out) if out != fmt => {
+                let tree = Node::parse(&src, fmt)?;
+                Ok((emit::document(&tree, out)?.to_vec(), out))
+            }
+            _ => Ok((src, fmt)),
+        }
+    }
+}
+
+/// `--extract` and `--output-type` on decrypt.
+#[derive(Args)]
+pub struct ViewArgs {
+    /// Print only this part, in sops's index syntax: '["key"]["list"][0]'.
+    #[arg(long, value_name = "PATH")]
+    extract: Option<String>,
+    /// Print the plaintext in this format (default: the file's), as sops does.
+    #[arg(long, value_enum)]
+    output_type: Option<OutputType>,
+}
+
+impl ViewArgs {
+    /// The plaintext to print: the file's own layout unless a part or another format is asked.
+    fn render(&self, doc: &OpenDoc) -> Result<Zeroizing<Vec<u8>>> {
+        let plain = doc.plaintext()?;
+        let out_fmt = self
+            .output_type
+            .map(FileFormat::from)
+            .unwrap_or(doc.format());
+        if self.extract.is_none() && out_fmt == doc.format() {
+            return Ok(plain);
+        }
+        let tree = Node::parse(&plain, doc.format())?;
+        Ok(match &self.extract {
+            Some(p) => emit::extracted(tree.get(&parse_path(p)?)?, out_fmt)?,
+            None => emit::document(&tree, out_fmt)?,
+        })
     }
 }
 
@@ -88,6 +163,8 @@ pub enum SecretsCommand {
         /// Input format (default: from the file extension).
         #[arg(long, value_enum)]
         input_type: Option<InputType>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Decrypt a SOPS file to stdout or to a new 0600 file.
     Decrypt {
@@ -101,6 +178,8 @@ pub enum SecretsCommand {
         input_type: Option<InputType>,
         #[command(flatten)]
         ids: IdentityArgs,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Make each file's recipients match its .sops.yaml rule (re-wraps the data key only).
     Updatekeys {
@@ -177,8 +256,9 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             unencrypted_suffix,
             mac_only_encrypted,
             input_type,
+            output,
         } => {
-            let fmt = format_of(&file, input_type)?;
+            let in_fmt = format_of(&file, input_type)?;
             let flags = Rules {
                 encrypted_regex,
                 unencrypted_regex,
@@ -193,7 +273,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             } else {
                 (KeySpec::single(recipients(&age)?), flags)
             };
-            let src = read(&file)?;
+            let (src, fmt) = output.convert(read(&file)?, in_fmt)?;
             let out =
                 encrypt(&src, fmt, &spec, rules).with_context(|| format!("{}", file.display()))?;
             if in_place {
@@ -208,6 +288,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             out,
             input_type,
             ids,
+            view,
         } => {
             let ids = Identities::from_env(&ids.identity)?;
             let src = read(&file)?;
@@ -217,7 +298,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 Unlock::Identities(&ids),
             )
             .with_context(|| format!("{}", file.display()))?;
-            let plain = doc.plaintext()?;
+            let plain = view.render(&doc)?;
             match out {
                 Some(o) => write_new_private(&o, &plain)?,
                 None => std::io::stdout().write_all(&plain)?,

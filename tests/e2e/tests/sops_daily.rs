@@ -1,0 +1,156 @@
+//! sops parity for daily use: `--extract`, `--output-type`, `set`/`unset` and `edit` give what
+//! the real `sops` 3.11 gives on the same files (sops encrypts the inputs; both decrypt).
+
+use std::path::{Path, PathBuf};
+
+use kiwi_e2e::sops::*;
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf8 path")
+}
+
+const YAML: &str = "# top\na:\n    b: hello\n    n: 12\n    f: 1.5\n    t: true\n    e: \"\"\n    l:\n        - x\n        - {k: v, z: [1, 2, [3, {w: 1}]]}\n    m: |\n        l1\n        l2\n    o: {}\n    q: null\ns: 'quoted: yes'\n\"n\": \"<&>\"\nf: [[1, 2], [3]]\ng: 1.0e+20\n";
+const JSON: &str =
+    "{\"a\": {\"b\": \"x\", \"n\": [1, 2.5, null, {\"q\": true}]}, \"c\": 3, \"e\": {}}";
+const ENV: &str = "A=1\nB=two words\nC=\nD=a\\nb\n";
+
+/// Plaintext files and the same files encrypted by the real sops, in `dir`.
+fn sops_made(dir: &Path) -> Vec<PathBuf> {
+    let r1 = recipient("test1");
+    [("doc.yaml", YAML), ("doc.json", JSON), ("doc.env", ENV)]
+        .iter()
+        .map(|(name, text)| {
+            let plain = dir.join(name);
+            std::fs::write(&plain, text).expect("write");
+            let enc = ok(&sops_bin(), &["encrypt", "--age", &r1, p(&plain)], None);
+            let f = dir.join(format!("enc.{name}"));
+            std::fs::write(&f, enc).expect("write");
+            f
+        })
+        .collect()
+}
+
+/// (exit status, stdout) of sops and of kiwictl for the same decrypt options.
+fn both_decrypt(file: &Path, extract: Option<&str>, out: Option<&str>) -> [(bool, Vec<u8>); 2] {
+    let mut opts = vec![];
+    if let Some(x) = extract {
+        opts.extend(["--extract", x]);
+    }
+    if let Some(o) = out {
+        opts.extend(["--output-type", o]);
+    }
+    let s: Vec<&str> = ["-d"]
+        .into_iter()
+        .chain(opts.clone())
+        .chain([p(file)])
+        .collect();
+    let k: Vec<&str> = ["secrets", "decrypt", p(file)]
+        .into_iter()
+        .chain(opts)
+        .collect();
+    [
+        run(&sops_bin(), &s, Some("test1"), None),
+        run(&kiwictl_bin(), &k, Some("test1"), None),
+    ]
+    .map(|o| (o.status.success(), o.stdout))
+}
+
+#[test]
+fn extract_and_output_type_match_sops() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let files = sops_made(d.path());
+    let paths = [
+        None,
+        Some(r#"["a"]["b"]"#),
+        Some(r#"["a"]["n"]"#),
+        Some(r#"["a"]["f"]"#),
+        Some(r#"["a"]["t"]"#),
+        Some(r#"["a"]["e"]"#),
+        Some(r#"["a"]["q"]"#),
+        Some(r#"["a"]["o"]"#),
+        Some(r#"["a"]["l"]"#),
+        Some(r#"["a"]["l"][0]"#),
+        Some(r#"["a"]["l"][1]"#),
+        Some(r#"["a"]["l"][1]["z"][2]"#),
+        Some(r#"["a"]["m"]"#),
+        Some(r#"["a"]["n"][3]"#),
+        Some(r#"["s"]"#),
+        Some(r#"["n"]"#),
+        Some(r#"["f"]"#),
+        Some(r#"["g"]"#),
+        Some(r#"["B"]"#),
+        Some(r#"["D"]"#),
+        Some(r#"["zz"]"#),
+        Some(r#"["a"]["l"][9]"#),
+    ];
+    let mut compared = 0;
+    for f in &files {
+        for x in paths {
+            for o in [None, Some("yaml"), Some("json"), Some("dotenv")] {
+                let [(s_ok, s_out), (k_ok, k_out)] = both_decrypt(f, x, o);
+                assert_eq!(s_ok, k_ok, "{} {x:?} {o:?}: exit status", f.display());
+                if s_ok {
+                    compared += 1;
+                    assert_eq!(
+                        String::from_utf8_lossy(&k_out),
+                        String::from_utf8_lossy(&s_out),
+                        "{} {x:?} {o:?}",
+                        f.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(compared > 60, "only {compared} cases compared");
+}
+
+#[test]
+fn bad_extract_paths_are_refused() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = &sops_made(d.path())[0];
+    for x in ["a", r#"["a""#, r#"["zz"]"#, r#"["a"]["l"][9]"#] {
+        let o = run(
+            &kiwictl_bin(),
+            &["secrets", "decrypt", p(f), "--extract", x],
+            Some("test1"),
+            None,
+        );
+        assert!(!o.status.success() && o.stdout.is_empty(), "{x}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("path"), "{x}");
+    }
+}
+
+#[test]
+fn encrypt_output_type_decrypts_like_sops_own() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let r1 = recipient("test1");
+    sops_made(d.path());
+    for name in ["doc.yaml", "doc.json", "doc.env"] {
+        let plain = d.path().join(name);
+        for (o, ext) in [("yaml", "yaml"), ("json", "json"), ("dotenv", "env")] {
+            let args = ["encrypt", "--age", &r1, "--output-type", o, p(&plain)];
+            let s = run(&sops_bin(), &args, None, None);
+            let k = run(
+                &kiwictl_bin(),
+                &[&["secrets"][..], &args[..]].concat(),
+                None,
+                None,
+            );
+            assert_eq!(s.status.success(), k.status.success(), "{name} -> {o}");
+            if !s.status.success() {
+                continue;
+            }
+            let (sf, kf) = (
+                d.path().join(format!("s-{name}.{ext}")),
+                d.path().join(format!("k-{name}.{ext}")),
+            );
+            std::fs::write(&sf, &s.stdout).expect("write");
+            std::fs::write(&kf, &k.stdout).expect("write");
+            assert_eq!(
+                String::from_utf8_lossy(&ok(&sops_bin(), &["-d", p(&kf)], Some("test1"))),
+                String::from_utf8_lossy(&ok(&sops_bin(), &["-d", p(&sf)], Some("test1"))),
+                "{name} -> {o}"
+            );
+        }
+    }
+}
