@@ -154,3 +154,108 @@ fn encrypt_output_type_decrypts_like_sops_own() {
         }
     }
 }
+
+const COMMENTED: &str = "# top\na:\n    # about b\n    b: 1\n    # about c\n    c: 2\n    l:\n        - x\n# about s\ns: 'x: y'\n# end\n";
+
+#[test]
+fn set_and_unset_match_sops() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let mut files = sops_made(d.path());
+    let extra = d.path().join("commented.yaml");
+    std::fs::write(&extra, COMMENTED).expect("write");
+    let enc = ok(
+        &sops_bin(),
+        &["encrypt", "--age", &recipient("test1"), p(&extra)],
+        None,
+    );
+    files.push(d.path().join("enc.commented.yaml"));
+    std::fs::write(&files[3], enc).expect("write");
+    let changes: &[&[&str]] = &[
+        &[
+            "set",
+            r#"["a"]["new"]["deep"]"#,
+            r#"{"z": 1, "a": [true, "x"]}"#,
+        ],
+        &["set", r#"["a"]["b"]"#, r#""world""#],
+        &["set", r#"["a"]["b"]"#, r#"{"now": ["a", "map"]}"#],
+        &["set", r#"["s"]["x"]"#, "1"],
+        &["set", r#"["a"]["l"][5]"#, "1.5"],
+        &["set", r#"["a"]["q"][0]"#, "null"],
+        &["set", r#"["B"]"#, r#""new val""#],
+        &["set", r#"["Z"]"#, r#""q""#],
+        &["unset", r#"["a"]["l"][0]"#],
+        &["unset", r#"["a"]["b"]"#],
+        &["unset", r#"["a"]["c"]"#],
+        &["unset", r#"["a"]"#],
+        &["unset", r#"["s"]"#],
+        &["unset", r#"["A"]"#],
+        &["unset", r#"["a"]["nope"]"#],
+    ];
+    let mut compared = 0;
+    for f in &files {
+        let before = std::fs::read(f).expect("read");
+        for c in changes {
+            let name = f.file_name().and_then(|n| n.to_str()).expect("name");
+            let (s, k) = (
+                d.path().join(format!("s-{name}")),
+                d.path().join(format!("k-{name}")),
+            );
+            std::fs::write(&s, &before).expect("write");
+            std::fs::write(&k, &before).expect("write");
+            let so = run(
+                &sops_bin(),
+                &[&[c[0], p(&s)][..], &c[1..]].concat(),
+                Some("test1"),
+                None,
+            );
+            let ko = run(
+                &kiwictl_bin(),
+                &[&["secrets", c[0], p(&k)][..], &c[1..]].concat(),
+                Some("test1"),
+                None,
+            );
+            assert_eq!(so.status.success(), ko.status.success(), "{name} {c:?}");
+            if !ko.status.success() {
+                assert_eq!(std::fs::read(&k).expect("read"), before, "{name} {c:?}");
+                continue;
+            }
+            compared += 1;
+            assert_eq!(
+                String::from_utf8_lossy(&ok(&sops_bin(), &["-d", p(&k)], Some("test1"))),
+                String::from_utf8_lossy(&ok(&sops_bin(), &["-d", p(&s)], Some("test1"))),
+                "{name} {c:?}"
+            );
+        }
+    }
+    assert!(compared > 25, "only {compared} cases compared");
+}
+
+#[test]
+fn set_refuses_a_layout_it_would_rewrite_and_changes_nothing() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let f = d.path().join("flow.yaml");
+    std::fs::write(&f, "a: {b: 1, c: 2} # inline\n").expect("write");
+    let enc = ok(
+        &kiwictl_bin(),
+        &["secrets", "encrypt", "--age", &recipient("test1"), p(&f)],
+        None,
+    );
+    std::fs::write(&f, &enc).expect("write");
+    let o = run(
+        &kiwictl_bin(),
+        &["secrets", "set", p(&f), r#"["a"]["b"]"#, "5"],
+        Some("test1"),
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("layout"));
+    assert_eq!(std::fs::read(&f).expect("read"), enc);
+    let bad = run(
+        &kiwictl_bin(),
+        &["secrets", "set", p(&f), r#"["a"]["b"]"#, "not json"],
+        Some("test1"),
+        None,
+    );
+    assert!(!bad.status.success());
+    assert_eq!(std::fs::read(&f).expect("read"), enc);
+}

@@ -18,6 +18,7 @@ pub mod files;
 pub mod format;
 pub mod metadata;
 pub mod path;
+pub mod set;
 pub mod shamir;
 pub mod tree;
 pub mod value;

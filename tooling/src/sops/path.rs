@@ -151,6 +151,110 @@ impl Node {
         }
         Ok(n)
     }
+
+    /// Sets the part at `path` to `value` as `sops set` does: missing mapping keys are created,
+    /// a scalar on the way becomes a mapping, an index past a list's end appends.
+    pub fn set(&mut self, path: &[Step], value: Node) -> Result<()> {
+        let Some((first, rest)) = path.split_first() else {
+            *self = value;
+            return Ok(());
+        };
+        match (self, first) {
+            (Node::Map(m), Step::Key(k)) => {
+                let at = match m.iter().position(|(x, _)| x == k) {
+                    Some(i) => i,
+                    None => {
+                        let empty = match rest.first() {
+                            Some(Step::Index(_)) => Node::List(vec![]),
+                            _ => Node::Map(vec![]),
+                        };
+                        m.push((k.clone(), empty));
+                        m.len() - 1
+                    }
+                };
+                m[at].1.set(rest, value)
+            }
+            (Node::List(l), Step::Index(i)) => {
+                if *i >= l.len() {
+                    l.push(match rest.first() {
+                        Some(Step::Index(_)) => Node::List(vec![]),
+                        _ => Node::Map(vec![]),
+                    });
+                    let last = l.len() - 1;
+                    return l[last].set(rest, value);
+                }
+                l[*i].set(rest, value)
+            }
+            (n @ Node::Scalar(_), step) => {
+                *n = match step {
+                    Step::Key(_) => Node::Map(vec![]),
+                    Step::Index(_) => Node::List(vec![]),
+                };
+                n.set(path, value)
+            }
+            (_, step) => Err(bad_path(format!(
+                "component {}: the document has a {} here",
+                step_text(step),
+                if matches!(step, Step::Index(_)) {
+                    "mapping or scalar"
+                } else {
+                    "list"
+                }
+            ))),
+        }
+    }
+
+    /// Removes the part at `path`; a missing key or index is an error, as in `sops unset`.
+    pub fn unset(&mut self, path: &[Step]) -> Result<()> {
+        let Some((last, parents)) = path.split_last() else {
+            return Err(bad_path(
+                "unset needs a path: the whole document cannot be removed",
+            ));
+        };
+        let parent = self.get_mut(parents)?;
+        match (parent, last) {
+            (Node::Map(m), Step::Key(k)) => {
+                let i = m
+                    .iter()
+                    .position(|(x, _)| x == k)
+                    .ok_or_else(|| bad_path(format!("component [\"{k}\"] not found")))?;
+                m.remove(i);
+                Ok(())
+            }
+            (Node::List(l), Step::Index(i)) if *i < l.len() => {
+                l.remove(*i);
+                Ok(())
+            }
+            (_, step) => Err(bad_path(format!("component {} not found", step_text(step)))),
+        }
+    }
+
+    fn get_mut(&mut self, path: &[Step]) -> Result<&mut Node> {
+        let mut n = self;
+        for step in path {
+            n = match (n, step) {
+                (Node::Map(m), Step::Key(k)) => m
+                    .iter_mut()
+                    .find(|(x, _)| x == k)
+                    .map(|(_, v)| v)
+                    .ok_or_else(|| bad_path(format!("component [\"{k}\"] not found")))?,
+                (Node::List(l), Step::Index(i)) => l
+                    .get_mut(*i)
+                    .ok_or_else(|| bad_path(format!("component [{i}] accesses out of bounds")))?,
+                (_, step) => {
+                    return Err(bad_path(format!("component {} not found", step_text(step))))
+                }
+            };
+        }
+        Ok(n)
+    }
+}
+
+fn step_text(s: &Step) -> String {
+    match s {
+        Step::Key(k) => format!("[\"{k}\"]"),
+        Step::Index(i) => format!("[{i}]"),
+    }
 }
 
 #[cfg(test)]
@@ -182,5 +286,26 @@ mod tests {
         assert!(n.get(&parse_path(r#"["a"]["zz"]"#).unwrap()).is_err());
         assert!(n.get(&parse_path(r#"["a"]["l"][5]"#).unwrap()).is_err());
         assert!(n.get(&parse_path(r#"["a"][0]"#).unwrap()).is_err());
+    }
+
+    #[test]
+    fn set_creates_and_unset_removes() {
+        let mut n = Node::parse(b"a:\n  l: [x]\ns: v\n", FileFormat::Yaml).unwrap();
+        let one = Node::Scalar(Plain::Int(1));
+        n.set(&parse_path(r#"["s"]["x"]"#).unwrap(), one.clone())
+            .unwrap();
+        n.set(&parse_path(r#"["a"]["l"][7]"#).unwrap(), one.clone())
+            .unwrap();
+        n.set(&parse_path(r#"["b"]["c"]"#).unwrap(), one.clone())
+            .unwrap();
+        let want =
+            Node::parse(b"a: {l: [x, 1]}\ns: {x: 1}\nb: {c: 1}\n", FileFormat::Yaml).unwrap();
+        assert_eq!(n, want);
+        n.unset(&parse_path(r#"["a"]["l"][0]"#).unwrap()).unwrap();
+        n.unset(&parse_path(r#"["b"]"#).unwrap()).unwrap();
+        assert!(n.unset(&parse_path(r#"["b"]"#).unwrap()).is_err());
+        assert!(n.unset(&parse_path(r#"["a"]["l"][1]"#).unwrap()).is_err());
+        let want = Node::parse(b"a: {l: [1]}\ns: {x: 1}\n", FileFormat::Yaml).unwrap();
+        assert_eq!(n, want);
     }
 }

@@ -9,6 +9,7 @@ use kiwi_tooling::sops::config::rule_for_file;
 use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
 use kiwi_tooling::sops::format::emit;
 use kiwi_tooling::sops::path::{parse_path, Node};
+use kiwi_tooling::sops::set::{apply_file, Change};
 use kiwi_tooling::sops::tree::{
     rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions,
 };
@@ -113,6 +114,24 @@ impl ViewArgs {
     }
 }
 
+/// Options of `set` and `unset`.
+#[derive(Args)]
+pub struct DailyArgs {
+    /// Input format (default: from the file extension).
+    #[arg(long, value_enum)]
+    input_type: Option<InputType>,
+    #[command(flatten)]
+    ids: IdentityArgs,
+}
+
+/// Runs `set` or `unset` on one file.
+fn change_file(file: &Path, daily: DailyArgs, change: Change) -> Result<i32> {
+    let ids = Identities::from_env(&daily.ids.identity)?;
+    let fmt = format_of(file, daily.input_type)?;
+    apply_file(file, fmt, &ids, change).with_context(|| format!("{}", file.display()))?;
+    Ok(0)
+}
+
 /// Where identities come from.
 #[derive(Args)]
 pub struct IdentityArgs {
@@ -180,6 +199,26 @@ pub enum SecretsCommand {
         ids: IdentityArgs,
         #[command(flatten)]
         view: ViewArgs,
+    },
+    /// Set one value, as `sops set`: '["a"]["b"]' and a JSON value; missing keys are created.
+    Set {
+        /// The SOPS file (rewritten atomically; comments and layout elsewhere kept).
+        file: PathBuf,
+        /// Where, in sops's index syntax: '["key"]["list"][0]'.
+        path: String,
+        /// The value, as JSON: '"text"', '5', '{"k": [1, 2]}'.
+        value: String,
+        #[command(flatten)]
+        daily: DailyArgs,
+    },
+    /// Remove one value, as `sops unset`; a missing path is an error.
+    Unset {
+        /// The SOPS file (rewritten atomically; comments and layout elsewhere kept).
+        file: PathBuf,
+        /// Where, in sops's index syntax: '["key"]["list"][0]'.
+        path: String,
+        #[command(flatten)]
+        daily: DailyArgs,
     },
     /// Make each file's recipients match its .sops.yaml rule (re-wraps the data key only).
     Updatekeys {
@@ -304,6 +343,19 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 None => std::io::stdout().write_all(&plain)?,
             }
             Ok(0)
+        }
+        SecretsCommand::Set {
+            file,
+            path,
+            value,
+            daily,
+        } => {
+            let value = Node::parse(value.as_bytes(), FileFormat::Json)
+                .context("the value must be JSON, e.g. '\"text\"', '5' or '{\"k\": 1}'")?;
+            change_file(&file, daily, Change::Set(parse_path(&path)?, value))
+        }
+        SecretsCommand::Unset { file, path, daily } => {
+            change_file(&file, daily, Change::Unset(parse_path(&path)?))
         }
         SecretsCommand::Updatekeys {
             paths,
