@@ -259,3 +259,111 @@ fn set_refuses_a_layout_it_would_rewrite_and_changes_nothing() {
     assert!(!bad.status.success());
     assert_eq!(std::fs::read(&f).expect("read"), enc);
 }
+
+/// Runs `kiwictl secrets edit FILE` in its own process group with `EDITOR` set to a script and
+/// `XDG_RUNTIME_DIR` to `rt`; no terminal.
+fn edit_with(rt: &Path, file: &Path, script: &str) -> std::process::Output {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let ed = rt.parent().expect("parent").join("editor.sh");
+    std::fs::write(&ed, format!("#!/bin/sh\nset -e\n{script}\n")).expect("write");
+    std::fs::set_permissions(&ed, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::process::Command::new(kiwictl_bin())
+        .args(["secrets", "edit", p(file)])
+        .env("EDITOR", &ed)
+        .env_remove("VISUAL")
+        .env("XDG_RUNTIME_DIR", rt)
+        .env("SOPS_AGE_KEY_FILE", key("test1"))
+        .env_remove("SOPS_AGE_KEY")
+        .stdin(std::process::Stdio::null())
+        .process_group(0)
+        .output()
+        .expect("spawn")
+}
+
+#[test]
+fn edit_with_a_scripted_editor() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().expect("tempdir");
+    let rt = d.path().join("rt");
+    std::fs::create_dir(&rt).expect("mkdir");
+    std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let plain = d.path().join("c.yaml");
+    std::fs::write(&plain, COMMENTED).expect("write");
+    let f = d.path().join("secret.yaml");
+    let enc = ok(
+        &sops_bin(),
+        &["encrypt", "--age", &recipient("test1"), p(&plain)],
+        None,
+    );
+    std::fs::write(&f, &enc).expect("write");
+    let sops_d =
+        |f: &Path| String::from_utf8(ok(&sops_bin(), &["-d", p(f)], Some("test1"))).expect("utf8");
+    let no_plaintext_left = |rt: &Path| {
+        assert_eq!(
+            std::fs::read_dir(rt).expect("rt").count(),
+            0,
+            "temp file left"
+        );
+    };
+
+    // The editor sees a private file; change a value and add a key.
+    let o = edit_with(
+        &rt,
+        &f,
+        r#"test "$(stat -c %a "$1")" = 600
+sed -i 's/^    b: 1$/    b: changed/' "$1"
+printf 'added: key\n' >> "$1""#,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        sops_d(&f),
+        COMMENTED.replace("    b: 1\n", "    b: changed\n") + "added: key\n"
+    );
+    no_plaintext_left(&rt);
+    let saved = std::fs::read(&f).expect("read");
+
+    // Exit without a change: not rewritten.
+    let o = edit_with(&rt, &f, "true");
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(&f).expect("read"), saved);
+    no_plaintext_left(&rt);
+
+    // Broken syntax, no terminal to ask on: refused, nothing changed.
+    let o = edit_with(&rt, &f, r#"echo 'a: [unclosed' > "$1""#);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unchanged"));
+    assert_eq!(std::fs::read(&f).expect("read"), saved);
+    no_plaintext_left(&rt);
+
+    // Ctrl-C (SIGINT to the whole process group) mid-edit, after the editor wrote a change.
+    let o = edit_with(&rt, &f, r#"echo 'x: y' > "$1"; kill -INT 0; sleep 5"#);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted"));
+    assert_eq!(std::fs::read(&f).expect("read"), saved);
+    no_plaintext_left(&rt);
+
+    // The editor killed mid-edit.
+    let o = edit_with(&rt, &f, r#"echo 'x: y' > "$1"; kill -9 $$"#);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(&f).expect("read"), saved);
+    no_plaintext_left(&rt);
+
+    // A new file gets the creation rule's recipients.
+    std::fs::write(
+        d.path().join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - path_regex: new\\.yaml$\n    age: {}\n",
+            recipient("test2")
+        ),
+    )
+    .expect("write");
+    let new = d.path().join("new.yaml");
+    let o = edit_with(&rt, &new, r#"printf 'fresh: value\n' > "$1""#);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8(ok(&sops_bin(), &["-d", p(&new)], Some("test2"))).expect("utf8"),
+        "fresh: value\n"
+    );
+    no_plaintext_left(&rt);
+}

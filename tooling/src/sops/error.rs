@@ -88,6 +88,9 @@ pub enum SopsError {
         /// Why.
         detail: String,
     },
+    /// `secrets edit` stopped; the file is as it was.
+    #[error("edit: {0}")]
+    Edit(String),
     /// A recipient string is not an age X25519 recipient.
     #[error("invalid age recipient `{0}`: expected an `age1...` X25519 recipient")]
     BadRecipient(String),

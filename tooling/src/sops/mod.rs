@@ -12,6 +12,7 @@ mod comments;
 pub mod config;
 #[cfg(test)]
 mod crash;
+pub mod edit;
 pub mod engine;
 pub mod error;
 pub mod files;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use kiwi_tooling::sops::config::rule_for_file;
+use kiwi_tooling::sops::edit::{edit_file, EditCallbacks, Outcome as EditOutcome};
 use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
 use kiwi_tooling::sops::format::emit;
 use kiwi_tooling::sops::path::{parse_path, Node};
@@ -132,6 +133,36 @@ fn change_file(file: &Path, daily: DailyArgs, change: Change) -> Result<i32> {
     Ok(0)
 }
 
+/// The terminal side of `secrets edit`: the user's editor, and a question on invalid syntax.
+struct TerminalEditor;
+
+impl EditCallbacks for TerminalEditor {
+    fn edit(&mut self, path: &Path) -> std::io::Result<bool> {
+        let editor = std::env::var("VISUAL")
+            .or_else(|_| std::env::var("EDITOR"))
+            .unwrap_or_else(|_| "vi".into());
+        // Through the shell, so EDITOR may carry arguments ("code --wait"); the key stays out
+        // of the editor's environment.
+        std::process::Command::new("sh")
+            .args(["-c", &format!("{editor} \"$1\""), "kiwictl-edit"])
+            .arg(path)
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_CMD")
+            .status()
+            .map(|s| s.success())
+    }
+
+    fn reopen(&mut self, why: &str) -> bool {
+        eprintln!("kiwictl: the edited file is invalid: {why}");
+        if !std::io::stdin().is_terminal() {
+            return false;
+        }
+        eprint!("Reopen the editor? [Y/n] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok() && !answer.trim().eq_ignore_ascii_case("n")
+    }
+}
+
 /// Where identities come from.
 #[derive(Args)]
 pub struct IdentityArgs {
@@ -217,6 +248,13 @@ pub enum SecretsCommand {
         file: PathBuf,
         /// Where, in sops's index syntax: '["key"]["list"][0]'.
         path: String,
+        #[command(flatten)]
+        daily: DailyArgs,
+    },
+    /// Edit a SOPS file in $VISUAL/$EDITOR, as `sops edit` (a new file gets its creation rule's recipients).
+    Edit {
+        /// The SOPS file (rewritten atomically only when the plaintext changed).
+        file: PathBuf,
         #[command(flatten)]
         daily: DailyArgs,
     },
@@ -356,6 +394,19 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         }
         SecretsCommand::Unset { file, path, daily } => {
             change_file(&file, daily, Change::Unset(parse_path(&path)?))
+        }
+        SecretsCommand::Edit { file, daily } => {
+            let ids = Identities::from_env(&daily.ids.identity)?;
+            let fmt = format_of(&file, daily.input_type)?;
+            match edit_file(&file, fmt, &ids, &mut TerminalEditor)
+                .with_context(|| format!("{}", file.display()))?
+            {
+                EditOutcome::Saved => eprintln!("{}: saved", file.display()),
+                EditOutcome::Unchanged => {
+                    eprintln!("{}: no change, file not rewritten", file.display())
+                }
+            }
+            Ok(0)
         }
         SecretsCommand::Updatekeys {
             paths,
