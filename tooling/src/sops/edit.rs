@@ -181,3 +181,75 @@ pub fn edit_file(
     }
     result
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+    use crate::sops::agekeys::AgeRecipient;
+    use age::secrecy::ExposeSecret;
+
+    /// Writes each text in turn into the temp file; answers `reopen` with `again`.
+    struct Script {
+        texts: Vec<&'static str>,
+        seen: Vec<PathBuf>,
+        reopened: usize,
+        again: bool,
+    }
+
+    impl EditCallbacks for Script {
+        fn edit(&mut self, path: &Path) -> std::io::Result<bool> {
+            self.seen.push(path.to_path_buf());
+            std::fs::write(path, self.texts.remove(0))?;
+            Ok(true)
+        }
+        fn reopen(&mut self, _why: &str) -> bool {
+            self.reopened += 1;
+            self.again
+        }
+    }
+
+    #[test]
+    fn invalid_text_reopens_then_saves_and_the_temp_file_goes() {
+        let id = age::x25519::Identity::generate();
+        let mut ids = Identities::empty();
+        ids.add_text(id.to_string().expose_secret(), "test")
+            .unwrap();
+        let spec = KeySpec::single(vec![
+            AgeRecipient::parse(&id.to_public().to_string()).unwrap()
+        ]);
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("s.yaml");
+        let enc = encrypt(b"a: 1\n", FileFormat::Yaml, &spec, Rules::default()).unwrap();
+        std::fs::write(&f, &enc).unwrap();
+
+        let mut give_up = Script {
+            texts: vec!["a: [x\n"],
+            seen: vec![],
+            reopened: 0,
+            again: false,
+        };
+        assert!(edit_file(&f, FileFormat::Yaml, &ids, &mut give_up).is_err());
+        assert_eq!(std::fs::read(&f).unwrap(), enc);
+        assert!(!give_up.seen[0].exists());
+
+        let mut cb = Script {
+            texts: vec!["a: [x\n", "a: 2\n"],
+            seen: vec![],
+            reopened: 0,
+            again: true,
+        };
+        assert_eq!(
+            edit_file(&f, FileFormat::Yaml, &ids, &mut cb).unwrap(),
+            Outcome::Saved
+        );
+        assert_eq!(cb.reopened, 1);
+        assert!(!cb.seen[0].exists());
+        let doc = open(
+            &std::fs::read(&f).unwrap(),
+            FileFormat::Yaml,
+            Unlock::Identities(&ids),
+        );
+        assert_eq!(&doc.unwrap().plaintext().unwrap()[..], b"a: 2\n");
+    }
+}
