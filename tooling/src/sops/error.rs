@@ -80,6 +80,20 @@ pub enum SopsError {
         /// Why.
         detail: String,
     },
+    /// An `--extract`/`set`/`unset` path is malformed or names nothing in the document.
+    #[error("path: {0}")]
+    BadPath(String),
+    /// The document cannot be written in the requested output format.
+    #[error("cannot write this document as {format}: {detail}")]
+    CannotEmit {
+        /// The output format.
+        format: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// `secrets edit` stopped; the file is as it was.
+    #[error("edit: {0}")]
+    Edit(String),
     /// A recipient string is not an age X25519 recipient.
     #[error("invalid age recipient `{0}`: expected an `age1...` X25519 recipient")]
     BadRecipient(String),

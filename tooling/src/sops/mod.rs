@@ -12,6 +12,7 @@ mod comments;
 pub mod config;
 #[cfg(test)]
 mod crash;
+pub mod edit;
 pub mod engine;
 pub mod error;
 pub mod exec;
@@ -19,6 +20,8 @@ pub mod files;
 pub mod format;
 pub mod keycmd;
 pub mod metadata;
+pub mod path;
+pub mod set;
 pub mod shamir;
 pub mod status;
 pub mod tree;

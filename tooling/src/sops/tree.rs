@@ -243,7 +243,7 @@ fn open_doc(path: &Path, bytes: &[u8], ids: &Identities) -> Result<OpenDoc> {
     open(bytes, FileFormat::from_path(path), Unlock::Identities(ids))
 }
 
-fn spec_of(doc: &OpenDoc) -> Result<KeySpec> {
+pub(crate) fn spec_of(doc: &OpenDoc) -> Result<KeySpec> {
     let groups = doc
         .recipients()
         .iter()

@@ -6,8 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use kiwi_tooling::sops::config::rule_for_file;
+use kiwi_tooling::sops::edit::{edit_file, EditCallbacks, Outcome as EditOutcome};
 use kiwi_tooling::sops::exec::{exec_env, exec_file, FileMode};
 use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
+use kiwi_tooling::sops::format::emit;
+use kiwi_tooling::sops::path::{parse_path, Node};
+use kiwi_tooling::sops::set::{apply_file, Change};
 use kiwi_tooling::sops::status::file_status;
 use kiwi_tooling::sops::tree::{
     rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions,
@@ -16,6 +20,7 @@ use kiwi_tooling::sops::{
     encrypt, open, open_ignoring_mac, AgeRecipient, FileFormat, Identities, KeySpec, OpenDoc,
     Rules, SopsError, Unlock,
 };
+use zeroize::Zeroizing;
 
 /// Input formats.
 #[derive(Clone, Copy, ValueEnum)]
@@ -38,6 +43,126 @@ impl From<InputType> for FileFormat {
             InputType::Dotenv => FileFormat::Dotenv,
             InputType::Binary => FileFormat::Binary,
         }
+    }
+}
+
+/// Output formats.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum OutputType {
+    /// YAML.
+    Yaml,
+    /// JSON.
+    Json,
+    /// dotenv.
+    Dotenv,
+}
+
+impl From<OutputType> for FileFormat {
+    fn from(t: OutputType) -> FileFormat {
+        match t {
+            OutputType::Yaml => FileFormat::Yaml,
+            OutputType::Json => FileFormat::Json,
+            OutputType::Dotenv => FileFormat::Dotenv,
+        }
+    }
+}
+
+/// `--output-type` on encrypt.
+#[derive(Args)]
+pub struct OutputArgs {
+    /// Write the encrypted file in this format (default: the input's), as sops does.
+    #[arg(long, value_enum)]
+    output_type: Option<OutputType>,
+}
+
+impl OutputArgs {
+    /// The plaintext in the output format (re-encoded as sops does when the formats differ).
+    fn convert(&self, src: Vec<u8>, fmt: FileFormat) -> Result<(Vec<u8>, FileFormat)> {
+        match self.output_type.map(FileFormat::from) {
+            Some(out) if out != fmt => {
+                let tree = Node::parse(&src, fmt)?;
+                Ok((emit::document(&tree, out)?.to_vec(), out))
+            }
+            _ => Ok((src, fmt)),
+        }
+    }
+}
+
+/// `--extract` and `--output-type` on decrypt.
+#[derive(Args)]
+pub struct ViewArgs {
+    /// Print only this part, in sops's index syntax: '["key"]["list"][0]'.
+    #[arg(long, value_name = "PATH")]
+    extract: Option<String>,
+    /// Print the plaintext in this format (default: the file's), as sops does.
+    #[arg(long, value_enum)]
+    output_type: Option<OutputType>,
+}
+
+impl ViewArgs {
+    /// The plaintext to print: the file's own layout unless a part or another format is asked.
+    fn render(&self, doc: &OpenDoc) -> Result<Zeroizing<Vec<u8>>> {
+        let plain = doc.plaintext()?;
+        let out_fmt = self
+            .output_type
+            .map(FileFormat::from)
+            .unwrap_or(doc.format());
+        if self.extract.is_none() && out_fmt == doc.format() {
+            return Ok(plain);
+        }
+        let tree = Node::parse(&plain, doc.format())?;
+        Ok(match &self.extract {
+            Some(p) => emit::extracted(tree.get(&parse_path(p)?)?, out_fmt)?,
+            None => emit::document(&tree, out_fmt)?,
+        })
+    }
+}
+
+/// Options of `set` and `unset`.
+#[derive(Args)]
+pub struct DailyArgs {
+    /// Input format (default: from the file extension).
+    #[arg(long, value_enum)]
+    input_type: Option<InputType>,
+    #[command(flatten)]
+    ids: IdentityArgs,
+}
+
+/// Runs `set` or `unset` on one file.
+fn change_file(file: &Path, daily: DailyArgs, change: Change) -> Result<i32> {
+    let ids = Identities::from_env(&daily.ids.identity)?;
+    let fmt = format_of(file, daily.input_type)?;
+    apply_file(file, fmt, &ids, change).with_context(|| format!("{}", file.display()))?;
+    Ok(0)
+}
+
+/// The terminal side of `secrets edit`: the user's editor, and a question on invalid syntax.
+struct TerminalEditor;
+
+impl EditCallbacks for TerminalEditor {
+    fn edit(&mut self, path: &Path) -> std::io::Result<bool> {
+        let editor = std::env::var("VISUAL")
+            .or_else(|_| std::env::var("EDITOR"))
+            .unwrap_or_else(|_| "vi".into());
+        // Through the shell, so EDITOR may carry arguments ("code --wait"); the key stays out
+        // of the editor's environment.
+        std::process::Command::new("sh")
+            .args(["-c", &format!("{editor} \"$1\""), "kiwictl-edit"])
+            .arg(path)
+            .env_remove("SOPS_AGE_KEY")
+            .env_remove("SOPS_AGE_KEY_CMD")
+            .status()
+            .map(|s| s.success())
+    }
+
+    fn reopen(&mut self, why: &str) -> bool {
+        eprintln!("kiwictl: the edited file is invalid: {why}");
+        if !std::io::stdin().is_terminal() {
+            return false;
+        }
+        eprint!("Reopen the editor? [Y/n] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok() && !answer.trim().eq_ignore_ascii_case("n")
     }
 }
 
@@ -169,6 +294,8 @@ pub enum SecretsCommand {
         /// Input format (default: from the file extension).
         #[arg(long, value_enum)]
         input_type: Option<InputType>,
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Decrypt a SOPS file to stdout or to a new 0600 file.
     Decrypt {
@@ -187,6 +314,35 @@ pub enum SecretsCommand {
         input_type: Option<InputType>,
         #[command(flatten)]
         ids: IdentityArgs,
+        #[command(flatten)]
+        view: ViewArgs,
+    },
+    /// Set one value, as `sops set`: '["a"]["b"]' and a JSON value; missing keys are created.
+    Set {
+        /// The SOPS file (rewritten atomically; comments and layout elsewhere kept).
+        file: PathBuf,
+        /// Where, in sops's index syntax: '["key"]["list"][0]'.
+        path: String,
+        /// The value, as JSON: '"text"', '5', '{"k": [1, 2]}'.
+        value: String,
+        #[command(flatten)]
+        daily: DailyArgs,
+    },
+    /// Remove one value, as `sops unset`; a missing path is an error.
+    Unset {
+        /// The SOPS file (rewritten atomically; comments and layout elsewhere kept).
+        file: PathBuf,
+        /// Where, in sops's index syntax: '["key"]["list"][0]'.
+        path: String,
+        #[command(flatten)]
+        daily: DailyArgs,
+    },
+    /// Edit a SOPS file in $VISUAL/$EDITOR, as `sops edit` (a new file gets its creation rule's recipients).
+    Edit {
+        /// The SOPS file (rewritten atomically only when the plaintext changed).
+        file: PathBuf,
+        #[command(flatten)]
+        daily: DailyArgs,
     },
     /// Print `{"encrypted":true}` or `{"encrypted":false}` for one file, as `sops filestatus`.
     Filestatus {
@@ -290,9 +446,10 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             unencrypted_suffix,
             mac_only_encrypted,
             input_type,
+            output,
         } => {
             let input = input.read(file.as_deref())?;
-            let fmt = format_of(&input.name, input_type)?;
+            let in_fmt = format_of(&input.name, input_type)?;
             let flags = Rules {
                 encrypted_regex,
                 unencrypted_regex,
@@ -307,7 +464,8 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             } else {
                 (KeySpec::single(recipients(&age)?), flags)
             };
-            let out = encrypt(&input.bytes, fmt, &spec, rules)
+            let (src, fmt) = output.convert(input.bytes.clone(), in_fmt)?;
+            let out = encrypt(&src, fmt, &spec, rules)
                 .with_context(|| format!("{}", input.name.display()))?;
             if in_place {
                 let Some(path) = &input.path else {
@@ -326,6 +484,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             out,
             input_type,
             ids,
+            view,
         } => {
             let ids = Identities::from_env(&ids.identity)?;
             let input = input.read(file.as_deref())?;
@@ -343,7 +502,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             };
             let doc = opener(&input.bytes, fmt, Unlock::Identities(&ids))
                 .with_context(|| format!("{}", input.name.display()))?;
-            let plain = doc.plaintext()?;
+            let plain = view.render(&doc)?;
             match out {
                 Some(o) => write_new_private(&o, &plain)?,
                 None => std::io::stdout().write_all(&plain)?,
@@ -373,6 +532,32 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 FileMode::Fifo
             };
             Ok(exec_file(&doc.plaintext()?, &cmd, mode)?)
+        }
+        SecretsCommand::Set {
+            file,
+            path,
+            value,
+            daily,
+        } => {
+            let value = Node::parse(value.as_bytes(), FileFormat::Json)
+                .context("the value must be JSON, e.g. '\"text\"', '5' or '{\"k\": 1}'")?;
+            change_file(&file, daily, Change::Set(parse_path(&path)?, value))
+        }
+        SecretsCommand::Unset { file, path, daily } => {
+            change_file(&file, daily, Change::Unset(parse_path(&path)?))
+        }
+        SecretsCommand::Edit { file, daily } => {
+            let ids = Identities::from_env(&daily.ids.identity)?;
+            let fmt = format_of(&file, daily.input_type)?;
+            match edit_file(&file, fmt, &ids, &mut TerminalEditor)
+                .with_context(|| format!("{}", file.display()))?
+            {
+                EditOutcome::Saved => eprintln!("{}: saved", file.display()),
+                EditOutcome::Unchanged => {
+                    eprintln!("{}: no change, file not rewritten", file.display())
+                }
+            }
+            Ok(0)
         }
         SecretsCommand::Updatekeys {
             paths,

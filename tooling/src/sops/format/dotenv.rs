@@ -6,6 +6,7 @@ use std::ops::Range;
 use super::{Ctx, Leaf, MetaBlock, Parsed};
 use crate::sops::error::{Result, SopsError};
 use crate::sops::metadata::MVal;
+use crate::sops::path::Node;
 use crate::sops::value::Plain;
 
 /// Parses a dotenv file.
@@ -190,6 +191,31 @@ pub(crate) fn plain_text(v: &Plain, path: &[String]) -> Result<String> {
         Plain::Bool(b) => b.to_string(),
         Plain::Time(t) => t.clone(),
     })
+}
+
+/// A plaintext dotenv document as a flat mapping of strings (comments and `sops_` lines left out).
+pub(crate) fn parse_tree(src: &[u8]) -> Result<Node> {
+    let text = std::str::from_utf8(src).map_err(|_| SopsError::Malformed {
+        format: "dotenv",
+        detail: "not UTF-8".into(),
+    })?;
+    let mut m = Vec::new();
+    for line in text.lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = line.split_once('=').ok_or_else(|| SopsError::Malformed {
+            format: "dotenv",
+            detail: "a line without `=`".into(),
+        })?;
+        if !k.starts_with("sops_") {
+            m.push((
+                k.to_string(),
+                Node::Scalar(Plain::str(v.replace("\\n", "\n"))),
+            ));
+        }
+    }
+    Ok(Node::Map(m))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::ops::Range;
 use super::{Ctx, Leaf, MetaBlock, Parsed};
 use crate::sops::error::{Result, SopsError};
 use crate::sops::metadata::MVal;
+use crate::sops::path::Node;
 use crate::sops::value::{go_format_float, go_format_float_json, Plain};
 
 fn malformed(detail: impl Into<String>) -> SopsError {
@@ -183,6 +184,30 @@ fn to_mval(j: J) -> MVal {
         J::Leaf(Plain::Float(f)) => MVal::Str(go_format_float(f)),
         J::Leaf(_) => MVal::Str(String::new()),
     }
+}
+
+/// A plaintext JSON document as a tree (numbers are Go `float64`s, as sops reads them).
+pub(crate) fn parse_tree(src: &[u8]) -> Result<Node> {
+    fn node(j: J) -> Node {
+        match j {
+            J::Obj(m) => Node::Map(m.into_iter().map(|(k, v)| (k, node(v))).collect()),
+            J::Arr(a) => Node::List(a.into_iter().map(node).collect()),
+            J::Leaf(p) => Node::Scalar(p),
+        }
+    }
+    let s = std::str::from_utf8(src).map_err(|_| malformed("not UTF-8"))?;
+    let mut p = P {
+        s,
+        b: s.as_bytes(),
+        i: 0,
+        leaves: Vec::new(),
+    };
+    let v = p.value(None)?;
+    p.ws();
+    if p.i != p.b.len() {
+        return p.err("trailing data");
+    }
+    Ok(node(v))
 }
 
 /// Parses a JSON document whose top level is an object.

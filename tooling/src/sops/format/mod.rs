@@ -5,6 +5,7 @@
 //! key order, quoting) stays byte for byte as the user wrote it.
 
 pub(crate) mod dotenv;
+pub mod emit;
 pub(crate) mod json;
 pub(crate) mod yaml;
 mod yaml_comments;

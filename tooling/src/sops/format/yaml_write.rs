@@ -183,6 +183,20 @@ pub(crate) fn plain_text(c: &YamlCtx, v: &Plain, path: &[String]) -> Result<Stri
     Ok(format!("{inline}{nl}"))
 }
 
+/// A scalar as yaml.v3 (sops) writes it in a block document, a `|` block's content at
+/// `block_indent`.
+pub(crate) fn scalar(v: &Plain, block_indent: usize) -> Result<String> {
+    let c = YamlCtx {
+        style: Style::Plain,
+        parent_col: 0,
+        block_indent: block_indent.max(1),
+        flow: false,
+        line_tail: false,
+        ends_nl: false,
+    };
+    plain_text(&c, v, &[])
+}
+
 fn emit(v: &MVal, indent: usize, out: &mut String) {
     match v {
         MVal::Map(entries) => {

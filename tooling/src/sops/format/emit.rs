@@ -1,0 +1,241 @@
+//! Writing a whole plaintext tree the way sops writes each format: yaml.v3 with 4-space
+//! indentation, Go's `encoding/json` with tabs, and `KEY=value` lines. Used where sops prints
+//! a document it re-encoded (`--output-type`, `--extract` of a subtree); comments are not kept.
+
+use zeroize::Zeroizing;
+
+use super::yaml_write;
+use super::FileFormat;
+use crate::sops::error::{Result, SopsError};
+use crate::sops::path::Node;
+use crate::sops::value::{go_format_float_json, Plain};
+
+/// The document `n` as `fmt`, ending with a line break (sops's whole-document output).
+pub fn document(n: &Node, fmt: FileFormat) -> Result<Zeroizing<Vec<u8>>> {
+    let mut out = String::new();
+    match fmt {
+        FileFormat::Yaml => yaml(n, &mut out)?,
+        FileFormat::Json => {
+            json(n, 0, &mut out)?;
+            out.push('\n');
+        }
+        FileFormat::Dotenv => dotenv(n, &mut out)?,
+        FileFormat::Binary => {
+            return Err(SopsError::CannotEmit {
+                format: "binary",
+                detail: "a structured document has no binary form; pick yaml, json or dotenv"
+                    .into(),
+            })
+        }
+    }
+    Ok(Zeroizing::new(out.into_bytes()))
+}
+
+/// What `sops -d --extract` prints for `n`: a string as it is, a mapping as a whole document,
+/// anything else as sops's stores emit one value (JSON without the final line break; dotenv
+/// only strings).
+pub fn extracted(n: &Node, fmt: FileFormat) -> Result<Zeroizing<Vec<u8>>> {
+    match (n, fmt) {
+        (Node::Scalar(Plain::Str(s)), _) => Ok(Zeroizing::new(s.as_bytes().to_vec())),
+        (Node::Map(_), _) => document(n, fmt),
+        (_, FileFormat::Json) => {
+            let mut out = String::new();
+            json(n, 0, &mut out)?;
+            Ok(Zeroizing::new(out.into_bytes()))
+        }
+        (_, FileFormat::Dotenv) => Err(SopsError::CannotEmit {
+            format: "dotenv",
+            detail:
+                "the dotenv store only supports emitting strings; pick --output-type yaml or json"
+                    .into(),
+        }),
+        _ => document(n, fmt),
+    }
+}
+
+/// The next block indentation yaml.v3 picks past `indent`: the next multiple of four.
+fn next_indent(indent: usize) -> usize {
+    4 * ((indent + 4) / 4)
+}
+
+fn yaml(n: &Node, out: &mut String) -> Result<()> {
+    match n {
+        Node::Map(m) if !m.is_empty() => yaml_map(m, 0, false, out),
+        Node::List(l) if !l.is_empty() => yaml_list(l, 0, false, out),
+        other => {
+            yaml_inline(other, 4, out)?;
+            out.push('\n');
+            Ok(())
+        }
+    }
+}
+
+/// A scalar or an empty collection on the current line.
+fn yaml_inline(n: &Node, block_indent: usize, out: &mut String) -> Result<()> {
+    match n {
+        Node::Map(_) => out.push_str("{}"),
+        Node::List(_) => out.push_str("[]"),
+        Node::Scalar(p) => out.push_str(&yaml_write::scalar(p, block_indent)?),
+    }
+    Ok(())
+}
+
+fn yaml_map(m: &[(String, Node)], indent: usize, inline: bool, out: &mut String) -> Result<()> {
+    for (i, (k, v)) in m.iter().enumerate() {
+        if !(inline && i == 0) {
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str(&yaml_write::inline_str(k));
+        out.push(':');
+        match v {
+            Node::Map(c) if !c.is_empty() => {
+                out.push('\n');
+                yaml_map(c, next_indent(indent), false, out)?;
+            }
+            Node::List(c) if !c.is_empty() => {
+                out.push('\n');
+                yaml_list(c, next_indent(indent), false, out)?;
+            }
+            other => {
+                out.push(' ');
+                yaml_inline(other, next_indent(indent), out)?;
+                out.push('\n');
+            }
+        }
+    }
+    Ok(())
+}
+
+fn yaml_list(l: &[Node], indent: usize, inline: bool, out: &mut String) -> Result<()> {
+    for (i, v) in l.iter().enumerate() {
+        if !(inline && i == 0) {
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str("- ");
+        match v {
+            Node::Map(c) if !c.is_empty() => yaml_map(c, indent + 2, true, out)?,
+            Node::List(c) if !c.is_empty() => yaml_list(c, indent + 2, true, out)?,
+            other => {
+                yaml_inline(other, indent + 2, out)?;
+                out.push('\n');
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A JSON string as Go's `encoding/json` writes it (`<`, `>`, `&` and controls as `\u00XX`).
+fn json_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn json(n: &Node, depth: usize, out: &mut String) -> Result<()> {
+    let pad = "\t".repeat(depth + 1);
+    match n {
+        Node::Map(m) if m.is_empty() => out.push_str("{}"),
+        Node::List(l) if l.is_empty() => out.push_str("[]"),
+        Node::Map(m) => {
+            out.push_str("{\n");
+            for (i, (k, v)) in m.iter().enumerate() {
+                out.push_str(&pad);
+                json_str(k, out);
+                out.push_str(": ");
+                json(v, depth + 1, out)?;
+                out.push_str(if i + 1 < m.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&"\t".repeat(depth));
+            out.push('}');
+        }
+        Node::List(l) => {
+            out.push_str("[\n");
+            for (i, v) in l.iter().enumerate() {
+                out.push_str(&pad);
+                json(v, depth + 1, out)?;
+                out.push_str(if i + 1 < l.len() { ",\n" } else { "\n" });
+            }
+            out.push_str(&"\t".repeat(depth));
+            out.push(']');
+        }
+        Node::Scalar(p) => match p {
+            Plain::Null => out.push_str("null"),
+            Plain::Str(s) => json_str(s, out),
+            Plain::Time(t) => json_str(t, out),
+            Plain::Int(i) => out.push_str(&i.to_string()),
+            Plain::Bool(b) => out.push_str(&b.to_string()),
+            Plain::Float(f) if f.is_finite() => out.push_str(&go_format_float_json(*f)),
+            Plain::Float(_) | Plain::Bytes(_) => {
+                return Err(SopsError::CannotEmit {
+                    format: "json",
+                    detail: "a NaN, infinite or non-UTF-8 value has no JSON form".into(),
+                })
+            }
+        },
+    }
+    Ok(())
+}
+
+fn dotenv(n: &Node, out: &mut String) -> Result<()> {
+    let Node::Map(m) = n else {
+        return Err(SopsError::CannotEmit {
+            format: "dotenv",
+            detail: "the top level is not a mapping".into(),
+        });
+    };
+    for (k, v) in m {
+        let Node::Scalar(p) = v else {
+            return Err(SopsError::CannotEmit {
+                format: "dotenv",
+                detail: format!("cannot use complex value in dotenv file; offending key {k}"),
+            });
+        };
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&super::dotenv::plain_text(p, std::slice::from_ref(k))?);
+        out.push('\n');
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    fn yaml_of(src: &str) -> String {
+        let n = Node::parse(src.as_bytes(), FileFormat::Yaml).unwrap();
+        String::from_utf8(document(&n, FileFormat::Yaml).unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn yaml_indents_like_yaml_v3() {
+        assert_eq!(
+            yaml_of("l: [x, {k: v, z: [1, 2]}, [[1], 2]]\nm: {a: {}}\nn: 1\n"),
+            "l:\n    - x\n    - k: v\n      z:\n        - 1\n        - 2\n    - - - 1\n      - 2\nm:\n    a: {}\n\"n\": 1\n"
+        );
+    }
+
+    #[test]
+    fn json_escapes_like_go() {
+        let n = Node::parse(b"a: \"<&>\"\nb: [1.5, null]\n", FileFormat::Yaml).unwrap();
+        assert_eq!(
+            String::from_utf8(document(&n, FileFormat::Json).unwrap().to_vec()).unwrap(),
+            "{\n\t\"a\": \"\\u003c\\u0026\\u003e\",\n\t\"b\": [\n\t\t1.5,\n\t\tnull\n\t]\n}\n"
+        );
+        assert!(document(&n, FileFormat::Dotenv).is_err());
+    }
+}
