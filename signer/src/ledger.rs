@@ -22,6 +22,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::algo::PublicKey;
+use crate::preflight::PreflightRecord;
 use crate::slug::{Slug, Tier};
 use crate::words::Fingerprint;
 use crate::x509::{self, Serial};
@@ -220,6 +221,11 @@ pub struct Entry {
     pub prev: String,
     /// What happened.
     pub event: Event,
+    /// The air-gap checks that failed when the root key was used for this entry, and why it
+    /// went ahead anyway (absent when the machine looked offline): an auditor sees every use
+    /// of the root on a connected machine. Covered by the hash like the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightRecord>,
     /// SHA-256 of this entry serialized with `hash` = "".
     pub hash: String,
 }
@@ -399,12 +405,18 @@ impl Ledger {
         &self.state
     }
 
-    /// The ledger text with `events` appended at `now`, and the new head. Nothing is written.
-    pub fn prepare(&self, events: Vec<Event>, now: OffsetDateTime) -> (String, Fingerprint) {
+    /// The ledger text with `events` appended at `now`, each carrying `preflight` (the failed
+    /// air-gap checks, if any), and the new head. Nothing is written.
+    pub fn prepare(
+        &self,
+        events: Vec<Event>,
+        now: OffsetDateTime,
+        preflight: Option<&PreflightRecord>,
+    ) -> (String, Fingerprint) {
         let mut text = self.text.clone();
         let mut prev = self.state.head.hex();
         for (seq, event) in (self.state.len..).zip(events) {
-            let line = make_line(seq, now, &prev, event);
+            let line = make_line(seq, now, &prev, event, preflight);
             prev = line.1;
             text.push_str(&line.0);
             text.push('\n');
@@ -446,21 +458,33 @@ impl Ledger {
     }
 }
 
-fn make_line(seq: u64, now: OffsetDateTime, prev: &str, event: Event) -> (String, String) {
+fn make_line(
+    seq: u64,
+    now: OffsetDateTime,
+    prev: &str,
+    event: Event,
+    preflight: Option<&PreflightRecord>,
+) -> (String, String) {
     let mut e = Entry {
         seq,
         time: fmt_time(now),
         prev: prev.to_string(),
         event,
+        preflight: preflight.filter(|p| !p.clean()).cloned(),
         hash: String::new(),
     };
     e.hash = e.compute_hash();
     (e.line(), e.hash)
 }
 
-/// The first ledger text of a new CA, and its head.
-pub fn genesis(event: Event, now: OffsetDateTime) -> (String, Fingerprint) {
-    let (line, hash) = make_line(0, now, ZERO, event);
+/// The first ledger text of a new CA (its entry carrying `preflight`, the failed air-gap
+/// checks, if any), and its head.
+pub fn genesis(
+    event: Event,
+    now: OffsetDateTime,
+    preflight: Option<&PreflightRecord>,
+) -> (String, Fingerprint) {
+    let (line, hash) = make_line(0, now, ZERO, event, preflight);
     (
         format!("{line}\n"),
         Fingerprint::from_hex(&hash).unwrap_or(Fingerprint([0; 32])),

@@ -625,3 +625,104 @@ fn outputs_come_from_the_ledger_entry_and_hooks_run_inside_the_pipeline() {
         crate::words::Fingerprint::of(&recorded).hex()
     );
 }
+
+/// A fixture machine for the air-gap preflight: loopback, plus `eth0` up with a default route
+/// when `connected`.
+fn host(dir: &Path, connected: bool) -> crate::preflight::Host {
+    let mut ifaces = vec![("lo", "0x9")];
+    let mut route =
+        String::from("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n");
+    if connected {
+        ifaces.push(("eth0", "0x1003"));
+        route.push_str("eth0\t00000000\t0102A8C0\t0003\t0\t0\t100\t00000000\n");
+    }
+    for (name, flags) in ifaces {
+        let d = dir.join("sys/class/net").join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("flags"), format!("{flags}\n")).expect("flags");
+        std::fs::write(d.join("operstate"), "up\n").expect("operstate");
+    }
+    std::fs::create_dir_all(dir.join("proc/net")).expect("mkdir");
+    std::fs::write(dir.join("proc/net/route"), route).expect("route");
+    crate::preflight::Host::at(dir)
+}
+
+/// The ledger entries' `preflight` fields, oldest first.
+fn preflight_fields(dir: &Path) -> Vec<serde_json::Value> {
+    ledger_text(dir)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("entry");
+            v["preflight"].clone()
+        })
+        .collect()
+}
+
+#[test]
+fn a_hardware_root_on_a_connected_machine_is_refused_before_it_is_opened_unless_allowed() {
+    let now = OffsetDateTime::now_utc();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ca");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
+    let (online, offline) = (tmp.path().join("online"), tmp.path().join("offline"));
+    let online = host(&online, true);
+    let offline = host(&offline, false);
+    let cb = yes();
+    let on = |host: &crate::preflight::Host, allow_network: bool| Ceremony {
+        allow_network,
+        host: host.clone(),
+        ..Ceremony::new(&cb, now)
+    };
+    // The soft backend warns only, and records what it found.
+    init(&dir, &policy, &BackendSpec::Soft, &on(&online, false)).expect("soft init goes ahead");
+    let first = &preflight_fields(&dir)[0];
+    assert_eq!(first["overridden"], "soft_backend", "{first}");
+    assert!(
+        first["failed"].to_string().contains("eth0 is up"),
+        "{first}"
+    );
+    // The same CA as if its key were on a token: ca.toml says pkcs11 (the test opens the
+    // soft key in its place, and counts the openings).
+    let toml_path = dir.join(crate::ca::files::CONFIG);
+    let toml = std::fs::read_to_string(&toml_path).expect("ca.toml");
+    let toml = toml.replace("backend = \"soft\"", "backend = \"pkcs11\"")
+        + "\n[pkcs11]\nmodule = \"/nonexistent.so\"\ntoken_label = \"t\"\nkey_label = \"k\"\n";
+    std::fs::write(&toml_path, toml).expect("ca.toml");
+    let opened = Cell::new(0);
+    let open = |_: &Ca| -> Result<Box<dyn KeyBackend + '_>> {
+        opened.set(opened.get() + 1);
+        Ok(Box::new(
+            SoftKey::open(&soft::key_path(&dir), &Secret::new(PASS.into())).expect("root key"),
+        ))
+    };
+    let crl = Crl {
+        out: tmp.path().join("c1.pem"),
+    };
+    let before = ledger_text(&dir);
+    let err = run_with(&dir, &crl, &on(&online, false), &open).expect_err("refused");
+    assert!(
+        matches!(&err, Error::NotAirGapped(f) if f.iter().any(|c| c.detail.contains("eth0"))),
+        "{err}"
+    );
+    assert_eq!(opened.get(), 0, "the key was opened");
+    assert_eq!(before, ledger_text(&dir));
+    assert!(!crl.out.exists());
+
+    run_with(&dir, &crl, &on(&online, true), &open).expect("--allow-network goes ahead");
+    assert_eq!(opened.get(), 1);
+    let last = preflight_fields(&dir).pop().expect("entry");
+    assert_eq!(last["overridden"], "allow_network", "{last}");
+    let failed = last["failed"].as_array().expect("failed checks");
+    assert!(
+        failed.iter().any(|c| c["name"] == "network interfaces")
+            && failed.iter().any(|c| c["name"] == "routes"),
+        "{last}"
+    );
+    // An offline machine needs no flag, and its entry records nothing.
+    let crl2 = Crl {
+        out: tmp.path().join("c2.pem"),
+    };
+    run_with(&dir, &crl2, &on(&offline, false), &open).expect("offline");
+    assert!(preflight_fields(&dir).pop().expect("entry").is_null());
+    crate::ca::verify_ledger(&dir, None).expect("the ledger verifies with the records");
+}

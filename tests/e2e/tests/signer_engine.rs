@@ -160,7 +160,7 @@ fn an_output_into_a_missing_directory_is_refused_before_the_passphrase_is_read()
     // A FIFO nobody writes to: reading the passphrase from it blocks for ever, so a signer that
     // reads the key's passphrase before refusing the output hangs instead of refusing.
     let fifo = f.w("pin.fifo");
-    let made = run(Command::new("mkfifo").arg(&fifo));
+    let made = run(Command::new("mkfifo").args(["-m", "600"]).arg(&fifo));
     assert!(made.status.success(), "mkfifo: {}", stderr(&made));
     let spawn = |out: &Path| {
         Command::new(bin("kiwi-signer"))

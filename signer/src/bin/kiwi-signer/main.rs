@@ -144,6 +144,17 @@ impl Pkcs11Args {
     }
 }
 
+/// The air-gap preflight every command that uses the root key runs first.
+#[derive(clap::Args)]
+struct AirGapArgs {
+    /// Use a hardware root key although the air-gap preflight fails (an interface up, a
+    /// route, a radio): the failed checks are printed and recorded in the ledger entry, so
+    /// an auditor sees the root was used on a connected machine. Without it such a run is
+    /// refused before any PIN is asked. The soft backend only warns.
+    #[arg(long)]
+    allow_network: bool,
+}
+
 #[derive(clap::Args)]
 struct HookArgs {
     /// Hooks file binding local commands to this command's events (pre hooks can veto).
@@ -182,6 +193,17 @@ impl WitnessArgs {
     }
 }
 
+/// What every command that changes a CA takes besides its own arguments.
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    hooks: HookArgs,
+    #[command(flatten)]
+    air_gap: AirGapArgs,
+    #[command(flatten)]
+    witness: WitnessArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a new root CA in an empty directory.
@@ -201,6 +223,8 @@ enum Command {
         secrets: Secrets,
         #[command(flatten)]
         hooks: HookArgs,
+        #[command(flatten)]
+        air_gap: AirGapArgs,
         /// Write the new ledger head to this file (on the transfer medium) for the witness.
         #[arg(long, value_name = "FILE")]
         head_file: Option<PathBuf>,
@@ -231,9 +255,7 @@ enum Command {
         #[command(flatten)]
         secrets: Secrets,
         #[command(flatten)]
-        hooks: HookArgs,
-        #[command(flatten)]
-        witness: WitnessArgs,
+        run: RunArgs,
     },
     /// Revoke an intermediate and issue a new CRL.
     Revoke {
@@ -255,9 +277,7 @@ enum Command {
         #[command(flatten)]
         secrets: Secrets,
         #[command(flatten)]
-        hooks: HookArgs,
-        #[command(flatten)]
-        witness: WitnessArgs,
+        run: RunArgs,
     },
     /// Re-issue the CRL (run at every scheduled ceremony, before nextUpdate).
     Crl {
@@ -270,9 +290,7 @@ enum Command {
         #[command(flatten)]
         secrets: Secrets,
         #[command(flatten)]
-        hooks: HookArgs,
-        #[command(flatten)]
-        witness: WitnessArgs,
+        run: RunArgs,
     },
     /// Show issued and revoked intermediates, the CRL number and when the next CRL is due.
     Status {
@@ -415,16 +433,15 @@ fn change(
     what: &str,
     op: &dyn Operation,
     cb: &prompt::Terminal,
-    hooks: HookArgs,
-    witness: WitnessArgs,
+    args: RunArgs,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let hooks = hooks.load()?;
+    let hooks = args.hooks.load()?;
     let c = Ceremony {
-        cb,
-        now,
-        witness: witness.witness(),
+        witness: args.witness.witness(),
         hooks: Some(&hooks),
+        allow_network: args.air_gap.allow_network,
+        ..Ceremony::new(cb, now)
     };
     let o = ceremony::run(ca, op, &c)?;
     print_outcome(what, &o);
@@ -441,6 +458,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pkcs11,
             secrets,
             hooks,
+            air_gap,
             head_file,
         } => {
             let mgm_key_file = pkcs11.mgm_key_file.clone();
@@ -448,13 +466,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let hooks = hooks.load()?;
             let cb = prompt::Terminal::new(secrets.pin_file, true).with_mgm_key_file(mgm_key_file);
             let c = Ceremony {
-                cb: &cb,
-                now,
                 witness: Witness {
                     expect: None,
                     head_file,
                 },
                 hooks: Some(&hooks),
+                allow_network: air_gap.allow_network,
+                ..Ceremony::new(&cb, now)
             };
             let o = ceremony::init(&ca, &policy, &spec, &c)?;
             print_outcome("Root CA created", &o);
@@ -468,8 +486,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             days,
             yes,
             secrets,
-            hooks,
-            witness,
+            run,
         } => {
             let bytes = std::fs::read(&csr)
                 .with_context(|| format!("cannot read the CSR {}", csr.display()))?;
@@ -482,7 +499,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out,
             };
             let cb = prompt::Terminal::new(secrets.pin_file, yes);
-            change(&ca, "Intermediate issued", &req, &cb, hooks, witness, now)?;
+            change(&ca, "Intermediate issued", &req, &cb, run, now)?;
         }
         Command::Revoke {
             ca,
@@ -491,8 +508,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             yes,
             secrets,
-            hooks,
-            witness,
+            run,
         } => {
             let op = Revoke {
                 serial,
@@ -501,17 +517,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let cb = prompt::Terminal::new(secrets.pin_file, yes);
             let what = "Intermediate revoked, CRL issued";
-            change(&ca, what, &op, &cb, hooks, witness, now)?;
+            change(&ca, what, &op, &cb, run, now)?;
         }
         Command::Crl {
             ca,
             out,
             secrets,
-            hooks,
-            witness,
+            run,
         } => {
             let cb = prompt::Terminal::new(secrets.pin_file, true);
-            change(&ca, "CRL issued", &Crl { out }, &cb, hooks, witness, now)?;
+            change(&ca, "CRL issued", &Crl { out }, &cb, run, now)?;
         }
         Command::Export {
             ca,
