@@ -69,6 +69,20 @@ impl Reason {
         (Reason::AffiliationChanged, "affiliationChanged"),
     ];
 
+    /// Whether a certificate's key must never be certified again: its key (keyCompromise)
+    /// or its CA (cACompromise) was compromised. Compromise is forever.
+    pub fn compromised(self) -> bool {
+        matches!(self, Reason::KeyCompromise | Reason::CaCompromise)
+    }
+
+    /// Whether a revocation for `self` may later be changed to `to`: only superseded or
+    /// cessationOfOperation, and only to keyCompromise (a retirement later found to be a
+    /// compromise). Every other change is refused, so a compromise is never undone.
+    pub fn may_become(self, to: Reason) -> bool {
+        matches!(self, Reason::Superseded | Reason::CessationOfOperation)
+            && to == Reason::KeyCompromise
+    }
+
     /// The command-line name.
     pub fn name(self) -> &'static str {
         Reason::ALL
@@ -157,7 +171,8 @@ pub enum Event {
         /// The certificate, base64 DER.
         artifact: String,
     },
-    /// An intermediate was revoked (the CRL that carries it follows as the next entry).
+    /// An intermediate was revoked (the CRL that carries it follows as the next entry), or a
+    /// revocation's reason was changed to keyCompromise (`replaces` names the old reason).
     Revoked {
         /// Serial.
         serial: Serial,
@@ -165,8 +180,13 @@ pub enum Event {
         slug: Slug,
         /// Reason.
         reason: Reason,
-        /// Revocation time (RFC 3339).
+        /// Revocation time (RFC 3339): the first revocation's, also when the reason changes
+        /// (CRLs keep that revocationDate; the entry's own time says when it changed).
         revoked_at: String,
+        /// The reason this entry replaces, when a superseded or cessationOfOperation
+        /// revocation is found to be a keyCompromise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<Reason>,
     },
     /// A CRL was issued.
     CrlIssued {
@@ -709,6 +729,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     slug,
                     reason,
                     revoked_at,
+                    replaces,
                 },
             ) => {
                 let Some(issued) = s.issued.get(serial) else {
@@ -719,8 +740,29 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                         "recorded slug differs from the issued certificate's".into()
                     ));
                 }
-                if s.revoked.contains_key(serial) {
-                    return Err(e(format!("{serial} is revoked twice")));
+                match (s.revoked.get(serial), replaces) {
+                    (None, None) => {}
+                    (None, Some(_)) => {
+                        return Err(e(format!(
+                            "changes the reason of {serial}, which was not revoked"
+                        )))
+                    }
+                    (Some(_), None) => return Err(e(format!("{serial} is revoked twice"))),
+                    (Some(old), Some(replaced)) => {
+                        if old.reason != *replaced
+                            || !old.reason.may_become(*reason)
+                            || old.revoked_at != *revoked_at
+                        {
+                            return Err(e(format!(
+                                "changes the revocation of {serial} from {} at {} to {} at {}, \
+                                 which is not a permitted change",
+                                old.reason.name(),
+                                old.revoked_at,
+                                reason.name(),
+                                revoked_at
+                            )));
+                        }
+                    }
                 }
                 s.revoked.insert(
                     serial.clone(),

@@ -726,3 +726,138 @@ fn a_hardware_root_on_a_connected_machine_is_refused_before_it_is_opened_unless_
     assert!(preflight_fields(&dir).pop().expect("entry").is_null());
     crate::ca::verify_ledger(&dir, None).expect("the ledger verifies with the records");
 }
+
+/// The reason code the CRL at `path` (PEM) gives `serial`.
+fn crl_reason(path: &Path, serial: &Serial) -> Option<u8> {
+    let pem = pem::parse(std::fs::read(path).expect("crl")).expect("pem");
+    let crl = crate::x509::parse_crl(pem.contents()).expect("crl parses");
+    let code = crl
+        .iter_revoked_certificates()
+        .find(|r| Serial::from_der_integer(r.raw_serial()) == *serial)
+        .and_then(|r| r.reason_code())
+        .map(|(_, code)| code.0);
+    code
+}
+
+#[test]
+fn compromise_is_forever() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+    let revoke = |serial: &Serial, reason: Reason, out: &str| Revoke {
+        serial: serial.clone(),
+        reason,
+        out: tmp.path().join(out),
+    };
+    // cACompromise blocks re-certifying the key exactly as keyCompromise does.
+    let first = go(&dir, &request(&tmp, &csr, "acme", "a.pem"), &yes(), now).expect("sign");
+    let first = first.serial.expect("serial");
+    go(
+        &dir,
+        &revoke(&first, Reason::CaCompromise, "r1.pem"),
+        &yes(),
+        now,
+    )
+    .expect("revoke");
+    let again = request(&tmp, &csr, "acme", "again.pem");
+    let err = go(&dir, &again, &yes(), now).expect_err("compromised");
+    assert!(
+        matches!(&err, Error::KeyCompromised { serial, reason: "cACompromise" } if *serial == first),
+        "{err}"
+    );
+    assert!(!again.out.exists());
+    // A compromise never becomes anything else, not even the other compromise.
+    for reason in [Reason::Superseded, Reason::KeyCompromise] {
+        let err = go(&dir, &revoke(&first, reason, "x.pem"), &yes(), now).expect_err("final");
+        assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
+    }
+
+    // superseded and cessationOfOperation can later become keyCompromise, and only that.
+    for (n, old) in [Reason::Superseded, Reason::CessationOfOperation]
+        .into_iter()
+        .enumerate()
+    {
+        let now = now + Duration::minutes(2 * n as i64);
+        let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+        let o = go(
+            &dir,
+            &request(&tmp, &csr, "acme", &format!("s{n}.pem")),
+            &yes(),
+            now,
+        );
+        let serial = o.expect("sign").serial.expect("serial");
+        let crl = revoke(&serial, old, &format!("old{n}.pem"));
+        go(&dir, &crl, &yes(), now).expect("revoke");
+        assert_eq!(crl_reason(&crl.out, &serial), Some(old.rcgen() as u8));
+        // Not compromised yet: the key may be certified again.
+        let re = request(&tmp, &csr, "acme", &format!("re{n}.pem"));
+        go(&dir, &re, &yes(), now).expect("a retired key is not a compromised one");
+        for other in [Reason::AffiliationChanged, Reason::CaCompromise, old] {
+            let err = go(&dir, &revoke(&serial, other, "y.pem"), &yes(), now).expect_err("no");
+            assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
+        }
+        let before = Ca::open(&dir).expect("open").state().revoked[&serial].clone();
+        let later = now + Duration::minutes(1);
+        let kc = revoke(&serial, Reason::KeyCompromise, &format!("kc{n}.pem"));
+        go(&dir, &kc, &yes(), later).expect("becomes keyCompromise");
+        assert_eq!(
+            crl_reason(&kc.out, &serial),
+            Some(1),
+            "keyCompromise is code 1"
+        );
+        let state = Ca::open(&dir).expect("open").state().clone();
+        assert_eq!(state.revoked[&serial].reason, Reason::KeyCompromise);
+        assert_eq!(
+            state.revoked[&serial].revoked_at, before.revoked_at,
+            "the revocation date stays the first"
+        );
+        let text = ledger_text(&dir);
+        let change: serde_json::Value =
+            serde_json::from_str(text.lines().rev().nth(1).expect("entry")).expect("json");
+        assert_eq!(
+            change["event"]["revoked"]["replaces"],
+            old.name(),
+            "{change}"
+        );
+        assert_eq!(change["event"]["revoked"]["reason"], "keyCompromise");
+        // Now the key is compromised for ever.
+        let re = request(&tmp, &csr, "acme", &format!("re2{n}.pem"));
+        let err = go(&dir, &re, &yes(), later).expect_err("compromised");
+        assert!(matches!(err, Error::KeyCompromised { .. }), "{err}");
+        let err = go(
+            &dir,
+            &revoke(&serial, Reason::KeyCompromise, "z.pem"),
+            &yes(),
+            later,
+        )
+        .expect_err("once");
+        assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
+    }
+    crate::ca::verify_ledger(&dir, None).expect("the ledger verifies");
+
+    // The ledger refuses, in a well-formed chain, a change the pipeline would not make: a
+    // compromise undone, or a second revocation that does not say what it replaces.
+    let ca = Ca::open(&dir).expect("open");
+    let r = ca.state().revoked[&first].clone();
+    for (reason, replaces) in [
+        (Reason::Superseded, Some(Reason::CaCompromise)),
+        (Reason::KeyCompromise, Some(Reason::CaCompromise)),
+        (Reason::KeyCompromise, None),
+    ] {
+        let forged = Event::Revoked {
+            serial: first.clone(),
+            slug: r.slug.clone(),
+            reason,
+            revoked_at: r.revoked_at.clone(),
+            replaces,
+        };
+        let (text, _) = ca
+            .ledger()
+            .prepare(vec![forged], now + Duration::hours(1), None);
+        let err = ledger::verify_text("l", &text).expect_err("forged change");
+        assert!(
+            err.message.contains("not a permitted change") || err.message.contains("revoked twice"),
+            "{err}"
+        );
+    }
+}
