@@ -76,6 +76,15 @@ pub enum Error {
         /// Whole days left before the root expires.
         left: i64,
     },
+    /// The root has expired: it signs nothing more, not even a CRL.
+    #[error(
+        "the root expired at {not_after}; it signs nothing more, not even a CRL. Check the clock, \
+         or create a new root with `kiwi-signer init`"
+    )]
+    RootExpired {
+        /// The root's notAfter.
+        not_after: String,
+    },
     /// The CSR's key algorithm is not allowed by the tier policy.
     #[error(
         "the CSR's key is {alg}, which the {tier} policy does not allow ({allowed}); ask for a new CSR"

@@ -861,3 +861,45 @@ fn compromise_is_forever() {
         );
     }
 }
+
+#[test]
+fn a_crl_never_outlives_the_root() {
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("whole seconds");
+    let root_days = crate::policy::load_root(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml"),
+    )
+    .expect("root policy")
+    .validity_days;
+    // A root made long ago, with two days left: less than the CRL schedule (180 days).
+    let made = now - Duration::days(i64::from(root_days) - 2);
+    let (tmp, dir) = fresh(made);
+    let root_end = Ca::open(&dir).expect("open").root_window().1;
+    assert_eq!(
+        root_end,
+        (made + Duration::days(i64::from(root_days))).unix_timestamp()
+    );
+    let crl = Crl {
+        out: tmp.path().join("c.pem"),
+    };
+    go(&dir, &crl, &yes(), now).expect("a CRL in the root's last days");
+    let pem = pem::parse(std::fs::read(&crl.out).expect("crl")).expect("pem");
+    let parsed = crate::x509::parse_crl(pem.contents()).expect("parse");
+    let next = parsed.tbs_cert_list.next_update.expect("nextUpdate");
+    assert_eq!(next.timestamp(), root_end, "clamped to the root's notAfter");
+    let state = Ca::open(&dir).expect("open").state().clone();
+    assert_eq!(
+        state.last_crl.expect("recorded").next_update,
+        ledger::fmt_time(OffsetDateTime::from_unix_timestamp(root_end).expect("time"))
+    );
+    // Once the root has expired it signs no CRL at all.
+    let late = Crl {
+        out: tmp.path().join("late.pem"),
+    };
+    let before = ledger_text(&dir);
+    let err = go(&dir, &late, &yes(), now + Duration::days(3)).expect_err("expired root");
+    assert!(matches!(err, Error::RootExpired { .. }), "{err}");
+    assert_eq!(before, ledger_text(&dir));
+    assert!(!late.out.exists());
+}
