@@ -71,7 +71,7 @@ fn make_ca(dir: &Path, entries: usize, cb: &Scripted, now: OffsetDateTime) -> So
             }
         })
         .collect();
-    let (text, _) = ca.ledger().prepare(events, now);
+    let (text, _) = ca.ledger().prepare(events, now, None);
     std::fs::write(dir.join(ledger::FILE), text).expect("write ledger");
     // The generated ledger is a real one: it passes the full check.
     Ca::open_checked(dir, Check::Full).expect("the generated ledger verifies");

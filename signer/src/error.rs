@@ -76,6 +76,15 @@ pub enum Error {
         /// Whole days left before the root expires.
         left: i64,
     },
+    /// The root has expired: it signs nothing more, not even a CRL.
+    #[error(
+        "the root expired at {not_after}; it signs nothing more, not even a CRL. Check the clock, \
+         or create a new root with `kiwi-signer init`"
+    )]
+    RootExpired {
+        /// The root's notAfter.
+        not_after: String,
+    },
     /// The CSR's key algorithm is not allowed by the tier policy.
     #[error(
         "the CSR's key is {alg}, which the {tier} policy does not allow ({allowed}); ask for a new CSR"
@@ -104,13 +113,16 @@ pub enum Error {
         /// The certificate that certified it.
         serial: Serial,
     },
-    /// The CSR's key was revoked for keyCompromise.
+    /// The CSR's key was revoked for keyCompromise or cACompromise.
     #[error(
-        "this key's certificate {serial} was revoked for keyCompromise; it must never be certified again"
+        "this key's certificate {serial} was revoked for {reason}; the key must never be certified again. \
+         Ask the customer for a CSR with a new key"
     )]
     KeyCompromised {
         /// The revoked certificate.
         serial: Serial,
+        /// Why it was revoked (RFC 5280 name).
+        reason: &'static str,
     },
     /// `revoke --serial` names a serial this root never issued.
     #[error(
@@ -123,9 +135,12 @@ pub enum Error {
         /// The CA directory.
         dir: PathBuf,
     },
-    /// `revoke --serial` names a serial that is already revoked.
+    /// `revoke --serial` names a serial that is already revoked, for a reason that cannot change
+    /// to the one given.
     #[error(
-        "serial {serial} was already revoked at {at} ({reason}); to publish a fresh CRL run `kiwi-signer crl`"
+        "serial {serial} was already revoked at {at} ({reason}); only a superseded or \
+         cessationOfOperation revocation can be changed, and only to keyCompromise. To publish a \
+         fresh CRL run `kiwi-signer crl`"
     )]
     AlreadyRevoked {
         /// The serial.

@@ -22,6 +22,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::algo::PublicKey;
+use crate::preflight::PreflightRecord;
 use crate::slug::{Slug, Tier};
 use crate::words::Fingerprint;
 use crate::x509::{self, Serial};
@@ -67,6 +68,20 @@ impl Reason {
         (Reason::CessationOfOperation, "cessationOfOperation"),
         (Reason::AffiliationChanged, "affiliationChanged"),
     ];
+
+    /// Whether a certificate's key must never be certified again: its key (keyCompromise)
+    /// or its CA (cACompromise) was compromised. Compromise is forever.
+    pub fn compromised(self) -> bool {
+        matches!(self, Reason::KeyCompromise | Reason::CaCompromise)
+    }
+
+    /// Whether a revocation for `self` may later be changed to `to`: only superseded or
+    /// cessationOfOperation, and only to keyCompromise (a retirement later found to be a
+    /// compromise). Every other change is refused, so a compromise is never undone.
+    pub fn may_become(self, to: Reason) -> bool {
+        matches!(self, Reason::Superseded | Reason::CessationOfOperation)
+            && to == Reason::KeyCompromise
+    }
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -156,7 +171,8 @@ pub enum Event {
         /// The certificate, base64 DER.
         artifact: String,
     },
-    /// An intermediate was revoked (the CRL that carries it follows as the next entry).
+    /// An intermediate was revoked (the CRL that carries it follows as the next entry), or a
+    /// revocation's reason was changed to keyCompromise (`replaces` names the old reason).
     Revoked {
         /// Serial.
         serial: Serial,
@@ -164,8 +180,13 @@ pub enum Event {
         slug: Slug,
         /// Reason.
         reason: Reason,
-        /// Revocation time (RFC 3339).
+        /// Revocation time (RFC 3339): the first revocation's, also when the reason changes
+        /// (CRLs keep that revocationDate; the entry's own time says when it changed).
         revoked_at: String,
+        /// The reason this entry replaces, when a superseded or cessationOfOperation
+        /// revocation is found to be a keyCompromise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaces: Option<Reason>,
     },
     /// A CRL was issued.
     CrlIssued {
@@ -220,6 +241,11 @@ pub struct Entry {
     pub prev: String,
     /// What happened.
     pub event: Event,
+    /// The air-gap checks that failed when the root key was used for this entry, and why it
+    /// went ahead anyway (absent when the machine looked offline): an auditor sees every use
+    /// of the root on a connected machine. Covered by the hash like the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight: Option<PreflightRecord>,
     /// SHA-256 of this entry serialized with `hash` = "".
     pub hash: String,
 }
@@ -399,12 +425,18 @@ impl Ledger {
         &self.state
     }
 
-    /// The ledger text with `events` appended at `now`, and the new head. Nothing is written.
-    pub fn prepare(&self, events: Vec<Event>, now: OffsetDateTime) -> (String, Fingerprint) {
+    /// The ledger text with `events` appended at `now`, each carrying `preflight` (the failed
+    /// air-gap checks, if any), and the new head. Nothing is written.
+    pub fn prepare(
+        &self,
+        events: Vec<Event>,
+        now: OffsetDateTime,
+        preflight: Option<&PreflightRecord>,
+    ) -> (String, Fingerprint) {
         let mut text = self.text.clone();
         let mut prev = self.state.head.hex();
         for (seq, event) in (self.state.len..).zip(events) {
-            let line = make_line(seq, now, &prev, event);
+            let line = make_line(seq, now, &prev, event, preflight);
             prev = line.1;
             text.push_str(&line.0);
             text.push('\n');
@@ -446,21 +478,33 @@ impl Ledger {
     }
 }
 
-fn make_line(seq: u64, now: OffsetDateTime, prev: &str, event: Event) -> (String, String) {
+fn make_line(
+    seq: u64,
+    now: OffsetDateTime,
+    prev: &str,
+    event: Event,
+    preflight: Option<&PreflightRecord>,
+) -> (String, String) {
     let mut e = Entry {
         seq,
         time: fmt_time(now),
         prev: prev.to_string(),
         event,
+        preflight: preflight.filter(|p| !p.clean()).cloned(),
         hash: String::new(),
     };
     e.hash = e.compute_hash();
     (e.line(), e.hash)
 }
 
-/// The first ledger text of a new CA, and its head.
-pub fn genesis(event: Event, now: OffsetDateTime) -> (String, Fingerprint) {
-    let (line, hash) = make_line(0, now, ZERO, event);
+/// The first ledger text of a new CA (its entry carrying `preflight`, the failed air-gap
+/// checks, if any), and its head.
+pub fn genesis(
+    event: Event,
+    now: OffsetDateTime,
+    preflight: Option<&PreflightRecord>,
+) -> (String, Fingerprint) {
+    let (line, hash) = make_line(0, now, ZERO, event, preflight);
     (
         format!("{line}\n"),
         Fingerprint::from_hex(&hash).unwrap_or(Fingerprint([0; 32])),
@@ -685,6 +729,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     slug,
                     reason,
                     revoked_at,
+                    replaces,
                 },
             ) => {
                 let Some(issued) = s.issued.get(serial) else {
@@ -695,8 +740,29 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                         "recorded slug differs from the issued certificate's".into()
                     ));
                 }
-                if s.revoked.contains_key(serial) {
-                    return Err(e(format!("{serial} is revoked twice")));
+                match (s.revoked.get(serial), replaces) {
+                    (None, None) => {}
+                    (None, Some(_)) => {
+                        return Err(e(format!(
+                            "changes the reason of {serial}, which was not revoked"
+                        )))
+                    }
+                    (Some(_), None) => return Err(e(format!("{serial} is revoked twice"))),
+                    (Some(old), Some(replaced)) => {
+                        if old.reason != *replaced
+                            || !old.reason.may_become(*reason)
+                            || old.revoked_at != *revoked_at
+                        {
+                            return Err(e(format!(
+                                "changes the revocation of {serial} from {} at {} to {} at {}, \
+                                 which is not a permitted change",
+                                old.reason.name(),
+                                old.revoked_at,
+                                reason.name(),
+                                revoked_at
+                            )));
+                        }
+                    }
                 }
                 s.revoked.insert(
                     serial.clone(),

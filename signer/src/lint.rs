@@ -197,6 +197,7 @@ pub fn lint_crl(
     crl: &CertificateRevocationList<'_>,
     issuer_name: &[u8],
     issuer_key_id: &[u8],
+    issuer_not_after: i64,
 ) -> Vec<String> {
     let mut f = Vec::new();
     let tbs = &crl.tbs_cert_list;
@@ -212,6 +213,12 @@ pub fn lint_crl(
     match tbs.next_update {
         Some(n) if n.timestamp() > tbs.this_update.timestamp() => {}
         _ => f.push("nextUpdate missing or not after thisUpdate (5.1.2.5)".into()),
+    }
+    if tbs
+        .next_update
+        .is_some_and(|n| n.timestamp() > issuer_not_after)
+    {
+        f.push("nextUpdate lies beyond the root's notAfter: the CRL would promise a successor the root cannot sign".into());
     }
     let mut has_aki = false;
     let mut has_number = false;
@@ -531,11 +538,12 @@ mod tests {
             }],
             key_identifier_method: KeyIdMethod::PreSpecified(id.clone()),
         };
+        let root_end = (w.now + Duration::days(60)).unix_timestamp();
         let lint = |p: &CertificateRevocationListParams, name: &[u8], id: &[u8]| {
             let signer = RcgenSigner::new(&w.root);
             let issuer = Issuer::from_params(&w.root_params, &signer);
             let der = p.signed_by(&issuer).expect("crl").der().to_vec();
-            lint_crl(&x509::parse_crl(&der).expect("parse"), name, id)
+            lint_crl(&x509::parse_crl(&der).expect("parse"), name, id, root_end)
         };
         assert_eq!(lint(&good(), &name, &id), Vec::<String>::new());
         assert_finds(&lint(&good(), &[0x30, 0x00], &id), "CRL issuer");
@@ -555,5 +563,8 @@ mod tests {
         let mut p = good();
         p.revoked_certs[0].revocation_time = w.now + Duration::hours(1);
         assert_finds(&lint(&p, &name, &id), "after thisUpdate");
+        let mut p = good();
+        p.next_update = w.now + Duration::days(61);
+        assert_finds(&lint(&p, &name, &id), "beyond the root's notAfter");
     }
 }

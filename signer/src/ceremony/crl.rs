@@ -1,5 +1,6 @@
 //! `crl`: the CRL again, with the same revocations and the next number (at every scheduled
-//! ceremony, before nextUpdate). [`crl_artifact`] is also the CRL that `revoke` issues.
+//! ceremony, before nextUpdate). [`crl_artifact`] is also the CRL that `revoke` issues. Its
+//! nextUpdate is the policy's schedule, clamped to the root's notAfter.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::{add_file, Artifact, Operation, Plan, Step};
 use crate::ca::Ca;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hooks::{EventData, EventKind};
 use crate::ledger::{self, Event, Reason};
 use crate::lint;
@@ -75,7 +76,23 @@ pub(crate) fn crl_artifact<'a>(
 ) -> Result<(Artifact<'a>, u64, usize)> {
     let root_policy = ca.root_policy()?;
     let number = ca.state().last_crl.as_ref().map_or(1, |c| c.number + 1);
-    let next_update = now + Duration::days(i64::from(root_policy.crl.validity_days));
+    // nextUpdate never lies beyond the root's notAfter: clamped, not refused, so the root can
+    // still publish a CRL in its last months (relying parties need one until it expires). A
+    // root that has expired signs no CRL at all.
+    let root_end = ca.root_window().1;
+    let scheduled = now + Duration::days(i64::from(root_policy.crl.validity_days));
+    if now.unix_timestamp() >= root_end {
+        return Err(Error::RootExpired {
+            not_after: ledger::fmt_time(
+                OffsetDateTime::from_unix_timestamp(root_end).unwrap_or(now),
+            ),
+        });
+    }
+    let next_update = if scheduled.unix_timestamp() > root_end {
+        OffsetDateTime::from_unix_timestamp(root_end).unwrap_or(scheduled)
+    } else {
+        scheduled
+    };
     let listed = revoked.len();
     let params = CertificateRevocationListParams {
         this_update: now,
@@ -100,7 +117,7 @@ pub(crate) fn crl_artifact<'a>(
     };
     let root_id = ca.root_key().key_id();
     let lint = move |der: &[u8]| match x509::parse_crl(der) {
-        Ok(c) => lint::lint_crl(&c, ca.root_subject_raw(), &root_id),
+        Ok(c) => lint::lint_crl(&c, ca.root_subject_raw(), &root_id, root_end),
         Err(e) => vec![e],
     };
     let record = move |der: &[u8]| {

@@ -1,7 +1,8 @@
 //! `init`: a new root CA in an absent or empty directory.
 //!
 //! There is no ledger to read yet, so the steps of the pipeline that apply are run here: pre
-//! hooks, the checks, key generation on the backend, one signature checked against the new key
+//! hooks, the checks, the air-gap preflight (before any PIN is asked; its failed checks go
+//! into the first ledger entry), key generation on the backend, one signature checked against the new key
 //! (built and linted first with a throwaway key), then everything is staged in a sibling
 //! directory and renamed into place: the rename is the commit point, so a crash leaves either
 //! no CA or a whole one (and at most a `.NAME.init-PID` staging directory). Then the device's
@@ -17,7 +18,6 @@ use super::{add_file, add_results, head, Ceremony, Outcome, TOOL};
 pub use crate::backend::BackendSpec;
 use crate::backend::{Anchor, KeyRequest, NewKey};
 use crate::ca::{files, CaConfig, CLOCK_SKEW, CONFIG_FORMAT, POLICIES};
-use crate::callbacks::Callbacks;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
 use crate::hooks::{EventData, EventKind};
@@ -25,6 +25,7 @@ use crate::ledger::{self, Event};
 use crate::lint::{self, CaExpectations};
 use crate::pipeline::{self, Kind};
 use crate::policy::{self, RootPolicy};
+use crate::preflight::PreflightRecord;
 use crate::slug::Tier;
 use crate::words::Fingerprint;
 use crate::x509::{self, Serial};
@@ -42,7 +43,7 @@ pub fn init(
     if let Some(hooks) = c.hooks {
         hooks.run_pre(TOOL, EventKind::RootCreated, &data)?;
     }
-    let mut outcome = create(dir, policy_path, backend, c.cb, c.now)?;
+    let mut outcome = create(dir, policy_path, backend, c)?;
     if let Some(path) = &c.witness.head_file {
         if let Err(e) = head::write_head_file(path, &outcome.head) {
             outcome.warnings.push(format!(
@@ -69,9 +70,9 @@ fn create(
     dir: &Path,
     policy_path: &Path,
     backend: &BackendSpec,
-    cb: &dyn Callbacks,
-    now: OffsetDateTime,
+    c: &Ceremony<'_>,
 ) -> Result<Outcome> {
+    let (cb, now) = (c.cb, c.now);
     if dir.join(files::CONFIG).exists()
         || dir.join(ledger::FILE).exists()
         || dir.join(files::ROOT).exists()
@@ -105,15 +106,16 @@ fn create(
     for tier in Tier::ALL {
         policy::load_intermediate(&policies_dir, tier)?;
     }
+    let air_gap = c.preflight(backend.kind() != crate::backend::BackendKind::Soft)?;
     let new_key = backend.create(&KeyRequest::from_policy(&pol), cb)?;
     let result = init_with_key(
         dir,
         &pol,
         &policy_path,
-        &policies_dir,
         backend,
         new_key.as_ref(),
         now,
+        &air_gap,
     );
     if result.is_err() {
         // A key generated on a device for a CA that was not created is removed again.
@@ -126,10 +128,10 @@ fn init_with_key(
     dir: &Path,
     pol: &RootPolicy,
     policy_path: &Path,
-    policies_dir: &Path,
     backend: &BackendSpec,
     new_key: &dyn NewKey,
     now: OffsetDateTime,
+    air_gap: &PreflightRecord,
 ) -> Result<Outcome> {
     let key = new_key.key();
     let now = now.replace_nanosecond(0).unwrap_or(now);
@@ -204,7 +206,9 @@ fn init_with_key(
         let mut copies = vec![(policy_path.to_path_buf(), "root.yaml".to_string())];
         for tier in Tier::ALL {
             let file = policy::intermediate_file(tier);
-            copies.push((policies_dir.join(&file), file));
+            // The intermediate policies sit beside the root policy (`create` loaded them there).
+            let beside = policy_path.parent().unwrap_or(Path::new(""));
+            copies.push((beside.join(&file), file));
         }
         for (from, name) in copies {
             let bytes = std::fs::read(&from).map_err(|e| Error::io(&from, e, ""))?;
@@ -239,7 +243,7 @@ fn init_with_key(
                 base64::engine::general_purpose::STANDARD.encode(der)
             }),
         };
-        let (text, head) = ledger::genesis(event, now);
+        let (text, head) = ledger::genesis(event, now, Some(air_gap));
         ledger::verify_text(ledger::FILE, &text)?;
         fsutil::write_new(&staging.join(ledger::FILE), text.as_bytes(), Mode::Public)?;
         std::fs::rename(&staging, dir)

@@ -11,7 +11,10 @@
 //!    `--head-file`);
 //! 4. the clock must not be earlier than the newest entry;
 //! 5. plan: build every artifact with a throwaway key and lint it, and check every output path
-//!    can be created; then the pre hooks (which may veto);
+//!    can be created; then the air-gap preflight ([`crate::preflight::enforce`]: with a
+//!    hardware backend a connected machine is refused unless `--allow-network` was given; the
+//!    failed checks are shown and recorded in every entry the run appends); then the pre
+//!    hooks (which may veto);
 //! 6. confirm;
 //! 7. open the backend, check its key is root.pem's, and check the ledger against what the
 //!    device remembers ([`Anchor`]: its head must be in the ledger, its CRL number not above);
@@ -40,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 
-use crate::backend::{check_matches, Anchor, KeyBackend};
+use crate::backend::{check_matches, Anchor, BackendKind, KeyBackend};
 use crate::ca::Ca;
 use crate::callbacks::Callbacks;
 use crate::error::{Error, Result};
@@ -48,6 +51,7 @@ use crate::fsutil::{self, DirLock, Mode};
 use crate::hooks::{EventData, EventKind, Hooks};
 use crate::ledger::{self, Event};
 use crate::pipeline::{self, Build, Kind, Lint};
+use crate::preflight::{self, Host, PreflightRecord};
 use crate::words::Fingerprint;
 use crate::x509::Serial;
 
@@ -105,7 +109,8 @@ pub struct Artifact<'a> {
 /// Type of the closure that makes an artifact's ledger event from its signed DER.
 pub type Record<'a> = dyn FnOnce(&[u8]) -> Event + 'a;
 
-/// Everything one run needs from outside: prompts, the time, the witness's head, hooks.
+/// Everything one run needs from outside: prompts, the time, the witness's head, hooks, and
+/// whether the operator accepts a connected machine.
 pub struct Ceremony<'a> {
     /// Prompts (confirmation, passphrase or PIN).
     pub cb: &'a dyn Callbacks,
@@ -115,17 +120,36 @@ pub struct Ceremony<'a> {
     pub witness: Witness,
     /// Hooks bound to the operation's events.
     pub hooks: Option<&'a Hooks>,
+    /// `--allow-network`: a hardware root key may be used although the air-gap preflight
+    /// failed (the failed checks are recorded in the ledger).
+    pub allow_network: bool,
+    /// Where the air-gap preflight reads the machine's state (`/`; a fixture in tests).
+    pub host: Host,
 }
 
 impl<'a> Ceremony<'a> {
-    /// A run with no witness head and no hooks.
+    /// A run with no witness head, no hooks and no `--allow-network`, on this machine.
     pub fn new(cb: &'a dyn Callbacks, now: OffsetDateTime) -> Self {
         Ceremony {
             cb,
             now,
             witness: Witness::default(),
             hooks: None,
+            allow_network: false,
+            host: Host::default(),
         }
+    }
+
+    /// The air-gap preflight before the root key is opened (`hardware`: any backend but the
+    /// software one, which only warns):
+    /// refuses a connected machine ([`Error::NotAirGapped`]) unless the run allows it, and
+    /// otherwise shows the failed checks. The record is for the ledger entries.
+    pub(crate) fn preflight(&self, hardware: bool) -> Result<PreflightRecord> {
+        let record = preflight::enforce_on(&self.host, hardware, self.allow_network)?;
+        if let Some(w) = record.warning() {
+            self.cb.notice(&format!("warning: {w}"));
+        }
+        Ok(record)
     }
 }
 
@@ -182,6 +206,7 @@ pub fn run_with<'cb>(
             }
         }
     }
+    let air_gap = c.preflight(ca.config().backend.kind() != BackendKind::Soft)?;
     let mut data = op.hook_data();
     if let Some(hooks) = c.hooks {
         for event in op.events() {
@@ -223,7 +248,7 @@ pub fn run_with<'cb>(
         Event::CrlIssued { crl_number, .. } => Some(*crl_number),
         _ => None,
     });
-    let (text, head) = ca.ledger().prepare(events.clone(), now);
+    let (text, head) = ca.ledger().prepare(events.clone(), now, Some(&air_gap));
     fsutil::replace_atomically(&dir.join(ledger::FILE), text.as_bytes(), Mode::Public)?;
 
     // Recorded: from here on nothing is undone, and the outputs come from the entries.

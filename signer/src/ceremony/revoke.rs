@@ -1,5 +1,10 @@
 //! `revoke`: an issued intermediate is revoked and a new CRL listing it is issued, recorded as
 //! two ledger entries (`revoked`, then `crl_issued`) in one append.
+//!
+//! Compromise is forever: a certificate revoked as superseded or cessationOfOperation can be
+//! revoked again as keyCompromise (its `revoked` entry names the reason it `replaces`, keeps the
+//! first revocation date, and the new CRL carries the new reason); no other reason ever
+//! changes.
 
 use std::path::PathBuf;
 
@@ -48,30 +53,57 @@ impl Operation for Revoke {
                 dir: ca.dir().to_path_buf(),
             });
         };
-        if let Some(r) = ca.state().revoked.get(serial) {
-            return Err(Error::AlreadyRevoked {
-                serial: serial.clone(),
-                at: r.revoked_at.clone(),
-                reason: r.reason.name(),
-            });
-        }
         let mut revoked = revoked_list(ca);
-        revoked.push((serial.clone(), self.reason, now));
+        let (title, reason, revoked_at, replaces) = match ca.state().revoked.get(serial) {
+            None => {
+                revoked.push((serial.clone(), self.reason, now));
+                (
+                    "Revoke intermediate",
+                    self.reason.name().to_string(),
+                    ledger::fmt_time(now),
+                    None,
+                )
+            }
+            Some(r) if r.reason.may_become(self.reason) => {
+                // The revocation date stays the first one; only the reason changes.
+                for listed in revoked.iter_mut().filter(|(s, _, _)| s == serial) {
+                    listed.1 = self.reason;
+                }
+                (
+                    "Change the revocation reason of intermediate",
+                    format!(
+                        "{} (was {} at {})",
+                        self.reason.name(),
+                        r.reason.name(),
+                        r.revoked_at
+                    ),
+                    r.revoked_at.clone(),
+                    Some(r.reason),
+                )
+            }
+            Some(r) => {
+                return Err(Error::AlreadyRevoked {
+                    serial: serial.clone(),
+                    at: r.revoked_at.clone(),
+                    reason: r.reason.name(),
+                })
+            }
+        };
         let (crl, _, listed) = crl_artifact(ca, revoked, now, &self.out)?;
         let summary = format!(
-            "Revoke intermediate\n  serial:   {serial}\n  customer: {} ({} tier)\n  subject:  {}\n  reason:   {}\n  \
+            "{title}\n  serial:   {serial}\n  customer: {} ({} tier)\n  subject:  {}\n  reason:   {reason}\n  \
              A new CRL listing {listed} revoked certificate(s) is written to {}.\n",
             issued.slug,
             issued.tier,
             issued.subject,
-            self.reason.name(),
             self.out.display()
         );
         let revoked_event = Event::Revoked {
             serial: serial.clone(),
             slug: issued.slug.clone(),
             reason: self.reason,
-            revoked_at: ledger::fmt_time(now),
+            revoked_at,
+            replaces,
         };
         Ok(Plan {
             summary,

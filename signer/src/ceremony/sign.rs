@@ -1,7 +1,7 @@
 //! `sign`: an intermediate CA certificate for a customer's CSR, under the tier's policy.
 //!
 //! The plan checks the request (CSR proof of possession, key algorithm, key reuse across
-//! customers, keys revoked for keyCompromise, validity within the policy and the root), and
+//! customers, keys revoked for keyCompromise or cACompromise, validity within the policy and the root), and
 //! supplies one certificate and its `intermediate_issued` entry.
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use crate::ca::{Ca, CLOCK_SKEW};
 use crate::csr::{self, VerifiedCsr};
 use crate::error::{Error, Result};
 use crate::hooks::{EventData, EventKind};
-use crate::ledger::{self, Event, Reason};
+use crate::ledger::{self, Event};
 use crate::lint::{self, CaExpectations};
 use crate::pipeline::Kind;
 use crate::policy::{self, IntermediatePolicy};
@@ -176,15 +176,16 @@ fn check_request(ca: &Ca, csr: &VerifiedCsr, pol: &IntermediatePolicy, slug: &Sl
             serial: other.serial.clone(),
         });
     }
-    if let Some(revoked) = state.issued.values().find(|i| {
-        i.key_id == key_id
-            && state
-                .revoked
-                .get(&i.serial)
-                .is_some_and(|r| r.reason == Reason::KeyCompromise)
-    }) {
+    if let Some(r) = state
+        .issued
+        .values()
+        .filter(|i| i.key_id == key_id)
+        .filter_map(|i| state.revoked.get(&i.serial))
+        .find(|r| r.reason.compromised())
+    {
         return Err(Error::KeyCompromised {
-            serial: revoked.serial.clone(),
+            serial: r.serial.clone(),
+            reason: r.reason.name(),
         });
     }
     Ok(())

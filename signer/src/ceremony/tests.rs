@@ -631,3 +631,282 @@ fn outputs_come_from_the_ledger_entry_and_hooks_run_inside_the_pipeline() {
         crate::words::Fingerprint::of(&recorded).hex()
     );
 }
+
+/// A fixture machine for the air-gap preflight: loopback, plus `eth0` up with a default route
+/// when `connected`.
+fn host(dir: &Path, connected: bool) -> crate::preflight::Host {
+    let mut ifaces = vec![("lo", "0x9")];
+    let mut route =
+        String::from("Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n");
+    if connected {
+        ifaces.push(("eth0", "0x1003"));
+        route.push_str("eth0\t00000000\t0102A8C0\t0003\t0\t0\t100\t00000000\n");
+    }
+    for (name, flags) in ifaces {
+        let d = dir.join("sys/class/net").join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join("flags"), format!("{flags}\n")).expect("flags");
+        std::fs::write(d.join("operstate"), "up\n").expect("operstate");
+    }
+    std::fs::create_dir_all(dir.join("proc/net")).expect("mkdir");
+    std::fs::write(dir.join("proc/net/route"), route).expect("route");
+    crate::preflight::Host::at(dir)
+}
+
+/// The ledger entries' `preflight` fields, oldest first.
+fn preflight_fields(dir: &Path) -> Vec<serde_json::Value> {
+    ledger_text(dir)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("entry");
+            v["preflight"].clone()
+        })
+        .collect()
+}
+
+#[test]
+fn a_hardware_root_on_a_connected_machine_is_refused_before_it_is_opened_unless_allowed() {
+    let now = OffsetDateTime::now_utc();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("ca");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
+    let (online, offline) = (tmp.path().join("online"), tmp.path().join("offline"));
+    let online = host(&online, true);
+    let offline = host(&offline, false);
+    let cb = yes();
+    let on = |host: &crate::preflight::Host, allow_network: bool| Ceremony {
+        allow_network,
+        host: host.clone(),
+        ..Ceremony::new(&cb, now)
+    };
+    // The soft backend warns only, and records what it found.
+    init(&dir, &policy, &BackendSpec::soft(), &on(&online, false)).expect("soft init goes ahead");
+    let first = &preflight_fields(&dir)[0];
+    assert_eq!(first["overridden"], "soft_backend", "{first}");
+    assert!(
+        first["failed"].to_string().contains("eth0 is up"),
+        "{first}"
+    );
+    // The same CA as if its key were on a token: ca.toml says pkcs11 (the test opens the
+    // soft key in its place, and counts the openings).
+    let toml_path = dir.join(crate::ca::files::CONFIG);
+    let toml = std::fs::read_to_string(&toml_path).expect("ca.toml");
+    // `[backend]` is the last table of ca.toml (format 2): replace it with a token's.
+    let toml = toml[..toml.find("[backend]").expect("a [backend] table")].to_string()
+        + "[backend]\ntype = \"pkcs11\"\nmodule = \"/nonexistent.so\"\ntoken_label = \"t\"\nkey_label = \"k\"\n";
+    std::fs::write(&toml_path, toml).expect("ca.toml");
+    let opened = Cell::new(0);
+    let open = |_: &Ca| -> Result<Box<dyn KeyBackend + '_>> {
+        opened.set(opened.get() + 1);
+        Ok(Box::new(
+            SoftKey::open(&soft::key_path(&dir), &Secret::new(PASS.into())).expect("root key"),
+        ))
+    };
+    let crl = Crl {
+        out: tmp.path().join("c1.pem"),
+    };
+    let before = ledger_text(&dir);
+    let err = run_with(&dir, &crl, &on(&online, false), &open).expect_err("refused");
+    assert!(
+        matches!(&err, Error::NotAirGapped(f) if f.iter().any(|c| c.detail.contains("eth0"))),
+        "{err}"
+    );
+    assert_eq!(opened.get(), 0, "the key was opened");
+    assert_eq!(before, ledger_text(&dir));
+    assert!(!crl.out.exists());
+
+    run_with(&dir, &crl, &on(&online, true), &open).expect("--allow-network goes ahead");
+    assert_eq!(opened.get(), 1);
+    let last = preflight_fields(&dir).pop().expect("entry");
+    assert_eq!(last["overridden"], "allow_network", "{last}");
+    let failed = last["failed"].as_array().expect("failed checks");
+    assert!(
+        failed.iter().any(|c| c["name"] == "network interfaces")
+            && failed.iter().any(|c| c["name"] == "routes"),
+        "{last}"
+    );
+    // An offline machine needs no flag, and its entry records nothing.
+    let crl2 = Crl {
+        out: tmp.path().join("c2.pem"),
+    };
+    run_with(&dir, &crl2, &on(&offline, false), &open).expect("offline");
+    assert!(preflight_fields(&dir).pop().expect("entry").is_null());
+    crate::ca::verify_ledger(&dir, None).expect("the ledger verifies with the records");
+}
+
+/// The reason code the CRL at `path` (PEM) gives `serial`.
+fn crl_reason(path: &Path, serial: &Serial) -> Option<u8> {
+    let pem = pem::parse(std::fs::read(path).expect("crl")).expect("pem");
+    let crl = crate::x509::parse_crl(pem.contents()).expect("crl parses");
+    let code = crl
+        .iter_revoked_certificates()
+        .find(|r| Serial::from_der_integer(r.raw_serial()) == *serial)
+        .and_then(|r| r.reason_code())
+        .map(|(_, code)| code.0);
+    code
+}
+
+#[test]
+fn compromise_is_forever() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+    let revoke = |serial: &Serial, reason: Reason, out: &str| Revoke {
+        serial: serial.clone(),
+        reason,
+        out: tmp.path().join(out),
+    };
+    // cACompromise blocks re-certifying the key exactly as keyCompromise does.
+    let first = go(&dir, &request(&tmp, &csr, "acme", "a.pem"), &yes(), now).expect("sign");
+    let first = first.serial.expect("serial");
+    go(
+        &dir,
+        &revoke(&first, Reason::CaCompromise, "r1.pem"),
+        &yes(),
+        now,
+    )
+    .expect("revoke");
+    let again = request(&tmp, &csr, "acme", "again.pem");
+    let err = go(&dir, &again, &yes(), now).expect_err("compromised");
+    assert!(
+        matches!(&err, Error::KeyCompromised { serial, reason: "cACompromise" } if *serial == first),
+        "{err}"
+    );
+    assert!(!again.out.exists());
+    // A compromise never becomes anything else, not even the other compromise.
+    for reason in [Reason::Superseded, Reason::KeyCompromise] {
+        let err = go(&dir, &revoke(&first, reason, "x.pem"), &yes(), now).expect_err("final");
+        assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
+    }
+
+    // superseded and cessationOfOperation can later become keyCompromise, and only that.
+    for (n, old) in [Reason::Superseded, Reason::CessationOfOperation]
+        .into_iter()
+        .enumerate()
+    {
+        let now = now + Duration::minutes(2 * n as i64);
+        let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));
+        let o = go(
+            &dir,
+            &request(&tmp, &csr, "acme", &format!("s{n}.pem")),
+            &yes(),
+            now,
+        );
+        let serial = o.expect("sign").serial.expect("serial");
+        let crl = revoke(&serial, old, &format!("old{n}.pem"));
+        go(&dir, &crl, &yes(), now).expect("revoke");
+        assert_eq!(crl_reason(&crl.out, &serial), Some(old.rcgen() as u8));
+        // Not compromised yet: the key may be certified again.
+        let re = request(&tmp, &csr, "acme", &format!("re{n}.pem"));
+        go(&dir, &re, &yes(), now).expect("a retired key is not a compromised one");
+        for other in [Reason::AffiliationChanged, Reason::CaCompromise, old] {
+            let err = go(&dir, &revoke(&serial, other, "y.pem"), &yes(), now).expect_err("no");
+            assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
+        }
+        let before = Ca::open(&dir).expect("open").state().revoked[&serial].clone();
+        let later = now + Duration::minutes(1);
+        let kc = revoke(&serial, Reason::KeyCompromise, &format!("kc{n}.pem"));
+        go(&dir, &kc, &yes(), later).expect("becomes keyCompromise");
+        assert_eq!(
+            crl_reason(&kc.out, &serial),
+            Some(1),
+            "keyCompromise is code 1"
+        );
+        let state = Ca::open(&dir).expect("open").state().clone();
+        assert_eq!(state.revoked[&serial].reason, Reason::KeyCompromise);
+        assert_eq!(
+            state.revoked[&serial].revoked_at, before.revoked_at,
+            "the revocation date stays the first"
+        );
+        let text = ledger_text(&dir);
+        let change: serde_json::Value =
+            serde_json::from_str(text.lines().rev().nth(1).expect("entry")).expect("json");
+        assert_eq!(
+            change["event"]["revoked"]["replaces"],
+            old.name(),
+            "{change}"
+        );
+        assert_eq!(change["event"]["revoked"]["reason"], "keyCompromise");
+        // Now the key is compromised for ever.
+        let re = request(&tmp, &csr, "acme", &format!("re2{n}.pem"));
+        let err = go(&dir, &re, &yes(), later).expect_err("compromised");
+        assert!(matches!(err, Error::KeyCompromised { .. }), "{err}");
+        let err = go(
+            &dir,
+            &revoke(&serial, Reason::KeyCompromise, "z.pem"),
+            &yes(),
+            later,
+        )
+        .expect_err("once");
+        assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
+    }
+    crate::ca::verify_ledger(&dir, None).expect("the ledger verifies");
+
+    // The ledger refuses, in a well-formed chain, a change the pipeline would not make: a
+    // compromise undone, or a second revocation that does not say what it replaces.
+    let ca = Ca::open(&dir).expect("open");
+    let r = ca.state().revoked[&first].clone();
+    for (reason, replaces) in [
+        (Reason::Superseded, Some(Reason::CaCompromise)),
+        (Reason::KeyCompromise, Some(Reason::CaCompromise)),
+        (Reason::KeyCompromise, None),
+    ] {
+        let forged = Event::Revoked {
+            serial: first.clone(),
+            slug: r.slug.clone(),
+            reason,
+            revoked_at: r.revoked_at.clone(),
+            replaces,
+        };
+        let (text, _) = ca
+            .ledger()
+            .prepare(vec![forged], now + Duration::hours(1), None);
+        let err = ledger::verify_text("l", &text).expect_err("forged change");
+        assert!(
+            err.message.contains("not a permitted change") || err.message.contains("revoked twice"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_crl_never_outlives_the_root() {
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("whole seconds");
+    let root_days = crate::policy::load_root(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml"),
+    )
+    .expect("root policy")
+    .validity_days;
+    // A root made long ago, with two days left: less than the CRL schedule (180 days).
+    let made = now - Duration::days(i64::from(root_days) - 2);
+    let (tmp, dir) = fresh(made);
+    let root_end = Ca::open(&dir).expect("open").root_window().1;
+    assert_eq!(
+        root_end,
+        (made + Duration::days(i64::from(root_days))).unix_timestamp()
+    );
+    let crl = Crl {
+        out: tmp.path().join("c.pem"),
+    };
+    go(&dir, &crl, &yes(), now).expect("a CRL in the root's last days");
+    let pem = pem::parse(std::fs::read(&crl.out).expect("crl")).expect("pem");
+    let parsed = crate::x509::parse_crl(pem.contents()).expect("parse");
+    let next = parsed.tbs_cert_list.next_update.expect("nextUpdate");
+    assert_eq!(next.timestamp(), root_end, "clamped to the root's notAfter");
+    let state = Ca::open(&dir).expect("open").state().clone();
+    assert_eq!(
+        state.last_crl.expect("recorded").next_update,
+        ledger::fmt_time(OffsetDateTime::from_unix_timestamp(root_end).expect("time"))
+    );
+    // Once the root has expired it signs no CRL at all.
+    let late = Crl {
+        out: tmp.path().join("late.pem"),
+    };
+    let before = ledger_text(&dir);
+    let err = go(&dir, &late, &yes(), now + Duration::days(3)).expect_err("expired root");
+    assert!(matches!(err, Error::RootExpired { .. }), "{err}");
+    assert_eq!(before, ledger_text(&dir));
+    assert!(!late.out.exists());
+}

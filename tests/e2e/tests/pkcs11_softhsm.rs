@@ -2,7 +2,9 @@
 //! of the test's own. The same rehearsal as on the software backend (init, sign two CSRs,
 //! revoke one, CRL, ledger verify, openssl verify), then the failures: wrong PIN, a key that
 //! is not root.pem's, a missing token — each with a clear message, nothing written, the ledger
-//! unchanged.
+//! unchanged. This machine is connected, so every command that uses the key passes
+//! `--allow-network`; without it the air-gap preflight refuses before the token is asked
+//! for anything.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -64,13 +66,21 @@ impl Hsm {
         self.tmp.path().join(name)
     }
 
+    /// Runs the signer; commands that use the key get `--pin-file PIN --allow-network`.
     fn signer(&self, args: &[&str], pin: &Path) -> Output {
+        self.signer_with(args, pin, true)
+    }
+
+    fn signer_with(&self, args: &[&str], pin: &Path, allow_network: bool) -> Output {
         let mut cmd = Command::new(bin("kiwi-signer"));
         cmd.env("SOFTHSM2_CONF", &self.conf)
             .current_dir(self.tmp.path())
             .args(args);
         if matches!(args[0], "init" | "sign" | "revoke" | "crl") {
             cmd.arg("--pin-file").arg(pin);
+            if allow_network {
+                cmd.arg("--allow-network");
+            }
         }
         run(&mut cmd)
     }
@@ -532,4 +542,97 @@ fn a_ledger_rolled_back_past_a_revocation_is_refused_without_any_flag() {
     // The newest ledger back in place: the same command goes through.
     std::fs::write(&ledger_path, &complete).expect("restore");
     h.ok(&["crl", "--ca", "ca", "--out", "crl2.pem"]);
+}
+
+/// Each ledger entry's `preflight` record (JSON null when the machine looked offline).
+fn preflight_records(ledger: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(ledger)
+        .expect("ledger")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("entry")["preflight"].clone())
+        .collect()
+}
+
+#[test]
+fn a_token_root_on_a_connected_machine_needs_allow_network_and_the_ledger_says_so() {
+    let h = Hsm::new();
+    let preflight = run(Command::new(bin("kiwi-signer")).arg("preflight"));
+    if preflight.status.success() {
+        // An offline machine (an air-gapped CI runner): nothing is refused or recorded.
+        h.init("ca", "root-r1");
+        let records = preflight_records(&h.path("ca/ledger.jsonl"));
+        assert!(records.iter().all(|r| r.is_null()), "{records:?}");
+        println!("SKIPPED the connected-machine half: this machine passes the preflight");
+        return;
+    }
+    // Refused before the PIN reaches the token: a wrong PIN is never reported as wrong.
+    let policy = workspace_root().join("policies/root.yaml");
+    let bad = h.path("bad-pin");
+    kiwi_e2e::write_private(&bad, "000000\n");
+    let init_args = [
+        "init",
+        "--ca",
+        "ca",
+        "--backend",
+        "pkcs11",
+        "--module",
+        MODULE,
+        "--token-label",
+        TOKEN,
+        "--key-label",
+        "root-r1",
+        "--policy",
+        path_str(&policy),
+    ];
+    let o = h.signer_with(&init_args, &bad, false);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("the air-gap preflight failed, so the root key was not used")
+            && stderr(&o).contains("--allow-network")
+            && !stderr(&o).contains("PIN"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!h.path("ca").exists(), "init left a CA behind");
+
+    // With --allow-network: printed, and recorded in the entry.
+    let o = h.signer_with(&init_args, &h.pin, true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("air-gap preflight failed")
+            && stderr(&o).contains("--allow-network was given"),
+        "{}",
+        stderr(&o)
+    );
+    let ledger = h.path("ca/ledger.jsonl");
+    let first = &preflight_records(&ledger)[0];
+    assert_eq!(first["overridden"], "allow_network", "{first}");
+    let failed = first["failed"].as_array().expect("failed checks");
+    assert!(
+        failed
+            .iter()
+            .any(|c| c["name"] == "network interfaces" && c["ok"] == false),
+        "{first}"
+    );
+
+    // Later commands: refused the same way (the wrong PIN is never tried), then recorded.
+    let before = std::fs::read(&ledger).expect("ledger");
+    let o = h.signer_with(&["crl", "--ca", "ca", "--out", "crl1.pem"], &bad, false);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("air-gap preflight failed") && !stderr(&o).contains("wrong PIN"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        before,
+        std::fs::read(&ledger).expect("ledger"),
+        "the ledger changed"
+    );
+    assert!(!h.path("crl1.pem").exists());
+    h.ok(&["crl", "--ca", "ca", "--out", "crl1.pem"]);
+    let records = preflight_records(&ledger);
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1]["overridden"], "allow_network", "{records:?}");
+    h.ok(&["ledger", "verify", "--ca", "ca"]);
 }

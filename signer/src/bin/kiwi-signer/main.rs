@@ -157,6 +157,17 @@ impl Pkcs11Args {
     }
 }
 
+/// The air-gap preflight every command that uses the root key runs first.
+#[derive(clap::Args)]
+struct AirGapArgs {
+    /// Use a hardware root key although the air-gap preflight fails (an interface up, a
+    /// route, a radio): the failed checks are printed and recorded in the ledger entry, so
+    /// an auditor sees the root was used on a connected machine. Without it such a run is
+    /// refused before any PIN is asked. The soft backend only warns.
+    #[arg(long)]
+    allow_network: bool,
+}
+
 #[derive(clap::Args)]
 struct HookArgs {
     /// Hooks file binding local commands to this command's events (pre hooks can veto).
@@ -195,6 +206,17 @@ impl WitnessArgs {
     }
 }
 
+/// What every command that changes a CA takes besides its own arguments.
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    hooks: HookArgs,
+    #[command(flatten)]
+    air_gap: AirGapArgs,
+    #[command(flatten)]
+    witness: WitnessArgs,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a new root CA in an empty directory.
@@ -214,6 +236,8 @@ enum Command {
         secrets: Secrets,
         #[command(flatten)]
         hooks: HookArgs,
+        #[command(flatten)]
+        air_gap: AirGapArgs,
         /// Write the new ledger head to this file (on the transfer medium) for the witness.
         #[arg(long, value_name = "FILE")]
         head_file: Option<PathBuf>,
@@ -244,9 +268,7 @@ enum Command {
         #[command(flatten)]
         secrets: Secrets,
         #[command(flatten)]
-        hooks: HookArgs,
-        #[command(flatten)]
-        witness: WitnessArgs,
+        run: RunArgs,
     },
     /// Revoke an intermediate and issue a new CRL.
     Revoke {
@@ -268,9 +290,7 @@ enum Command {
         #[command(flatten)]
         secrets: Secrets,
         #[command(flatten)]
-        hooks: HookArgs,
-        #[command(flatten)]
-        witness: WitnessArgs,
+        run: RunArgs,
     },
     /// Re-issue the CRL (run at every scheduled ceremony, before nextUpdate).
     Crl {
@@ -283,9 +303,7 @@ enum Command {
         #[command(flatten)]
         secrets: Secrets,
         #[command(flatten)]
-        hooks: HookArgs,
-        #[command(flatten)]
-        witness: WitnessArgs,
+        run: RunArgs,
     },
     /// Show issued and revoked intermediates, the CRL number and when the next CRL is due.
     Status {
@@ -428,16 +446,15 @@ fn change(
     what: &str,
     op: &dyn Operation,
     cb: &prompt::Terminal,
-    hooks: HookArgs,
-    witness: WitnessArgs,
+    args: RunArgs,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let hooks = hooks.load()?;
+    let hooks = args.hooks.load()?;
     let c = Ceremony {
-        cb,
-        now,
-        witness: witness.witness(),
+        witness: args.witness.witness(),
         hooks: Some(&hooks),
+        allow_network: args.air_gap.allow_network,
+        ..Ceremony::new(cb, now)
     };
     let o = ceremony::run(ca, op, &c)?;
     print_outcome(what, &o);
@@ -454,19 +471,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             pkcs11,
             secrets,
             hooks,
+            air_gap,
             head_file,
         } => {
             let spec = pkcs11.spec(backend)?;
             let hooks = hooks.load()?;
             let cb = secrets.terminal(true);
             let c = Ceremony {
-                cb: &cb,
-                now,
                 witness: Witness {
                     expect: None,
                     head_file,
                 },
                 hooks: Some(&hooks),
+                allow_network: air_gap.allow_network,
+                ..Ceremony::new(&cb, now)
             };
             let o = ceremony::init(&ca, &policy, &spec, &c)?;
             print_outcome("Root CA created", &o);
@@ -480,8 +498,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             days,
             yes,
             secrets,
-            hooks,
-            witness,
+            run,
         } => {
             let bytes = std::fs::read(&csr)
                 .with_context(|| format!("cannot read the CSR {}", csr.display()))?;
@@ -494,7 +511,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out,
             };
             let cb = secrets.terminal(yes);
-            change(&ca, "Intermediate issued", &req, &cb, hooks, witness, now)?;
+            change(&ca, "Intermediate issued", &req, &cb, run, now)?;
         }
         Command::Revoke {
             ca,
@@ -503,8 +520,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             yes,
             secrets,
-            hooks,
-            witness,
+            run,
         } => {
             let op = Revoke {
                 serial,
@@ -513,17 +529,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let cb = secrets.terminal(yes);
             let what = "Intermediate revoked, CRL issued";
-            change(&ca, what, &op, &cb, hooks, witness, now)?;
+            change(&ca, what, &op, &cb, run, now)?;
         }
         Command::Crl {
             ca,
             out,
             secrets,
-            hooks,
-            witness,
+            run,
         } => {
             let cb = secrets.terminal(true);
-            change(&ca, "CRL issued", &Crl { out }, &cb, hooks, witness, now)?;
+            change(&ca, "CRL issued", &Crl { out }, &cb, run, now)?;
         }
         Command::Export {
             ca,
