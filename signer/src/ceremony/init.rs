@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyIdMethod, SerialNumber};
 use time::{Duration, OffsetDateTime};
 
-use super::sign::dn_string;
 use super::{add_file, add_results, head, Ceremony, Outcome, TOOL};
 pub use crate::backend::BackendSpec;
 use crate::backend::{Anchor, KeyRequest, NewKey};
@@ -28,7 +27,7 @@ use crate::policy::{self, RootPolicy};
 use crate::preflight::PreflightRecord;
 use crate::slug::Tier;
 use crate::words::Fingerprint;
-use crate::x509::{self, Serial};
+use crate::x509::{self, dn_string, Serial};
 
 /// Creates a new root CA in `dir` (which must be absent or empty) under the root policy
 /// `policy_path` (the intermediate policies are read beside it).

@@ -23,7 +23,7 @@ use crate::pipeline::Kind;
 use crate::policy::{self, IntermediatePolicy};
 use crate::slug::{Slug, Tier};
 use crate::words::Fingerprint;
-use crate::x509::{self, Serial};
+use crate::x509::{self, dn_string, Serial};
 
 /// Parameters for `sign`.
 #[derive(Debug, Clone)]
@@ -233,28 +233,6 @@ fn intermediate_params(
     p.use_authority_key_identifier_extension = true;
     p.key_identifier_method = KeyIdMethod::PreSpecified(csr.public_key.key_id());
     p
-}
-
-/// A distinguished name as the ledger and summaries show it (`CN=..., O=...`).
-pub(crate) fn dn_string(dn: &rcgen::DistinguishedName) -> String {
-    dn.iter()
-        .map(|(t, v)| {
-            let name = match t {
-                rcgen::DnType::CommonName => "CN",
-                rcgen::DnType::OrganizationName => "O",
-                rcgen::DnType::OrganizationalUnitName => "OU",
-                rcgen::DnType::CountryName => "C",
-                _ => "?",
-            };
-            let val = match v {
-                rcgen::DnValue::PrintableString(s) => s.as_str().to_string(),
-                rcgen::DnValue::Utf8String(s) => s.clone(),
-                _ => "?".into(),
-            };
-            format!("{name}={val}")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn summary(

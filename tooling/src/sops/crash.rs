@@ -317,21 +317,11 @@ fn short(op: &Op) -> String {
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 mod tests {
     use super::*;
-    use crate::sops::agekeys::{AgeRecipient, Identities};
-    use crate::sops::engine::{encrypt, open, KeySpec, Unlock};
+    use crate::sops::engine::tests::setup as keys;
+    use crate::sops::engine::{encrypt, open, Unlock};
     use crate::sops::format::FileFormat;
     use crate::sops::metadata::Rules;
     use crate::sops::tree::{rotate_file, run_tree_on, TreeOptions};
-    use age::secrecy::ExposeSecret;
-
-    fn keys() -> (Identities, KeySpec) {
-        let id = age::x25519::Identity::generate();
-        let mut ids = Identities::empty();
-        ids.add_text(id.to_string().expose_secret(), "test")
-            .unwrap();
-        let r = AgeRecipient::parse(&id.to_public().to_string()).unwrap();
-        (ids, KeySpec::single(vec![r]))
-    }
 
     /// Four SOPS files in two directories, rotated through a recorder; every crash state of
     /// the recorded run must be consistent. Fails if the fsync before the rename, or the

@@ -710,11 +710,12 @@ fn self_check(out: &[u8], fmt: FileFormat, key: &DataKey, before: Option<&OpenDo
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use age::secrecy::ExposeSecret;
 
-    fn setup() -> (Identities, KeySpec) {
+    /// A fresh age identity, and a key spec with its recipient (shared by the sops tests).
+    pub(crate) fn setup() -> (Identities, KeySpec) {
         let id = age::x25519::Identity::generate();
         let mut ids = Identities::empty();
         ids.add_text(id.to_string().expose_secret(), "test")
