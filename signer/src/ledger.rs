@@ -22,6 +22,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::algo::PublicKey;
+use crate::constraints::{NameConstraints, Subtree};
 use crate::preflight::PreflightRecord;
 use crate::slug::{Slug, Tier};
 use crate::words::Fingerprint;
@@ -513,7 +514,7 @@ pub fn genesis(
 
 /// Checks what an entry records about a certificate against the certificate itself: the
 /// subject, the key id, and for an intermediate the slug, which must be a label of every
-/// permitted DNS subtree (policies put `{slug}` there as a whole label). The tier is not in
+/// permitted DNS, email and URI subtree (policies put `{slug}` there as a whole label). The tier is not in
 /// the certificate, so only the signed policy it was issued under could confirm it.
 fn check_recorded_names(
     cert: &x509_parser::certificate::X509Certificate<'_>,
@@ -539,26 +540,25 @@ fn check_recorded_names(
     let constraints = cert
         .name_constraints()
         .map_err(|m| format!("certificate name constraints: {m}"))?;
-    let dns: Vec<&str> = constraints
-        .and_then(|c| c.value.permitted_subtrees.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|t| match t.base {
-            x509_parser::extensions::GeneralName::DNSName(d) => Some(d),
-            _ => None,
-        })
+    let (constraints, _) = constraints
+        .map(|c| NameConstraints::from_parsed(&c.value))
+        .unwrap_or_default();
+    let hosts: Vec<&str> = constraints
+        .permitted
+        .iter()
+        .filter_map(Subtree::host)
         .collect();
-    if dns.is_empty() {
+    if hosts.is_empty() {
         return Err(format!(
-            "recorded slug `{slug}`, but the certificate permits no DNS subtree to name it"
+            "recorded slug `{slug}`, but the certificate permits no DNS, email or URI subtree to name it"
         ));
     }
-    if let Some(d) = dns
+    if let Some(h) = hosts
         .iter()
-        .find(|d| !d.split('.').any(|l| l == slug.as_str()))
+        .find(|h| !h.split('.').any(|l| l == slug.as_str()))
     {
         return Err(format!(
-            "recorded slug `{slug}` differs from the certificate's: it permits `{d}`"
+            "recorded slug `{slug}` differs from the certificate's: it permits `{h}`"
         ));
     }
     Ok(())

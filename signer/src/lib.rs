@@ -18,6 +18,7 @@ pub mod ca;
 pub mod callbacks;
 pub mod ceremony;
 pub mod config_v1;
+pub mod constraints;
 pub mod csr;
 pub mod eckey;
 pub mod error;

@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 
 use x509_parser::certificate::{TbsCertificate, X509Certificate};
+use x509_parser::extensions::ParsedExtension;
 use x509_parser::extensions::X509Extension;
-use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::Oid;
 use x509_parser::oid_registry::{
     OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_KEY_USAGE,
@@ -18,6 +18,7 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::X509Version;
 
 use crate::algo::PublicKey;
+use crate::constraints::NameConstraints;
 use crate::policy::KeyUsage;
 
 /// What a CA certificate must say, from policy and the issuer.
@@ -35,8 +36,9 @@ pub struct CaExpectations<'a> {
     pub path_len: Option<u8>,
     /// Key usages that must be set, and no others.
     pub key_usages: &'a [KeyUsage],
-    /// Permitted DNS subtrees that must be present (empty for the root).
-    pub permitted_dns: &'a [String],
+    /// The nameConstraints the certificate must carry, exactly (None: the root, which
+    /// carries none).
+    pub name_constraints: Option<&'a NameConstraints>,
 }
 
 /// Lints a CA certificate; returns every finding.
@@ -158,34 +160,53 @@ pub fn lint_ca_cert(cert: &X509Certificate<'_>, want: &CaExpectations<'_>) -> Ve
         Some((true, _)) => f.push("authorityKeyIdentifier must not be critical".into()),
         _ => f.push("authorityKeyIdentifier is missing (4.2.1.1)".into()),
     }
-    let nc = get(&OID_X509_EXT_NAME_CONSTRAINTS).map(|e| (e.critical, e.parsed_extension()));
-    match (nc, want.permitted_dns.is_empty()) {
-        (None, true) => {}
-        (Some((true, ParsedExtension::NameConstraints(nc))), false) => {
-            let permitted: Vec<&str> = nc
-                .permitted_subtrees
-                .iter()
-                .flatten()
-                .filter_map(|s| match s.base {
-                    GeneralName::DNSName(d) => Some(d),
-                    _ => None,
-                })
-                .collect();
-            for d in want.permitted_dns {
-                if !permitted.contains(&d.as_str()) {
-                    f.push(format!("nameConstraints does not permit {d}"));
-                }
-            }
-            if permitted.len() != want.permitted_dns.len() {
-                f.push("nameConstraints permits DNS names the policy does not list".into());
-            }
-        }
-        (Some((false, _)), _) => f.push("nameConstraints must be critical (4.2.1.10)".into()),
-        (Some(_), true) => f.push("the root carries no nameConstraints".into()),
-        (None, false) => f.push("nameConstraints is missing".into()),
-        _ => f.push("nameConstraints does not parse".into()),
+    let nc = get(&OID_X509_EXT_NAME_CONSTRAINTS);
+    match (nc, want.name_constraints) {
+        (None, None) => {}
+        (Some(_), None) => f.push("the root carries no nameConstraints".into()),
+        (None, Some(_)) => f.push("nameConstraints is missing".into()),
+        (Some(ext), Some(want)) => lint_name_constraints(ext, want, &mut f),
     }
     f
+}
+
+/// Checks an intermediate's nameConstraints against what its policy grants: critical, every
+/// subtree present in its form, none the policy does not list, and byte-identical to the
+/// policy's encoding (so order, string types and subtree bounds are the policy's too).
+fn lint_name_constraints(ext: &X509Extension<'_>, want: &NameConstraints, f: &mut Vec<String>) {
+    if !ext.critical {
+        f.push("nameConstraints must be critical (4.2.1.10)".into());
+    }
+    let ParsedExtension::NameConstraints(nc) = ext.parsed_extension() else {
+        f.push("nameConstraints does not parse".into());
+        return;
+    };
+    let (have, odd) = NameConstraints::from_parsed(nc);
+    for o in odd {
+        f.push(format!(
+            "nameConstraints has a subtree the policy never grants: {o}"
+        ));
+    }
+    let before = f.len();
+    for (kind, want, have) in [
+        ("permit", &want.permitted, &have.permitted),
+        ("exclude", &want.excluded, &have.excluded),
+    ] {
+        for s in want.iter().filter(|s| !have.contains(s)) {
+            f.push(format!("nameConstraints does not {kind} {s}"));
+        }
+        for s in have.iter().filter(|s| !want.contains(s)) {
+            f.push(format!(
+                "nameConstraints {kind}s {s}, which the policy does not list"
+            ));
+        }
+    }
+    if f.len() == before && want.to_der().ok().as_deref() != Some(ext.value) {
+        f.push(
+            "nameConstraints is not encoded as the policy's (subtree order, string types or bounds)"
+                .into(),
+        );
+    }
 }
 
 fn ext_of<'a>(tbs: &'a TbsCertificate<'a>, oid: &Oid<'static>) -> Option<&'a X509Extension<'a>> {
@@ -273,6 +294,7 @@ mod tests {
     use crate::algo::KeyAlgorithm;
     use crate::backend::soft::SoftKey;
     use crate::backend::{KeyBackend as _, RcgenSigner};
+    use crate::constraints::{DirAttr, NameConstraints as Nc, Subtree};
     use crate::x509;
 
     /// Changes what the policy and issuer expect.
@@ -330,13 +352,29 @@ mod tests {
         p.not_after = w.now + Duration::days(365);
         p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        p.name_constraints = Some(NameConstraints {
-            permitted_subtrees: vec![GeneralSubtree::DnsName("acme.example".into())],
-            excluded_subtrees: vec![],
-        });
+        p.custom_extensions = vec![granted().extension().expect("encode")];
         p.use_authority_key_identifier_extension = true;
         p.key_identifier_method = KeyIdMethod::PreSpecified(w.subject.public_key().key_id());
         p
+    }
+
+    /// What the lint tests' policy grants: every form.
+    fn granted() -> Nc {
+        let ip = |s: &str, l| Subtree::Ip(s.parse().expect("ip"), l);
+        Nc {
+            permitted: vec![
+                Subtree::Dns("acme.example".into()),
+                Subtree::Email("acme.example".into()),
+                Subtree::Email(".acme.example".into()),
+                Subtree::Uri("acme.example".into()),
+                Subtree::Uri(".acme.example".into()),
+                Subtree::Directory(vec![
+                    (DirAttr::Organization, "Lint".into()),
+                    (DirAttr::OrganizationalUnit, "acme".into()),
+                ]),
+            ],
+            excluded: vec![ip("0.0.0.0", 0), ip("::", 0)],
+        }
     }
 
     fn findings(
@@ -355,7 +393,7 @@ mod tests {
         let root = x509::parse_cert(&w.root_der).expect("root");
         let rt = &root.tbs_certificate;
         let root_id = w.root.public_key().key_id();
-        let permitted = vec!["acme.example".to_string()];
+        let granted = granted();
         let usages = [KeyUsage::KeyCertSign, KeyUsage::CrlSign];
         let mut want = CaExpectations {
             issuer_name: rt.subject.as_raw(),
@@ -367,7 +405,7 @@ mod tests {
             subject_key: w.subject.public_key(),
             path_len: Some(0),
             key_usages: &usages,
-            permitted_dns: &permitted,
+            name_constraints: Some(&granted),
         };
         tweak(&mut want);
         lint_ca_cert(&cert, &want)
@@ -389,11 +427,24 @@ mod tests {
             Box::leak(Box::new(SoftKey::generate(KeyAlgorithm::EcdsaP256)));
         let other_name: &'static [u8] = &[0x30, 0x00];
         let other_id: &'static [u8] = &[1, 2, 3];
-        let mesh: &'static [String] = Box::leak(Box::new(["other.example".to_string()]));
-        let two: &'static [String] = Box::leak(Box::new([
-            "acme.example".to_string(),
-            "other.example".to_string(),
-        ]));
+        let leak = |nc: Nc| -> &'static Nc { Box::leak(Box::new(nc)) };
+        let with = |permit: Option<Subtree>, exclude: Option<Subtree>| {
+            let mut nc = granted();
+            nc.permitted.extend(permit);
+            nc.excluded.extend(exclude);
+            leak(nc)
+        };
+        let more_email = with(Some(Subtree::Email("other.example".into())), None);
+        let more_ip = with(None, Some(Subtree::Ip("10.0.0.0".parse().expect("ip"), 8)));
+        let mut globex = granted();
+        globex.permitted[5] = Subtree::Directory(vec![
+            (DirAttr::Organization, "Lint".into()),
+            (DirAttr::OrganizationalUnit, "globex".into()),
+        ]);
+        let globex = leak(globex);
+        let mut no_uri = granted();
+        no_uri.permitted.retain(|s| !matches!(s, Subtree::Uri(_)));
+        let no_uri = leak(no_uri);
         let just_sign: &'static [KeyUsage] = &[KeyUsage::KeyCertSign];
         let with_ds: &'static [KeyUsage] = &[
             KeyUsage::KeyCertSign,
@@ -423,15 +474,27 @@ mod tests {
             (Box::new(|e| e.key_usages = with_ds), "keyUsage lacks"),
             (Box::new(|e| e.key_usages = just_sign), "keyUsage has bits"),
             (
-                Box::new(|e| e.permitted_dns = mesh),
-                "does not permit other.example",
+                Box::new(|e| e.name_constraints = Some(more_email)),
+                "nameConstraints does not permit email:other.example",
             ),
             (
-                Box::new(|e| e.permitted_dns = two),
-                "nameConstraints does not permit",
+                Box::new(|e| e.name_constraints = Some(more_ip)),
+                "nameConstraints does not exclude IP:10.0.0.0/8",
             ),
             (
-                Box::new(|e| e.permitted_dns = &[]),
+                Box::new(|e| e.name_constraints = Some(globex)),
+                "nameConstraints does not permit DirName:O=Lint, OU=globex",
+            ),
+            (
+                Box::new(|e| e.name_constraints = Some(globex)),
+                "nameConstraints permits DirName:O=Lint, OU=acme, which the policy does not list",
+            ),
+            (
+                Box::new(|e| e.name_constraints = Some(no_uri)),
+                "nameConstraints permits URI:.acme.example, which the policy does not list",
+            ),
+            (
+                Box::new(|e| e.name_constraints = None),
                 "the root carries no nameConstraints",
             ),
         ];
@@ -473,12 +536,12 @@ mod tests {
                 Box::new(move |p| {
                     let mut e = unknown();
                     e.set_criticality(true);
-                    p.custom_extensions = vec![e];
+                    p.custom_extensions.push(e);
                 }),
                 "unknown critical extension",
             ),
             (
-                Box::new(move |p| p.custom_extensions = vec![unknown(), unknown()]),
+                Box::new(move |p| p.custom_extensions.extend([unknown(), unknown()])),
                 "appears twice",
             ),
             (Box::new(|p| p.is_ca = IsCa::ExplicitNoCa), "cA is not TRUE"),
@@ -496,26 +559,69 @@ mod tests {
                 "authorityKeyIdentifier is missing",
             ),
             (
-                Box::new(|p| p.name_constraints = None),
+                Box::new(|p| p.custom_extensions.clear()),
                 "nameConstraints is missing",
             ),
             (
                 Box::new(|p| {
-                    p.name_constraints = Some(NameConstraints {
-                        permitted_subtrees: vec![
-                            GeneralSubtree::DnsName("acme.example".into()),
-                            GeneralSubtree::DnsName("evil.example".into()),
-                        ],
-                        excluded_subtrees: vec![],
-                    })
+                    let mut e = granted().extension().expect("encode");
+                    e.set_criticality(false);
+                    p.custom_extensions = vec![e];
                 }),
-                "permits DNS names the policy does not list",
+                "nameConstraints must be critical",
+            ),
+            (
+                Box::new(|p| {
+                    let mut nc = granted();
+                    nc.permitted.push(Subtree::Dns("evil.example".into()));
+                    p.custom_extensions = vec![nc.extension().expect("encode")];
+                }),
+                "permits DNS:evil.example, which the policy does not list",
+            ),
+            (
+                Box::new(|p| {
+                    let mut nc = granted();
+                    nc.permitted.reverse();
+                    p.custom_extensions = vec![nc.extension().expect("encode")];
+                }),
+                "not encoded as the policy's",
+            ),
+            (
+                Box::new(|p| {
+                    // rcgen's own encoding: a directoryName with a CN, which no policy grants.
+                    let mut dn = DistinguishedName::new();
+                    dn.push(DnType::CommonName, "acme");
+                    p.custom_extensions.clear();
+                    p.name_constraints = Some(NameConstraints {
+                        permitted_subtrees: vec![GeneralSubtree::DirectoryName(dn)],
+                        excluded_subtrees: vec![],
+                    });
+                }),
+                "a subtree the policy never grants: directoryName attribute 2.5.4.3",
             ),
         ];
         for (edit, needle) in &cert_cases {
             let mut p = good(&w);
             edit(&mut p);
             assert_finds(&findings(&w, &p, |_| {}), needle);
+        }
+        // Each subtree of each form, left out of the certificate, is seen missing.
+        let all = granted();
+        for (i, s) in all.permitted.iter().chain(&all.excluded).enumerate() {
+            let mut nc = granted();
+            let kind = if i < nc.permitted.len() {
+                nc.permitted.remove(i);
+                "permit"
+            } else {
+                nc.excluded.remove(i - all.permitted.len());
+                "exclude"
+            };
+            let mut p = good(&w);
+            p.custom_extensions = vec![nc.extension().expect("encode")];
+            assert_finds(
+                &findings(&w, &p, |_| {}),
+                &format!("nameConstraints does not {kind} {s}"),
+            );
         }
     }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::algo::KeyAlgorithm;
+use crate::constraints::{DirAttr, NameConstraints, Subtree};
 use crate::slug::{Slug, Tier};
 use crate::words::Fingerprint;
 
@@ -216,16 +217,60 @@ pub struct IntermediatePolicy {
     pub default_days: u32,
     /// Subject from the slug.
     pub subject: SubjectTemplate,
-    /// Permitted DNS subtrees (no leading dot: domain and subdomains).
-    pub permitted_dns: Vec<Template>,
-    /// Excluded IP ranges (address, prefix length).
-    pub excluded_ip: Vec<(IpAddr, u8)>,
+    /// The nameConstraints every intermediate of this tier carries.
+    pub name_constraints: NameConstraintsPolicy,
     /// Key usages.
     pub key_usages: Vec<KeyUsage>,
     /// pathLenConstraint.
     pub path_len: u8,
     /// CRL distribution point URL (the root's CRL).
     pub crl_distribution_point: Template,
+}
+
+/// The nameConstraints of a tier's intermediates, as templates: every name form a leaf can
+/// carry is granted only under the customer's slug.
+#[derive(Debug, Clone)]
+pub struct NameConstraintsPolicy {
+    /// Permitted DNS subtrees (no leading dot: domain and subdomains).
+    pub permitted_dns: Vec<Template>,
+    /// Permitted rfc822Name subtrees (a host's mailboxes; a leading dot: its subdomains').
+    pub permitted_email: Vec<Template>,
+    /// Permitted URI subtrees, by host (a leading dot: its subdomains).
+    pub permitted_uri: Vec<Template>,
+    /// The permitted directoryName subtree (subjects beginning with these RDNs), if any.
+    pub permitted_subject: Vec<(DirAttr, Template)>,
+    /// Excluded IP ranges (address, prefix length).
+    pub excluded_ip: Vec<(IpAddr, u8)>,
+}
+
+impl NameConstraintsPolicy {
+    /// The constraints of `slug`'s intermediate, in the order they are encoded.
+    pub fn render(&self, slug: &Slug) -> NameConstraints {
+        let hosts = |list: &[Template], form: fn(String) -> Subtree| {
+            list.iter()
+                .map(move |t| form(t.render(slug)))
+                .collect::<Vec<_>>()
+        };
+        let mut permitted = hosts(&self.permitted_dns, Subtree::Dns);
+        permitted.extend(hosts(&self.permitted_email, Subtree::Email));
+        permitted.extend(hosts(&self.permitted_uri, Subtree::Uri));
+        if !self.permitted_subject.is_empty() {
+            permitted.push(Subtree::Directory(
+                self.permitted_subject
+                    .iter()
+                    .map(|(a, t)| (*a, t.render(slug)))
+                    .collect(),
+            ));
+        }
+        NameConstraints {
+            permitted,
+            excluded: self
+                .excluded_ip
+                .iter()
+                .map(|(ip, len)| Subtree::Ip(*ip, *len))
+                .collect(),
+        }
+    }
 }
 
 // ---- raw file shapes ----
@@ -298,8 +343,19 @@ struct RawIntValidity {
 #[serde(deny_unknown_fields)]
 struct RawNameConstraints {
     permitted_dns: Vec<String>,
+    permitted_email: Vec<String>,
+    permitted_uri: Vec<String>,
+    #[serde(default)]
+    permitted_subject: Option<RawSubjectPrefix>,
     #[serde(default)]
     excluded_ip: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubjectPrefix {
+    organization: String,
+    organizational_unit: String,
 }
 
 #[derive(Deserialize)]
@@ -378,41 +434,44 @@ fn read_strict<T: for<'de> Deserialize<'de>>(
     Ok((raw, source, ctx))
 }
 
-/// Checks a subject field against its upper bound as it will be issued: rendered with the
-/// longest slug there can be, so no customer's certificate can exceed it.
+/// Checks a subject field (or a directoryName constraint's attribute) against its upper bound
+/// as it will be issued: rendered with the longest slug there can be, so no customer's
+/// certificate can exceed it.
+fn name_template(ctx: &Ctx, field: &str, s: &str, slugged: bool) -> Result<Template, PolicyError> {
+    let t = Template::parse(s).map_err(|m| ctx.err(field, m))?;
+    if !slugged && t.as_str().contains("{slug}") {
+        return Err(ctx.err(field, "the root has no slug; remove `{slug}`"));
+    }
+    if s.trim().is_empty() {
+        return Err(ctx.err(field, "must not be empty"));
+    }
+    let chars = t.render(&Slug::longest()).chars().count();
+    if chars > MAX_NAME_CHARS {
+        let with = if t.as_str().contains("{slug}") {
+            format!(
+                "with the longest slug ({} characters) it is {chars} characters",
+                crate::slug::MAX_LEN
+            )
+        } else {
+            format!("it is {chars} characters")
+        };
+        return Err(ctx.err(
+            field,
+            format!(
+                "`{s}`: {with}, and RFC 5280 allows at most {MAX_NAME_CHARS}; shorten it{}",
+                if t.as_str().contains("{slug}") {
+                    " (`{slug}` alone always fits)"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    Ok(t)
+}
+
 fn subject(ctx: &Ctx, raw: RawSubject, slugged: bool) -> Result<SubjectTemplate, PolicyError> {
-    let t = |field: &str, s: &str| -> Result<Template, PolicyError> {
-        let t = Template::parse(s).map_err(|m| ctx.err(field, m))?;
-        if !slugged && t.as_str().contains("{slug}") {
-            return Err(ctx.err(field, "the root has no slug; remove `{slug}`"));
-        }
-        if s.trim().is_empty() {
-            return Err(ctx.err(field, "must not be empty"));
-        }
-        let chars = t.render(&Slug::longest()).chars().count();
-        if chars > MAX_NAME_CHARS {
-            let with = if t.as_str().contains("{slug}") {
-                format!(
-                    "with the longest slug ({} characters) it is {chars} characters",
-                    crate::slug::MAX_LEN
-                )
-            } else {
-                format!("it is {chars} characters")
-            };
-            return Err(ctx.err(
-                field,
-                format!(
-                    "`{s}`: {with}, and RFC 5280 allows at most {MAX_NAME_CHARS}; shorten it{}",
-                    if t.as_str().contains("{slug}") {
-                        " (`{slug}` alone always fits)"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
-        Ok(t)
-    };
+    let t = |field: &str, s: &str| name_template(ctx, field, s, slugged);
     let country = match raw.country {
         Some(c) if c.len() == 2 && c.chars().all(|ch| ch.is_ascii_uppercase()) => Some(c),
         Some(c) => {
@@ -557,45 +616,7 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
     }
     // Every template must fit the longest slug there can be.
     let probe = Slug::longest();
-    let mut permitted_dns = Vec::new();
-    for (i, d) in raw.name_constraints.permitted_dns.iter().enumerate() {
-        let field = format!("name_constraints.permitted_dns[{i}]");
-        let t = Template::parse(d).map_err(|m| ctx.err(&field, m))?;
-        if d.starts_with('.') {
-            return Err(ctx.err(
-                &field,
-                "no leading dot: `example.com` already covers its subdomains",
-            ));
-        }
-        if let Err(why) = check_dns_name(&t.render(&probe)) {
-            return Err(ctx.err(
-                &field,
-                format!(
-                    "`{d}` with the longest slug ({} characters) is not a DNS name: {why}",
-                    crate::slug::MAX_LEN
-                ),
-            ));
-        }
-        if !d.split('.').any(|l| l == "{slug}") {
-            return Err(ctx.err(
-                &field,
-                "must contain `{slug}` as a whole label (`{slug}.example.com`): each customer gets its own subtree, and `ledger verify` finds the slug there",
-            ));
-        }
-        permitted_dns.push(t);
-    }
-    if permitted_dns.is_empty() {
-        return Err(ctx.err(
-            "name_constraints.permitted_dns",
-            "must list the customer's DNS subtree",
-        ));
-    }
-    let mut excluded_ip = Vec::new();
-    for (i, c) in raw.name_constraints.excluded_ip.iter().enumerate() {
-        excluded_ip.push(
-            parse_cidr(c).map_err(|m| ctx.err(&format!("name_constraints.excluded_ip[{i}]"), m))?,
-        );
-    }
+    let name_constraints = name_constraints(&ctx, raw.name_constraints)?;
     if raw.path_len != 0 {
         return Err(ctx.err(
             "path_len",
@@ -620,12 +641,101 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
         max_days: v.max_days,
         default_days,
         subject: subject(&ctx, raw.subject, true)?,
-        permitted_dns,
-        excluded_ip,
+        name_constraints,
         key_usages: ca_key_usages(&ctx, raw.key_usage)?,
         path_len: raw.path_len,
         crl_distribution_point: cdp,
     })
+}
+
+fn name_constraints(
+    ctx: &Ctx,
+    raw: RawNameConstraints,
+) -> Result<NameConstraintsPolicy, PolicyError> {
+    let permitted_subject = match raw.permitted_subject {
+        None => Vec::new(),
+        Some(p) => {
+            let field = "name_constraints.permitted_subject";
+            let o = name_template(ctx, &format!("{field}.organization"), &p.organization, true)?;
+            let ou_field = format!("{field}.organizational_unit");
+            let ou = name_template(ctx, &ou_field, &p.organizational_unit, true)?;
+            if !ou.as_str().contains("{slug}") {
+                return Err(ctx.err(
+                    &ou_field,
+                    "must contain `{slug}`: each customer gets its own directory subtree",
+                ));
+            }
+            vec![
+                (DirAttr::Organization, o),
+                (DirAttr::OrganizationalUnit, ou),
+            ]
+        }
+    };
+    let mut excluded_ip = Vec::new();
+    for (i, c) in raw.excluded_ip.iter().enumerate() {
+        excluded_ip.push(
+            parse_cidr(c).map_err(|m| ctx.err(&format!("name_constraints.excluded_ip[{i}]"), m))?,
+        );
+    }
+    Ok(NameConstraintsPolicy {
+        permitted_dns: host_templates(ctx, "permitted_dns", &raw.permitted_dns, false)?,
+        permitted_email: host_templates(ctx, "permitted_email", &raw.permitted_email, true)?,
+        permitted_uri: host_templates(ctx, "permitted_uri", &raw.permitted_uri, true)?,
+        permitted_subject,
+        excluded_ip,
+    })
+}
+
+/// Validates the host templates of one name form: at least one, each a DNS name with the
+/// longest slug and with `{slug}` as a whole label (so `ledger verify` finds the slug there).
+/// `leading_dot`: the form reads `.host` as "subdomains of host" (rfc822Name, URI); in dNSName
+/// a plain name already covers its subdomains, so a dot is refused.
+fn host_templates(
+    ctx: &Ctx,
+    form: &str,
+    list: &[String],
+    leading_dot: bool,
+) -> Result<Vec<Template>, PolicyError> {
+    let probe = Slug::longest();
+    let mut out = Vec::new();
+    for (i, d) in list.iter().enumerate() {
+        let field = format!("name_constraints.{form}[{i}]");
+        let t = Template::parse(d).map_err(|m| ctx.err(&field, m))?;
+        let host = match d.strip_prefix('.') {
+            Some(_) if !leading_dot => {
+                return Err(ctx.err(
+                    &field,
+                    "no leading dot: `example.com` already covers its subdomains",
+                ))
+            }
+            Some(rest) => rest,
+            None => d.as_str(),
+        };
+        let rendered = t.render(&probe);
+        if let Err(why) = check_dns_name(rendered.strip_prefix('.').unwrap_or(&rendered)) {
+            return Err(ctx.err(
+                &field,
+                format!(
+                    "`{d}` with the longest slug ({} characters) is not a DNS name: {why}",
+                    crate::slug::MAX_LEN
+                ),
+            ));
+        }
+        if !host.split('.').any(|l| l == "{slug}") {
+            return Err(ctx.err(
+                &field,
+                "must contain `{slug}` as a whole label (`{slug}.example.com`): each customer gets its own subtree, and `ledger verify` finds the slug there",
+            ));
+        }
+        out.push(t);
+    }
+    if out.is_empty() {
+        return Err(ctx.err(
+            &format!("name_constraints.{form}"),
+            "must list the customer's subtree: a name form left out is unconstrained",
+        ));
+    }
+    Ok(out)
 }
 
 /// Why `s` is not a DNS name we issue under: labels of lowercase letters, digits and inner
@@ -704,7 +814,12 @@ mod tests {
             let p = load_intermediate(&policies_dir(), tier).expect("intermediate policy");
             assert_eq!(p.tier, tier);
             let slug = Slug::parse("acme").expect("slug");
-            assert_eq!(p.permitted_dns[0].render(&slug), "acme.od.kiwistack.io");
+            assert_eq!(
+                p.name_constraints.render(&slug).to_string(),
+                "permitted DNS:acme.od.kiwistack.io, email:acme.od.kiwistack.io, \
+                 email:.acme.od.kiwistack.io, URI:acme.od.kiwistack.io, \
+                 URI:.acme.od.kiwistack.io; excluded IP:0.0.0.0/0, IP:::/0"
+            );
         }
     }
 
@@ -746,6 +861,26 @@ mod tests {
             ),
             ("path_len: 0", "path_len: 2", "path_len"),
             ("tier: core", "tier: mesh", "tier"),
+            (
+                "    - \".{slug}.od.kiwistack.io\"\n  # No directoryName",
+                "    - \".od.kiwistack.io\"\n  # No directoryName",
+                "name_constraints.permitted_uri[1]",
+            ),
+            (
+                "  permitted_email:\n    - \"{slug}.od.kiwistack.io\"\n    - \".{slug}.od.kiwistack.io\"\n",
+                "  permitted_email: []\n",
+                "name_constraints.permitted_email",
+            ),
+            (
+                "  excluded_ip:",
+                "  permitted_subject:\n    organization: KiwiStack\n    organizational_unit: Customers\n  excluded_ip:",
+                "name_constraints.permitted_subject.organizational_unit",
+            ),
+            (
+                "  excluded_ip:",
+                "  permitted_subject:\n    organization: KiwiStack\n    organizational_unit: \"{slug}{slug}\"\n  excluded_ip:",
+                "name_constraints.permitted_subject.organizational_unit",
+            ),
         ];
         for (from, to, field) in cases {
             assert!(base.contains(from), "fixture lacks {from}");
@@ -757,6 +892,26 @@ mod tests {
             let e = load_intermediate(dir.path(), Tier::Core).expect_err(to);
             assert_eq!(e.field, field, "{e}");
         }
+    }
+
+    #[test]
+    fn a_directory_subtree_renders_under_the_slug() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = std::fs::read_to_string(policies_dir().join("intermediate-fleet.yaml"))
+            .expect("read")
+            .replace(
+                "  excluded_ip:",
+                "  permitted_subject:\n    organization: KiwiStack\n    organizational_unit: \"{slug}\"\n  excluded_ip:",
+            );
+        write(dir.path(), "intermediate-fleet.yaml", &text);
+        let p = load_intermediate(dir.path(), Tier::Fleet).expect("policy");
+        let nc = p
+            .name_constraints
+            .render(&Slug::parse("acme").expect("slug"));
+        assert_eq!(
+            nc.permitted.last().map(|s| s.to_string()).as_deref(),
+            Some("DirName:O=KiwiStack, OU=acme")
+        );
     }
 
     #[test]

@@ -217,12 +217,7 @@ pub fn check_certificate(
             "it certifies a different key from the one in this state repo's secrets; it belongs to another request".into(),
         ));
     }
-    let permitted: Vec<String> = want
-        .policy
-        .permitted_dns
-        .iter()
-        .map(|t| t.render(want.slug))
-        .collect();
+    let constraints = want.policy.name_constraints.render(want.slug);
     let root_key_id = root_key.key_id();
     let expect = CaExpectations {
         issuer_name: root_cert.tbs_certificate.subject.as_raw(),
@@ -234,7 +229,7 @@ pub fn check_certificate(
         subject_key: want.key,
         path_len: Some(want.policy.path_len),
         key_usages: &want.policy.key_usages,
-        permitted_dns: &permitted,
+        name_constraints: Some(&constraints),
     };
     let findings = lint::lint_ca_cert(&parsed, &expect);
     if !findings.is_empty() {

@@ -169,7 +169,7 @@ fn init_with_key(
                     subject_key: &public,
                     path_len: pol.path_len,
                     key_usages: &pol.key_usages,
-                    permitted_dns: &[],
+                    name_constraints: None,
                 },
             )
         }

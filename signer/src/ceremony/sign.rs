@@ -7,13 +7,14 @@
 use std::path::PathBuf;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CidrSubnet, CrlDistributionPoint, GeneralSubtree, IsCa,
-    Issuer, KeyIdMethod, NameConstraints, SerialNumber,
+    BasicConstraints, CertificateParams, CrlDistributionPoint, IsCa, Issuer, KeyIdMethod,
+    SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
 use super::{add_file, Artifact, Operation, Plan, Step};
 use crate::ca::{Ca, CLOCK_SKEW};
+use crate::constraints::NameConstraints;
 use crate::csr::{self, VerifiedCsr};
 use crate::error::{Error, Result};
 use crate::hooks::{EventData, EventKind};
@@ -82,13 +83,14 @@ impl Operation for SignRequest {
             });
         }
         let serial = fresh_serial(ca);
-        let params = intermediate_params(&pol, &self.slug, &csr, &serial, not_before, not_after);
-        let permitted: Vec<String> = pol
-            .permitted_dns
-            .iter()
-            .map(|t| t.render(&self.slug))
-            .collect();
-        let summary = summary(&self.slug, pol.tier, &csr, &params, &permitted, days);
+        let constraints = pol.name_constraints.render(&self.slug);
+        let mut params =
+            intermediate_params(&pol, &self.slug, &csr, &serial, not_before, not_after);
+        params.custom_extensions = vec![constraints.extension().map_err(|e| Error::Build {
+            what: "certificate",
+            detail: format!("nameConstraints: {e}"),
+        })?];
+        let summary = summary(&self.slug, pol.tier, &csr, &params, &constraints, days);
         let issuer_params = ca.issuer_params();
         let subject_key = csr.public_key.clone();
         let build = move |signer: &crate::backend::RcgenSigner<'_>| {
@@ -110,7 +112,7 @@ impl Operation for SignRequest {
                     subject_key: &lint_key,
                     path_len: Some(path_len),
                     key_usages: &key_usages,
-                    permitted_dns: &permitted,
+                    name_constraints: Some(&constraints),
                 },
             ),
             Err(e) => vec![e],
@@ -215,18 +217,8 @@ fn intermediate_params(
     p.distinguished_name = pol.subject.render(Some(slug));
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(pol.path_len));
     p.key_usages = pol.key_usages.iter().map(|u| u.rcgen()).collect();
-    p.name_constraints = Some(NameConstraints {
-        permitted_subtrees: pol
-            .permitted_dns
-            .iter()
-            .map(|t| GeneralSubtree::DnsName(t.render(slug)))
-            .collect(),
-        excluded_subtrees: pol
-            .excluded_ip
-            .iter()
-            .map(|(ip, len)| GeneralSubtree::IpAddress(CidrSubnet::from_addr_prefix(*ip, *len)))
-            .collect(),
-    });
+    // nameConstraints is a custom extension (crate::constraints): rcgen's has no URI or
+    // directoryName subtree.
     p.crl_distribution_points = vec![CrlDistributionPoint {
         uris: vec![pol.crl_distribution_point.render(slug)],
     }];
@@ -240,7 +232,7 @@ fn summary(
     tier: Tier,
     csr: &VerifiedCsr,
     params: &CertificateParams,
-    permitted: &[String],
+    constraints: &NameConstraints,
     days: u32,
 ) -> String {
     let mut s = String::new();
@@ -259,10 +251,7 @@ fn summary(
         ledger::fmt_time(params.not_before),
         ledger::fmt_time(params.not_after)
     ));
-    s.push_str(&format!(
-        "  name constraints: permitted DNS {}\n",
-        permitted.join(", ")
-    ));
+    s.push_str(&format!("  name constraints: {constraints} (critical)\n"));
     s.push_str("  basicConstraints: CA:TRUE, pathlen:0 (critical)\n");
     s.push_str(&format!(
         "  CSR subject (ignored): {}\n",
