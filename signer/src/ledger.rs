@@ -541,7 +541,7 @@ fn check_recorded_names(
         .name_constraints()
         .map_err(|m| format!("certificate name constraints: {m}"))?;
     let (constraints, _) = constraints
-        .map(|c| NameConstraints::from_parsed(&c.value))
+        .map(|c| NameConstraints::from_parsed(c.value))
         .unwrap_or_default();
     let hosts: Vec<&str> = constraints
         .permitted

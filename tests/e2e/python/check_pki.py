@@ -4,6 +4,7 @@ Usage:
   check_pki.py chain ROOT INTERMEDIATE LEAF HOSTNAME   verify a server chain, incl. name constraints
   check_pki.py issued ROOT CERT                         CERT's signature verifies under ROOT's key
   check_pki.py crl ROOT CRL                             the CRL's signature verifies; prints revoked serials (hex)
+  check_pki.py constraints CERT                         prints CERT's nameConstraints, one subtree a line
 
 Prints `ok` (and details) and exits 0 on success; prints `error: ...` and exits 1 otherwise.
 """
@@ -61,6 +62,17 @@ def main(argv):
         print("ok")
         for r in crl:
             print(format(r.serial_number, "x"))
+        return 0
+    if mode == "constraints":
+        ext = load_cert(argv[2]).extensions.get_extension_for_class(x509.NameConstraints)
+        print("critical" if ext.critical else "not critical")
+        for kind, trees in (
+            ("permitted", ext.value.permitted_subtrees),
+            ("excluded", ext.value.excluded_subtrees),
+        ):
+            for t in trees or []:
+                value = t.value.rfc4514_string() if isinstance(t, x509.DirectoryName) else t.value
+                print(f"{kind} {type(t).__name__} {value}")
         return 0
     print(f"error: unknown mode {mode}")
     return 2

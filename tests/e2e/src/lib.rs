@@ -111,6 +111,12 @@ pub struct Fixture {
 impl Fixture {
     /// Creates the directories and runs `kiwi-signer init` with `policies/root.yaml`.
     pub fn new() -> Self {
+        Self::with_root_policy(&workspace_root().join("policies/root.yaml"))
+    }
+
+    /// Like [`Fixture::new`] with another root policy; the CA reads its tiers' policies from
+    /// the same directory.
+    pub fn with_root_policy(policy: &Path) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let tmp = tempfile::tempdir().expect("temporary directory");
         let ca = tmp.path().join("ca");
@@ -120,8 +126,7 @@ impl Fixture {
         std::fs::write(&pin, format!("{PASSPHRASE}\n")).expect("pin file");
         std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let f = Fixture { tmp, ca, work, pin };
-        let policy = workspace_root().join("policies/root.yaml");
-        let o = f.signer(&["init", "--backend", "soft", "--policy", path_str(&policy)]);
+        let o = f.signer(&["init", "--backend", "soft", "--policy", path_str(policy)]);
         assert!(o.status.success(), "init failed: {}", stderr(&o));
         f
     }
@@ -313,6 +318,52 @@ pub fn ec_csr(dir: &Path, name: &str, curve: &str, extra: &[&str]) -> String {
     csr
 }
 
+/// Issues a leaf with openssl (a new P-256 key, 30 days) from an intermediate `inter` whose key
+/// file is `inter_key` (in `dir`): subject `subj` in openssl's `/O=../CN=..` form (`/` for an
+/// empty one) and subjectAltName `san` (`DNS:..`, `URI:..`, `email:..`). Returns the leaf's
+/// file name in `dir`.
+pub fn openssl_leaf(
+    dir: &Path,
+    name: &str,
+    inter: &Path,
+    inter_key: &str,
+    subj: &str,
+    san: &str,
+) -> String {
+    let csr = ec_csr(dir, name, "P-256", &["-subj", subj]);
+    let crt = format!("{name}.pem");
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={san}\n\
+             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+        ),
+    )
+    .expect("write ext file");
+    openssl_ok(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            path_str(inter),
+            "-CAkey",
+            inter_key,
+            "-days",
+            "30",
+            "-extfile",
+            &ext,
+            "-out",
+            &crt,
+        ],
+    );
+    crt
+}
+
 /// Writes `text` to a new file created with mode 0600 (PIN files, keys taken out of secrets).
 pub fn write_private(path: &Path, text: &str) {
     use std::io::Write as _;
@@ -349,4 +400,12 @@ pub fn pkilint(file: &Path, crl: bool) -> String {
         return format!("pkilint exited with {} and no output", o.status);
     }
     text.trim().to_string()
+}
+
+/// Runs `tests/e2e/python/check_pki.py ARGS` (Python `cryptography`); returns whether it
+/// succeeded and its output.
+pub fn check_pki(args: &[&str]) -> (bool, String) {
+    let script = workspace_root().join("tests/e2e/python/check_pki.py");
+    let o = run(Command::new(venv_tool("python")).arg(script).args(args));
+    (o.status.success(), format!("{}{}", stdout(&o), stderr(&o)))
 }

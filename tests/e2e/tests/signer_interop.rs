@@ -6,77 +6,18 @@ use std::path::Path;
 use std::process::Command;
 
 use kiwi_e2e::{
-    openssl, openssl_ok, path_str, pkilint, run, run_ok, stdout, venv_tool, workspace_root, Fixture,
+    check_pki, openssl, openssl_leaf, openssl_ok, path_str, pkilint, run_ok, stdout, Fixture,
 };
 
 /// Issues a leaf for `host` from an intermediate whose key is `inter_key` (openssl does it).
 fn leaf(f: &Fixture, name: &str, inter: &Path, inter_key: &str, host: &str) -> String {
-    let key = format!("{name}.key");
-    let csr = format!("{name}.csr");
-    let crt = format!("{name}.pem");
-    let ext = format!("{name}.ext");
-    openssl_ok(
+    openssl_leaf(
         &f.work,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            &key,
-        ],
-    );
-    openssl_ok(
-        &f.work,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-subj",
-            &format!("/CN={host}"),
-            "-out",
-            &csr,
-        ],
-    );
-    std::fs::write(
-        f.w(&ext),
-        format!(
-            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-             extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{host}\n\
-             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
-        ),
-    )
-    .expect("write ext file");
-    openssl_ok(
-        &f.work,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            path_str(inter),
-            "-CAkey",
-            inter_key,
-            "-days",
-            "30",
-            "-extfile",
-            &ext,
-            "-out",
-            &crt,
-        ],
-    );
-    crt
-}
-
-fn python_check(args: &[&str]) -> (bool, String) {
-    let script = workspace_root().join("tests/e2e/python/check_pki.py");
-    let o = run(Command::new(venv_tool("python")).arg(script).args(args));
-    (
-        o.status.success(),
-        format!("{}{}", stdout(&o), kiwi_e2e::stderr(&o)),
+        name,
+        inter,
+        inter_key,
+        &format!("/CN={host}"),
+        &format!("DNS:{host}"),
     )
 }
 
@@ -160,12 +101,12 @@ fn issued_chain_and_crls_pass_openssl_cryptography_and_pkilint() {
 
     // Python cryptography: signatures and path validation with name constraints.
     let acme_s = path_str(&acme);
-    let (ok, out) = python_check(&["issued", root_s, acme_s]);
+    let (ok, out) = check_pki(&["issued", root_s, acme_s]);
     assert!(ok, "{out}");
-    let (ok, out) = python_check(&["issued", root_s, path_str(&globex)]);
+    let (ok, out) = check_pki(&["issued", root_s, path_str(&globex)]);
     assert!(ok, "{out}");
     let good_p = f.w(&good);
-    let (ok, out) = python_check(&[
+    let (ok, out) = check_pki(&[
         "chain",
         root_s,
         acme_s,
@@ -174,7 +115,7 @@ fn issued_chain_and_crls_pass_openssl_cryptography_and_pkilint() {
     ]);
     assert!(ok, "cryptography refused a valid chain: {out}");
     let bad_p = f.w(&bad);
-    let (ok, out) = python_check(&["chain", root_s, acme_s, path_str(&bad_p), "www.example.com"]);
+    let (ok, out) = check_pki(&["chain", root_s, acme_s, path_str(&bad_p), "www.example.com"]);
     assert!(
         !ok,
         "cryptography accepted a leaf outside the name constraint: {out}"
@@ -236,7 +177,7 @@ fn issued_chain_and_crls_pass_openssl_cryptography_and_pkilint() {
             "pkilint on {}:\n{findings}",
             crl.display()
         );
-        let (ok, out) = python_check(&["crl", root_s, path_str(crl)]);
+        let (ok, out) = check_pki(&["crl", root_s, path_str(crl)]);
         assert!(ok, "{out}");
         let listed: Vec<&str> = out.lines().skip(1).collect();
         assert_eq!(listed, vec![serial.trim_start_matches('0')], "{out}");
