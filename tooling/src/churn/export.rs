@@ -204,7 +204,7 @@ pub fn export(
         plaintext_fails: true,
         ..TreeOptions::default()
     };
-    let summary = tree::run_tree(&[srepo.clone()], &opts, |p, b| {
+    let summary = tree::run_tree(std::slice::from_ref(&srepo), &opts, |p, b| {
         tree::reseal_to(p, b, ids, &spec)
     })?;
     let rel = |p: &Path| {
