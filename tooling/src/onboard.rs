@@ -250,23 +250,25 @@ fn load_key_from(
     key_file: &Path,
     ids: &Identities,
 ) -> Result<kiwi_signer::eckey::EcKey, OnboardError> {
-    let key_file = key_file.to_path_buf();
-    let bytes = std::fs::read(&key_file).map_err(|e| {
-        OnboardError::KeyFile(
-            key_file.clone(),
-            format!("{e}; run `kiwictl intermediate request` first"),
-        )
-    })?;
-    let doc = engine::open(&bytes, FileFormat::Yaml, Unlock::Identities(ids))?;
-    let plain = doc.plaintext()?;
-    let text = std::str::from_utf8(&plain)
-        .map_err(|_| OnboardError::KeyFile(key_file.clone(), "not UTF-8".into()))?;
-    let parsed: KeyDoc = serde_yaml_ng::from_str(text).map_err(|e| {
-        OnboardError::KeyFile(key_file.clone(), format!("unexpected content ({e})"))
-    })?;
+    let parsed: KeyDoc = read_sops_yaml(key_file, ids, "run `kiwictl intermediate request` first")?;
     let pem = Zeroizing::new(parsed.key);
     intermediate::key_from_pem(&pem, &key_file.display().to_string())
-        .map_err(|e| OnboardError::KeyFile(key_file, e))
+        .map_err(|e| OnboardError::KeyFile(key_file.to_path_buf(), e))
+}
+
+/// Decrypts the SOPS YAML `file` with `ids` and reads it as a `T`; `missing` says what to do
+/// when the file is absent.
+fn read_sops_yaml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    ids: &Identities,
+    missing: &str,
+) -> Result<T, OnboardError> {
+    let bad = |m: String| OnboardError::KeyFile(file.to_path_buf(), m);
+    let bytes = std::fs::read(file).map_err(|e| bad(format!("{e}; {missing}")))?;
+    let doc = engine::open(&bytes, FileFormat::Yaml, Unlock::Identities(ids))?;
+    let plain = doc.plaintext()?;
+    let text = std::str::from_utf8(&plain).map_err(|_| bad("not UTF-8".into()))?;
+    serde_yaml_ng::from_str(text).map_err(|e| bad(format!("unexpected content ({e})")))
 }
 
 /// What `install` wrote.
@@ -355,19 +357,11 @@ impl InstalledDoc {
 
 /// Decrypts and reads the repo's [`CERT_FILE`].
 pub fn read_installed(repo: &Path, ids: &Identities) -> Result<InstalledDoc, OnboardError> {
-    let file = repo.join(CERT_FILE);
-    let bytes = std::fs::read(&file).map_err(|e| {
-        OnboardError::KeyFile(
-            file.clone(),
-            format!("{e}; no intermediate is installed (run `kiwictl intermediate install`)"),
-        )
-    })?;
-    let doc = engine::open(&bytes, FileFormat::Yaml, Unlock::Identities(ids))?;
-    let plain = doc.plaintext()?;
-    let text = std::str::from_utf8(&plain)
-        .map_err(|_| OnboardError::KeyFile(file.clone(), "not UTF-8".into()))?;
-    serde_yaml_ng::from_str(text)
-        .map_err(|e| OnboardError::KeyFile(file, format!("unexpected content ({e})")))
+    read_sops_yaml(
+        &repo.join(CERT_FILE),
+        ids,
+        "no intermediate is installed (run `kiwictl intermediate install`)",
+    )
 }
 
 /// step-ca's public values ([`STEP_VALUES`]): `roots` (one or more PEM certificates, all

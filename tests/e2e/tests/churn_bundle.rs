@@ -95,6 +95,19 @@ fn failures(o: &Output) -> Vec<String> {
         .collect()
 }
 
+/// `churn verify` fails on `bundle`, with a failure starting with `prefix` and naming `needle`.
+fn assert_fails_naming(bundle: &Path, key: &Path, prefix: &str, needle: &str) {
+    let o = verify(bundle, key);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let named = failures(&o);
+    assert!(
+        named
+            .iter()
+            .any(|f| f.starts_with(prefix) && f.contains(needle)),
+        "{named:?}"
+    );
+}
+
 #[test]
 fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
     let ca = Fixture::new();
@@ -353,14 +366,11 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
             .env_remove("SOPS_AGE_KEY")
             .env("SOPS_AGE_KEY_FILE", &cust_key),
     );
-    let o = verify(&copy, &cust_key);
-    assert_eq!(o.status.code(), Some(1));
-    let named = failures(&o);
-    assert!(
-        named
-            .iter()
-            .any(|f| f.starts_with("sops repo/secrets/smallstep.sops.yaml") && f.contains(&r.op)),
-        "{named:?}"
+    assert_fails_naming(
+        &copy,
+        &cust_key,
+        "sops repo/secrets/smallstep.sops.yaml",
+        &r.op,
     );
 
     // A file left decryptable by the operator's key fails it.
@@ -371,19 +381,31 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
         copy.join("repo/secrets/smallstep.sops.yaml"),
     )
     .expect("copy");
-    let o = verify(&copy, &cust_key);
-    assert_eq!(o.status.code(), Some(1));
-    let named = failures(&o);
-    assert!(
-        named
-            .iter()
-            .any(|f| f.starts_with("sops repo/secrets/smallstep.sops.yaml")
-                && f.contains("does not decrypt with your key")),
-        "{named:?}"
+    assert_fails_naming(
+        &copy,
+        &cust_key,
+        "sops repo/secrets/smallstep.sops.yaml",
+        "does not decrypt with your key",
     );
 
-    // --out exists: refused.
+    // --out exists: refused. --keep-history elsewhere: the MSP's commit stays, with a warning.
     let o = export(&r.repo, &rerooted, &msp_crl, &[], &r.op_key);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("exists already"), "{}", stderr(&o));
+    std::fs::rename(&out, ca.w("first-bundle")).expect("move");
+    let o = export(&r.repo, &rerooted, &msp_crl, &["--keep-history"], &r.op_key);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("git history holds every earlier version"),
+        "{}",
+        stderr(&o)
+    );
+    let count = run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(out.join("repo"))
+            .args(["rev-list", "--count", "HEAD"]),
+    );
+    assert_eq!(count.trim(), "2");
+    assert!(verify(&out, &cust_key).status.success());
 }

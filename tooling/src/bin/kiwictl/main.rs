@@ -348,6 +348,24 @@ fn add_file(data: &mut EventData, role: &str, path: &std::path::Path) {
     data.files.entry(role.into()).or_default().push(abs);
 }
 
+/// An input file's bytes.
+fn read(p: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+}
+
+/// The event data of an operation on the state repo `repo` writing `out`: the customer (when
+/// the repo's marker is readable) and both paths.
+fn repo_event(repo: &std::path::Path, out: &std::path::Path) -> EventData {
+    let mut data = EventData::default();
+    if let Ok(info) = staterepo::open(repo) {
+        data.slug = Some(info.slug.to_string());
+        data.tier = Some(info.tier.to_string());
+    }
+    add_file(&mut data, "repo", repo);
+    add_file(&mut data, "out", out);
+    data
+}
+
 /// Runs post hooks; their failures are reported and change nothing.
 fn post(hooks: &Hooks, event: EventKind, data: &EventData) {
     for f in hooks.run_post(TOOL, event, data) {
@@ -462,13 +480,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: IntermediateCommand::Request { repo, out, common },
         } => {
             let hooks = common.hooks()?;
-            let mut data = EventData::default();
-            if let Ok(info) = staterepo::open(&repo) {
-                data.slug = Some(info.slug.to_string());
-                data.tier = Some(info.tier.to_string());
-            }
-            add_file(&mut data, "repo", &repo);
-            add_file(&mut data, "out", &out);
+            let mut data = repo_event(&repo, &out);
             hooks.run_pre(TOOL, EventKind::IntermediateRequested, &data)?;
             let r = onboard::request(&repo, &common.policies, &out)?;
             out!(
@@ -569,9 +581,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 EventKind::IntermediateInstalled
             };
             let hooks = common.hooks()?;
-            let read = |p: &PathBuf| {
-                std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
-            };
             let cert_bytes = read(&cert)?;
             let root_bytes = read(&root)?;
             let crl_bytes = crl_file.as_ref().map(read).transpose()?;
@@ -639,17 +648,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(p) => Hooks::load(p)?,
                 None => Hooks::none(),
             };
-            let read = |p: &PathBuf| {
-                std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
-            };
             let (root_bytes, cert_bytes, crl_bytes) = (read(&root)?, read(&cert)?, read(&msp_crl)?);
-            let mut data = EventData::default();
-            if let Ok(info) = staterepo::open(&repo) {
-                data.slug = Some(info.slug.to_string());
-                data.tier = Some(info.tier.to_string());
-            }
-            add_file(&mut data, "repo", &repo);
-            add_file(&mut data, "out", &out);
+            let mut data = repo_event(&repo, &out);
             hooks.run_pre(TOOL, EventKind::HandedOver, &data)?;
             let ids = Identities::from_env(&identity)?;
             let done = churn::export(
