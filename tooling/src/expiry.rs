@@ -167,3 +167,60 @@ pub fn gauges(checks: &[Expiry], now: OffsetDateTime) -> Vec<Gauge> {
         ),
     ]
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    /// A directory whose `values/smallstep.yaml` serves a certificate valid until `not_after`.
+    fn served_until(not_after: OffsetDateTime) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        let pol =
+            crate::intermediate::tier_policy(&policies, kiwi_signer::slug::Tier::Mesh).unwrap();
+        let key = crate::intermediate::generate_key(&pol);
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params.not_before = not_after - time::Duration::days(400);
+        params.not_after = not_after;
+        params.serial_number = Some(rcgen::SerialNumber::from(vec![0x2a]));
+        let pem = params.self_signed(&key).unwrap().pem();
+        std::fs::create_dir(d.path().join("values")).unwrap();
+        let values = crate::onboard::values_doc(&pem, &pem, "test", "");
+        std::fs::write(d.path().join(STEP_VALUES), values).unwrap();
+        d
+    }
+
+    #[test]
+    fn due_inside_the_margin_expired_after_it_invalid_without_one() {
+        let now = OffsetDateTime::now_utc();
+        let d = served_until(now + time::Duration::days(20));
+        assert_eq!(check(d.path(), 30, now).verdict, Verdict::Due);
+        let ok = check(d.path(), 10, now);
+        assert_eq!(ok.verdict, Verdict::Ok, "{}", ok.message);
+        assert_eq!(ok.days_left, Some(19));
+        let later = check(d.path(), 10, now + time::Duration::days(21));
+        assert_eq!(later.verdict, Verdict::Expired);
+        assert!(later.seconds_left.unwrap() < 0);
+        let none = tempfile::tempdir().unwrap();
+        let missing = check(none.path(), 10, now);
+        assert_eq!(missing.verdict, Verdict::Invalid);
+        assert!(
+            missing.message.contains("no intermediate is installed"),
+            "{}",
+            missing.message
+        );
+        let prom = crate::metrics::render(&gauges(&[ok, missing], now));
+        assert!(
+            prom.contains(&format!(
+                "kiwi_intermediate_valid{{repo=\"{}\",slug=\"\"}} 0\n",
+                none.path().display()
+            )),
+            "{prom}"
+        );
+        assert!(
+            prom.contains("kiwi_intermediate_not_after_seconds{"),
+            "{prom}"
+        );
+    }
+}

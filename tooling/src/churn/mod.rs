@@ -186,3 +186,32 @@ fn crl_lists(
         ))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_lists_every_file_but_git_and_itself_and_refuses_links() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path();
+        std::fs::create_dir_all(p.join("repo/.git")).unwrap();
+        std::fs::create_dir_all(p.join("repo/secrets")).unwrap();
+        std::fs::write(p.join("repo/.git/HEAD"), "ref").unwrap();
+        std::fs::write(p.join("repo/secrets/a.sops.yaml"), "a").unwrap();
+        std::fs::write(p.join(HANDOVER), "").unwrap();
+        std::fs::write(p.join(MANIFEST), "old").unwrap();
+        assert_eq!(
+            manifest(p).unwrap(),
+            format!(
+                "{}  HANDOVER.md\n{}  repo/secrets/a.sops.yaml\n",
+                hex::encode(Sha256::digest(b"")),
+                hex::encode(Sha256::digest(b"a"))
+            )
+        );
+        std::os::unix::fs::symlink("/etc/passwd", p.join("repo/link")).unwrap();
+        let e = manifest(p).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+    }
+}
