@@ -444,14 +444,21 @@ pub fn install(
     let password_b64 = Zeroizing::new(base64_std(password.as_bytes()));
 
     let written_by = "kiwictl intermediate install";
+    // A renewal during a hand-over's transition keeps the MSP root trusted beside the
+    // customer's (HANDOVER.md says when to remove it) and the record of the MSP's serial.
+    let (previous_serial, previous_root) = previous
+        .as_ref()
+        .map(|p| (p.previous_serial.clone(), p.previous_root.clone()))
+        .unwrap_or_default();
+    let roots = format!("{root_pem}{}", previous_root.as_deref().unwrap_or_default());
     let cert_doc = InstalledDoc {
         slug: info.slug.to_string(),
         serial: checked.serial.clone(),
         not_after: checked.not_after.clone(),
         certificate: cert_pem.clone(),
         root: root_pem.clone(),
-        previous_serial: None,
-        previous_root: None,
+        previous_serial,
+        previous_root,
     }
     .to_yaml(written_by);
     let secrets_doc = Zeroizing::new(format!(
@@ -460,7 +467,7 @@ pub fn install(
         block(&enc_key, 8),
         password_b64 = password_b64.as_str(),
     ));
-    let values = values_doc(&root_pem, &cert_pem, written_by, "");
+    let values = values_doc(&roots, &cert_pem, written_by, "");
     let cert_enc = encrypt_for(repo, &info, &outputs[0], cert_doc.as_bytes())?;
     let secrets_enc = encrypt_for(repo, &info, &outputs[1], secrets_doc.as_bytes())?;
     let files = [
