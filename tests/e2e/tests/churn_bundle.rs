@@ -95,6 +95,16 @@ fn failures(o: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Nothing named like the bundle (nor its staging directory) exists in `dir`.
+fn assert_no_bundle(dir: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .expect("work")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("bundle"))
+        .collect();
+    assert!(leftovers.is_empty(), "a refused export left {leftovers:?}");
+}
+
 /// `churn verify` fails on `bundle`, with a failure starting with `prefix` and naming `needle`.
 fn assert_fails_naming(bundle: &Path, key: &Path, prefix: &str, needle: &str) {
     let o = verify(bundle, key);
@@ -224,12 +234,7 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
     let o = export(&core, &rerooted, &msp_crl, &[], &ca.w("core-op.agekey"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("core-tier customer"), "{}", stderr(&o));
-    let leftovers: Vec<_> = std::fs::read_dir(w)
-        .expect("work")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains("bundle"))
-        .collect();
-    assert!(leftovers.is_empty(), "a refused export wrote {leftovers:?}");
+    assert_no_bundle(w);
 
     // The MSP-issued certificate is not a re-rooted one: refused, nothing written.
     let o = export(&r.repo, &r.cert, &msp_crl, &[], &r.op_key);
@@ -240,6 +245,26 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
         stderr(&o)
     );
     assert!(!out.exists());
+
+    // A file the operator cannot open fails the re-encryption mid-way: the staging directory
+    // goes, nothing is left behind.
+    let foreign = r.repo.join("secrets/foreign.sops.yaml");
+    std::fs::write(&foreign, "a: b\n").expect("plaintext");
+    run_ok(
+        Command::new(venv_tool("sops"))
+            .args(["--encrypt", "--in-place", "--age", &cust])
+            .arg(&foreign)
+            .current_dir(w),
+    );
+    let o = export(&r.repo, &rerooted, &msp_crl, &[], &r.op_key);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("secrets/foreign.sops.yaml"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_bundle(w);
+    std::fs::remove_file(&foreign).expect("remove");
 
     // The export, with its handed_over post hook.
     let seen = ca.w("seen.json");
