@@ -51,6 +51,8 @@ pub enum EventKind {
     Rerooted,
     /// A churning customer's PKI and state repo were handed over.
     HandedOver,
+    /// `kiwictl intermediate install --replace` installed a renewed intermediate.
+    IntermediateRenewed,
 }
 
 impl EventKind {
@@ -66,6 +68,7 @@ impl EventKind {
             EventKind::SecretsRotated => "secrets_rotated",
             EventKind::Rerooted => "rerooted",
             EventKind::HandedOver => "handed_over",
+            EventKind::IntermediateRenewed => "intermediate_renewed",
         }
     }
 }

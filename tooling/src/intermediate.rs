@@ -150,11 +150,19 @@ pub struct CheckedCert {
     pub root_sha256: Fingerprint,
 }
 
-fn der_of(bytes: &[u8]) -> Vec<u8> {
+/// The DER inside a PEM, or the bytes themselves when they are not PEM.
+pub fn der_of(bytes: &[u8]) -> Vec<u8> {
     match pem::parse(bytes) {
         Ok(p) => p.into_contents(),
         Err(_) => bytes.to_vec(),
     }
+}
+
+/// The public key a certificate (PEM or DER) certifies, if it parses.
+pub fn public_key_of(cert: &[u8]) -> Option<PublicKey> {
+    let der = der_of(cert);
+    let parsed = x509::parse_cert(&der).ok()?;
+    x509::cert_key(&parsed).ok()
 }
 
 /// What `check_certificate` needs to know.

@@ -6,7 +6,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod churn;
 pub mod crl;
+pub mod expiry;
 pub mod githook;
 pub mod intermediate;
 pub mod metrics;

@@ -41,6 +41,8 @@ pub const CERT_FILE: &str = "secrets/intermediate.crt.sops.yaml";
 pub const STEP_SECRETS: &str = "secrets/smallstep.sops.yaml";
 /// step-ca's public values.
 pub const STEP_VALUES: &str = "values/smallstep.yaml";
+/// A renewal's new key, SOPS-encrypted, until `install --replace` puts it in [`KEY_FILE`].
+pub const NEXT_KEY_FILE: &str = "secrets/intermediate.next.key.sops.yaml";
 
 /// Why onboarding refused.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,12 @@ pub enum OnboardError {
     /// Writing failed (files already written were removed).
     #[error(transparent)]
     Write(#[from] kiwi_signer::Error),
+    /// `install --replace` with no intermediate installed.
+    #[error("{0} is missing: no intermediate is installed to replace; install the first one without --replace; nothing was changed")]
+    NothingToReplace(PathBuf),
+    /// `install --replace` with the certificate already installed.
+    #[error("serial {0} is the certificate installed already; install the renewed certificate; nothing was changed")]
+    AlreadyInstalled(String),
 }
 
 /// What `request` produced.
@@ -132,14 +140,26 @@ pub fn request(
     csr_out: &Path,
 ) -> Result<Requested, OnboardError> {
     let info = staterepo::open(repo)?;
-    let pol = intermediate::tier_policy(policies_dir, info.tier)?;
-    let key_file = repo.join(KEY_FILE);
-    if key_file.exists() {
+    if repo.join(KEY_FILE).exists() {
         return Err(OnboardError::Exists(
-            key_file,
-            "This repo already has an intermediate key; a new one needs a new request after the old key is retired",
+            repo.join(KEY_FILE),
+            "This repo already has an intermediate key; renew it with `kiwictl intermediate renew --new-key`",
         ));
     }
+    new_key(repo, info, policies_dir, KEY_FILE, csr_out)
+}
+
+/// Generates a key for the tier, seals it into `key_rel` in `repo` and writes its CSR: both
+/// files or neither.
+fn new_key(
+    repo: &Path,
+    info: RepoInfo,
+    policies_dir: &Path,
+    key_rel: &str,
+    csr_out: &Path,
+) -> Result<Requested, OnboardError> {
+    let pol = intermediate::tier_policy(policies_dir, info.tier)?;
+    let key_file = repo.join(key_rel);
     if csr_out.exists() {
         return Err(OnboardError::Exists(
             csr_out.to_path_buf(),
@@ -169,10 +189,34 @@ pub fn request(
     })
 }
 
-/// Writes a fresh CSR for the intermediate key already in the repo (renewal before expiry, or
-/// re-rooting a churning customer's intermediate under their own root: same key, new issuer).
-pub fn renew_csr(repo: &Path, ids: &Identities, csr_out: &Path) -> Result<Requested, OnboardError> {
+/// A renewal CSR for the repo's intermediate. By default for the key already in the repo (renewal
+/// before expiry, or re-rooting under the customer's own root at churn: same key, new issuer;
+/// needs `ids` to decrypt it). With `new_key`, a fresh key of the tier's algorithm is sealed
+/// like `request` seals one, into [`NEXT_KEY_FILE`], where `install --replace` takes it from once
+/// the certificate for it arrives (the current key keeps serving until then).
+pub fn renew(
+    repo: &Path,
+    policies_dir: &Path,
+    ids: &Identities,
+    csr_out: &Path,
+    new_key_wanted: bool,
+) -> Result<Requested, OnboardError> {
     let info = staterepo::open(repo)?;
+    if !repo.join(KEY_FILE).exists() {
+        return Err(OnboardError::KeyFile(
+            repo.join(KEY_FILE),
+            "there is no intermediate to renew; run `kiwictl intermediate request` first".into(),
+        ));
+    }
+    if new_key_wanted {
+        if repo.join(NEXT_KEY_FILE).exists() {
+            return Err(OnboardError::Exists(
+                repo.join(NEXT_KEY_FILE),
+                "A renewal with a new key is already pending: install its certificate with `intermediate install --replace`, or remove the file (and its CSR) to start again",
+            ));
+        }
+        return new_key(repo, info, policies_dir, NEXT_KEY_FILE, csr_out);
+    }
     if csr_out.exists() {
         return Err(OnboardError::Exists(
             csr_out.to_path_buf(),
@@ -199,23 +243,32 @@ struct KeyDoc {
 
 /// Decrypts the repo's intermediate key with `ids`.
 pub fn load_key(repo: &Path, ids: &Identities) -> Result<kiwi_signer::eckey::EcKey, OnboardError> {
-    let key_file = repo.join(KEY_FILE);
-    let bytes = std::fs::read(&key_file).map_err(|e| {
-        OnboardError::KeyFile(
-            key_file.clone(),
-            format!("{e}; run `kiwictl intermediate request` first"),
-        )
-    })?;
-    let doc = engine::open(&bytes, FileFormat::Yaml, Unlock::Identities(ids))?;
-    let plain = doc.plaintext()?;
-    let text = std::str::from_utf8(&plain)
-        .map_err(|_| OnboardError::KeyFile(key_file.clone(), "not UTF-8".into()))?;
-    let parsed: KeyDoc = serde_yaml_ng::from_str(text).map_err(|e| {
-        OnboardError::KeyFile(key_file.clone(), format!("unexpected content ({e})"))
-    })?;
+    load_key_from(&repo.join(KEY_FILE), ids)
+}
+
+fn load_key_from(
+    key_file: &Path,
+    ids: &Identities,
+) -> Result<kiwi_signer::eckey::EcKey, OnboardError> {
+    let parsed: KeyDoc = read_sops_yaml(key_file, ids, "run `kiwictl intermediate request` first")?;
     let pem = Zeroizing::new(parsed.key);
     intermediate::key_from_pem(&pem, &key_file.display().to_string())
-        .map_err(|e| OnboardError::KeyFile(key_file, e))
+        .map_err(|e| OnboardError::KeyFile(key_file.to_path_buf(), e))
+}
+
+/// Decrypts the SOPS YAML `file` with `ids` and reads it as a `T`; `missing` says what to do
+/// when the file is absent.
+fn read_sops_yaml<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    ids: &Identities,
+    missing: &str,
+) -> Result<T, OnboardError> {
+    let bad = |m: String| OnboardError::KeyFile(file.to_path_buf(), m);
+    let bytes = std::fs::read(file).map_err(|e| bad(format!("{e}; {missing}")))?;
+    let doc = engine::open(&bytes, FileFormat::Yaml, Unlock::Identities(ids))?;
+    let plain = doc.plaintext()?;
+    let text = std::str::from_utf8(&plain).map_err(|_| bad("not UTF-8".into()))?;
+    serde_yaml_ng::from_str(text).map_err(|e| bad(format!("unexpected content ({e})")))
 }
 
 /// What `install` wrote.
@@ -227,9 +280,13 @@ pub struct Installed {
     pub cert: CheckedCert,
     /// Files written.
     pub written: Vec<PathBuf>,
+    /// With `replace`: the serial (hex) of the certificate it replaced, to be revoked as
+    /// superseded at the next ceremony.
+    pub replaced: Option<String>,
 }
 
-fn pem_of(tag: &str, der: &[u8]) -> String {
+/// A PEM block with LF line endings.
+pub fn pem_of(tag: &str, der: &[u8]) -> String {
     pem::encode_config(
         &pem::Pem::new(tag, der.to_vec()),
         pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
@@ -250,10 +307,82 @@ pub struct InstallInput<'a> {
     pub root: &'a [u8],
     /// The root's current CRL, if given.
     pub crl: Option<&'a [u8]>,
+    /// Replace the installed intermediate (renewal) instead of refusing when one is installed.
+    pub replace: bool,
+}
+
+/// The installed certificate file's content ([`CERT_FILE`], decrypted).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstalledDoc {
+    /// The customer.
+    pub slug: String,
+    /// The certificate's serial, lowercase hex.
+    pub serial: String,
+    /// Its notAfter, RFC 3339.
+    pub not_after: String,
+    /// The certificate, PEM.
+    pub certificate: String,
+    /// The root it chains to, PEM.
+    pub root: String,
+    /// After a hand-over: the serial of the MSP-issued certificate for the same key.
+    #[serde(default)]
+    pub previous_serial: Option<String>,
+    /// After a hand-over: the MSP root, trusted beside `root` during the transition.
+    #[serde(default)]
+    pub previous_root: Option<String>,
+}
+
+impl InstalledDoc {
+    /// The document's YAML text (as `install` and `churn export` write it, before encryption).
+    pub fn to_yaml(&self, written_by: &str) -> String {
+        let mut s = format!(
+            "# The {slug} intermediate CA certificate, installed by `{written_by}`.\n\
+             slug: {slug}\nserial: \"{serial}\"\nnot_after: \"{na}\"\ncertificate: |\n{c}root: |\n{r}",
+            slug = self.slug,
+            serial = self.serial,
+            na = self.not_after,
+            c = block(&self.certificate, 4),
+            r = block(&self.root, 4),
+        );
+        if let Some(p) = &self.previous_serial {
+            s.push_str(&format!("previous_serial: \"{p}\"\n"));
+        }
+        if let Some(r) = &self.previous_root {
+            s.push_str(&format!("previous_root: |\n{}", block(r, 4)));
+        }
+        s
+    }
+}
+
+/// Decrypts and reads the repo's [`CERT_FILE`].
+pub fn read_installed(repo: &Path, ids: &Identities) -> Result<InstalledDoc, OnboardError> {
+    read_sops_yaml(
+        &repo.join(CERT_FILE),
+        ids,
+        "no intermediate is installed (run `kiwictl intermediate install`)",
+    )
+}
+
+/// step-ca's public values ([`STEP_VALUES`]): `roots` (one or more PEM certificates, all
+/// trusted) and the intermediate; `note` is a comment on why the roots are what they are.
+pub fn values_doc(roots_pem: &str, cert_pem: &str, written_by: &str, note: &str) -> String {
+    format!(
+        "# step-certificates Helm values (public). Written by `{written_by}`.\n\
+         # The matching key and password are in {STEP_SECRETS}.\n{note}\
+         inject:\n  certificates:\n    root_ca: |\n{}    intermediate_ca: |\n{}",
+        block(roots_pem, 6),
+        block(cert_pem, 6),
+    )
 }
 
 /// Checks the certificate (chain to the root, policy, the repo's key, not revoked by the CRL)
-/// and installs it with the key where step-ca reads them.
+/// and installs it with the key where step-ca reads them. With `replace`, an installed
+/// intermediate must be there and is replaced (renewal): the certificate may certify the
+/// current key or the pending one from `renew --new-key` ([`NEXT_KEY_FILE`], which then becomes
+/// the key). Each file is replaced atomically (new file, fsync, rename); a crash between files
+/// leaves some replaced and some not, and running the same `install --replace` again completes
+/// it (the pending key file goes last).
 pub fn install(
     input: &InstallInput<'_>,
     ids: &Identities,
@@ -266,19 +395,33 @@ pub fn install(
         cert_origin,
         root,
         crl,
+        replace,
     } = *input;
     let info = staterepo::open(repo)?;
     let pol = intermediate::tier_policy(policies_dir, info.tier)?;
     let outputs = [CERT_FILE, STEP_SECRETS, STEP_VALUES].map(|f| repo.join(f));
-    for o in &outputs {
-        if o.exists() {
-            return Err(OnboardError::Exists(
+    if let Some(o) = outputs.iter().find(|o| o.exists() != replace) {
+        return Err(if replace {
+            OnboardError::NothingToReplace(o.clone())
+        } else {
+            OnboardError::Exists(
                 o.clone(),
-                "An intermediate is installed already; nothing was changed",
-            ));
-        }
+                "An intermediate is installed already; renew it with `kiwictl intermediate renew` and `install --replace`; nothing was changed",
+            )
+        });
     }
-    let key = load_key(repo, ids)?;
+    let previous = replace.then(|| read_installed(repo, ids)).transpose()?;
+    let next_file = repo.join(NEXT_KEY_FILE);
+    let next = if replace && next_file.exists() {
+        Some(load_key_from(&next_file, ids)?)
+    } else {
+        None
+    };
+    let certified = intermediate::public_key_of(cert);
+    let (key, promote) = match next {
+        Some(k) if certified.as_ref() == Some(k.public_key()) => (k, true),
+        _ => (load_key(repo, ids)?, false),
+    };
     let checked = intermediate::check_certificate(
         cert_origin,
         cert,
@@ -292,44 +435,70 @@ pub fn install(
         },
         now,
     )?;
+    if let Some(p) = previous.as_ref().filter(|p| p.serial == checked.serial) {
+        return Err(OnboardError::AlreadyInstalled(p.serial.clone()));
+    }
     let cert_pem = pem_of("CERTIFICATE", &checked.der);
     let root_pem = pem_of("CERTIFICATE", &checked.root_der);
     let (enc_key, password) = intermediate::step_ca_key(&key)?;
     let password_b64 = Zeroizing::new(base64_std(password.as_bytes()));
 
-    let cert_doc = format!(
-        "# The {slug} intermediate CA certificate, installed by `kiwictl intermediate install`.\n\
-         slug: {slug}\nserial: \"{serial}\"\nnot_after: \"{na}\"\ncertificate: |\n{c}root: |\n{r}",
-        slug = info.slug,
-        serial = checked.serial,
-        na = checked.not_after,
-        c = block(&cert_pem, 4),
-        r = block(&root_pem, 4),
-    );
+    let written_by = "kiwictl intermediate install";
+    // A renewal during a hand-over's transition keeps the MSP root trusted beside the
+    // customer's (HANDOVER.md says when to remove it) and the record of the MSP's serial.
+    let (previous_serial, previous_root) = previous
+        .as_ref()
+        .map(|p| (p.previous_serial.clone(), p.previous_root.clone()))
+        .unwrap_or_default();
+    let roots = format!("{root_pem}{}", previous_root.as_deref().unwrap_or_default());
+    let cert_doc = InstalledDoc {
+        slug: info.slug.to_string(),
+        serial: checked.serial.clone(),
+        not_after: checked.not_after.clone(),
+        certificate: cert_pem.clone(),
+        root: root_pem.clone(),
+        previous_serial,
+        previous_root,
+    }
+    .to_yaml(written_by);
     let secrets_doc = Zeroizing::new(format!(
-        "# step-certificates Helm values (secrets). Written by `kiwictl intermediate install`.\n\
+        "# step-certificates Helm values (secrets). Written by `{written_by}`.\n\
          inject:\n  secrets:\n    ca_password: {password_b64}\n    x509:\n      intermediate_ca_key: |\n{}",
         block(&enc_key, 8),
         password_b64 = password_b64.as_str(),
     ));
-    let values_doc = format!(
-        "# step-certificates Helm values (public). Written by `kiwictl intermediate install`.\n\
-         # The matching key and password are in {STEP_SECRETS}.\n\
-         inject:\n  certificates:\n    root_ca: |\n{}    intermediate_ca: |\n{}",
-        block(&root_pem, 6),
-        block(&cert_pem, 6),
-    );
+    let values = values_doc(&roots, &cert_pem, written_by, "");
     let cert_enc = encrypt_for(repo, &info, &outputs[0], cert_doc.as_bytes())?;
     let secrets_enc = encrypt_for(repo, &info, &outputs[1], secrets_doc.as_bytes())?;
-    write_all_or_nothing(&[
+    let files = [
         (outputs[0].clone(), cert_enc.as_slice()),
         (outputs[1].clone(), secrets_enc.as_slice()),
-        (outputs[2].clone(), values_doc.as_bytes()),
-    ])?;
+        (outputs[2].clone(), values.as_bytes()),
+    ];
+    if replace {
+        for (path, bytes) in &files {
+            fsutil::replace_atomically(path, bytes, Mode::Public)?;
+        }
+        if promote {
+            let sealed = std::fs::read(&next_file)
+                .map_err(|e| OnboardError::KeyFile(next_file.clone(), e.to_string()))?;
+            fsutil::replace_atomically(&repo.join(KEY_FILE), &sealed, Mode::Public)?;
+            std::fs::remove_file(&next_file)
+                .map_err(|e| OnboardError::KeyFile(next_file.clone(), e.to_string()))?;
+        }
+    } else {
+        write_all_or_nothing(&files)?;
+    }
+    let mut written = outputs.to_vec();
+    if promote {
+        written.push(repo.join(KEY_FILE));
+        written.push(next_file);
+    }
     Ok(Installed {
         info,
         cert: checked,
-        written: outputs.to_vec(),
+        written,
+        replaced: previous.map(|p| p.serial),
     })
 }
 

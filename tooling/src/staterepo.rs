@@ -228,6 +228,23 @@ fn marker_text(
     .map_err(|e| RepoError::Marker(e.to_string()))
 }
 
+/// Replaces the marker of the state repo at `dir` with one recording `info` (a hand-over: the
+/// customer's own recipients and root). Atomic: a crash leaves the old marker or the new one.
+pub fn write_marker(dir: &Path, info: &RepoInfo) -> Result<(), RepoError> {
+    if info.recipients.is_empty() || info.recipients.len() > 2 {
+        return Err(RepoError::Marker(format!(
+            "a state repo records one or two age recipients (operator, recovery), not {}",
+            info.recipients.len()
+        )));
+    }
+    for r in &info.recipients {
+        check_recipient(r)?;
+    }
+    let text = marker_text(&info.slug, info.tier, &info.root_sha256, &info.recipients)?;
+    fsutil::replace_atomically(&dir.join(MARKER), text.as_bytes(), Mode::Public)?;
+    Ok(())
+}
+
 /// The root a format 2 marker pins.
 fn format_2_root(dir: &Path, found: &RawRepoInfo) -> Result<Fingerprint, RepoError> {
     let hex = found.root_sha256.as_deref().unwrap_or_default();

@@ -409,3 +409,105 @@ pub fn check_pki(args: &[&str]) -> (bool, String) {
     let o = run(Command::new(venv_tool("python")).arg(script).args(args));
     (o.status.success(), format!("{}{}", stdout(&o), stderr(&o)))
 }
+
+/// Makes an age identity at `path` with `age-keygen`; returns its public recipient.
+pub fn age_keygen(path: &Path) -> String {
+    run_ok(Command::new("age-keygen").arg("-o").arg(path));
+    let text = std::fs::read_to_string(path).expect("key file");
+    text.lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("age-keygen writes the public key")
+        .to_string()
+}
+
+/// A customer state repo with its intermediate requested, signed by a [`Fixture`] and
+/// installed (`repo init`, `intermediate request`, `kiwi-signer sign`, `intermediate install`).
+pub struct InstalledRepo {
+    /// The state repo (`work/cust-SLUG`).
+    pub repo: PathBuf,
+    /// The operator's age identity file.
+    pub op_key: PathBuf,
+    /// The operator's age recipient.
+    pub op: String,
+    /// The installed certificate (PEM, in the work directory).
+    pub cert: PathBuf,
+}
+
+impl Fixture {
+    /// Sets up `slug`'s state repo at `tier` with an installed intermediate signed by this CA;
+    /// `sign_args` are extra `kiwi-signer sign` arguments (e.g. `--days 10`).
+    pub fn installed_repo(&self, slug: &str, tier: &str, sign_args: &[&str]) -> InstalledRepo {
+        let op_key = self.w(&format!("{slug}-operator.agekey"));
+        let op = age_keygen(&op_key);
+        let repo = self.w(&format!("cust-{slug}"));
+        let policies = workspace_root().join("policies");
+        let r = path_str(&repo);
+        kiwictl_ok(
+            &[
+                "repo",
+                "init",
+                r,
+                "--slug",
+                slug,
+                "--tier",
+                tier,
+                "--operator-age",
+                &op,
+                "--root",
+                path_str(&self.root_pem()),
+            ],
+            None,
+        );
+        let csr = self.w(&format!("{slug}.csr"));
+        let pol = path_str(&policies);
+        kiwictl_ok(
+            &[
+                "intermediate",
+                "request",
+                "--repo",
+                r,
+                "--out",
+                path_str(&csr),
+                "--policies",
+                pol,
+            ],
+            None,
+        );
+        let cert = self.w(&format!("{slug}.crt"));
+        let mut args = vec![
+            "sign",
+            "--csr",
+            path_str(&csr),
+            "--slug",
+            slug,
+            "--tier",
+            tier,
+            "--out",
+            path_str(&cert),
+            "--yes",
+        ];
+        args.extend_from_slice(sign_args);
+        self.signer_ok(&args);
+        kiwictl_ok(
+            &[
+                "intermediate",
+                "install",
+                "--repo",
+                r,
+                "--cert",
+                path_str(&cert),
+                "--root",
+                path_str(&self.root_pem()),
+                "--policies",
+                pol,
+            ],
+            Some(&op_key),
+        );
+        InstalledRepo {
+            repo,
+            op_key,
+            op,
+            cert,
+        }
+    }
+}

@@ -193,6 +193,11 @@ impl SopsConfig {
             })
     }
 
+    /// Every creation rule, in order.
+    pub fn rules(&self) -> &[CreationRule] {
+        &self.rules
+    }
+
     /// The first rule matching `rel`, a path relative to the config's directory.
     pub fn rule_for_relative(&self, rel: &str) -> Option<&CreationRule> {
         self.rules

@@ -288,6 +288,15 @@ pub fn rotate_file(
     run().unwrap_or_else(|e| FileResult::failed(path, e).into())
 }
 
+/// Re-encrypts one file for exactly `spec`'s recipients under a new data key (every value
+/// encrypted again): what a rotation does, with the recipient set replaced rather than edited
+/// (a hand-over: nobody who held the old data key can read the new file).
+pub fn reseal_to(path: &Path, bytes: &[u8], ids: &Identities, spec: &KeySpec) -> Outcome {
+    open_doc(path, bytes, ids)
+        .and_then(|doc| reseal_outcome(path, &doc, spec, true))
+        .unwrap_or_else(|e| FileResult::failed(path, e).into())
+}
+
 /// Reseals `doc` under `spec` (a new data key when `new_key`): the file changes to that.
 fn reseal_outcome(path: &Path, doc: &OpenDoc, spec: &KeySpec, new_key: bool) -> Result<Outcome> {
     Ok(Outcome {

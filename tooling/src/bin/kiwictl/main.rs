@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use kiwi_signer::hooks::{EventData, EventKind, Hooks};
 use kiwi_signer::slug::{Slug, Tier};
 use kiwi_tooling::sops::agekeys::Identities;
-use kiwi_tooling::{crl, githook, onboard, precommit, registry, staterepo};
+use kiwi_tooling::{churn, crl, expiry, githook, onboard, precommit, registry, staterepo};
 
 /// `println!` that ignores a closed stdout (`| head`): the operation's result is already durable
 /// and reported by the exit status, so a reader going away must not turn success into a panic.
@@ -50,6 +50,11 @@ enum Command {
     Intermediate {
         #[command(subcommand)]
         command: IntermediateCommand,
+    },
+    /// A churning customer's hand-over (Mesh and Fleet tiers): the bundle and its check.
+    Churn {
+        #[command(subcommand)]
+        command: ChurnCommand,
     },
     /// Customer state repos.
     Repo {
@@ -149,18 +154,42 @@ enum IntermediateCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// A new CSR for the key already in the repo (renewal, or re-rooting under the customer's
-    /// own root at churn: same key, new issuer).
-    Csr {
+    /// A renewal CSR: for the key already in the repo (default; also for re-rooting under the
+    /// customer's own root at churn), or with --new-key for a fresh key, sealed in the repo
+    /// like `request` seals one until `install --replace` takes it.
+    #[command(alias = "csr")]
+    Renew {
         /// The customer's state repo.
         #[arg(long, value_name = "DIR")]
         repo: PathBuf,
         /// Where to write the CSR (never overwritten).
         #[arg(long, value_name = "CSR")]
         out: PathBuf,
+        /// Generate a new key instead of reusing the current one.
+        #[arg(long)]
+        new_key: bool,
         /// age identity file (besides SOPS_AGE_KEY_FILE / SOPS_AGE_KEY).
         #[arg(long, value_name = "FILE")]
         identity: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Report the intermediates of state repos close to expiry. Exits 1 when one is expired,
+    /// unreadable, or within --warn-days of its notAfter.
+    Check {
+        /// The state repos.
+        #[arg(long, value_name = "DIR", required = true, num_args = 1..)]
+        repo: Vec<PathBuf>,
+        /// Days before notAfter that already count as due for renewal.
+        #[arg(long, default_value_t = 90, value_name = "N")]
+        warn_days: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Also write the results as Prometheus metrics for node_exporter's textfile collector
+        /// (replaced atomically).
+        #[arg(long, value_name = "FILE")]
+        prometheus: Option<PathBuf>,
     },
     /// Check a signed certificate and install it where step-ca's Helm chart reads it.
     Install {
@@ -179,8 +208,61 @@ enum IntermediateCommand {
         /// age identity file (besides SOPS_AGE_KEY_FILE / SOPS_AGE_KEY, as sops reads them).
         #[arg(long, value_name = "FILE")]
         identity: Vec<PathBuf>,
+        /// Replace the installed intermediate (renewal); prints the old serial to revoke as
+        /// superseded. Raises intermediate_renewed instead of intermediate_installed.
+        #[arg(long)]
+        replace: bool,
         #[command(flatten)]
         common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChurnCommand {
+    /// Build the hand-over bundle: the state repo re-encrypted to the customer only (new data
+    /// keys), the re-rooted chain installed, the MSP CRL, MANIFEST and HANDOVER.md. Refused for
+    /// the Core tier. Decrypts with the operator's key (SOPS_AGE_KEY_FILE or --identity).
+    Export {
+        /// The customer's state repo.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// The customer's age recipient: the key their cluster will hold, then optionally their
+        /// recovery key (one or two).
+        #[arg(long, value_name = "RECIPIENT", required = true)]
+        customer_age: Vec<String>,
+        /// The customer's root certificate.
+        #[arg(long, value_name = "CUSTOMER_ROOT.pem")]
+        root: PathBuf,
+        /// The intermediate re-signed under the customer's root (`kiwi-signer reroot`).
+        #[arg(long, value_name = "REROOTED.pem")]
+        cert: PathBuf,
+        /// The MSP CRL revoking the MSP-issued intermediate (`kiwi-signer handover`).
+        #[arg(long, value_name = "CRL")]
+        msp_crl: PathBuf,
+        /// The bundle directory (must not exist).
+        #[arg(long, value_name = "BUNDLE_DIR")]
+        out: PathBuf,
+        /// Keep the repo's git history (a risk: it holds ciphertext the MSP can decrypt).
+        #[arg(long)]
+        keep_history: bool,
+        /// age identity file (besides SOPS_AGE_KEY_FILE / SOPS_AGE_KEY).
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        /// Hooks file (event handed_over).
+        #[arg(long, value_name = "FILE")]
+        hooks: Option<PathBuf>,
+    },
+    /// The customer's check of a bundle with their own age key only. Exits 0 only when every
+    /// condition holds; names each failure otherwise.
+    Verify {
+        /// The bundle directory.
+        bundle: PathBuf,
+        /// The customer's age identity file (environment keys are not used).
+        #[arg(long, value_name = "FILE", required = true)]
+        identity: Vec<PathBuf>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -264,6 +346,24 @@ const TOOL: &str = "kiwictl";
 fn add_file(data: &mut EventData, role: &str, path: &std::path::Path) {
     let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     data.files.entry(role.into()).or_default().push(abs);
+}
+
+/// An input file's bytes.
+fn read(p: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+}
+
+/// The event data of an operation on the state repo `repo` writing `out`: the customer (when
+/// the repo's marker is readable) and both paths.
+fn repo_event(repo: &std::path::Path, out: &std::path::Path) -> EventData {
+    let mut data = EventData::default();
+    if let Ok(info) = staterepo::open(repo) {
+        data.slug = Some(info.slug.to_string());
+        data.tier = Some(info.tier.to_string());
+    }
+    add_file(&mut data, "repo", repo);
+    add_file(&mut data, "out", out);
+    data
 }
 
 /// Runs post hooks; their failures are reported and change nothing.
@@ -380,13 +480,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: IntermediateCommand::Request { repo, out, common },
         } => {
             let hooks = common.hooks()?;
-            let mut data = EventData::default();
-            if let Ok(info) = staterepo::open(&repo) {
-                data.slug = Some(info.slug.to_string());
-                data.tier = Some(info.tier.to_string());
-            }
-            add_file(&mut data, "repo", &repo);
-            add_file(&mut data, "out", &out);
+            let mut data = repo_event(&repo, &out);
             hooks.run_pre(TOOL, EventKind::IntermediateRequested, &data)?;
             let r = onboard::request(&repo, &common.policies, &out)?;
             out!(
@@ -407,22 +501,67 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Intermediate {
             command:
-                IntermediateCommand::Csr {
+                IntermediateCommand::Renew {
                     repo,
                     out,
+                    new_key,
                     identity,
+                    common,
                 },
         } => {
             let ids = Identities::from_env(&identity)?;
-            let r = onboard::renew_csr(&repo, &ids, &out)?;
+            let r = onboard::renew(&repo, &common.policies, &ids, &out, new_key)?;
+            let which = if new_key { "a new" } else { "the existing" };
             out!(
-                "CSR for the existing {} key of {}: {}",
+                "renewal CSR for {which} {} key of {}: {}",
                 r.algorithm,
                 r.info.slug,
                 r.csr.display()
             );
+            if new_key {
+                out!(
+                    "  new key (SOPS-encrypted, pending)  {}",
+                    r.key_file.display()
+                );
+            }
             out!("  CSR SHA-256  {}", r.csr_sha256.for_reading());
+            out!("  (sign it at the ceremony, then `kiwictl intermediate install --replace`)");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Intermediate {
+            command:
+                IntermediateCommand::Check {
+                    repo,
+                    warn_days,
+                    json,
+                    prometheus,
+                },
+        } => {
+            let now = OffsetDateTime::now_utc();
+            let checks: Vec<_> = repo
+                .iter()
+                .map(|r| expiry::check(r, warn_days, now))
+                .collect();
+            if let Some(p) = &prometheus {
+                kiwi_tooling::metrics::write(p, &expiry::gauges(&checks, now))?;
+            }
+            if json {
+                out!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                for c in &checks {
+                    out!(
+                        "{} ({}): {}",
+                        c.repo.display(),
+                        c.slug.as_deref().unwrap_or("?"),
+                        c.message
+                    );
+                }
+            }
+            Ok(if checks.iter().all(|c| c.verdict == crl::Verdict::Ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Intermediate {
             command:
@@ -432,13 +571,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     root,
                     crl: crl_file,
                     identity,
+                    replace,
                     common,
                 },
         } => {
-            let hooks = common.hooks()?;
-            let read = |p: &PathBuf| {
-                std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+            let event = if replace {
+                EventKind::IntermediateRenewed
+            } else {
+                EventKind::IntermediateInstalled
             };
+            let hooks = common.hooks()?;
             let cert_bytes = read(&cert)?;
             let root_bytes = read(&root)?;
             let crl_bytes = crl_file.as_ref().map(read).transpose()?;
@@ -450,7 +592,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             add_file(&mut data, "repo", &repo);
             add_file(&mut data, "cert", &cert);
-            hooks.run_pre(TOOL, EventKind::IntermediateInstalled, &data)?;
+            hooks.run_pre(TOOL, event, &data)?;
             let ids = Identities::from_env(&identity)?;
             let done = onboard::install(
                 &onboard::InstallInput {
@@ -460,6 +602,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cert_origin: &cert.display().to_string(),
                     root: &root_bytes,
                     crl: crl_bytes.as_deref(),
+                    replace,
                 },
                 &ids,
                 OffsetDateTime::now_utc(),
@@ -479,8 +622,124 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .insert("certificate".into(), done.cert.sha256.hex());
             data.sha256
                 .insert("root".into(), done.cert.root_sha256.hex());
-            post(&hooks, EventKind::IntermediateInstalled, &data);
+            if let Some(old) = &done.replaced {
+                out!("  replaced {old}: revoke it as superseded at the next ceremony");
+                out!("    kiwi-signer revoke --serial {old} --reason superseded");
+                data.details.insert("replaced_serial".into(), old.clone());
+            }
+            post(&hooks, event, &data);
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Churn {
+            command:
+                ChurnCommand::Export {
+                    repo,
+                    customer_age,
+                    root,
+                    cert,
+                    msp_crl,
+                    out,
+                    keep_history,
+                    identity,
+                    hooks,
+                },
+        } => {
+            let hooks = match &hooks {
+                Some(p) => Hooks::load(p)?,
+                None => Hooks::none(),
+            };
+            let (root_bytes, cert_bytes, crl_bytes) = (read(&root)?, read(&cert)?, read(&msp_crl)?);
+            let mut data = repo_event(&repo, &out);
+            hooks.run_pre(TOOL, EventKind::HandedOver, &data)?;
+            let ids = Identities::from_env(&identity)?;
+            let done = churn::export(
+                &churn::ExportInput {
+                    repo: &repo,
+                    customer_age: &customer_age,
+                    root: &root_bytes,
+                    cert: &cert_bytes,
+                    msp_crl: &crl_bytes,
+                    out: &out,
+                    keep_history,
+                },
+                &ids,
+                OffsetDateTime::now_utc(),
+            )?;
+            out!(
+                "hand-over bundle for {} ({} tier) in {}",
+                done.info.slug,
+                done.info.tier,
+                done.out.display()
+            );
+            out!(
+                "  {} SOPS file(s) re-encrypted to {} only, new data keys",
+                done.resealed.len(),
+                customer_age.join(", ")
+            );
+            out!(
+                "  intermediate {} (re-rooted; the MSP-issued {} is revoked in the MSP CRL)",
+                done.new_serial,
+                done.old_serial
+            );
+            out!(
+                "  customer root SHA-256  {}",
+                done.customer_root_sha256.hex()
+            );
+            out!("  MANIFEST SHA-256       {}", done.manifest_sha256.hex());
+            if done.history_kept {
+                eprintln!(
+                    "kiwictl: warning: --keep-history: {}",
+                    churn::export::HISTORY_RISK
+                );
+            }
+            data.serial = Some(done.new_serial.clone());
+            data.details
+                .insert("previous_serial".into(), done.old_serial.clone());
+            data.sha256
+                .insert("customer_root".into(), done.customer_root_sha256.hex());
+            data.sha256
+                .insert("manifest".into(), done.manifest_sha256.hex());
+            add_file(&mut data, "written", &done.out);
+            post(&hooks, EventKind::HandedOver, &data);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Churn {
+            command:
+                ChurnCommand::Verify {
+                    bundle,
+                    identity,
+                    json,
+                },
+        } => {
+            let mut ids = Identities::empty();
+            for i in &identity {
+                ids.add_file(i)?;
+            }
+            let v = churn::verify(&bundle, &ids, OffsetDateTime::now_utc());
+            if json {
+                out!("{}", serde_json::to_string_pretty(&v)?);
+            } else if v.ok {
+                out!(
+                    "{}: the hand-over bundle of {} holds: manifest, {} SOPS file(s) yours only, chain, key, MSP CRL",
+                    bundle.display(),
+                    v.slug.as_deref().unwrap_or("?"),
+                    v.sops_files.len()
+                );
+            } else {
+                for f in &v.failures {
+                    eprintln!("kiwictl: FAILED {f}");
+                }
+                eprintln!(
+                    "kiwictl: {}: {} check(s) failed; do not use this bundle, ask the MSP for a new one",
+                    bundle.display(),
+                    v.failures.len()
+                );
+            }
+            Ok(if v.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Repo {
             command:

@@ -1,0 +1,436 @@
+//! The hand-over bundle (issue 12 items 4, 5, 7): `kiwictl churn export` on a real state repo
+//! and `kiwictl churn verify` as the customer runs it, judged with the real `sops` (the
+//! operator's key opens nothing, the customer's key opens everything), openssl and git.
+//! Tampering (one byte in any file, a recipient added with `sops`, a file left to the operator)
+//! fails the check; a Core-tier export is refused with nothing written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiwi_e2e::{
+    age_keygen, kiwictl, kiwictl_ok, openssl_ok, path_str, run, run_ok, stderr, stdout, venv_tool,
+    Fixture,
+};
+
+/// Re-signs `orig` (same subject, key and extensions, SKI included) under the customer root.
+/// Stands in for `kiwi-signer reroot`, which is built on another branch: the coordinator
+/// switches this test to `kiwi-signer reroot` after the merge.
+const REROOT: &str = r#"
+import sys, datetime
+from cryptography import x509
+from cryptography.x509.oid import ExtensionOID
+from cryptography.hazmat.primitives import hashes, serialization
+orig = x509.load_pem_x509_certificate(open(sys.argv[1], 'rb').read())
+root = x509.load_pem_x509_certificate(open(sys.argv[2], 'rb').read())
+key = serialization.load_pem_private_key(open(sys.argv[3], 'rb').read(), None)
+now = datetime.datetime.now(datetime.timezone.utc)
+b = (x509.CertificateBuilder().subject_name(orig.subject).issuer_name(root.subject)
+     .public_key(orig.public_key()).serial_number(x509.random_serial_number())
+     .not_valid_before(now - datetime.timedelta(minutes=1))
+     .not_valid_after(now + datetime.timedelta(days=365)))
+skip = {ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.CRL_DISTRIBUTION_POINTS,
+        ExtensionOID.AUTHORITY_INFORMATION_ACCESS}
+for ext in orig.extensions:
+    if ext.oid not in skip:
+        b = b.add_extension(ext.value, ext.critical)
+b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.public_key()), False)
+open(sys.argv[4], 'wb').write(b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+"#;
+
+fn sops_decrypt(file: &Path, key: &Path) -> Output {
+    run(Command::new(venv_tool("sops"))
+        .arg("--decrypt")
+        .arg(file)
+        .env_remove("SOPS_AGE_KEY")
+        .env("SOPS_AGE_KEY_FILE", key))
+}
+
+/// Every file under `dir` named `*.sops.yaml`.
+fn sops_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() && e.file_name() != ".git" {
+            out.extend(sops_files(&p));
+        } else if path_str(&p).ends_with(".sops.yaml") && e.file_name() != ".sops.yaml" {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn copy_bundle(bundle: &Path, to: &Path) {
+    run_ok(Command::new("cp").arg("-a").arg(bundle).arg(to));
+}
+
+fn verify(bundle: &Path, key: &Path) -> Output {
+    kiwictl(
+        &[
+            "churn",
+            "verify",
+            path_str(bundle),
+            "--identity",
+            path_str(key),
+            "--json",
+        ],
+        None,
+    )
+}
+
+/// The failures `churn verify --json` names, as `check file` strings.
+fn failures(o: &Output) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(&stdout(o)).expect("verify --json");
+    v["failures"]
+        .as_array()
+        .expect("failures")
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {}",
+                f["check"].as_str().unwrap_or(""),
+                f["file"].as_str().unwrap_or(""),
+                f["message"]
+            )
+        })
+        .collect()
+}
+
+/// Nothing named like the bundle (nor its staging directory) exists in `dir`.
+fn assert_no_bundle(dir: &Path) {
+    let leftovers: Vec<_> = std::fs::read_dir(dir)
+        .expect("work")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("bundle"))
+        .collect();
+    assert!(leftovers.is_empty(), "a refused export left {leftovers:?}");
+}
+
+/// `churn verify` fails on `bundle`, with a failure starting with `prefix` and naming `needle`.
+fn assert_fails_naming(bundle: &Path, key: &Path, prefix: &str, needle: &str) {
+    let o = verify(bundle, key);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let named = failures(&o);
+    assert!(
+        named
+            .iter()
+            .any(|f| f.starts_with(prefix) && f.contains(needle)),
+        "{named:?}"
+    );
+}
+
+#[test]
+fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
+    let ca = Fixture::new();
+    let w = &ca.work;
+    let cust_key = ca.w("customer.agekey");
+    let cust = age_keygen(&cust_key);
+
+    // A Core-tier repo is refused before anything is read or written.
+    let core_op = age_keygen(&ca.w("core-op.agekey"));
+    let core = ca.w("cust-tiny");
+    kiwictl_ok(
+        &[
+            "repo",
+            "init",
+            path_str(&core),
+            "--slug",
+            "tiny",
+            "--tier",
+            "core",
+            "--operator-age",
+            &core_op,
+            "--root",
+            path_str(&ca.root_pem()),
+        ],
+        None,
+    );
+    let out = ca.w("bundle");
+    let export = |repo: &Path, cert: &Path, crl: &Path, extra: &[&str], key: &Path| {
+        let mut args = vec![
+            "churn",
+            "export",
+            "--repo",
+            path_str(repo),
+            "--customer-age",
+            &cust,
+            "--root",
+            "customer-root.pem",
+            "--cert",
+            path_str(cert),
+            "--msp-crl",
+            path_str(crl),
+            "--out",
+            path_str(&out),
+        ];
+        args.extend_from_slice(extra);
+        let mut cmd = Command::new(kiwi_e2e::bin("kiwictl"));
+        cmd.current_dir(w)
+            .args(&args)
+            .env_remove("SOPS_AGE_KEY")
+            .env("SOPS_AGE_KEY_FILE", key);
+        run(&mut cmd)
+    };
+
+    // The MSP side: acme (mesh) with an installed intermediate; the customer's root (openssl);
+    // the intermediate re-rooted under it; the MSP revokes its own certificate.
+    let r = ca.installed_repo("acme", "mesh", &[]);
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(&r.repo)
+            .args(["init", "-q"]),
+    );
+    run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(&r.repo)
+            .args(["add", "-A"]),
+    );
+    run_ok(Command::new("git").arg("-C").arg(&r.repo).args([
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@e",
+        "commit",
+        "-qm",
+        "onboarded",
+    ]));
+    openssl_ok(
+        w,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "customer-root.key",
+            "-out",
+            "customer-root.pem",
+            "-subj",
+            "/O=Acme GmbH/CN=Acme GmbH Root CA",
+            "-days",
+            "3650",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    let rerooted = ca.w("rerooted.pem");
+    run_ok(
+        Command::new(venv_tool("python"))
+            .args(["-c", REROOT])
+            .arg(&r.cert)
+            .arg(ca.w("customer-root.pem"))
+            .arg(ca.w("customer-root.key"))
+            .arg(&rerooted),
+    );
+    let old_serial = ca.serial_of(&r.cert);
+    let msp_crl = ca.revoke(&old_serial, "affiliationChanged", "msp.crl");
+
+    let o = export(&core, &rerooted, &msp_crl, &[], &ca.w("core-op.agekey"));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("core-tier customer"), "{}", stderr(&o));
+    assert_no_bundle(w);
+
+    // The MSP-issued certificate is not a re-rooted one: refused, nothing written.
+    let o = export(&r.repo, &r.cert, &msp_crl, &[], &r.op_key);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("does not chain to the customer root"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+
+    // A file the operator cannot open fails the re-encryption mid-way: the staging directory
+    // goes, nothing is left behind.
+    let foreign = r.repo.join("secrets/foreign.sops.yaml");
+    std::fs::write(&foreign, "a: b\n").expect("plaintext");
+    run_ok(
+        Command::new(venv_tool("sops"))
+            .args(["--encrypt", "--in-place", "--age", &cust])
+            .arg(&foreign)
+            .current_dir(w),
+    );
+    let o = export(&r.repo, &rerooted, &msp_crl, &[], &r.op_key);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("secrets/foreign.sops.yaml"),
+        "{}",
+        stderr(&o)
+    );
+    assert_no_bundle(w);
+    std::fs::remove_file(&foreign).expect("remove");
+
+    // The export, with its handed_over post hook.
+    let seen = ca.w("seen.json");
+    let hooks = ca.w("hooks.yaml");
+    std::fs::write(
+        &hooks,
+        format!("hooks:\n  - name: record\n    event: handed_over\n    phase: post\n    timeout_secs: 10\n    run: [sh, -c, 'cat > {}']\n", seen.display()),
+    )
+    .expect("hooks");
+    let o = export(
+        &r.repo,
+        &rerooted,
+        &msp_crl,
+        &["--hooks", path_str(&hooks)],
+        &r.op_key,
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&seen).expect("hook ran")).expect("json");
+    assert_eq!(event["event"], "handed_over");
+    assert_eq!(event["tool"], "kiwictl");
+    assert_eq!(event["slug"], "acme");
+    assert_eq!(event["details"]["previous_serial"], old_serial.as_str());
+
+    // The real sops: the operator's key opens no file of the bundle, the customer's opens all.
+    let files = sops_files(&out.join("repo"));
+    assert!(files.len() >= 3, "{files:?}");
+    for f in &files {
+        let o = sops_decrypt(f, &r.op_key);
+        assert!(
+            !o.status.success(),
+            "the operator's key still opens {}",
+            f.display()
+        );
+        let o = sops_decrypt(f, &cust_key);
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+    }
+    // A new data key: no ciphertext is shared with the MSP's repo.
+    let old_key_file =
+        std::fs::read_to_string(r.repo.join("secrets/intermediate.key.sops.yaml")).expect("old");
+    let new_key_file =
+        std::fs::read_to_string(out.join("repo/secrets/intermediate.key.sops.yaml")).expect("new");
+    let enc = |t: &str| {
+        t.lines()
+            .find(|l| l.contains("ENC["))
+            .map(str::to_string)
+            .expect("ENC")
+    };
+    assert_ne!(enc(&old_key_file), enc(&new_key_file));
+    // The chain verifies with openssl; a fresh history of one commit; the instructions.
+    openssl_ok(
+        w,
+        &[
+            "verify",
+            "-CAfile",
+            path_str(&out.join("customer-root.pem")),
+            path_str(&out.join("intermediate.pem")),
+        ],
+    );
+    let count = run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(out.join("repo"))
+            .args(["rev-list", "--count", "HEAD"]),
+    );
+    assert_eq!(count.trim(), "1");
+    let handover = std::fs::read_to_string(out.join("HANDOVER.md")).expect("HANDOVER.md");
+    assert!(
+        handover.contains("secrets/intermediate.key.sops.yaml") && handover.contains(&old_serial),
+        "{handover}"
+    );
+    run_ok(
+        Command::new("sha256sum")
+            .current_dir(&out)
+            .args(["-c", "--quiet", "MANIFEST"]),
+    );
+
+    // The customer's check passes.
+    let o = verify(&out, &cust_key);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    // ... and not with the operator's key.
+    assert!(!verify(&out, &r.op_key).status.success());
+
+    // One changed byte in any file fails it, naming the file.
+    let listed: Vec<String> = std::fs::read_to_string(out.join("MANIFEST"))
+        .expect("MANIFEST")
+        .lines()
+        .map(|l| l.split_once("  ").expect("manifest line").1.to_string())
+        .chain(["MANIFEST".to_string()])
+        .collect();
+    for (i, rel) in listed.iter().enumerate() {
+        let copy = ca.w(&format!("tampered-{i}"));
+        copy_bundle(&out, &copy);
+        let p = copy.join(rel);
+        let mut bytes = std::fs::read(&p).expect("read");
+        if bytes.is_empty() {
+            bytes.push(b'\n'); // an empty file (.gitkeep) gets its one byte
+        } else {
+            let at = bytes.len() / 2;
+            bytes[at] ^= 0x01;
+        }
+        std::fs::write(&p, bytes).expect("write");
+        let o = verify(&copy, &cust_key);
+        assert_eq!(o.status.code(), Some(1), "a changed byte in {rel} passed");
+        let named = failures(&o);
+        assert!(
+            rel == "MANIFEST"
+                || named
+                    .iter()
+                    .any(|f| f.starts_with(&format!("manifest {rel} "))),
+            "{rel}: {named:?}"
+        );
+        std::fs::remove_dir_all(&copy).expect("clean");
+    }
+
+    // A recipient added with the real sops fails it.
+    let copy = ca.w("added-recipient");
+    copy_bundle(&out, &copy);
+    let target = copy.join("repo/secrets/smallstep.sops.yaml");
+    run_ok(
+        Command::new(venv_tool("sops"))
+            .args(["rotate", "--in-place", "--add-age", &r.op])
+            .arg(&target)
+            .env_remove("SOPS_AGE_KEY")
+            .env("SOPS_AGE_KEY_FILE", &cust_key),
+    );
+    assert_fails_naming(
+        &copy,
+        &cust_key,
+        "sops repo/secrets/smallstep.sops.yaml",
+        &r.op,
+    );
+
+    // A file left decryptable by the operator's key fails it.
+    let copy = ca.w("left-behind");
+    copy_bundle(&out, &copy);
+    std::fs::copy(
+        r.repo.join("secrets/smallstep.sops.yaml"),
+        copy.join("repo/secrets/smallstep.sops.yaml"),
+    )
+    .expect("copy");
+    assert_fails_naming(
+        &copy,
+        &cust_key,
+        "sops repo/secrets/smallstep.sops.yaml",
+        "does not decrypt with your key",
+    );
+
+    // --out exists: refused. --keep-history elsewhere: the MSP's commit stays, with a warning.
+    let o = export(&r.repo, &rerooted, &msp_crl, &[], &r.op_key);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("exists already"), "{}", stderr(&o));
+    std::fs::rename(&out, ca.w("first-bundle")).expect("move");
+    let o = export(&r.repo, &rerooted, &msp_crl, &["--keep-history"], &r.op_key);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("git history holds every earlier version"),
+        "{}",
+        stderr(&o)
+    );
+    let count = run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(out.join("repo"))
+            .args(["rev-list", "--count", "HEAD"]),
+    );
+    assert_eq!(count.trim(), "2");
+    assert!(verify(&out, &cust_key).status.success());
+}
