@@ -203,6 +203,17 @@ pub enum Event {
         /// The CRL, base64 DER.
         artifact: String,
     },
+    /// A scripted ceremony (`kiwi-signer ceremony run`) closed: its transcript, which the
+    /// witness signs, is bound to the ledger by its SHA-256. The entries of its steps come
+    /// before this one.
+    CeremonyClosed {
+        /// The ceremony's kind (`root-init`, `signing`, `crl-reissue`, `backup-import`).
+        kind: String,
+        /// SHA-256 of the ceremony file.
+        ceremony_sha256: String,
+        /// SHA-256 of `transcript.json`.
+        transcript_sha256: String,
+    },
 }
 
 impl Event {
@@ -214,7 +225,7 @@ impl Event {
             | Event::CrlIssued { artifact, .. } => base64::engine::general_purpose::STANDARD
                 .decode(artifact)
                 .ok(),
-            Event::Revoked { .. } => None,
+            Event::Revoked { .. } | Event::CeremonyClosed { .. } => None,
         }
     }
 
@@ -225,6 +236,7 @@ impl Event {
             Event::IntermediateIssued { .. } => "intermediate_issued",
             Event::Revoked { .. } => "revoked",
             Event::CrlIssued { .. } => "crl_issued",
+            Event::CeremonyClosed { .. } => "ceremony_closed",
         }
     }
 }
@@ -453,9 +465,7 @@ impl Ledger {
 
     /// The DER of a recorded certificate or CRL.
     pub fn artifact(&self, which: &Recorded) -> Option<Vec<u8>> {
-        self.text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+        self.entries()
             .find(|e| match (&e.event, which) {
                 (
                     Event::RootCreated { serial, .. } | Event::IntermediateIssued { serial, .. },
@@ -465,6 +475,13 @@ impl Ledger {
                 _ => false,
             })
             .and_then(|e| e.event.artifact_der())
+    }
+
+    /// Every entry, oldest first (the text is verified, so every line parses).
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
     }
 
     /// The verified text this ledger was opened with.
@@ -677,6 +694,28 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
             (None, _) => return Err(e("the first entry must be root_created".into())),
             (Some(_), Event::RootCreated { .. }) => {
                 return Err(e("a second root_created entry".into()))
+            }
+            (
+                Some(_),
+                Event::CeremonyClosed {
+                    ceremony_sha256,
+                    transcript_sha256,
+                    ..
+                },
+            ) => {
+                if Fingerprint::from_hex(ceremony_sha256)
+                    .map(|f| f.hex())
+                    .as_ref()
+                    != Some(ceremony_sha256)
+                    || Fingerprint::from_hex(transcript_sha256)
+                        .map(|f| f.hex())
+                        .as_ref()
+                        != Some(transcript_sha256)
+                {
+                    return Err(e(
+                        "a ceremony_closed hash is not 64 lowercase hex digits".into()
+                    ));
+                }
             }
             (
                 Some(s),
