@@ -212,6 +212,11 @@ pub fn run(
     let mut warnings = Vec::new();
     let result = match &script.body {
         Body::Init { policy } => {
+            // `init` asks nothing before it creates the key: the ceremony asks here.
+            let summary = planned.steps.first().map(|(_, s)| s.as_str()).unwrap_or("");
+            if !c.cb.confirm(summary)? {
+                return Err(Error::NotConfirmed);
+            }
             let step_start = Instant::now();
             let o = super::init(ca_dir, &policy.path, &script.device.spec(), c)?;
             warnings.extend(o.warnings);
