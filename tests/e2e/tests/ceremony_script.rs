@@ -216,6 +216,90 @@ fn examples_run_and_verify_and_every_change_is_caught() {
         "not in the allowed signers",
         "signed by another key",
     );
+    std::fs::remove_file(&sig).expect("rm sig");
+    sign("ben");
+
+    // A crash between the transcript and its ledger entry: `close` records it, once.
+    let ledger = ca.join("ledger.jsonl");
+    let full = std::fs::read_to_string(&ledger).expect("ledger");
+    let cut = &full[..full.trim_end().rfind('\n').expect("lines") + 1];
+    std::fs::write(&ledger, cut).expect("cut the ceremony_closed entry");
+    assert_fails(
+        &verify(&t1, &ca, &allowed),
+        "is not in the ledger",
+        "before close",
+    );
+    let close = |out: &Path| signer(&["ceremony", "close", path_str(out), "--ca", path_str(&ca)]);
+    let o = close(&t1);
+    assert!(o.status.success(), "close: {}", stderr(&o));
+    assert!(
+        verify(&t1, &ca, &allowed).status.success(),
+        "verify after close"
+    );
+    assert!(
+        !close(&t1).status.success(),
+        "a transcript was closed twice"
+    );
+
+    // A step that fails at run time (the same key for two customers: each step alone plans)
+    // stops the ceremony with nothing of it written; the steps before it are in the transcript.
+    let csr = kiwi_e2e::ec_csr(&ex, "fresh", "P-256", &[]);
+    let step = |slug: &str| {
+        format!("  - sign: {{csr: {csr}, slug: {slug}, tier: core, out: out/{slug}.pem}}\n")
+    };
+    std::fs::write(
+        ex.join("twice.yaml"),
+        format!(
+            "kind: signing\noperator: Ana\nwitnesses: [Ben]\ndevice: {{backend: soft}}\nsteps:\n{}{}crl: {{out: out/twice-crl.pem}}\n",
+            step("initech"),
+            step("umbrella")
+        ),
+    )
+    .expect("ceremony file");
+    let twice = ex.join("twice.yaml");
+    let plan = signer(&["ceremony", "plan", path_str(&twice), "--ca", path_str(&ca)]);
+    assert!(plan.status.success(), "plan: {}", stderr(&plan));
+    let t2 = t.join("t2");
+    let o = signer(&[
+        "ceremony",
+        "run",
+        path_str(&twice),
+        "--ca",
+        path_str(&ca),
+        "--transcript",
+        path_str(&t2),
+        "--pin-file",
+        path_str(&pin),
+        "--yes",
+    ]);
+    assert!(!o.status.success(), "the second step was not refused");
+    assert!(stderr(&o).contains("step 2 failed"), "{}", stderr(&o));
+    assert!(
+        ex.join("out/initech.pem").exists(),
+        "step 1's output is missing"
+    );
+    assert!(!ex.join("out/umbrella.pem").exists() && !ex.join("out/twice-crl.pem").exists());
+    let json = t2.join("transcript.json");
+    let sign2 = ssh_keygen(
+        t,
+        &[
+            "-Y",
+            "sign",
+            "-n",
+            "kiwi-ceremony",
+            "-f",
+            "ben",
+            path_str(&json),
+        ],
+    );
+    assert!(sign2.status.success(), "{}", stderr(&sign2));
+    let o = verify(&t2, &ca, &allowed);
+    assert_fails(&o, "did not run to its end", "a stopped ceremony");
+    assert!(
+        stdout(&o).contains("ok   transcript.json"),
+        "the stopped transcript is not closed:\n{}",
+        stdout(&o)
+    );
 }
 
 #[test]

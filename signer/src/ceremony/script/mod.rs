@@ -175,7 +175,11 @@ pub fn run(
         format: transcript::FORMAT,
         kind: script.kind.name().into(),
         ceremony: Hashed {
-            path: script.path.display().to_string(),
+            path: script
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             sha256: script.sha256.hex(),
         },
         base: script.base.display().to_string(),

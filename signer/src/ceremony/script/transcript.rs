@@ -42,7 +42,7 @@ pub struct Transcript {
     pub format: u32,
     /// The ceremony kind.
     pub kind: String,
-    /// The ceremony file.
+    /// The ceremony file (its name, in `base`).
     pub ceremony: Hashed,
     /// The directory the ceremony file's paths are relative to.
     pub base: String,
@@ -311,34 +311,29 @@ pub fn verify(out_dir: &Path, ca_dir: &Path, allowed: &[AllowedSigner]) -> Resul
     );
 
     // The transcript is named by a ceremony_closed entry right after its last step.
-    let entries: Vec<_> = ca.ledger().entries().collect();
-    let closed = entries.iter().find(|e| {
-        matches!(&e.event, Event::CeremonyClosed { transcript_sha256, .. } if *transcript_sha256 == sha.hex())
+    let closed = ca.ledger().entries().find_map(|e| match e.event {
+        Event::CeremonyClosed {
+            kind,
+            ceremony_sha256,
+            transcript_sha256,
+        } if transcript_sha256 == sha.hex() => Some((e.seq, e.prev, kind, ceremony_sha256)),
+        _ => None,
     });
     match closed {
-        Some(e) => {
-            let Event::CeremonyClosed {
-                ceremony_sha256,
-                kind,
-                ..
-            } = &e.event
-            else {
-                unreachable!("matched above")
-            };
+        Some((seq, prev, kind, ceremony_sha256)) => {
             v.add(
                 true,
                 format!(
-                    "transcript.json (SHA-256 {}) is closed by ledger entry {}",
-                    sha.hex(),
-                    e.seq
+                    "transcript.json (SHA-256 {}) is closed by ledger entry {seq}",
+                    sha.hex()
                 ),
             );
             v.add(
-                *ceremony_sha256 == t.ceremony.sha256 && *kind == t.kind,
+                ceremony_sha256 == t.ceremony.sha256 && kind == t.kind,
                 "the ledger entry names the transcript's ceremony file and kind",
             );
             v.add(
-                t.last_head().map(|h| h.hex()) == Some(e.prev.clone()),
+                t.last_head().map(|h| h.hex()) == Some(prev),
                 "the ledger entry follows the transcript's last step directly",
             );
         }
@@ -350,6 +345,18 @@ pub fn verify(out_dir: &Path, ca_dir: &Path, allowed: &[AllowedSigner]) -> Resul
                 sha.hex()
             ),
         ),
+    }
+    if let Ok(b) = std::fs::read(t.resolve(&t.ceremony.path)) {
+        v.add(
+            Fingerprint::of(&b).hex() == t.ceremony.sha256,
+            format!(
+                "the ceremony file {} has the recorded SHA-256",
+                t.ceremony.path
+            ),
+        );
+    }
+    if let Some(why) = &t.stopped {
+        v.add(false, format!("the ceremony did not run to its end: {why}"));
     }
     for st in &t.steps {
         let head_ok =
