@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kiwi_e2e::{path_str, run, stderr, stdout, workspace_root, write_private, Fixture, PASSPHRASE};
+use kiwi_e2e::{
+    path_str, run, stderr, stdout, witness_key, witness_sign, workspace_root, write_private,
+    Fixture, PASSPHRASE,
+};
 
 /// A copy of `ceremony/examples` and `policies` in `dir`, as the examples' relative paths
 /// expect (`ceremony/examples/root-init.yaml` names `../../policies/root.yaml`).
@@ -38,20 +41,6 @@ fn examples(dir: &Path) -> PathBuf {
 
 fn signer(args: &[&str]) -> std::process::Output {
     run(Command::new(kiwi_e2e::bin("kiwi-signer")).args(args))
-}
-
-fn ssh_keygen(dir: &Path, args: &[&str]) -> std::process::Output {
-    run(Command::new("ssh-keygen").current_dir(dir).args(args))
-}
-
-/// Makes an ed25519 key `name` in `dir`; returns its public line.
-fn ssh_key(dir: &Path, name: &str) -> String {
-    let o = ssh_keygen(
-        dir,
-        &["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", name],
-    );
-    assert!(o.status.success(), "ssh-keygen: {}", stderr(&o));
-    std::fs::read_to_string(dir.join(format!("{name}.pub"))).expect("public key")
 }
 
 fn verify(out: &Path, ca: &Path, allowed: &Path) -> std::process::Output {
@@ -131,8 +120,8 @@ fn examples_run_and_verify_and_every_change_is_caught() {
     }
 
     // The witness signs with ssh-keygen; an impostor has a key too.
-    let ben = ssh_key(t, "ben");
-    ssh_key(t, "eve");
+    let ben = witness_key(t, "ben");
+    witness_key(t, "eve");
     let allowed = t.join("allowed_signers");
     std::fs::write(
         &allowed,
@@ -140,21 +129,7 @@ fn examples_run_and_verify_and_every_change_is_caught() {
     )
     .expect("allowed");
     let json = t1.join("transcript.json");
-    let sign = |key: &str| {
-        let o = ssh_keygen(
-            t,
-            &[
-                "-Y",
-                "sign",
-                "-n",
-                "kiwi-ceremony",
-                "-f",
-                key,
-                path_str(&json),
-            ],
-        );
-        assert!(o.status.success(), "ssh-keygen -Y sign: {}", stderr(&o));
-    };
+    let sign = |key: &str| witness_sign(t, key, &json);
     let sig = t1.join("transcript.json.sig");
     assert_fails(
         &verify(&t1, &ca, &allowed),
@@ -280,19 +255,7 @@ fn examples_run_and_verify_and_every_change_is_caught() {
     );
     assert!(!ex.join("out/umbrella.pem").exists() && !ex.join("out/twice-crl.pem").exists());
     let json = t2.join("transcript.json");
-    let sign2 = ssh_keygen(
-        t,
-        &[
-            "-Y",
-            "sign",
-            "-n",
-            "kiwi-ceremony",
-            "-f",
-            "ben",
-            path_str(&json),
-        ],
-    );
-    assert!(sign2.status.success(), "{}", stderr(&sign2));
+    witness_sign(t, "ben", &json);
     let o = verify(&t2, &ca, &allowed);
     assert_fails(&o, "did not run to its end", "a stopped ceremony");
     assert!(

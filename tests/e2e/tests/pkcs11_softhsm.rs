@@ -698,22 +698,9 @@ fn ceremony_scripts_run_and_verify_on_softhsm2() {
         json.contains(TOKEN),
         "the transcript names the token: {json}"
     );
-    run_ok(
-        Command::new("ssh-keygen")
-            .current_dir(t)
-            .args(["-q", "-t", "ed25519", "-N", "", "-f", "ben"]),
-    );
-    let public = std::fs::read_to_string(t.join("ben.pub")).expect("ben.pub");
+    let public = kiwi_e2e::witness_key(t, "ben");
     std::fs::write(t.join("allowed"), format!("ben {public}")).expect("allowed signers");
-    run_ok(Command::new("ssh-keygen").current_dir(t).args([
-        "-Y",
-        "sign",
-        "-n",
-        "kiwi-ceremony",
-        "-f",
-        "ben",
-        "t1/transcript.json",
-    ]));
+    kiwi_e2e::witness_sign(t, "ben", &t.join("t1/transcript.json"));
     let out = h.ok(&[
         "ceremony",
         "verify",
