@@ -2,8 +2,9 @@
 //! must answer with a value or an error, never panic. A stable-toolchain stand-in for fuzzing
 //! (cargo-fuzz needs nightly): the seeds are real files made by the tools (a CSR, a ledger, a
 //! CRL, root.pem, `ca.toml`, the policies, the hooks file, the ceremony file examples, an
-//! allowed-signers line, a registry entry, `.sops.yaml` and the sops corpus), the mutations are byte flips, special characters, deleted, repeated and
-//! truncated ranges, from a fixed PRNG so that a failure repeats.
+//! allowed-signers line, a registry entry, `.sops.yaml` and the sops corpus), the mutations
+//! are byte flips, special characters, deleted, repeated and truncated ranges, from a fixed
+//! PRNG so that a failure repeats.
 //!
 //! `KIWI_MUTATIONS=N` sets the mutants per seed (default 150) and `KIWI_MUTATION_SEED=S` picks
 //! another sequence of mutants (default 0), for longer runs by hand. A mutant that panics is
