@@ -263,6 +263,18 @@ fn examples_run_and_verify_and_every_change_is_caught() {
         "the stopped transcript is not closed:\n{}",
         stdout(&o)
     );
+
+    // The root-init transcript verifies too, with the CA directory moved since.
+    witness_sign(t, "ben", &t.join("t0/transcript.json"));
+    let moved = t.join("ca-moved");
+    std::fs::rename(&ca, &moved).expect("move the CA");
+    let o = verify(&t.join("t0"), &moved, &allowed);
+    assert!(
+        o.status.success(),
+        "root-init transcript:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -321,5 +333,27 @@ fn plan_refuses_bad_inputs_before_any_pin_and_changes_nothing() {
         assert_eq!(before, f.ledger_bytes(), "the ledger changed");
         assert!(!f.w("a.pem").exists() && !f.w("crl.pem").exists());
     }
+    // run refuses a transcript directory that is not empty, before any PIN is asked.
+    let used = f.w("used");
+    std::fs::create_dir(&used).expect("mkdir");
+    std::fs::write(used.join("transcript.json"), "{}").expect("old transcript");
+    let good_file = file(&sign("good.csr", "a.pem"));
+    let before = f.ledger_bytes();
+    let o = signer(&[
+        "ceremony",
+        "run",
+        path_str(&good_file),
+        "--ca",
+        path_str(&f.ca),
+        "--transcript",
+        path_str(&used),
+        "--yes",
+    ]);
+    assert!(
+        !o.status.success(),
+        "a used transcript directory was accepted"
+    );
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    assert_eq!(before, f.ledger_bytes(), "the ledger changed");
     f.assert_ledger_ok();
 }

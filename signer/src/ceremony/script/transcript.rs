@@ -369,16 +369,16 @@ pub fn verify(out_dir: &Path, ca_dir: &Path, allowed: &[AllowedSigner]) -> Resul
             ),
         );
         for o in &st.outputs {
-            v.add(
-                check_output(&t, &ca, o).is_ok(),
-                match check_output(&t, &ca, o) {
-                    Ok(()) => format!(
+            match check_output(&t, &ca, ca_dir, o) {
+                Ok(()) => v.add(
+                    true,
+                    format!(
                         "step {}: {} matches the transcript and the ledger",
                         st.n, o.file.path
                     ),
-                    Err(why) => format!("step {}: {}: {why}", st.n, o.file.path),
-                },
-            );
+                ),
+                Err(why) => v.add(false, format!("step {}: {}: {why}", st.n, o.file.path)),
+            }
         }
     }
     for i in &t.inputs {
@@ -394,8 +394,18 @@ pub fn verify(out_dir: &Path, ca_dir: &Path, allowed: &[AllowedSigner]) -> Resul
     Ok(v)
 }
 
-fn check_output(t: &Transcript, ca: &Ca, o: &OutputRecord) -> std::result::Result<(), String> {
-    let path = t.resolve(&o.file.path);
+fn check_output(
+    t: &Transcript,
+    ca: &Ca,
+    ca_dir: &Path,
+    o: &OutputRecord,
+) -> std::result::Result<(), String> {
+    // A file in the CA directory (root.pem) is looked for in the CA given now, wherever the
+    // CA directory was when the ceremony ran.
+    let path = match Path::new(&o.file.path).strip_prefix(&t.ca) {
+        Ok(inside) => ca_dir.join(inside),
+        Err(_) => t.resolve(&o.file.path),
+    };
     let bytes =
         std::fs::read(&path).map_err(|e| format!("cannot read {} ({e})", path.display()))?;
     if Fingerprint::of(&bytes).hex() != o.file.sha256 {
