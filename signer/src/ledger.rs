@@ -10,7 +10,9 @@
 //! root, so a command's cost does not grow with the CA's age. The signer's state (issued,
 //! revoked, CRL number) is derived from a verified ledger and from nothing else. Truncation of
 //! the newest entries is caught against the head the witness wrote down (`--expect-head`,
-//! `--head-file`) and, on hardware backends, against the head the device remembers.
+//! `--head-file`) and, on hardware backends, against the head the device remembers. A
+//! `ceremony_closed` entry records no signature: it binds a scripted ceremony's transcript (its
+//! SHA-256) to the ledger, right after the entries of the ceremony's steps.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

@@ -29,6 +29,9 @@
 //! by `kiwi-signer export` (outputs appear whole or not at all, see [`crate::fsutil`]). A device
 //! anchor behind the ledger after a crash is accepted and brought up to date by the next run.
 //!
+//! [`script`] runs the operations of a ceremony file one after the other through [`run_with`],
+//! with the key opened once, and binds the ceremony's transcript to the ledger.
+//!
 //! [`init`] creates a CA, so it has no ledger to read or lock to take; it shares the steps
 //! that apply (plan, hooks, one checked signature, the head file) and renames a staged
 //! directory into place as its commit point.
