@@ -2,8 +2,8 @@
 //!
 //! The file is hostile input: it deserializes with `deny_unknown_fields` into the raw structs
 //! below (an unknown key is an error naming its path, `steps[2].sign.csr`), then converts into
-//! [`Script`], whose every field is checked: names present, paths relative to the file and
-//! inside its directory tree, slugs, tiers, serials, reasons and the head parsed, each kind
+//! [`Script`], whose every field is checked: names present, paths relative to the file (never
+//! absolute), slugs, tiers, serials, reasons and the head parsed, each kind
 //! carrying exactly the fields it uses. Only a [`Script`] reaches the pipeline.
 //!
 //! A new step is one field of `RawStep`, one variant of [`ScriptStep`], and one arm in each
@@ -555,7 +555,8 @@ impl Fields<'_> {
         Ok(v.to_string())
     }
 
-    /// A relative path that stays under the ceremony file's directory.
+    /// A relative path, resolved against the ceremony file's directory (`..` is allowed: the
+    /// examples name `../../policies/root.yaml`); absolute paths are refused.
     fn path(&self, field: &str, rel: &str) -> Result<Input> {
         let p = Path::new(rel);
         let plain = !rel.is_empty()
