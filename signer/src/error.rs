@@ -315,6 +315,32 @@ pub enum Error {
         /// rcgen's message.
         detail: String,
     },
+    /// A ceremony file (or a transcript) is not what its format allows.
+    #[error("{file}: {field}: {message}")]
+    Script {
+        /// The file.
+        file: String,
+        /// The field at fault, as a path (`steps[2].sign.csr`), or `(file)`.
+        field: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A ceremony stopped at a step after earlier steps were recorded.
+    #[error(
+        "step {step} failed: {source}. Nothing of step {step} was written; the {done} step(s) \
+         before it are in the ledger and in the transcript {}",
+        transcript.display()
+    )]
+    CeremonyStopped {
+        /// The failed step (1-based).
+        step: usize,
+        /// Steps completed before it.
+        done: usize,
+        /// The transcript written for the completed steps.
+        transcript: PathBuf,
+        /// Why the step failed.
+        source: Box<Error>,
+    },
 }
 
 fn hint_suffix(hint: &str) -> String {

@@ -10,7 +10,9 @@
 //! root, so a command's cost does not grow with the CA's age. The signer's state (issued,
 //! revoked, CRL number) is derived from a verified ledger and from nothing else. Truncation of
 //! the newest entries is caught against the head the witness wrote down (`--expect-head`,
-//! `--head-file`) and, on hardware backends, against the head the device remembers.
+//! `--head-file`) and, on hardware backends, against the head the device remembers. A
+//! `ceremony_closed` entry records no signature: it binds a scripted ceremony's transcript (its
+//! SHA-256) to the ledger, right after the entries of the ceremony's steps.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -204,6 +206,17 @@ pub enum Event {
         /// The CRL, base64 DER.
         artifact: String,
     },
+    /// A scripted ceremony (`kiwi-signer ceremony run`) closed: its transcript, which the
+    /// witness signs, is bound to the ledger by its SHA-256. The entries of its steps come
+    /// before this one.
+    CeremonyClosed {
+        /// The ceremony's kind (`root-init`, `signing`, `crl-reissue`, `backup-import`).
+        kind: String,
+        /// SHA-256 of the ceremony file.
+        ceremony_sha256: String,
+        /// SHA-256 of `transcript.json`.
+        transcript_sha256: String,
+    },
 }
 
 impl Event {
@@ -215,7 +228,7 @@ impl Event {
             | Event::CrlIssued { artifact, .. } => base64::engine::general_purpose::STANDARD
                 .decode(artifact)
                 .ok(),
-            Event::Revoked { .. } => None,
+            Event::Revoked { .. } | Event::CeremonyClosed { .. } => None,
         }
     }
 
@@ -226,6 +239,7 @@ impl Event {
             Event::IntermediateIssued { .. } => "intermediate_issued",
             Event::Revoked { .. } => "revoked",
             Event::CrlIssued { .. } => "crl_issued",
+            Event::CeremonyClosed { .. } => "ceremony_closed",
         }
     }
 }
@@ -454,9 +468,7 @@ impl Ledger {
 
     /// The DER of a recorded certificate or CRL.
     pub fn artifact(&self, which: &Recorded) -> Option<Vec<u8>> {
-        self.text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+        self.entries()
             .find(|e| match (&e.event, which) {
                 (
                     Event::RootCreated { serial, .. } | Event::IntermediateIssued { serial, .. },
@@ -466,6 +478,13 @@ impl Ledger {
                 _ => false,
             })
             .and_then(|e| e.event.artifact_der())
+    }
+
+    /// Every entry, oldest first (the text is verified, so every line parses).
+    pub fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
     }
 
     /// The verified text this ledger was opened with.
@@ -677,6 +696,28 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
             (None, _) => return Err(e("the first entry must be root_created".into())),
             (Some(_), Event::RootCreated { .. }) => {
                 return Err(e("a second root_created entry".into()))
+            }
+            (
+                Some(_),
+                Event::CeremonyClosed {
+                    ceremony_sha256,
+                    transcript_sha256,
+                    ..
+                },
+            ) => {
+                if Fingerprint::from_hex(ceremony_sha256)
+                    .map(|f| f.hex())
+                    .as_ref()
+                    != Some(ceremony_sha256)
+                    || Fingerprint::from_hex(transcript_sha256)
+                        .map(|f| f.hex())
+                        .as_ref()
+                        != Some(transcript_sha256)
+                {
+                    return Err(e(
+                        "a ceremony_closed hash is not 64 lowercase hex digits".into()
+                    ));
+                }
             }
             (
                 Some(s),
@@ -933,6 +974,31 @@ mod tests {
         assert!(verify_text("l", &first_removed).is_err());
         assert!(verify_text("l", "").is_err());
         assert!(verify_text("l", lines[0]).is_err(), "a cut last line");
+    }
+
+    #[test]
+    fn ceremony_closed_entries_hold_two_sha256_hashes() {
+        let (_tmp, text) = two_entry_ledger();
+        let ledger = Ledger {
+            file: FILE.into(),
+            state: verify_text(FILE, &text).expect("intact"),
+            text,
+        };
+        let closed = |transcript_sha256: &str| Event::CeremonyClosed {
+            kind: "signing".into(),
+            ceremony_sha256: Fingerprint::of(b"ceremony file").hex(),
+            transcript_sha256: transcript_sha256.into(),
+        };
+        let now = ledger.state().last_time;
+        let good = Fingerprint::of(b"transcript").hex();
+        let (text, _) = ledger.prepare(vec![closed(&good)], now, None);
+        let state = verify_text(FILE, &text).expect("a ceremony_closed entry verifies");
+        assert_eq!(state.len, 3);
+        for bad in [good.to_uppercase(), good[..62].to_string(), "x".repeat(64)] {
+            let (text, _) = ledger.prepare(vec![closed(&bad)], now, None);
+            let err = verify_text(FILE, &text).expect_err(&bad);
+            assert_eq!(err.entry, Some(2), "{err}");
+        }
     }
 
     #[test]

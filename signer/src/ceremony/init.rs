@@ -72,6 +72,28 @@ fn create(
     c: &Ceremony<'_>,
 ) -> Result<Outcome> {
     let (cb, now) = (c.cb, c.now);
+    let (pol, policy_path) = precheck(dir, policy_path)?;
+    let air_gap = c.preflight(backend.kind() != crate::backend::BackendKind::Soft)?;
+    let new_key = backend.create(&KeyRequest::from_policy(&pol), cb)?;
+    let result = init_with_key(
+        dir,
+        &pol,
+        &policy_path,
+        backend,
+        new_key.as_ref(),
+        now,
+        &air_gap,
+    );
+    if result.is_err() {
+        // A key generated on a device for a CA that was not created is removed again.
+        new_key.abort();
+    }
+    result
+}
+
+/// The checks before any key exists: `dir` absent or empty, the root policy and the
+/// intermediate policies beside it valid. Returns the root policy and its canonical path.
+pub(crate) fn precheck(dir: &Path, policy_path: &Path) -> Result<(RootPolicy, PathBuf)> {
     if dir.join(files::CONFIG).exists()
         || dir.join(ledger::FILE).exists()
         || dir.join(files::ROOT).exists()
@@ -105,22 +127,7 @@ fn create(
     for tier in Tier::ALL {
         policy::load_intermediate(&policies_dir, tier)?;
     }
-    let air_gap = c.preflight(backend.kind() != crate::backend::BackendKind::Soft)?;
-    let new_key = backend.create(&KeyRequest::from_policy(&pol), cb)?;
-    let result = init_with_key(
-        dir,
-        &pol,
-        &policy_path,
-        backend,
-        new_key.as_ref(),
-        now,
-        &air_gap,
-    );
-    if result.is_err() {
-        // A key generated on a device for a CA that was not created is removed again.
-        new_key.abort();
-    }
-    result
+    Ok((pol, policy_path))
 }
 
 fn init_with_key(

@@ -29,6 +29,9 @@
 //! by `kiwi-signer export` (outputs appear whole or not at all, see [`crate::fsutil`]). A device
 //! anchor behind the ledger after a crash is accepted and brought up to date by the next run.
 //!
+//! [`script`] runs the operations of a ceremony file one after the other through [`run_with`],
+//! with the key opened once, and binds the ceremony's transcript to the ledger.
+//!
 //! [`init`] creates a CA, so it has no ledger to read or lock to take; it shares the steps
 //! that apply (plan, hooks, one checked signature, the head file) and renames a staged
 //! directory into place as its commit point.
@@ -37,6 +40,7 @@ pub mod crl;
 pub mod head;
 pub mod init;
 pub mod revoke;
+pub mod script;
 pub mod sign;
 
 use std::path::{Path, PathBuf};
@@ -191,21 +195,7 @@ pub fn run_with<'cb>(
     c.witness.check(&ca.state().head)?;
     ca.check_clock(c.now)?;
     let now = c.now.replace_nanosecond(0).unwrap_or(c.now);
-    let plan = op.plan(&ca, now)?;
-    let mut dry = Vec::new();
-    for step in &plan.steps {
-        if let Step::Sign(a) = step {
-            dry.push(pipeline::dry_run(
-                a.kind,
-                ca.root_key().algorithm(),
-                &a.build,
-                &a.lint,
-            )?);
-            if let Some(out) = &a.out {
-                fsutil::check_creatable(out)?;
-            }
-        }
-    }
+    let (plan, dry) = check(&ca, op, now)?;
     let air_gap = c.preflight(ca.config().backend.kind() != BackendKind::Soft)?;
     let mut data = op.hook_data();
     if let Some(hooks) = c.hooks {
@@ -291,6 +281,51 @@ pub fn run_with<'cb>(
         }
     }
     Ok(outcome)
+}
+
+/// Step 5 without the key: `op`'s plan, each artifact built with a throwaway key and linted,
+/// each output path checked creatable. `ceremony plan` runs this for every step of a script.
+pub(crate) fn check<'a>(
+    ca: &'a Ca,
+    op: &'a dyn Operation,
+    now: OffsetDateTime,
+) -> Result<(Plan<'a>, Vec<pipeline::DryRun>)> {
+    let plan = op.plan(ca, now)?;
+    let mut dry = Vec::new();
+    for step in &plan.steps {
+        if let Step::Sign(a) = step {
+            dry.push(pipeline::dry_run(
+                a.kind,
+                ca.root_key().algorithm(),
+                &a.build,
+                &a.lint,
+            )?);
+            if let Some(out) = &a.out {
+                fsutil::check_creatable(out)?;
+            }
+        }
+    }
+    Ok((plan, dry))
+}
+
+/// Appends `event`, which records no signature, to the ledger of the CA in `dir`: under the
+/// lock, after checking the chain, that the head is still `head` (nothing came between) and
+/// the clock. The key is not needed; a device's anchor then trails the ledger by this entry,
+/// which [`check_anchor`] accepts. Durable when it returns (the ledger is replaced atomically).
+pub(crate) fn append_unsigned(
+    dir: &Path,
+    event: Event,
+    head: &Fingerprint,
+    now: OffsetDateTime,
+) -> Result<Fingerprint> {
+    let _lock = DirLock::acquire(dir)?;
+    let ca = Ca::open(dir)?;
+    ExpectedHead::Hex(*head).check(&ca.state().head)?;
+    ca.check_clock(now)?;
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    let (text, new_head) = ca.ledger().prepare(vec![event], now, None);
+    fsutil::replace_atomically(&dir.join(ledger::FILE), text.as_bytes(), Mode::Public)?;
+    Ok(new_head)
 }
 
 /// Refuses a ledger the device has seen ahead of: one without the device's head, or with a
@@ -382,7 +417,7 @@ fn export_args(event: &Event) -> String {
         Event::RootCreated { serial, .. } | Event::IntermediateIssued { serial, .. } => {
             format!("--serial {serial}")
         }
-        Event::Revoked { .. } => String::new(),
+        Event::Revoked { .. } | Event::CeremonyClosed { .. } => String::new(),
     }
 }
 

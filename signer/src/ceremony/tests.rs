@@ -910,3 +910,46 @@ fn a_crl_never_outlives_the_root() {
     assert_eq!(before, ledger_text(&dir));
     assert!(!late.out.exists());
 }
+
+#[test]
+fn a_ceremony_script_opens_the_key_once_and_asks_before_each_step() {
+    let now = OffsetDateTime::now_utc();
+    let (tmp, dir) = fresh(now);
+    for (name, alg) in [
+        ("a", KeyAlgorithm::EcdsaP256),
+        ("b", KeyAlgorithm::EcdsaP384),
+    ] {
+        let csr = csr_for(&SoftKey::generate(alg));
+        std::fs::write(tmp.path().join(format!("{name}.csr")), csr).expect("csr");
+    }
+    let file = tmp.path().join("signing.yaml");
+    std::fs::write(
+        &file,
+        "kind: signing\noperator: Ana\nwitnesses: [Ben]\ndevice: {backend: soft}\nsteps:\n  \
+         - sign: {csr: a.csr, slug: acme, tier: core, out: a.pem}\n  \
+         - sign: {csr: b.csr, slug: globex, tier: core, out: b.pem}\ncrl: {out: crl.pem}\n",
+    )
+    .expect("ceremony file");
+    let s = script::Script::load(&file).expect("valid file");
+    let cb = Counting::new();
+    let exe = script::Binary(std::env::current_exe().expect("test binary"));
+    let ran = script::run(
+        &s,
+        &dir,
+        &tmp.path().join("t"),
+        &exe,
+        &Ceremony::new(&cb, now),
+    )
+    .expect("the ceremony runs");
+    assert_eq!(cb.secrets.get(), 1, "the key was opened more than once");
+    assert_eq!(cb.confirms.get(), 3, "one confirmation per step");
+    assert_eq!(ran.transcript.steps.len(), 3);
+    let last = ledger_text(&dir).lines().last().map(str::to_string);
+    assert!(
+        last.is_some_and(
+            |l| l.contains("ceremony_closed") && l.contains(&ran.transcript_sha256.hex())
+        ),
+        "the ledger's newest entry does not close the transcript"
+    );
+    assert_eq!(Ca::open(&dir).expect("open").state().head, ran.head);
+}

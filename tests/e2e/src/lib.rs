@@ -511,3 +511,28 @@ impl Fixture {
         }
     }
 }
+
+/// A witness's SSH key: makes the ed25519 key `name` (no passphrase) in `dir` with the real
+/// `ssh-keygen`, returns its public line.
+pub fn witness_key(dir: &Path, name: &str) -> String {
+    run_ok(
+        Command::new("ssh-keygen")
+            .current_dir(dir)
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", name]),
+    );
+    std::fs::read_to_string(dir.join(format!("{name}.pub"))).expect("public key")
+}
+
+/// Signs `file` as a witness does at a ceremony (`ssh-keygen -Y sign -n kiwi-ceremony`) with
+/// the key `name` in `dir`; the signature is `file.sig`.
+pub fn witness_sign(dir: &Path, name: &str, file: &Path) {
+    run_ok(Command::new("ssh-keygen").current_dir(dir).args([
+        "-Y",
+        "sign",
+        "-n",
+        "kiwi-ceremony",
+        "-f",
+        name,
+        path_str(file),
+    ]));
+}

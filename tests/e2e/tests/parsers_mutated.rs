@@ -1,9 +1,10 @@
 //! Every parser that reads outside input, fed thousands of mutated copies of real inputs: it
 //! must answer with a value or an error, never panic. A stable-toolchain stand-in for fuzzing
 //! (cargo-fuzz needs nightly): the seeds are real files made by the tools (a CSR, a ledger, a
-//! CRL, root.pem, `ca.toml`, the policies, the hooks file, a registry entry, `.sops.yaml` and
-//! the sops corpus), the mutations are byte flips, special characters, deleted, repeated and
-//! truncated ranges, from a fixed PRNG so that a failure repeats.
+//! CRL, root.pem, `ca.toml`, the policies, the hooks file, the ceremony file examples, an
+//! allowed-signers line, a registry entry, `.sops.yaml` and the sops corpus), the mutations
+//! are byte flips, special characters, deleted, repeated and truncated ranges, from a fixed
+//! PRNG so that a failure repeats.
 //!
 //! `KIWI_MUTATIONS=N` sets the mutants per seed (default 150) and `KIWI_MUTATION_SEED=S` picks
 //! another sequence of mutants (default 0), for longer runs by hand. A mutant that panics is
@@ -217,6 +218,30 @@ fn parsers_never_panic_on_mutated_input() {
             seeds: vec![read(&root.join("ceremony/hooks.yaml"))],
             parse: Box::new(|b| {
                 let _ = kiwi_signer::hooks::Hooks::parse("hooks.yaml", &text(b), Path::new("/"));
+            }),
+        },
+        Target {
+            name: "ceremony file",
+            seeds: ["signing", "revoke", "root-init", "backup-import", "crl-reissue"]
+                .iter()
+                .map(|n| read(&root.join(format!("ceremony/examples/{n}.yaml"))))
+                .collect(),
+            parse: Box::new(|b| {
+                let _ = kiwi_signer::ceremony::script::Script::parse(
+                    Path::new("c.yaml"),
+                    Path::new("/m"),
+                    b,
+                );
+            }),
+        },
+        Target {
+            name: "allowed signers",
+            seeds: vec![b"ben@example.org namespaces=\"kiwi-ceremony\" ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEq5Qgzc5zjf6lyucxB3BiXxdiY+JRXbGWj9fKEilTZA ben\n".to_vec()],
+            parse: Box::new(|b| {
+                let _ = kiwi_signer::ceremony::script::sshsig::parse_allowed_signers(
+                    "allowed",
+                    &text(b),
+                );
             }),
         },
         Target {

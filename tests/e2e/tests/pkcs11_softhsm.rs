@@ -636,3 +636,79 @@ fn a_token_root_on_a_connected_machine_needs_allow_network_and_the_ledger_says_s
     assert_eq!(records[1]["overridden"], "allow_network", "{records:?}");
     h.ok(&["ledger", "verify", "--ca", "ca"]);
 }
+
+/// A ceremony file runs on the token as on the software key: root-init creates the CA on
+/// SoftHSM2, a signing ceremony (one CSR, then the CRL) uses the key opened once, and the
+/// transcript the witness signs with ssh-keygen verifies.
+#[test]
+fn ceremony_scripts_run_and_verify_on_softhsm2() {
+    let h = Hsm::new();
+    let t = h.tmp.path();
+    std::fs::create_dir(t.join("policies")).expect("mkdir");
+    for f in [
+        "root.yaml",
+        "intermediate-core.yaml",
+        "intermediate-mesh.yaml",
+        "intermediate-fleet.yaml",
+    ] {
+        std::fs::copy(
+            workspace_root().join("policies").join(f),
+            t.join("policies").join(f),
+        )
+        .expect("copy policy");
+    }
+    let head = format!(
+        "operator: Ana\nwitnesses: [Ben]\ndevice: {{backend: pkcs11, token_label: {TOKEN}, key_label: root-c"
+    );
+    std::fs::write(
+        t.join("root-init.yaml"),
+        format!("kind: root-init\n{head}, module: {MODULE}}}\npolicy: policies/root.yaml\n"),
+    )
+    .expect("root-init file");
+    let csr = h.csr("acme", "P-256");
+    std::fs::write(
+        t.join("signing.yaml"),
+        format!(
+            "kind: signing\n{head}}}\nsteps:\n  - sign: {{csr: {csr}, slug: acme, tier: core, out: acme.pem}}\ncrl: {{out: root.crl}}\n"
+        ),
+    )
+    .expect("signing file");
+    let pin = path_str(&h.pin);
+    for (file, out) in [("root-init.yaml", "t0"), ("signing.yaml", "t1")] {
+        let o = h.signer(
+            &[
+                "ceremony",
+                "run",
+                file,
+                "--ca",
+                "ca",
+                "--transcript",
+                out,
+                "--pin-file",
+                pin,
+                "--yes",
+                "--allow-network",
+            ],
+            &h.pin,
+        );
+        assert!(o.status.success(), "ceremony run {file}: {}", stderr(&o));
+    }
+    let json = std::fs::read_to_string(t.join("t1/transcript.json")).expect("transcript");
+    assert!(
+        json.contains(TOKEN),
+        "the transcript names the token: {json}"
+    );
+    let public = kiwi_e2e::witness_key(t, "ben");
+    std::fs::write(t.join("allowed"), format!("ben {public}")).expect("allowed signers");
+    kiwi_e2e::witness_sign(t, "ben", &t.join("t1/transcript.json"));
+    let out = h.ok(&[
+        "ceremony",
+        "verify",
+        "t1",
+        "--ca",
+        "ca",
+        "--allowed-signers",
+        "allowed",
+    ]);
+    assert!(out.contains("Ceremony verified."), "{out}");
+}

@@ -20,11 +20,17 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
     );
     let out = stdout(&o);
     assert!(out.contains("rehearsal complete"), "{out}");
+    assert!(
+        out.contains("Ceremony verified."),
+        "the ceremony transcript did not verify:\n{out}"
+    );
     for f in [
         "offline-root/root.pem",
         "offline-root/ledger.jsonl",
         "transfer/acme.crt",
         "transfer/globex.crt",
+        "transfer/ceremony-1/transcript.json",
+        "transfer/ceremony-1/transcript.json.sig",
         "od-platform/customers/acme.yaml",
         "cust-acme/secrets/intermediate.key.sops.yaml",
         "cust-acme/secrets/smallstep.sops.yaml",
@@ -37,7 +43,8 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
         .args(["ledger", "verify", "--ca"])
         .arg(dir.join("offline-root")));
     assert!(verify.status.success(), "{}", stderr(&verify));
-    assert!(stdout(&verify).contains("6 entries"), "{}", stdout(&verify));
+    // root, 2 intermediates, CRL, ceremony_closed, revocation, CRL.
+    assert!(stdout(&verify).contains("7 entries"), "{}", stdout(&verify));
 
     // The hook committed the request and the install to each state repo.
     let log = run(Command::new("git")

@@ -462,6 +462,38 @@ fn rehearsal_and_failures_on_the_virtual_yubikey() {
 
     t.ok(&["crl", "--ca", "ca", "--out", "crl2.pem"]);
     t.ok(&["ledger", "verify", "--ca", "ca"]);
+
+    // A ceremony file on the device: the CRL step signs, the device's anchor is the head the
+    // step left (the ceremony_closed entry after it records no signature).
+    std::fs::write(
+        t.p("crl-reissue.yaml"),
+        format!(
+            "kind: crl-reissue\noperator: Ana\nwitnesses: [Ben]\ndevice: {{backend: yubikey, serial: {serial}}}\ncrl: {{out: crl3.pem}}\n"
+        ),
+    )
+    .expect("ceremony file");
+    t.ok(&[
+        "ceremony",
+        "run",
+        "crl-reissue.yaml",
+        "--ca",
+        "ca",
+        "--transcript",
+        "t1",
+        "--pin-file",
+        path_str(&t.pin),
+        "--mgm-key-file",
+        path_str(&t.mgm),
+        "--yes",
+        "--allow-network",
+    ]);
+    let transcript: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.p("t1/transcript.json")).expect("transcript"))
+            .expect("json");
+    assert_eq!(transcript["device"], serial.to_string());
+    let step_head = transcript["steps"][0]["head"].as_str().expect("head");
+    assert!(anchor_object(READER).contains(step_head), "{transcript}");
+    t.ok(&["ledger", "verify", "--ca", "ca"]);
     let revoked = openssl(
         t.tmp.path(),
         &[

@@ -357,6 +357,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Scripted ceremonies: a ceremony file planned, run step by step with the key opened once,
+    /// and a transcript the witness signs and anyone can verify (see ceremony/README.md).
+    Ceremony {
+        #[command(subcommand)]
+        command: CeremonyCommand,
+    },
     /// Ledger commands.
     Ledger {
         #[command(subcommand)]
@@ -375,6 +381,67 @@ enum HookCommand {
     },
     /// Print a label for the envelope: customer, serial, fingerprints in hex and PGP words.
     Label,
+}
+
+#[derive(Subcommand)]
+enum CeremonyCommand {
+    /// Check a ceremony file without the key: CSRs, policies, serials, outputs, the expected
+    /// head; print the plan with each input's SHA-256. Asks for nothing, changes nothing.
+    Plan {
+        /// The ceremony file (YAML).
+        file: PathBuf,
+        /// The CA directory (for root-init and backup-import: the one to create).
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The ledger head the witness recorded (checked with the file's expect_head).
+        #[arg(long, value_name = "HEAD", value_parser = parse_head)]
+        expect_head: Option<ExpectedHead>,
+    },
+    /// Run a ceremony file: each step through the pipeline, the key opened once, a
+    /// confirmation before each step; then the transcript into OUT_DIR and its SHA-256 into
+    /// the ledger (`ceremony_closed`).
+    Run {
+        /// The ceremony file (YAML).
+        file: PathBuf,
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The directory for transcript.json and transcript.txt (new, or empty).
+        #[arg(long, value_name = "OUT_DIR")]
+        transcript: PathBuf,
+        /// The ledger head the witness recorded (checked with the file's expect_head).
+        #[arg(long, value_name = "HEAD", value_parser = parse_head)]
+        expect_head: Option<ExpectedHead>,
+        /// Do not ask before each step (rehearsals; the summaries are still printed).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        secrets: Secrets,
+        #[command(flatten)]
+        air_gap: AirGapArgs,
+    },
+    /// Verify a ceremony's transcript: in the ledger, every output matching it and the
+    /// ledger, the witness signatures good. Exit 0 only if all hold.
+    Verify {
+        /// The transcript directory.
+        out_dir: PathBuf,
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Who may sign transcripts, in ssh-keygen's allowed_signers format
+        /// (default: DIR/allowed_signers).
+        #[arg(long, value_name = "FILE")]
+        allowed_signers: Option<PathBuf>,
+    },
+    /// Record a transcript in the ledger after a run that stopped between writing it and
+    /// closing it (refused if anything was appended since its last step).
+    Close {
+        /// The transcript directory.
+        out_dir: PathBuf,
+        /// The CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -646,12 +713,102 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let pages = kiwi_signer::shell::write_man_pages(Cli::command(), &out)?;
             out!("wrote {} man pages into {}", pages.len(), out.display());
         }
+        Command::Ceremony { command } => scripted(command, now)?,
         Command::Ledger {
             command: LedgerCommand::Verify { ca, expect_head },
         } => {
             let st = ca::verify_ledger(&ca, expect_head.as_ref())?;
             out!("ledger intact: {} entries", st.len);
             out!("  head {}", st.head.for_reading());
+        }
+    }
+    Ok(())
+}
+
+/// `ceremony plan|run|verify|close`.
+fn scripted(command: CeremonyCommand, now: OffsetDateTime) -> anyhow::Result<()> {
+    use kiwi_signer::ceremony::script::{self, sshsig, transcript, Script};
+    match command {
+        CeremonyCommand::Plan {
+            file,
+            ca,
+            expect_head,
+        } => {
+            let s = Script::load(&file)?;
+            let cb = prompt::Terminal::new(None, false);
+            let c = Ceremony {
+                witness: Witness {
+                    expect: expect_head,
+                    head_file: None,
+                },
+                ..Ceremony::new(&cb, now)
+            };
+            let p = script::plan(&s, &ca, &c)?;
+            out!("{}", p.text(&s));
+            out!("Plan checked: nothing was asked for and nothing was written.");
+        }
+        CeremonyCommand::Run {
+            file,
+            ca,
+            transcript: out_dir,
+            expect_head,
+            yes,
+            secrets,
+            air_gap,
+        } => {
+            let s = Script::load(&file)?;
+            let cb = secrets.terminal(yes);
+            let c = Ceremony {
+                witness: Witness {
+                    expect: expect_head,
+                    head_file: None,
+                },
+                allow_network: air_gap.allow_network,
+                ..Ceremony::new(&cb, now)
+            };
+            let r = script::run(&s, &ca, &out_dir, &script::Binary::default(), &c)?;
+            for w in &r.warnings {
+                eprintln!("kiwi-signer: warning: {w}");
+            }
+            out!("Ceremony closed: {} step(s)", r.transcript.steps.len());
+            out!("  transcript  {}", out_dir.join(transcript::JSON).display());
+            out!("  SHA-256     {}", r.transcript_sha256.for_reading());
+            out!("  ledger head {}", r.head.for_reading());
+            out!(
+                "  (the witness signs it: ssh-keygen -Y sign -n {} -f KEY {})",
+                sshsig::NAMESPACE,
+                out_dir.join(transcript::JSON).display()
+            );
+        }
+        CeremonyCommand::Verify {
+            out_dir,
+            ca,
+            allowed_signers,
+        } => {
+            let path = allowed_signers.unwrap_or_else(|| ca.join("allowed_signers"));
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "cannot read the allowed signers {} (pass --allowed-signers FILE)",
+                    path.display()
+                )
+            })?;
+            let allowed = sshsig::parse_allowed_signers(&path.display().to_string(), &text)?;
+            let v = transcript::verify(&out_dir, &ca, &allowed)?;
+            for f in &v.findings {
+                out!("{} {}", if f.ok { "ok  " } else { "FAIL" }, f.what);
+            }
+            if !v.passed() {
+                anyhow::bail!(
+                    "the ceremony in {} does not verify (see FAIL above)",
+                    out_dir.display()
+                );
+            }
+            out!("Ceremony verified.");
+        }
+        CeremonyCommand::Close { out_dir, ca } => {
+            let head = script::close(&out_dir, &ca, now)?;
+            out!("Ceremony closed in the ledger");
+            out!("  ledger head {}", head.for_reading());
         }
     }
     Ok(())

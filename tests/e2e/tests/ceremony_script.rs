@@ -1,0 +1,359 @@
+//! Ceremony scripts through the real binary: `ceremony plan` refuses each bad input before any
+//! PIN with the ledger unchanged; `ceremony run` of the shipped examples (root-init, then
+//! signing) on the soft backend; `ceremony verify` passes with a witness signature made by the
+//! real `ssh-keygen -Y sign`, which the real `ssh-keygen -Y verify` accepts too, and fails after
+//! one changed byte in the transcript, in an output, in the ledger, and without the signature
+//! or with one by another key.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kiwi_e2e::{
+    path_str, run, stderr, stdout, witness_key, witness_sign, workspace_root, write_private,
+    Fixture, PASSPHRASE,
+};
+
+/// A copy of `ceremony/examples` and `policies` in `dir`, as the examples' relative paths
+/// expect (`ceremony/examples/root-init.yaml` names `../../policies/root.yaml`).
+fn examples(dir: &Path) -> PathBuf {
+    let ex = dir.join("ceremony/examples");
+    std::fs::create_dir_all(ex.join("requests")).expect("mkdir");
+    std::fs::create_dir_all(ex.join("out")).expect("mkdir");
+    std::fs::create_dir_all(dir.join("policies")).expect("mkdir");
+    let root = workspace_root();
+    for entry in std::fs::read_dir(root.join("policies")).expect("policies") {
+        let p = entry.expect("entry").path();
+        if p.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&p, dir.join("policies").join(p.file_name().expect("name")))
+                .expect("copy");
+        }
+    }
+    for f in [
+        "root-init.yaml",
+        "signing.yaml",
+        "requests/acme.csr",
+        "requests/globex.csr",
+    ] {
+        std::fs::copy(root.join("ceremony/examples").join(f), ex.join(f)).expect("copy example");
+    }
+    ex
+}
+
+fn signer(args: &[&str]) -> std::process::Output {
+    run(Command::new(kiwi_e2e::bin("kiwi-signer")).args(args))
+}
+
+fn verify(out: &Path, ca: &Path, allowed: &Path) -> std::process::Output {
+    signer(&[
+        "ceremony",
+        "verify",
+        path_str(out),
+        "--ca",
+        path_str(ca),
+        "--allowed-signers",
+        path_str(allowed),
+    ])
+}
+
+fn assert_fails(o: &std::process::Output, needle: &str, what: &str) {
+    let all = format!("{}{}", stdout(o), stderr(o));
+    assert!(!o.status.success(), "verify passed {what}:\n{all}");
+    assert!(all.contains(needle), "{what}: `{needle}` not in:\n{all}");
+}
+
+/// Changes the byte of `path` right after `marker` (so the file stays well-formed), returns
+/// the original bytes.
+fn change_byte(path: &Path, marker: &str) -> Vec<u8> {
+    let orig = std::fs::read(path).expect("read");
+    let i = orig
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .unwrap_or_else(|| panic!("{marker} not in {path:?}"))
+        + marker.len();
+    let mut b = orig.clone();
+    b[i] = if b[i] == b'0' { b'1' } else { b'0' };
+    std::fs::write(path, &b).expect("write");
+    orig
+}
+
+#[test]
+fn examples_run_and_verify_and_every_change_is_caught() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let ex = examples(t);
+    let ca = t.join("ca");
+    let pin = t.join("pin");
+    write_private(&pin, &format!("{PASSPHRASE}\n"));
+    let run_ceremony = |file: &str, out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "ceremony",
+            "run",
+            file,
+            "--ca",
+            path_str(&ca),
+            "--transcript",
+            path_str(out),
+            "--pin-file",
+            path_str(&pin),
+            "--yes",
+        ];
+        args.extend_from_slice(extra);
+        let file = ex.join(file);
+        args[2] = path_str(&file);
+        let o = signer(&args);
+        assert!(o.status.success(), "ceremony run {file:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    run_ceremony("root-init.yaml", &t.join("t0"), &[]);
+    let head = signer(&["ledger", "verify", "--ca", path_str(&ca)]);
+    let head: String = stdout(&head)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("head "))
+        .expect("head line")
+        .split_whitespace()
+        .take(16)
+        .collect();
+    let t1 = t.join("t1");
+    run_ceremony("signing.yaml", &t1, &["--expect-head", &head]);
+    for f in ["acme.pem", "globex.pem", "root-crl.pem"] {
+        assert!(ex.join("out").join(f).exists(), "{f} not written");
+    }
+
+    // The witness signs with ssh-keygen; an impostor has a key too.
+    let ben = witness_key(t, "ben");
+    witness_key(t, "eve");
+    let allowed = t.join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("ben@example.org namespaces=\"kiwi-ceremony\" {ben}"),
+    )
+    .expect("allowed");
+    let json = t1.join("transcript.json");
+    let sign = |key: &str| witness_sign(t, key, &json);
+    let sig = t1.join("transcript.json.sig");
+    assert_fails(
+        &verify(&t1, &ca, &allowed),
+        "no witness signature",
+        "without a signature",
+    );
+    sign("ben");
+    let o = verify(&t1, &ca, &allowed);
+    assert!(
+        o.status.success(),
+        "verify failed:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("good signature by ben@example.org"),
+        "{}",
+        stdout(&o)
+    );
+    // `run` gives no standard input; ssh-keygen -Y verify reads the message there.
+    let o = Command::new("ssh-keygen")
+        .args([
+            "-Y",
+            "verify",
+            "-f",
+            path_str(&allowed),
+            "-I",
+            "ben@example.org",
+        ])
+        .args(["-n", "kiwi-ceremony", "-s", path_str(&sig)])
+        .stdin(std::fs::File::open(&json).expect("open"))
+        .output()
+        .expect("ssh-keygen");
+    assert!(o.status.success(), "ssh-keygen -Y verify: {}", stderr(&o));
+
+    // One changed byte anywhere is caught, each restored afterwards.
+    let cases = [
+        (json.clone(), "\"operator\": \"", "is not in the ledger"),
+        (ex.join("out/globex.pem"), "MII", "globex.pem"),
+        (
+            ca.join("ledger.jsonl"),
+            "\"transcript_sha256\":\"",
+            "ledger",
+        ),
+    ];
+    for (file, marker, needle) in cases {
+        let orig = change_byte(&file, marker);
+        assert_fails(
+            &verify(&t1, &ca, &allowed),
+            needle,
+            &format!("after a change to {file:?}"),
+        );
+        std::fs::write(&file, orig).expect("restore");
+    }
+    std::fs::remove_file(&sig).expect("rm sig");
+    sign("eve");
+    assert_fails(
+        &verify(&t1, &ca, &allowed),
+        "not in the allowed signers",
+        "signed by another key",
+    );
+    std::fs::remove_file(&sig).expect("rm sig");
+    sign("ben");
+
+    // A crash between the transcript and its ledger entry: `close` records it, once.
+    let ledger = ca.join("ledger.jsonl");
+    let full = std::fs::read_to_string(&ledger).expect("ledger");
+    let cut = &full[..full.trim_end().rfind('\n').expect("lines") + 1];
+    std::fs::write(&ledger, cut).expect("cut the ceremony_closed entry");
+    assert_fails(
+        &verify(&t1, &ca, &allowed),
+        "is not in the ledger",
+        "before close",
+    );
+    let close = |out: &Path| signer(&["ceremony", "close", path_str(out), "--ca", path_str(&ca)]);
+    let o = close(&t1);
+    assert!(o.status.success(), "close: {}", stderr(&o));
+    assert!(
+        verify(&t1, &ca, &allowed).status.success(),
+        "verify after close"
+    );
+    assert!(
+        !close(&t1).status.success(),
+        "a transcript was closed twice"
+    );
+
+    // A step that fails at run time (the same key for two customers: each step alone plans)
+    // stops the ceremony with nothing of it written; the steps before it are in the transcript.
+    let csr = kiwi_e2e::ec_csr(&ex, "fresh", "P-256", &[]);
+    let step = |slug: &str| {
+        format!("  - sign: {{csr: {csr}, slug: {slug}, tier: core, out: out/{slug}.pem}}\n")
+    };
+    std::fs::write(
+        ex.join("twice.yaml"),
+        format!(
+            "kind: signing\noperator: Ana\nwitnesses: [Ben]\ndevice: {{backend: soft}}\nsteps:\n{}{}crl: {{out: out/twice-crl.pem}}\n",
+            step("initech"),
+            step("umbrella")
+        ),
+    )
+    .expect("ceremony file");
+    let twice = ex.join("twice.yaml");
+    let plan = signer(&["ceremony", "plan", path_str(&twice), "--ca", path_str(&ca)]);
+    assert!(plan.status.success(), "plan: {}", stderr(&plan));
+    let t2 = t.join("t2");
+    let o = signer(&[
+        "ceremony",
+        "run",
+        path_str(&twice),
+        "--ca",
+        path_str(&ca),
+        "--transcript",
+        path_str(&t2),
+        "--pin-file",
+        path_str(&pin),
+        "--yes",
+    ]);
+    assert!(!o.status.success(), "the second step was not refused");
+    assert!(stderr(&o).contains("step 2 failed"), "{}", stderr(&o));
+    assert!(
+        ex.join("out/initech.pem").exists(),
+        "step 1's output is missing"
+    );
+    assert!(!ex.join("out/umbrella.pem").exists() && !ex.join("out/twice-crl.pem").exists());
+    let json = t2.join("transcript.json");
+    witness_sign(t, "ben", &json);
+    let o = verify(&t2, &ca, &allowed);
+    assert_fails(&o, "did not run to its end", "a stopped ceremony");
+    assert!(
+        stdout(&o).contains("ok   transcript.json"),
+        "the stopped transcript is not closed:\n{}",
+        stdout(&o)
+    );
+
+    // The root-init transcript verifies too, with the CA directory moved since.
+    witness_sign(t, "ben", &t.join("t0/transcript.json"));
+    let moved = t.join("ca-moved");
+    std::fs::rename(&ca, &moved).expect("move the CA");
+    let o = verify(&t.join("t0"), &moved, &allowed);
+    assert!(
+        o.status.success(),
+        "root-init transcript:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
+
+#[test]
+fn plan_refuses_bad_inputs_before_any_pin_and_changes_nothing() {
+    let f = Fixture::new();
+    let good = f.csr("good", "P-256", &[]);
+    let mut bad = std::fs::read(&good).expect("csr");
+    let mid = bad.len() / 2;
+    bad[mid] = if bad[mid] == b'A' { b'B' } else { b'A' };
+    std::fs::write(f.w("bad.csr"), bad).expect("bad csr");
+    std::fs::write(f.w("exists.pem"), "taken").expect("existing output");
+    let file = |steps: &str| {
+        let p = f.w(&format!(
+            "c{}.yaml",
+            f.work.read_dir().map(|d| d.count()).unwrap_or(0)
+        ));
+        let text = format!(
+            "kind: signing\noperator: Ana\nwitnesses: [Ben]\ndevice: {{backend: soft}}\nsteps:\n{steps}crl: {{out: crl.pem}}\n"
+        );
+        std::fs::write(&p, text).expect("ceremony file");
+        p
+    };
+    let sign = |csr: &str, out: &str| {
+        format!("  - sign: {{csr: {csr}, slug: acme, tier: core, out: {out}}}\n")
+    };
+    let zero_head = "0".repeat(64);
+    let cases = [
+        (file(&sign("bad.csr", "a.pem")), vec![], "CSR"),
+        (
+            file("  - revoke: {serial: 0a0b0c, reason: superseded, crl_out: r.pem}\n"),
+            vec![],
+            "0a0b0c",
+        ),
+        (file(&sign("good.csr", "exists.pem")), vec![], "exists"),
+        (
+            file(&sign("good.csr", "a.pem")),
+            vec!["--expect-head", zero_head.as_str()],
+            "head",
+        ),
+        (
+            file(&sign("good.csr", "a.pem").replace("tier: core", "tier: core, extra: 1")),
+            vec![],
+            "steps[0].sign",
+        ),
+    ];
+    for (path, extra, needle) in cases {
+        let before = f.ledger_bytes();
+        let mut args = vec!["ceremony", "plan", path_str(&path), "--ca", path_str(&f.ca)];
+        args.extend(extra);
+        // No --pin-file and stdin closed: a prompt for the PIN would fail differently.
+        let o = signer(&args);
+        let err = stderr(&o);
+        assert!(!o.status.success(), "plan of {path:?} was not refused");
+        assert!(err.contains(needle), "{path:?}: `{needle}` not in {err}");
+        assert!(!err.to_lowercase().contains("passphrase"), "{err}");
+        assert_eq!(before, f.ledger_bytes(), "the ledger changed");
+        assert!(!f.w("a.pem").exists() && !f.w("crl.pem").exists());
+    }
+    // run refuses a transcript directory that is not empty, before any PIN is asked.
+    let used = f.w("used");
+    std::fs::create_dir(&used).expect("mkdir");
+    std::fs::write(used.join("transcript.json"), "{}").expect("old transcript");
+    let good_file = file(&sign("good.csr", "a.pem"));
+    let before = f.ledger_bytes();
+    let o = signer(&[
+        "ceremony",
+        "run",
+        path_str(&good_file),
+        "--ca",
+        path_str(&f.ca),
+        "--transcript",
+        path_str(&used),
+        "--yes",
+    ]);
+    assert!(
+        !o.status.success(),
+        "a used transcript directory was accepted"
+    );
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    assert_eq!(before, f.ledger_bytes(), "the ledger changed");
+    f.assert_ledger_ok();
+}
