@@ -75,12 +75,15 @@ impl Reason {
         matches!(self, Reason::KeyCompromise | Reason::CaCompromise)
     }
 
-    /// Whether a revocation for `self` may later be changed to `to`: only superseded or
-    /// cessationOfOperation, and only to keyCompromise (a retirement later found to be a
-    /// compromise). Every other change is refused, so a compromise is never undone.
+    /// Whether a revocation for `self` may later be changed to `to`: only superseded,
+    /// cessationOfOperation or affiliationChanged (a hand-over), and only to keyCompromise (a
+    /// retirement later found to be a compromise). Every other change is refused, so a
+    /// compromise is never undone.
     pub fn may_become(self, to: Reason) -> bool {
-        matches!(self, Reason::Superseded | Reason::CessationOfOperation)
-            && to == Reason::KeyCompromise
+        matches!(
+            self,
+            Reason::Superseded | Reason::CessationOfOperation | Reason::AffiliationChanged
+        ) && to == Reason::KeyCompromise
     }
 
     /// The command-line name.
@@ -203,6 +206,39 @@ pub enum Event {
         /// The CRL, base64 DER.
         artifact: String,
     },
+    /// An intermediate another root (the MSP's) issued was re-signed under this root (a
+    /// customer-owned root, at churn hand-over): the same key, subject and key identifier,
+    /// so the leaves it issued chain to this root.
+    Rerooted {
+        /// Serial of the re-rooted certificate.
+        serial: Serial,
+        /// Serial of the certificate the MSP root issued.
+        original_serial: Serial,
+        /// SHA-256 of the MSP root certificate's DER (its fingerprint).
+        msp_root_sha256: String,
+        /// Subject (the original's).
+        subject: String,
+        /// notAfter (RFC 3339).
+        not_after: String,
+        /// Subject key id (hex).
+        key_id: String,
+        /// SHA-256 of the certificate DER.
+        artifact_sha256: String,
+        /// The certificate, base64 DER.
+        artifact: String,
+    },
+    /// An intermediate was handed over to the customer's own root at churn: the `revoked`
+    /// entry (affiliationChanged) and the CRL listing it follow in the same append.
+    HandedOver {
+        /// Serial of the intermediate.
+        serial: Serial,
+        /// Customer slug.
+        slug: Slug,
+        /// SHA-256 of the customer root certificate's DER (where the customer went).
+        new_root_sha256: String,
+        /// The customer root's subject.
+        new_root_subject: String,
+    },
 }
 
 impl Event {
@@ -211,10 +247,11 @@ impl Event {
         match self {
             Event::RootCreated { artifact, .. }
             | Event::IntermediateIssued { artifact, .. }
-            | Event::CrlIssued { artifact, .. } => base64::engine::general_purpose::STANDARD
+            | Event::CrlIssued { artifact, .. }
+            | Event::Rerooted { artifact, .. } => base64::engine::general_purpose::STANDARD
                 .decode(artifact)
                 .ok(),
-            Event::Revoked { .. } => None,
+            Event::Revoked { .. } | Event::HandedOver { .. } => None,
         }
     }
 
@@ -225,6 +262,8 @@ impl Event {
             Event::IntermediateIssued { .. } => "intermediate_issued",
             Event::Revoked { .. } => "revoked",
             Event::CrlIssued { .. } => "crl_issued",
+            Event::Rerooted { .. } => "rerooted",
+            Event::HandedOver { .. } => "handed_over",
         }
     }
 }
@@ -335,6 +374,27 @@ pub struct Revocation {
     pub revoked_at: String,
 }
 
+/// An intermediate another root issued and this root re-signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rerooted {
+    /// Serial of the re-rooted certificate.
+    pub serial: Serial,
+    /// Serial of the original (the MSP root's).
+    pub original_serial: Serial,
+    /// SHA-256 of the MSP root.
+    pub msp_root_sha256: String,
+    /// Subject.
+    pub subject: String,
+    /// notAfter.
+    pub not_after: String,
+    /// Subject key id.
+    pub key_id: String,
+    /// When re-rooted.
+    pub rerooted_at: String,
+    /// Ledger entry.
+    pub entry: u64,
+}
+
 /// The newest CRL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CrlInfo {
@@ -361,6 +421,8 @@ pub struct State {
     pub last_crl: Option<CrlInfo>,
     /// Hash of the newest entry.
     pub head: Fingerprint,
+    /// Intermediates of other roots this root re-signed, by (new) serial.
+    pub rerooted: BTreeMap<Serial, Rerooted>,
     /// Time of the newest entry.
     pub last_time: OffsetDateTime,
     /// Number of entries.
@@ -458,7 +520,9 @@ impl Ledger {
             .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
             .find(|e| match (&e.event, which) {
                 (
-                    Event::RootCreated { serial, .. } | Event::IntermediateIssued { serial, .. },
+                    Event::RootCreated { serial, .. }
+                    | Event::IntermediateIssued { serial, .. }
+                    | Event::Rerooted { serial, .. },
                     Recorded::Certificate(want),
                 ) => serial == want,
                 (Event::CrlIssued { crl_number, .. }, Recorded::Crl(want)) => crl_number == want,
@@ -670,6 +734,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     revoked: BTreeMap::new(),
                     last_crl: None,
                     head: Fingerprint([0; 32]),
+                    rerooted: BTreeMap::new(),
                     last_time: time,
                     len: 0,
                 });
@@ -773,6 +838,64 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                         revoked_at: revoked_at.clone(),
                     },
                 );
+            }
+            (
+                Some(s),
+                Event::Rerooted {
+                    serial,
+                    original_serial,
+                    msp_root_sha256,
+                    subject,
+                    not_after,
+                    key_id,
+                    artifact_sha256,
+                    artifact,
+                },
+            ) => {
+                if full {
+                    let der = decode_artifact(artifact_sha256, artifact).map_err(e)?;
+                    let cert =
+                        x509::parse_cert(&der).map_err(|m| e(format!("certificate: {m}")))?;
+                    x509::verify_cert(&cert, &s.root_key)
+                        .map_err(|m| e(format!("certificate signature: {m}")))?;
+                    if Serial::from_der_integer(cert.raw_serial()) != *serial {
+                        return Err(e("recorded serial differs from the certificate's".into()));
+                    }
+                    check_recorded_names(&cert, subject, key_id, None).map_err(e)?;
+                }
+                if !serials.insert(serial.clone()) {
+                    return Err(e(format!(
+                        "serial {serial} was issued before: serials must be unique"
+                    )));
+                }
+                s.rerooted.insert(
+                    serial.clone(),
+                    Rerooted {
+                        serial: serial.clone(),
+                        original_serial: original_serial.clone(),
+                        msp_root_sha256: msp_root_sha256.clone(),
+                        subject: subject.clone(),
+                        not_after: not_after.clone(),
+                        key_id: key_id.clone(),
+                        rerooted_at: entry.time.clone(),
+                        entry: n,
+                    },
+                );
+            }
+            (Some(s), Event::HandedOver { serial, slug, .. }) => {
+                let Some(issued) = s.issued.get(serial) else {
+                    return Err(e(format!(
+                        "hands over {serial}, which this root never issued"
+                    )));
+                };
+                if issued.slug != *slug {
+                    return Err(e(
+                        "recorded slug differs from the issued certificate's".into()
+                    ));
+                }
+                if s.revoked.contains_key(serial) {
+                    return Err(e(format!("hands over {serial}, which was revoked before")));
+                }
             }
             (
                 Some(s),

@@ -183,8 +183,9 @@ pub struct CrlPolicy {
 pub struct RootPolicy {
     /// Where it came from.
     pub source: PolicySource,
-    /// Subject of the root certificate.
-    pub subject: SubjectTemplate,
+    /// Subject of the root certificate: None for a customer-owned root (`kind: customer_root`),
+    /// whose subject comes from `init --org` ([`customer_subject`]).
+    pub subject: Option<SubjectTemplate>,
     /// The root key's algorithm.
     pub key_algorithm: KeyAlgorithm,
     /// Root certificate validity.
@@ -271,7 +272,8 @@ struct RawCrl {
 #[serde(deny_unknown_fields)]
 struct RawRoot {
     kind: String,
-    subject: RawSubject,
+    #[serde(default)]
+    subject: Option<RawSubject>,
     key: RawRootKey,
     validity: RawRootValidity,
     #[serde(default)]
@@ -472,7 +474,21 @@ fn kind(ctx: &Ctx, got: &str, want: &str) -> Result<(), PolicyError> {
 /// Loads and validates the root policy.
 pub fn load_root(path: &Path) -> Result<RootPolicy, PolicyError> {
     let (raw, source, ctx) = read_strict::<RawRoot>(path)?;
-    kind(&ctx, &raw.kind, "root")?;
+    let customer = raw.kind == CUSTOMER_ROOT;
+    if !customer {
+        kind(&ctx, &raw.kind, "root")?;
+    }
+    let subject = match (customer, raw.subject) {
+        (false, Some(s)) => Some(subject(&ctx, s, false)?),
+        (false, None) => return Err(ctx.err("subject", "missing field `subject`")),
+        (true, None) => None,
+        (true, Some(_)) => {
+            return Err(ctx.err(
+                "subject",
+                "a customer root's subject comes from `init --org`; remove `subject`",
+            ))
+        }
+    };
     let key_algorithm =
         KeyAlgorithm::parse(&raw.key.algorithm).map_err(|m| ctx.err("key.algorithm", m))?;
     if raw.validity.days == 0 || raw.validity.days > MAX_ROOT_DAYS {
@@ -485,7 +501,7 @@ pub fn load_root(path: &Path) -> Result<RootPolicy, PolicyError> {
     };
     Ok(RootPolicy {
         source,
-        subject: subject(&ctx, raw.subject, false)?,
+        subject,
         key_algorithm,
         validity_days: raw.validity.days,
         path_len: raw.path_len,
@@ -494,6 +510,35 @@ pub fn load_root(path: &Path) -> Result<RootPolicy, PolicyError> {
         pin_policy,
         touch_policy,
     })
+}
+
+/// The `kind` of a customer-owned root's policy (`policies/customer-root.yaml`).
+pub const CUSTOMER_ROOT: &str = "customer_root";
+
+/// The subject of a customer-owned root: `O=<org>, CN=<org> Root CA`, both UTF8String. The
+/// organization is the customer's legal name as given to `init --org`; it must fit RFC 5280's
+/// 64 characters in the CN too.
+pub fn customer_subject(org: &str) -> Result<rcgen::DistinguishedName, String> {
+    let org = org.trim();
+    let cn = format!("{org} Root CA");
+    if org.is_empty() {
+        return Err("--org is empty; give the customer's organization, e.g. \"Acme GmbH\"".into());
+    }
+    if org.chars().any(char::is_control) {
+        return Err("--org holds control characters".into());
+    }
+    if cn.chars().count() > MAX_NAME_CHARS {
+        return Err(format!(
+            "--org `{org}` is {} characters; the CN `{org} Root CA` must fit RFC 5280's \
+             {MAX_NAME_CHARS}, so --org may have at most {}",
+            org.chars().count(),
+            MAX_NAME_CHARS - " Root CA".len()
+        ));
+    }
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, org);
+    dn.push(rcgen::DnType::CommonName, cn);
+    Ok(dn)
 }
 
 fn crl_policy(ctx: &Ctx, raw: RawCrl) -> Result<CrlPolicy, PolicyError> {
@@ -631,7 +676,7 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
 /// Why `s` is not a DNS name we issue under: labels of lowercase letters, digits and inner
 /// hyphens, at most 63 characters each and 253 in all, none reserved (`xn--` and any other `--`
 /// in positions 3 and 4).
-fn check_dns_name(s: &str) -> Result<(), String> {
+pub(crate) fn check_dns_name(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 253 {
         return Err(format!("{} characters; a DNS name has 1 to 253", s.len()));
     }

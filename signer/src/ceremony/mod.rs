@@ -34,8 +34,10 @@
 //! directory into place as its commit point.
 
 pub mod crl;
+pub mod handover;
 pub mod head;
 pub mod init;
+pub mod reroot;
 pub mod revoke;
 pub mod sign;
 
@@ -379,10 +381,12 @@ pub(crate) fn add_file(data: &mut EventData, role: &str, path: &Path) {
 fn export_args(event: &Event) -> String {
     match event {
         Event::CrlIssued { crl_number, .. } => format!("--crl-number {crl_number}"),
-        Event::RootCreated { serial, .. } | Event::IntermediateIssued { serial, .. } => {
+        Event::RootCreated { serial, .. }
+        | Event::IntermediateIssued { serial, .. }
+        | Event::Rerooted { serial, .. } => {
             format!("--serial {serial}")
         }
-        Event::Revoked { .. } => String::new(),
+        Event::Revoked { .. } | Event::HandedOver { .. } => String::new(),
     }
 }
 

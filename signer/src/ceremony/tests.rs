@@ -779,10 +779,15 @@ fn compromise_is_forever() {
         assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
     }
 
-    // superseded and cessationOfOperation can later become keyCompromise, and only that.
-    for (n, old) in [Reason::Superseded, Reason::CessationOfOperation]
-        .into_iter()
-        .enumerate()
+    // superseded, cessationOfOperation and affiliationChanged can later become keyCompromise,
+    // and only that.
+    for (n, old) in [
+        Reason::Superseded,
+        Reason::CessationOfOperation,
+        Reason::AffiliationChanged,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let now = now + Duration::minutes(2 * n as i64);
         let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));

@@ -1,0 +1,579 @@
+//! `reroot`: a customer-owned root re-signs the intermediate the MSP root issued it (churn
+//! hand-over), so every leaf that intermediate already issued chains to the customer's root.
+//!
+//! The new certificate has the original's subjectPublicKeyInfo, subject DN and subject key
+//! identifier byte for byte (a leaf's issuer name and AKI do not change), pathLenConstraint 0,
+//! the original's name constraints (plus `--permit-dns` names of the customer's own), this
+//! root's AKI, a fresh serial, and a validity inside this root's (notAfter is the original's,
+//! clamped to the root's). The plan refuses, before anything is signed: a certificate the MSP
+//! root did not sign, an MSP root that is not self-signed, a CRL the MSP root did not sign or
+//! whose nextUpdate has passed, a certificate that CRL lists as revoked for keyCompromise,
+//! cACompromise, aACompromise or no stated reason, and a certificate that is not CA:TRUE with
+//! pathlen 0. The `rerooted` entry records the original's serial and the MSP root's SHA-256.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CidrSubnet, GeneralSubtree, IsCa, Issuer, KeyIdMethod,
+    NameConstraints, SerialNumber,
+};
+use time::OffsetDateTime;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry::{
+    OID_X509_EXT_NAME_CONSTRAINTS, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+};
+use x509_parser::x509::ReasonCode;
+
+use super::{add_file, Artifact, Operation, Plan, Step};
+use crate::algo::PublicKey;
+use crate::ca::{Ca, CLOCK_SKEW};
+use crate::error::{Error, Result};
+use crate::hooks::{EventData, EventKind};
+use crate::ledger::{self, Event};
+use crate::lint::{self, CaExpectations};
+use crate::pipeline::Kind;
+use crate::policy::{self, KeyUsage};
+use crate::words::Fingerprint;
+use crate::x509::{self, Serial};
+
+/// Parameters for `reroot`: the files as read, and where they came from.
+#[derive(Debug, Clone)]
+pub struct Reroot {
+    /// The MSP-issued intermediate certificate (PEM or DER) and its path.
+    pub cert: (PathBuf, Vec<u8>),
+    /// The MSP root certificate.
+    pub msp_root: (PathBuf, Vec<u8>),
+    /// The MSP root's current CRL.
+    pub msp_crl: (PathBuf, Vec<u8>),
+    /// DNS names of the customer's own to add to the permitted subtrees.
+    pub permit_dns: Vec<String>,
+    /// Output certificate path.
+    pub out: PathBuf,
+}
+
+impl Reroot {
+    /// Reads the three input files.
+    pub fn read(
+        cert: &Path,
+        msp_root: &Path,
+        msp_crl: &Path,
+        permit_dns: Vec<String>,
+        out: PathBuf,
+    ) -> Result<Self> {
+        let read = |p: &Path| -> Result<(PathBuf, Vec<u8>)> {
+            let bytes = std::fs::read(p).map_err(|e| Error::io(p, e, "check the path"))?;
+            Ok((p.to_path_buf(), bytes))
+        };
+        Ok(Reroot {
+            cert: read(cert)?,
+            msp_root: read(msp_root)?,
+            msp_crl: read(msp_crl)?,
+            permit_dns,
+            out,
+        })
+    }
+}
+
+/// Reads `(path, bytes)` as a certificate's DER.
+pub(crate) fn cert_der(input: &(PathBuf, Vec<u8>)) -> Result<Vec<u8>> {
+    let der = x509::decode(&input.1, &["CERTIFICATE"]).map_err(|detail| Error::BadInput {
+        path: input.0.clone(),
+        detail,
+    })?;
+    x509::parse_cert(&der).map_err(|detail| Error::BadInput {
+        path: input.0.clone(),
+        detail,
+    })?;
+    Ok(der)
+}
+
+/// Checks that `cert` is a self-signed CA certificate; returns its key.
+pub(crate) fn check_root(path: &Path, cert: &X509Certificate<'_>) -> Result<PublicKey> {
+    let bad = |detail: String| Error::NotARoot {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let key = x509::cert_key(cert).map_err(|e| bad(format!("its key: {e}")))?;
+    if cert.issuer().as_raw() != cert.subject().as_raw() {
+        return Err(bad("its issuer is not its subject".into()));
+    }
+    x509::verify_cert(cert, &key).map_err(|e| bad(format!("it is not self-signed ({e})")))?;
+    if !cert.is_ca() {
+        return Err(bad(
+            "it is not a CA (basicConstraints CA:FALSE or absent)".into()
+        ));
+    }
+    Ok(key)
+}
+
+/// What the re-rooted certificate must keep of the original, byte for byte.
+struct Kept {
+    spki: Vec<u8>,
+    subject: Vec<u8>,
+    ski: Vec<u8>,
+    /// Name constraints as expected in the new certificate (permitted, excluded), normalized.
+    nc: (Vec<String>, Vec<String>),
+}
+
+impl Operation for Reroot {
+    fn events(&self) -> &'static [EventKind] {
+        &[EventKind::Rerooted]
+    }
+
+    fn hook_data(&self) -> EventData {
+        let mut data = EventData::default();
+        data.sha256
+            .insert("original".into(), Fingerprint::of(&self.cert.1).hex());
+        data.sha256
+            .insert("msp_root".into(), Fingerprint::of(&self.msp_root.1).hex());
+        data.sha256
+            .insert("msp_crl".into(), Fingerprint::of(&self.msp_crl.1).hex());
+        add_file(&mut data, "original", &self.cert.0);
+        add_file(&mut data, "msp_root", &self.msp_root.0);
+        add_file(&mut data, "msp_crl", &self.msp_crl.0);
+        add_file(&mut data, "out", &self.out);
+        // The facts below are known once the inputs parse; a plan that fails never runs hooks.
+        if let Ok(root) = cert_der(&self.msp_root) {
+            data.details
+                .insert("msp_root_sha256".into(), Fingerprint::of(&root).hex());
+        }
+        if let Some(s) = cert_der(&self.cert)
+            .ok()
+            .and_then(|d| x509::parse_cert(&d).ok().map(|c| c.raw_serial().to_vec()))
+        {
+            data.details
+                .insert("original_serial".into(), Serial::from_der_integer(&s).hex());
+        }
+        data
+    }
+
+    fn plan<'a>(&'a self, ca: &'a Ca, now: OffsetDateTime) -> Result<Plan<'a>> {
+        let root_der = cert_der(&self.msp_root)?;
+        let root = x509::parse_cert(&root_der).map_err(Error::SelfCheck)?;
+        let root_key = check_root(&self.msp_root.0, &root)?;
+        if root_der == ca.state().root_der {
+            return Err(Error::NotARoot {
+                path: self.msp_root.0.clone(),
+                detail: "it is this CA's own root, not the MSP's".into(),
+            });
+        }
+        let msp_root_sha256 = Fingerprint::of(&root_der);
+        let der = cert_der(&self.cert)?;
+        let orig = x509::parse_cert(&der).map_err(Error::SelfCheck)?;
+        let not_issued = |detail: String| Error::NotIssuedByMspRoot {
+            cert: self.cert.0.clone(),
+            msp_root: self.msp_root.0.clone(),
+            detail,
+        };
+        if orig.issuer().as_raw() != root.subject().as_raw() {
+            return Err(not_issued(format!(
+                "its issuer is `{}`, the MSP root is `{}`",
+                orig.issuer(),
+                root.subject()
+            )));
+        }
+        x509::verify_cert(&orig, &root_key)
+            .map_err(|e| not_issued(format!("its signature does not verify ({e})")))?;
+        let original_serial = Serial::from_der_integer(orig.raw_serial());
+        check_crl(self, &root, &root_key, &original_serial, now)?;
+        let subject_key = check_ca(&self.cert.0, &orig, ca)?;
+        let (permitted, excluded, kept_nc) = constraints(self, &orig)?;
+        let ski = subject_key_id(&orig).ok_or_else(|| Error::NotReRootable {
+            cert: self.cert.0.clone(),
+            detail: "it has no subjectKeyIdentifier, so its leaves' AKI names no key".into(),
+        })?;
+        let subject_dn = x509::rcgen_name(orig.subject()).map_err(|m| Error::NotReRootable {
+            cert: self.cert.0.clone(),
+            detail: format!("its subject: {m}"),
+        })?;
+
+        let (root_start, root_end) = ca.root_window();
+        let not_before = (now - CLOCK_SKEW).max(unix(root_start));
+        let not_after = unix(orig.validity().not_after.timestamp()).min(unix(root_end));
+        if not_after <= now {
+            return Err(Error::NotReRootable {
+                cert: self.cert.0.clone(),
+                detail: format!(
+                    "it would end at {}, which has passed (the original's or this root's notAfter)",
+                    ledger::fmt_time(not_after)
+                ),
+            });
+        }
+        let serial = fresh_serial(ca);
+        let mut p = CertificateParams::default();
+        p.serial_number = Some(SerialNumber::from_slice(serial.bytes()));
+        p.not_before = not_before;
+        p.not_after = not_after;
+        p.distinguished_name = subject_dn.clone();
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let key_usages = [KeyUsage::KeyCertSign, KeyUsage::CrlSign];
+        p.key_usages = key_usages.iter().map(|u| u.rcgen()).collect();
+        p.name_constraints =
+            (!permitted.is_empty() || !excluded.is_empty()).then(|| NameConstraints {
+                permitted_subtrees: permitted,
+                excluded_subtrees: excluded,
+            });
+        p.use_authority_key_identifier_extension = true;
+        p.key_identifier_method = KeyIdMethod::PreSpecified(ski.clone());
+
+        let permitted_dns: Vec<String> = kept_nc
+            .0
+            .iter()
+            .filter_map(|s| s.strip_prefix("dns:").map(str::to_string))
+            .collect();
+        let summary = summary(self, &original_serial, &subject_dn, &msp_root_sha256, &p);
+        let kept = Kept {
+            spki: orig.public_key().raw.to_vec(),
+            subject: orig.subject().as_raw().to_vec(),
+            ski: ski.clone(),
+            nc: kept_nc,
+        };
+        let issuer_params = ca.issuer_params();
+        let build_key = subject_key.clone();
+        let build = move |signer: &crate::backend::RcgenSigner<'_>| {
+            let issuer = Issuer::from_params(&issuer_params, signer);
+            p.signed_by(&build_key, &issuer).map(|c| c.der().to_vec())
+        };
+        let root_id = ca.root_key().key_id();
+        let lint = move |der: &[u8]| match x509::parse_cert(der) {
+            Ok(c) => {
+                let mut f: Vec<String> = lint::lint_ca_cert(
+                    &c,
+                    &CaExpectations {
+                        issuer_name: ca.root_subject_raw(),
+                        issuer_key_id: &root_id,
+                        issuer_window: ca.root_window(),
+                        subject_key: &subject_key,
+                        path_len: Some(0),
+                        key_usages: &key_usages,
+                        permitted_dns: &permitted_dns,
+                    },
+                )
+                .into_iter()
+                // The SKI is the original's, whichever method the MSP used; checked below.
+                .filter(|m| !m.starts_with("subjectKeyIdentifier is not RFC 7093"))
+                .collect();
+                f.extend(differences(&c, &kept));
+                f
+            }
+            Err(e) => vec![e],
+        };
+        let event_serial = serial.clone();
+        let subject = x509::dn_string(&subject_dn);
+        let key_id = hex::encode(&ski);
+        let record = move |der: &[u8]| {
+            let (artifact_sha256, artifact) = ledger::encode_artifact(der);
+            Event::Rerooted {
+                serial: event_serial,
+                original_serial,
+                msp_root_sha256: msp_root_sha256.hex(),
+                subject,
+                not_after: ledger::fmt_time(not_after),
+                key_id,
+                artifact_sha256,
+                artifact,
+            }
+        };
+        Ok(Plan {
+            summary,
+            steps: vec![Step::Sign(Artifact {
+                kind: Kind::Certificate,
+                role: "certificate",
+                build: Box::new(build),
+                lint: Box::new(lint),
+                record: Box::new(record),
+                out: Some(self.out.clone()),
+            })],
+            serial: Some(serial),
+        })
+    }
+}
+
+fn unix(t: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The MSP CRL must be the MSP root's, current, and must not list `serial` as compromised.
+fn check_crl(
+    op: &Reroot,
+    root: &X509Certificate<'_>,
+    root_key: &PublicKey,
+    serial: &Serial,
+    now: OffsetDateTime,
+) -> Result<()> {
+    let bad = |detail: String| Error::BadMspCrl {
+        crl: op.msp_crl.0.clone(),
+        detail,
+    };
+    let der = x509::decode(&op.msp_crl.1, &["X509 CRL"]).map_err(&bad)?;
+    let crl = x509::parse_crl(&der).map_err(&bad)?;
+    if crl.issuer().as_raw() != root.subject().as_raw() {
+        return Err(bad(format!(
+            "its issuer is `{}`, the MSP root is `{}`",
+            crl.issuer(),
+            root.subject()
+        )));
+    }
+    x509::verify_crl(&crl, root_key)
+        .map_err(|e| bad(format!("it is not signed by the MSP root ({e})")))?;
+    match crl.next_update() {
+        Some(n) if n.timestamp() > now.unix_timestamp() => {}
+        Some(n) => {
+            return Err(bad(format!(
+                "its nextUpdate {} has passed, so it may miss a revocation",
+                ledger::fmt_time(unix(n.timestamp()))
+            )))
+        }
+        None => return Err(bad("it has no nextUpdate".into())),
+    }
+    for r in crl.iter_revoked_certificates() {
+        if Serial::from_der_integer(r.raw_serial()) != *serial {
+            continue;
+        }
+        let code = r.reason_code().map(|(_, c)| c);
+        let refused = match code {
+            None => Some("no reason stated".to_string()),
+            Some(c)
+                if [
+                    ReasonCode::Unspecified,
+                    ReasonCode::KeyCompromise,
+                    ReasonCode::CACompromise,
+                    ReasonCode::AACompromise,
+                ]
+                .contains(&c) =>
+            {
+                Some(c.to_string())
+            }
+            Some(_) => None,
+        };
+        if let Some(reason) = refused {
+            return Err(Error::RerootCompromised {
+                serial: serial.clone(),
+                reason,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The original must be a CA with pathLenConstraint 0 and a key this root can certify.
+fn check_ca(path: &Path, orig: &X509Certificate<'_>, ca: &Ca) -> Result<PublicKey> {
+    let refuse = |detail: String| Error::NotReRootable {
+        cert: path.to_path_buf(),
+        detail,
+    };
+    let bc = orig
+        .basic_constraints()
+        .map_err(|e| refuse(format!("its basicConstraints: {e}")))?;
+    match bc.map(|b| (b.value.ca, b.value.path_len_constraint)) {
+        None | Some((false, _)) => {
+            return Err(refuse(
+                "it is not a CA certificate (basicConstraints CA:FALSE or absent)".into(),
+            ))
+        }
+        Some((true, Some(0))) => {}
+        Some((true, n)) => {
+            return Err(refuse(format!(
+                "its pathLenConstraint is {}, not 0",
+                n.map_or("absent (unlimited)".to_string(), |n| n.to_string())
+            )))
+        }
+    }
+    let key = x509::cert_key(orig).map_err(|e| refuse(format!("its key: {e}")))?;
+    if key == *ca.root_key() {
+        return Err(refuse("it carries this root's own key".into()));
+    }
+    Ok(key)
+}
+
+fn subject_key_id(c: &X509Certificate<'_>) -> Option<Vec<u8>> {
+    match c
+        .tbs_certificate
+        .get_extension_unique(&OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+        .ok()
+        .flatten()
+        .map(|e| e.parsed_extension())
+    {
+        Some(ParsedExtension::SubjectKeyIdentifier(k)) => Some(k.0.to_vec()),
+        _ => None,
+    }
+}
+
+type Subtrees = (
+    Vec<GeneralSubtree>,
+    Vec<GeneralSubtree>,
+    (Vec<String>, Vec<String>),
+);
+
+/// The original's name constraints for rcgen, with `--permit-dns` added to the permitted DNS
+/// subtrees; and the normalized form the new certificate must show.
+fn constraints(op: &Reroot, orig: &X509Certificate<'_>) -> Result<Subtrees> {
+    let refuse = |detail: String| Error::NotReRootable {
+        cert: op.cert.0.clone(),
+        detail,
+    };
+    let nc = orig
+        .name_constraints()
+        .map_err(|e| refuse(format!("its nameConstraints: {e}")))?;
+    let (mut permitted, mut excluded) = (Vec::new(), Vec::new());
+    if let Some(nc) = nc {
+        for s in nc.value.permitted_subtrees.iter().flatten() {
+            permitted.push(to_rcgen(&s.base).map_err(&refuse)?);
+        }
+        for s in nc.value.excluded_subtrees.iter().flatten() {
+            excluded.push(to_rcgen(&s.base).map_err(&refuse)?);
+        }
+    }
+    let has_dns = permitted
+        .iter()
+        .any(|s| matches!(s, GeneralSubtree::DnsName(_)));
+    for name in &op.permit_dns {
+        policy::check_dns_name(name).map_err(|m| Error::NotReRootable {
+            cert: op.cert.0.clone(),
+            detail: format!("--permit-dns {name}: {m}"),
+        })?;
+        if !has_dns {
+            return Err(refuse(format!(
+                "--permit-dns {name}: the original permits every DNS name, and adding a \
+                 permitted subtree would stop its leaves for other names from verifying"
+            )));
+        }
+        let sub = GeneralSubtree::DnsName(name.clone());
+        if !permitted.contains(&sub) {
+            permitted.push(sub);
+        }
+    }
+    let norm = |v: &[GeneralSubtree]| v.iter().map(normalize).collect::<Vec<_>>();
+    let expected = (norm(&permitted), norm(&excluded));
+    Ok((permitted, excluded, expected))
+}
+
+fn to_rcgen(n: &GeneralName<'_>) -> std::result::Result<GeneralSubtree, String> {
+    Ok(match n {
+        GeneralName::DNSName(d) => GeneralSubtree::DnsName(d.to_string()),
+        GeneralName::RFC822Name(e) => GeneralSubtree::Rfc822Name(e.to_string()),
+        GeneralName::DirectoryName(d) => GeneralSubtree::DirectoryName(
+            x509::rcgen_name(d).map_err(|m| format!("a directoryName constraint: {m}"))?,
+        ),
+        GeneralName::IPAddress(b) if b.len() == 8 => {
+            let (a, m) = b.split_at(4);
+            GeneralSubtree::IpAddress(CidrSubnet::V4(
+                a.try_into().unwrap_or_default(),
+                m.try_into().unwrap_or_default(),
+            ))
+        }
+        GeneralName::IPAddress(b) if b.len() == 32 => {
+            let (a, m) = b.split_at(16);
+            GeneralSubtree::IpAddress(CidrSubnet::V6(
+                a.try_into().unwrap_or_default(),
+                m.try_into().unwrap_or_default(),
+            ))
+        }
+        other => {
+            return Err(format!(
+                "its name constraint {other:?} cannot be carried over"
+            ))
+        }
+    })
+}
+
+fn normalize(s: &GeneralSubtree) -> String {
+    match s {
+        GeneralSubtree::DnsName(d) => format!("dns:{d}"),
+        GeneralSubtree::Rfc822Name(e) => format!("email:{e}"),
+        GeneralSubtree::DirectoryName(d) => format!("dir:{}", x509::dn_string(d)),
+        other => format!("{other:?}"),
+    }
+}
+
+/// What the re-rooted certificate fails to keep of the original.
+fn differences(c: &X509Certificate<'_>, kept: &Kept) -> Vec<String> {
+    let mut f = Vec::new();
+    if c.public_key().raw != kept.spki.as_slice() {
+        f.push("subjectPublicKeyInfo differs from the original's".into());
+    }
+    if c.subject().as_raw() != kept.subject.as_slice() {
+        f.push("subject DN bytes differ from the original's".into());
+    }
+    if subject_key_id(c).as_deref() != Some(kept.ski.as_slice()) {
+        f.push("subjectKeyIdentifier differs from the original's".into());
+    }
+    let mut got = (Vec::new(), Vec::new());
+    if let Some(ext) = c
+        .tbs_certificate
+        .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS)
+        .ok()
+        .flatten()
+    {
+        if let ParsedExtension::NameConstraints(nc) = ext.parsed_extension() {
+            for (from, to) in [
+                (&nc.permitted_subtrees, &mut got.0),
+                (&nc.excluded_subtrees, &mut got.1),
+            ] {
+                for s in from.iter().flatten() {
+                    match to_rcgen(&s.base) {
+                        Ok(g) => to.push(normalize(&g)),
+                        Err(e) => f.push(e),
+                    }
+                }
+            }
+        }
+    }
+    if got != kept.nc {
+        f.push(format!(
+            "name constraints are {got:?}, expected the original's plus --permit-dns: {:?}",
+            kept.nc
+        ));
+    }
+    f
+}
+
+fn fresh_serial(ca: &Ca) -> Serial {
+    loop {
+        let s = Serial::random();
+        if !ca.state().issued.contains_key(&s) && !ca.state().rerooted.contains_key(&s) {
+            return s;
+        }
+    }
+}
+
+fn summary(
+    op: &Reroot,
+    original: &Serial,
+    subject: &rcgen::DistinguishedName,
+    msp_root: &Fingerprint,
+    p: &CertificateParams,
+) -> String {
+    let mut s = String::from("Re-root an MSP-issued intermediate under this root\n");
+    s.push_str(&format!(
+        "  original:         {} (serial {original})\n",
+        op.cert.0.display()
+    ));
+    s.push_str(&format!(
+        "  subject (kept):   {}\n",
+        x509::dn_string(subject)
+    ));
+    s.push_str(&format!("  MSP root SHA-256: {}\n", msp_root.for_reading()));
+    s.push_str(&format!(
+        "  validity:         {} to {}\n",
+        ledger::fmt_time(p.not_before),
+        ledger::fmt_time(p.not_after)
+    ));
+    if let Some(nc) = &p.name_constraints {
+        let list = |v: &[GeneralSubtree]| v.iter().map(normalize).collect::<Vec<_>>().join(", ");
+        s.push_str(&format!(
+            "  name constraints: permitted {}; excluded {}\n",
+            list(&nc.permitted_subtrees),
+            list(&nc.excluded_subtrees)
+        ));
+    }
+    if !op.permit_dns.is_empty() {
+        s.push_str(&format!(
+            "  added (customer): {}\n",
+            op.permit_dns.join(", ")
+        ));
+    }
+    s.push_str("  basicConstraints: CA:TRUE, pathlen:0 (critical); same key, subject and SKI\n");
+    s
+}
