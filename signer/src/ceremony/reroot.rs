@@ -577,3 +577,308 @@ fn summary(
     s.push_str("  basicConstraints: CA:TRUE, pathlen:0 (critical); same key, subject and SKI\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use time::{Duration, OffsetDateTime};
+
+    use super::super::handover::Handover;
+    use super::super::init::{init_org, BackendSpec};
+    use super::super::revoke::Revoke;
+    use super::super::tests::{crl_reason, csr_for, fresh, go, ledger_text, request, yes};
+    use super::super::Ceremony;
+    use super::*;
+    use crate::algo::KeyAlgorithm;
+    use crate::backend::soft::SoftKey;
+    use crate::ledger::{Reason, Recorded};
+
+    fn customer_ca(tmp: &Path, now: OffsetDateTime) -> PathBuf {
+        let dir = tmp.join("customer");
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/customer-root.yaml");
+        let cb = yes();
+        let c = Ceremony::new(&cb, now);
+        init_org(&dir, &policy, Some("Acme GmbH"), &BackendSpec::soft(), &c).expect("init");
+        dir
+    }
+
+    fn reroot(tmp: &Path, msp: &Path, cert: &Path, crl: &Path, dns: &[&str], out: &str) -> Reroot {
+        Reroot::read(
+            cert,
+            &msp.join("root.pem"),
+            crl,
+            dns.iter().map(|d| d.to_string()).collect(),
+            tmp.join(out),
+        )
+        .expect("read")
+    }
+
+    fn der(path: &Path) -> Vec<u8> {
+        pem::parse(std::fs::read(path).expect("read"))
+            .expect("pem")
+            .into_contents()
+    }
+
+    #[test]
+    fn customer_root_names_only_the_customer_and_refuses_a_missing_or_misplaced_org() {
+        let now = OffsetDateTime::now_utc();
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = customer_ca(tmp.path(), now);
+        let root = der(&dir.join("root.pem"));
+        let cert = x509::parse_cert(&root).expect("root");
+        assert_eq!(
+            cert.subject().to_string(),
+            "O=Acme GmbH, CN=Acme GmbH Root CA"
+        );
+        let text = String::from_utf8_lossy(&root).to_lowercase();
+        assert!(!text.contains("kiwistack"), "no KiwiStack name in the root");
+        assert!(std::fs::read_dir(dir.join("policies"))
+            .expect("policies")
+            .all(|f| f.expect("entry").file_name() == "root.yaml"));
+        let cb = yes();
+        let c = Ceremony::new(&cb, now);
+        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        for (policy, org) in [("customer-root.yaml", None), ("root.yaml", Some("Acme"))] {
+            let d = tmp.path().join(policy);
+            let err = init_org(&d, &policies.join(policy), org, &BackendSpec::soft(), &c)
+                .expect_err("refused");
+            assert!(matches!(err, Error::BadOrg { .. }), "{err}");
+            assert!(!d.exists());
+        }
+        let long = "x".repeat(57);
+        let err = init_org(
+            &tmp.path().join("long"),
+            &policies.join("customer-root.yaml"),
+            Some(&long),
+            &BackendSpec::soft(),
+            &c,
+        )
+        .expect_err("too long");
+        assert!(err.to_string().contains("at most 56"), "{err}");
+    }
+
+    #[test]
+    fn reroot_keeps_key_subject_and_ski_and_handover_revokes_as_affiliation_changed() {
+        let now = OffsetDateTime::now_utc();
+        let (tmp, msp) = fresh(now);
+        let t = tmp.path();
+        let customer = customer_ca(t, now);
+        let key = SoftKey::generate(KeyAlgorithm::EcdsaP256);
+        let csr = csr_for(&key);
+        let issued = go(&msp, &request(&tmp, &csr, "acme", "acme.pem"), &yes(), now)
+            .expect("sign")
+            .serial
+            .expect("serial");
+        let crl = t.join("msp-1.pem");
+        go(
+            &msp,
+            &super::super::crl::Crl { out: crl.clone() },
+            &yes(),
+            now,
+        )
+        .expect("crl");
+
+        // Refusals first: nothing written, nothing recorded.
+        let (other_tmp, other) = fresh(now);
+        let foreign = go(
+            &other,
+            &request(
+                &other_tmp,
+                &csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256)),
+                "acme",
+                "f.pem",
+            ),
+            &yes(),
+            now,
+        );
+        foreign.expect("foreign sign");
+        let other_crl = t.join("other-crl.pem");
+        go(
+            &other,
+            &super::super::crl::Crl {
+                out: other_crl.clone(),
+            },
+            &yes(),
+            now,
+        )
+        .expect("crl");
+        let before = ledger_text(&customer);
+        let cases: Vec<(Reroot, &str)> = vec![
+            (
+                reroot(
+                    t,
+                    &msp,
+                    &other_tmp.path().join("f.pem"),
+                    &crl,
+                    &[],
+                    "x1.pem",
+                ),
+                "foreign",
+            ),
+            (
+                reroot(t, &msp, &t.join("acme.pem"), &other_crl, &[], "x2.pem"),
+                "foreign CRL",
+            ),
+            (
+                reroot(t, &msp, &msp.join("root.pem"), &crl, &[], "x3.pem"),
+                "pathlen 1",
+            ),
+            (
+                reroot(t, &msp, &t.join("acme.pem"), &crl, &["Bad_Name"], "x4.pem"),
+                "bad name",
+            ),
+        ];
+        for (op, why) in &cases {
+            let err = go(&customer, op, &yes(), now).expect_err(why);
+            let ok = match *why {
+                "foreign" => matches!(err, Error::NotIssuedByMspRoot { .. }),
+                "foreign CRL" => matches!(err, Error::BadMspCrl { .. }),
+                _ => matches!(err, Error::NotReRootable { .. }),
+            };
+            assert!(ok, "{why}: {err}");
+            assert!(!op.out.exists(), "{why}");
+        }
+        let late = now + Duration::days(181);
+        let stale = reroot(t, &msp, &t.join("acme.pem"), &crl, &[], "x5.pem");
+        let err = go(&customer, &stale, &yes(), late).expect_err("stale CRL");
+        assert!(matches!(err, Error::BadMspCrl { .. }), "{err}");
+        assert_eq!(before, ledger_text(&customer));
+
+        // The re-root.
+        let op = reroot(
+            t,
+            &msp,
+            &t.join("acme.pem"),
+            &crl,
+            &["acme.example"],
+            "rerooted.pem",
+        );
+        let o = go(&customer, &op, &yes(), now).expect("reroot");
+        let (orig_der, new_der) = (der(&t.join("acme.pem")), der(&op.out));
+        let (orig, new) = (
+            x509::parse_cert(&orig_der).expect("orig"),
+            x509::parse_cert(&new_der).expect("new"),
+        );
+        assert_eq!(orig.public_key().raw, new.public_key().raw);
+        assert_eq!(orig.subject().as_raw(), new.subject().as_raw());
+        assert_eq!(subject_key_id(&orig), subject_key_id(&new));
+        let customer_ca = Ca::open(&customer).expect("open");
+        assert_eq!(new.issuer().as_raw(), customer_ca.root_subject_raw());
+        let bc = new.basic_constraints().expect("bc").expect("bc");
+        assert_eq!((bc.value.ca, bc.value.path_len_constraint), (true, Some(0)));
+        let nc = new.name_constraints().expect("nc").expect("nc");
+        let permitted: Vec<String> = nc
+            .value
+            .permitted_subtrees
+            .iter()
+            .flatten()
+            .map(|s| format!("{:?}", s.base))
+            .collect();
+        assert_eq!(
+            permitted,
+            [
+                "DNSName(\"acme.od.kiwistack.io\")",
+                "DNSName(\"acme.example\")"
+            ]
+        );
+        assert_eq!(nc.value.excluded_subtrees.as_ref().map(Vec::len), Some(2));
+        assert!(new.validity().not_after.timestamp() <= customer_ca.root_window().1);
+        let last: serde_json::Value =
+            serde_json::from_str(ledger_text(&customer).lines().last().expect("entry"))
+                .expect("json");
+        let e = &last["event"]["rerooted"];
+        assert_eq!(e["original_serial"], issued.hex());
+        assert_eq!(
+            e["msp_root_sha256"],
+            Fingerprint::of(&der(&msp.join("root.pem"))).hex()
+        );
+        let serial = o.serial.expect("serial");
+        let again = t.join("again.pem");
+        customer_ca
+            .export(&Recorded::Certificate(serial.clone()), &again)
+            .expect("export");
+        assert_eq!(
+            std::fs::read(&again).expect("a"),
+            std::fs::read(&op.out).expect("b")
+        );
+        crate::ca::verify_ledger(&customer, None).expect("the customer ledger verifies");
+        let soon = customer_ca.expiring(now, 400);
+        assert_eq!(soon.len(), 1, "issued for 365 days");
+        assert_eq!(
+            (soon[0].serial.as_str(), soon[0].origin),
+            (serial.hex().as_str(), "rerooted")
+        );
+        assert!(customer_ca.expiring(now, 300).is_empty());
+
+        // The MSP hands over: handed_over, revoked (affiliationChanged), crl_issued.
+        let bad_roots = [msp.join("root.pem"), t.join("acme.pem")];
+        for (i, bad) in bad_roots.iter().enumerate() {
+            let h = Handover::read(issued.clone(), bad, t.join(format!("h{i}.pem"))).expect("read");
+            let err = go(&msp, &h, &yes(), now).expect_err("not a new root");
+            assert!(matches!(err, Error::NotARoot { .. }), "{err}");
+        }
+        let h = Handover::read(
+            issued.clone(),
+            &customer.join("root.pem"),
+            t.join("msp-2.pem"),
+        )
+        .expect("read");
+        go(&msp, &h, &yes(), now).expect("handover");
+        assert_eq!(
+            crl_reason(&t.join("msp-2.pem"), &issued),
+            Some(Reason::AffiliationChanged.rcgen() as u8)
+        );
+        let text = ledger_text(&msp);
+        let names: Vec<String> = text
+            .lines()
+            .rev()
+            .take(3)
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("json");
+                v["event"]
+                    .as_object()
+                    .expect("event")
+                    .keys()
+                    .next()
+                    .expect("name")
+                    .clone()
+            })
+            .collect();
+        assert_eq!(names, ["crl_issued", "revoked", "handed_over"]);
+        assert!(text.contains(&Fingerprint::of(&der(&customer.join("root.pem"))).hex()));
+        crate::ca::verify_ledger(&msp, None).expect("the MSP ledger verifies");
+        // Not a compromise: the key may come back for the same customer, and the CRL's
+        // affiliationChanged does not stop a re-root.
+        go(&msp, &request(&tmp, &csr, "acme", "back.pem"), &yes(), now).expect("re-sign");
+        let again = reroot(
+            t,
+            &msp,
+            &t.join("acme.pem"),
+            &t.join("msp-2.pem"),
+            &[],
+            "r2.pem",
+        );
+        go(&customer, &again, &yes(), now).expect("affiliationChanged is no compromise");
+        // A compromise is: keyCompromise on the MSP CRL refuses the re-root.
+        let kc = Revoke {
+            serial: issued.clone(),
+            reason: Reason::KeyCompromise,
+            out: t.join("msp-3.pem"),
+        };
+        go(&msp, &kc, &yes(), now).expect("affiliationChanged becomes keyCompromise");
+        let before = ledger_text(&customer);
+        let op = reroot(
+            t,
+            &msp,
+            &t.join("acme.pem"),
+            &t.join("msp-3.pem"),
+            &[],
+            "r3.pem",
+        );
+        let err = go(&customer, &op, &yes(), now).expect_err("compromised");
+        assert!(matches!(err, Error::RerootCompromised { .. }), "{err}");
+        assert!(!op.out.exists());
+        assert_eq!(before, ledger_text(&customer));
+    }
+}
