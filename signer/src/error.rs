@@ -138,8 +138,9 @@ pub enum Error {
     /// `revoke --serial` names a serial that is already revoked, for a reason that cannot change
     /// to the one given.
     #[error(
-        "serial {serial} was already revoked at {at} ({reason}); only a superseded or \
-         cessationOfOperation revocation can be changed, and only to keyCompromise. To publish a \
+        "serial {serial} was already revoked at {at} ({reason}); only a superseded, \
+         cessationOfOperation or affiliationChanged revocation can be changed, and only to \
+         keyCompromise. To publish a \
          fresh CRL run `kiwi-signer crl`"
     )]
     AlreadyRevoked {

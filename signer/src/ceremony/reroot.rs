@@ -210,7 +210,7 @@ impl Operation for Reroot {
         let key_usages = [KeyUsage::KeyCertSign, KeyUsage::CrlSign];
         p.key_usages = key_usages.iter().map(|u| u.rcgen()).collect();
         p.name_constraints =
-            (!permitted.is_empty() || !excluded.is_empty()).then(|| NameConstraints {
+            (!permitted.is_empty() || !excluded.is_empty()).then_some(NameConstraints {
                 permitted_subtrees: permitted,
                 excluded_subtrees: excluded,
             });
@@ -331,26 +331,18 @@ fn check_crl(
         if Serial::from_der_integer(r.raw_serial()) != *serial {
             continue;
         }
-        let code = r.reason_code().map(|(_, c)| c);
-        let refused = match code {
-            None => Some("no reason stated".to_string()),
-            Some(c)
-                if [
-                    ReasonCode::Unspecified,
-                    ReasonCode::KeyCompromise,
-                    ReasonCode::CACompromise,
-                    ReasonCode::AACompromise,
-                ]
-                .contains(&c) =>
-            {
-                Some(c.to_string())
-            }
+        let refused = match r.reason_code().map(|(_, c)| c) {
+            None => Some("no reason stated"),
+            Some(ReasonCode::Unspecified) => Some("unspecified"),
+            Some(ReasonCode::KeyCompromise) => Some("keyCompromise"),
+            Some(ReasonCode::CACompromise) => Some("cACompromise"),
+            Some(ReasonCode::AACompromise) => Some("aACompromise"),
             Some(_) => None,
         };
         if let Some(reason) = refused {
             return Err(Error::RerootCompromised {
                 serial: serial.clone(),
-                reason,
+                reason: reason.into(),
             });
         }
     }

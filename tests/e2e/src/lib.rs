@@ -111,6 +111,12 @@ pub struct Fixture {
 impl Fixture {
     /// Creates the directories and runs `kiwi-signer init` with `policies/root.yaml`.
     pub fn new() -> Self {
+        Self::with_root("policies/root.yaml", &[])
+    }
+
+    /// Like [`Fixture::new`], with another root policy (relative to the workspace) and extra
+    /// `init` arguments (`--org` for `policies/customer-root.yaml`).
+    pub fn with_root(policy: &str, extra: &[&str]) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let tmp = tempfile::tempdir().expect("temporary directory");
         let ca = tmp.path().join("ca");
@@ -120,8 +126,10 @@ impl Fixture {
         std::fs::write(&pin, format!("{PASSPHRASE}\n")).expect("pin file");
         std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let f = Fixture { tmp, ca, work, pin };
-        let policy = workspace_root().join("policies/root.yaml");
-        let o = f.signer(&["init", "--backend", "soft", "--policy", path_str(&policy)]);
+        let policy = workspace_root().join(policy);
+        let mut args = vec!["init", "--backend", "soft", "--policy", path_str(&policy)];
+        args.extend_from_slice(extra);
+        let o = f.signer(&args);
         assert!(o.status.success(), "init failed: {}", stderr(&o));
         f
     }
@@ -136,7 +144,10 @@ impl Fixture {
             .arg("--ca")
             .arg(&self.ca)
             .args(&args[words..]);
-        if matches!(args[0], "init" | "sign" | "revoke" | "crl") {
+        if matches!(
+            args[0],
+            "init" | "sign" | "revoke" | "crl" | "reroot" | "handover"
+        ) {
             cmd.arg("--pin-file").arg(&self.pin);
         }
         run(&mut cmd)
