@@ -259,6 +259,69 @@ impl Fixture {
     pub fn assert_ledger_ok(&self) {
         self.signer_ok(&["ledger", "verify"]);
     }
+
+    /// Issues a leaf for `host` from an intermediate whose key is `inter_key` (openssl does it,
+    /// into the work directory); returns the certificate's file name.
+    pub fn leaf(&self, name: &str, inter: &Path, inter_key: &str, host: &str) -> String {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let crt = format!("{name}.pem");
+        let ext = format!("{name}.ext");
+        openssl_ok(
+            &self.work,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                &key,
+            ],
+        );
+        openssl_ok(
+            &self.work,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &key,
+                "-subj",
+                &format!("/CN={host}"),
+                "-out",
+                &csr,
+            ],
+        );
+        std::fs::write(
+            self.w(&ext),
+            format!(
+                "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{host}\n\
+                 subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
+            ),
+        )
+        .expect("write ext file");
+        openssl_ok(
+            &self.work,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                path_str(inter),
+                "-CAkey",
+                inter_key,
+                "-days",
+                "30",
+                "-extfile",
+                &ext,
+                "-out",
+                &crt,
+            ],
+        );
+        crt
+    }
 }
 
 impl Default for Fixture {

@@ -9,68 +9,6 @@ use kiwi_e2e::{
     openssl, openssl_ok, path_str, pkilint, run, run_ok, stdout, venv_tool, workspace_root, Fixture,
 };
 
-/// Issues a leaf for `host` from an intermediate whose key is `inter_key` (openssl does it).
-fn leaf(f: &Fixture, name: &str, inter: &Path, inter_key: &str, host: &str) -> String {
-    let key = format!("{name}.key");
-    let csr = format!("{name}.csr");
-    let crt = format!("{name}.pem");
-    let ext = format!("{name}.ext");
-    openssl_ok(
-        &f.work,
-        &[
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-out",
-            &key,
-        ],
-    );
-    openssl_ok(
-        &f.work,
-        &[
-            "req",
-            "-new",
-            "-key",
-            &key,
-            "-subj",
-            &format!("/CN={host}"),
-            "-out",
-            &csr,
-        ],
-    );
-    std::fs::write(
-        f.w(&ext),
-        format!(
-            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-             extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{host}\n\
-             subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
-        ),
-    )
-    .expect("write ext file");
-    openssl_ok(
-        &f.work,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            path_str(inter),
-            "-CAkey",
-            inter_key,
-            "-days",
-            "30",
-            "-extfile",
-            &ext,
-            "-out",
-            &crt,
-        ],
-    );
-    crt
-}
-
 fn python_check(args: &[&str]) -> (bool, String) {
     let script = workspace_root().join("tests/e2e/python/check_pki.py");
     let o = run(Command::new(venv_tool("python")).arg(script).args(args));
@@ -140,8 +78,8 @@ fn issued_chain_and_crls_pass_openssl_cryptography_and_pkilint() {
         let out = openssl_ok(&f.work, &["verify", "-CAfile", root_s, path_str(cert)]);
         assert!(out.contains(": OK"), "{out}");
     }
-    let good = leaf(&f, "leaf-good", &acme, "acme.key", "x.acme.od.kiwistack.io");
-    let bad = leaf(&f, "leaf-bad", &acme, "acme.key", "www.example.com");
+    let good = f.leaf("leaf-good", &acme, "acme.key", "x.acme.od.kiwistack.io");
+    let bad = f.leaf("leaf-bad", &acme, "acme.key", "www.example.com");
     let chain = |leaf: &str| {
         openssl(
             &f.work,
