@@ -628,6 +628,36 @@ fn check_recorded_names(
     Ok(())
 }
 
+/// What an entry records of a certificate it issued: serial, subject, key id, artifact SHA-256
+/// and artifact.
+type IssuedRecord<'a> = (&'a Serial, &'a str, &'a str, &'a str, &'a str);
+
+/// Checks an entry that issued a certificate: its serial is new (added to `serials`) and, in a
+/// full check, the certificate is the root's and says what the entry records.
+fn check_issued(
+    full: bool,
+    root_key: &PublicKey,
+    (serial, subject, key_id, artifact_sha256, artifact): IssuedRecord<'_>,
+    slug: Option<&Slug>,
+    serials: &mut BTreeSet<Serial>,
+) -> Result<(), String> {
+    if full {
+        let der = decode_artifact(artifact_sha256, artifact)?;
+        let cert = x509::parse_cert(&der).map_err(|m| format!("certificate: {m}"))?;
+        x509::verify_cert(&cert, root_key).map_err(|m| format!("certificate signature: {m}"))?;
+        if Serial::from_der_integer(cert.raw_serial()) != *serial {
+            return Err("recorded serial differs from the certificate's".into());
+        }
+        check_recorded_names(&cert, subject, key_id, slug)?;
+    }
+    if !serials.insert(serial.clone()) {
+        return Err(format!(
+            "serial {serial} was issued before: serials must be unique"
+        ));
+    }
+    Ok(())
+}
+
 fn decode_artifact(sha: &str, b64: &str) -> Result<Vec<u8>, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -757,22 +787,14 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     ..
                 },
             ) => {
-                if full {
-                    let der = decode_artifact(artifact_sha256, artifact).map_err(e)?;
-                    let cert =
-                        x509::parse_cert(&der).map_err(|m| e(format!("certificate: {m}")))?;
-                    x509::verify_cert(&cert, &s.root_key)
-                        .map_err(|m| e(format!("certificate signature: {m}")))?;
-                    if Serial::from_der_integer(cert.raw_serial()) != *serial {
-                        return Err(e("recorded serial differs from the certificate's".into()));
-                    }
-                    check_recorded_names(&cert, subject, key_id, Some(slug)).map_err(e)?;
-                }
-                if !serials.insert(serial.clone()) {
-                    return Err(e(format!(
-                        "serial {serial} was issued before: serials must be unique"
-                    )));
-                }
+                let recorded = (
+                    serial,
+                    subject.as_str(),
+                    key_id.as_str(),
+                    artifact_sha256.as_str(),
+                    artifact.as_str(),
+                );
+                check_issued(full, &s.root_key, recorded, Some(slug), &mut serials).map_err(e)?;
                 s.issued.insert(
                     serial.clone(),
                     Issued {
@@ -852,22 +874,14 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     artifact,
                 },
             ) => {
-                if full {
-                    let der = decode_artifact(artifact_sha256, artifact).map_err(e)?;
-                    let cert =
-                        x509::parse_cert(&der).map_err(|m| e(format!("certificate: {m}")))?;
-                    x509::verify_cert(&cert, &s.root_key)
-                        .map_err(|m| e(format!("certificate signature: {m}")))?;
-                    if Serial::from_der_integer(cert.raw_serial()) != *serial {
-                        return Err(e("recorded serial differs from the certificate's".into()));
-                    }
-                    check_recorded_names(&cert, subject, key_id, None).map_err(e)?;
-                }
-                if !serials.insert(serial.clone()) {
-                    return Err(e(format!(
-                        "serial {serial} was issued before: serials must be unique"
-                    )));
-                }
+                let recorded = (
+                    serial,
+                    subject.as_str(),
+                    key_id.as_str(),
+                    artifact_sha256.as_str(),
+                    artifact.as_str(),
+                );
+                check_issued(full, &s.root_key, recorded, None, &mut serials).map_err(e)?;
                 s.rerooted.insert(
                     serial.clone(),
                     Rerooted {

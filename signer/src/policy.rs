@@ -877,6 +877,41 @@ mod tests {
     }
 
     #[test]
+    fn a_customer_root_takes_its_subject_from_org_only() {
+        let shipped = load_root(&policies_dir().join("customer-root.yaml")).expect("customer");
+        assert!(shipped.subject.is_none());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::read_to_string(policies_dir().join("root.yaml")).expect("read");
+        let customer =
+            std::fs::read_to_string(policies_dir().join("customer-root.yaml")).expect("read");
+        let cases = [
+            (root.replace("kind: root", "kind: customer_root"), "subject"),
+            (root.replace("subject:", "subject_typo:"), "subject_typo"),
+            (
+                customer.replace("kind: customer_root", "kind: root"),
+                "subject",
+            ),
+            (
+                customer.replace("path_len: 1", "path_len: 1\norg: x"),
+                "org",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = load_root(&write(dir.path(), "r.yaml", &text)).expect_err(field);
+            assert_eq!(e.field, field, "{e}");
+        }
+        let dn = customer_subject(" Acme GmbH ").expect("org");
+        assert_eq!(
+            crate::x509::dn_string(&dn),
+            "O=Acme GmbH, CN=Acme GmbH Root CA"
+        );
+        assert!(customer_subject("").is_err());
+        assert!(customer_subject("a\nb").is_err());
+        assert!(customer_subject(&"x".repeat(56)).is_ok());
+        assert!(customer_subject(&"x".repeat(57)).is_err());
+    }
+
+    #[test]
     fn templates_allow_only_slug() {
         assert!(Template::parse("{slug}.x").is_ok());
         assert!(Template::parse("{tenant}.x").is_err());

@@ -84,6 +84,32 @@ pub struct Plan<'a> {
     pub serial: Option<Serial>,
 }
 
+impl<'a> Plan<'a> {
+    /// A plan that signs one certificate, records it with `record` and writes it to `out`.
+    pub fn certificate(
+        summary: String,
+        serial: Serial,
+        out: &Path,
+        build: impl Fn(&crate::backend::RcgenSigner<'_>) -> std::result::Result<Vec<u8>, rcgen::Error>
+            + 'a,
+        lint: impl Fn(&[u8]) -> Vec<String> + 'a,
+        record: impl FnOnce(&[u8]) -> Event + 'a,
+    ) -> Self {
+        Plan {
+            summary,
+            steps: vec![Step::Sign(Artifact {
+                kind: Kind::Certificate,
+                role: "certificate",
+                build: Box::new(build),
+                lint: Box::new(lint),
+                record: Box::new(record),
+                out: Some(out.to_path_buf()),
+            })],
+            serial: Some(serial),
+        }
+    }
+}
+
 /// One step of a plan.
 pub enum Step<'a> {
     /// A ledger event that records no artifact (a revocation).

@@ -25,14 +25,13 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::x509::ReasonCode;
 
-use super::{add_file, Artifact, Operation, Plan, Step};
+use super::{add_file, Operation, Plan};
 use crate::algo::PublicKey;
 use crate::ca::{Ca, CLOCK_SKEW};
 use crate::error::{Error, Result};
 use crate::hooks::{EventData, EventKind};
 use crate::ledger::{self, Event};
 use crate::lint::{self, CaExpectations};
-use crate::pipeline::Kind;
 use crate::policy::{self, KeyUsage};
 use crate::words::Fingerprint;
 use crate::x509::{self, Serial};
@@ -275,18 +274,9 @@ impl Operation for Reroot {
                 artifact,
             }
         };
-        Ok(Plan {
-            summary,
-            steps: vec![Step::Sign(Artifact {
-                kind: Kind::Certificate,
-                role: "certificate",
-                build: Box::new(build),
-                lint: Box::new(lint),
-                record: Box::new(record),
-                out: Some(self.out.clone()),
-            })],
-            serial: Some(serial),
-        })
+        Ok(Plan::certificate(
+            summary, serial, &self.out, build, lint, record,
+        ))
     }
 }
 
