@@ -1,7 +1,7 @@
 //! The one pipeline every operation that changes a CA goes through.
 //!
-//! An operation ([`sign::SignRequest`], [`revoke::Revoke`], [`crl::Crl`], and the operations to
-//! come) only supplies a [`Plan`]: what to record, what to sign, where each artifact goes, which
+//! An operation ([`sign::SignRequest`], [`revoke::Revoke`], [`crl::Crl`], [`reroot::Reroot`],
+//! [`handover::Handover`], and the operations to come) only supplies a [`Plan`]: what to record, what to sign, where each artifact goes, which
 //! hook events it raises. [`run`] does the rest, always in this order:
 //!
 //! 1. take an `flock` on the CA directory before reading anything (the kernel drops it when the
