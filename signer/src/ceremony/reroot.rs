@@ -3,7 +3,8 @@
 //!
 //! The new certificate has the original's subjectPublicKeyInfo, subject DN and subject key
 //! identifier byte for byte (a leaf's issuer name and AKI do not change), pathLenConstraint 0,
-//! the original's name constraints (plus `--permit-dns` names of the customer's own), this
+//! the original's nameConstraints extension byte for byte, in every name form (with
+//! `--permit-dns` names of the customer's own appended to its permitted DNS subtrees), this
 //! root's AKI, a fresh serial, and a validity inside this root's (notAfter is the original's,
 //! clamped to the root's). The plan refuses, before anything is signed: a certificate the MSP
 //! root did not sign, an MSP root that is not self-signed, a CRL the MSP root did not sign or
@@ -14,8 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CidrSubnet, GeneralSubtree, IsCa, Issuer, KeyIdMethod,
-    NameConstraints, SerialNumber,
+    BasicConstraints, CertificateParams, CustomExtension, IsCa, Issuer, KeyIdMethod, SerialNumber,
 };
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
@@ -35,6 +35,9 @@ use crate::lint::{self, CaExpectations};
 use crate::policy::{self, KeyUsage};
 use crate::words::Fingerprint;
 use crate::x509::{self, Serial};
+
+/// The nameConstraints extension's OID (2.5.29.30).
+const NAME_CONSTRAINTS: &[u64] = &[2, 5, 29, 30];
 
 /// Parameters for `reroot`: the files as read, and where they came from.
 #[derive(Debug, Clone)]
@@ -111,8 +114,8 @@ struct Kept {
     spki: Vec<u8>,
     subject: Vec<u8>,
     ski: Vec<u8>,
-    /// Name constraints as expected in the new certificate (permitted, excluded), normalized.
-    nc: (Vec<String>, Vec<String>),
+    /// The nameConstraints value expected in the new certificate.
+    nc: Option<Vec<u8>>,
 }
 
 impl Operation for Reroot {
@@ -177,7 +180,7 @@ impl Operation for Reroot {
         let original_serial = Serial::from_der_integer(orig.raw_serial());
         check_crl(self, &root, &root_key, &original_serial, now)?;
         let subject_key = check_ca(&self.cert.0, &orig, ca)?;
-        let (permitted, excluded, kept_nc) = constraints(self, &orig)?;
+        let nc = constraints(self, &orig)?;
         let ski = subject_key_id(&orig).ok_or_else(|| Error::NotReRootable {
             cert: self.cert.0.clone(),
             detail: "it has no subjectKeyIdentifier, so its leaves' AKI names no key".into(),
@@ -208,25 +211,28 @@ impl Operation for Reroot {
         p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         let key_usages = [KeyUsage::KeyCertSign, KeyUsage::CrlSign];
         p.key_usages = key_usages.iter().map(|u| u.rcgen()).collect();
-        p.name_constraints =
-            (!permitted.is_empty() || !excluded.is_empty()).then_some(NameConstraints {
-                permitted_subtrees: permitted,
-                excluded_subtrees: excluded,
-            });
+        if let Some(der) = &nc.der {
+            let mut ext = CustomExtension::from_oid_content(NAME_CONSTRAINTS, der.clone());
+            ext.set_criticality(true);
+            p.custom_extensions.push(ext);
+        }
         p.use_authority_key_identifier_extension = true;
         p.key_identifier_method = KeyIdMethod::PreSpecified(ski.clone());
 
-        let permitted_dns: Vec<String> = kept_nc
-            .0
-            .iter()
-            .filter_map(|s| s.strip_prefix("dns:").map(str::to_string))
-            .collect();
-        let summary = summary(self, &original_serial, &subject_dn, &msp_root_sha256, &p);
+        let summary = summary(
+            self,
+            &original_serial,
+            &subject_dn,
+            &msp_root_sha256,
+            &p,
+            &nc.shown,
+        );
+        let permitted_dns = nc.permitted_dns;
         let kept = Kept {
             spki: orig.public_key().raw.to_vec(),
             subject: orig.subject().as_raw().to_vec(),
             ski: ski.clone(),
-            nc: kept_nc,
+            nc: nc.der,
         };
         let issuer_params = ca.issuer_params();
         let build_key = subject_key.clone();
@@ -382,91 +388,162 @@ fn subject_key_id(c: &X509Certificate<'_>) -> Option<Vec<u8>> {
     }
 }
 
-type Subtrees = (
-    Vec<GeneralSubtree>,
-    Vec<GeneralSubtree>,
-    (Vec<String>, Vec<String>),
-);
+/// The nameConstraints a re-rooted certificate carries: the original's extension, byte for
+/// byte, with the `--permit-dns` names appended to its permitted subtrees (so every name form
+/// the MSP constrained, DNS, URI, email, directoryName, IP, is carried over as it was).
+struct Constraints {
+    /// The extension's value (the NameConstraints DER), None when the original has none.
+    der: Option<Vec<u8>>,
+    /// Every permitted DNS subtree, for the linter.
+    permitted_dns: Vec<String>,
+    /// The subtrees, for the summary.
+    shown: String,
+}
 
-/// The original's name constraints for rcgen, with `--permit-dns` added to the permitted DNS
-/// subtrees; and the normalized form the new certificate must show.
-fn constraints(op: &Reroot, orig: &X509Certificate<'_>) -> Result<Subtrees> {
+fn constraints(op: &Reroot, orig: &X509Certificate<'_>) -> Result<Constraints> {
     let refuse = |detail: String| Error::NotReRootable {
         cert: op.cert.0.clone(),
         detail,
     };
-    let nc = orig
-        .name_constraints()
+    let ext = orig
+        .tbs_certificate
+        .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS)
         .map_err(|e| refuse(format!("its nameConstraints: {e}")))?;
-    let (mut permitted, mut excluded) = (Vec::new(), Vec::new());
-    if let Some(nc) = nc {
-        for s in nc.value.permitted_subtrees.iter().flatten() {
-            permitted.push(to_rcgen(&s.base).map_err(&refuse)?);
+    let Some(ext) = ext else {
+        if let Some(name) = op.permit_dns.first() {
+            return Err(refuse(format!(
+                "--permit-dns {name}: the original permits every name, and adding a permitted \
+                 subtree would stop its leaves for other names from verifying"
+            )));
         }
-        for s in nc.value.excluded_subtrees.iter().flatten() {
-            excluded.push(to_rcgen(&s.base).map_err(&refuse)?);
-        }
-    }
-    let has_dns = permitted
+        return Ok(Constraints {
+            der: None,
+            permitted_dns: Vec::new(),
+            shown: "none (as the original)".into(),
+        });
+    };
+    let ParsedExtension::NameConstraints(nc) = ext.parsed_extension() else {
+        return Err(refuse("its nameConstraints do not parse".into()));
+    };
+    let list = |v: &Option<Vec<x509_parser::extensions::GeneralSubtree<'_>>>| {
+        v.iter()
+            .flatten()
+            .map(|s| describe(&s.base))
+            .collect::<Vec<_>>()
+    };
+    let mut permitted_dns: Vec<String> = nc
+        .permitted_subtrees
         .iter()
-        .any(|s| matches!(s, GeneralSubtree::DnsName(_)));
+        .flatten()
+        .filter_map(|s| match s.base {
+            GeneralName::DNSName(d) => Some(d.to_string()),
+            _ => None,
+        })
+        .collect();
+    let mut added = Vec::new();
     for name in &op.permit_dns {
-        policy::check_dns_name(name).map_err(|m| Error::NotReRootable {
-            cert: op.cert.0.clone(),
-            detail: format!("--permit-dns {name}: {m}"),
-        })?;
-        if !has_dns {
+        policy::check_dns_name(name).map_err(|m| refuse(format!("--permit-dns {name}: {m}")))?;
+        if permitted_dns.is_empty() {
             return Err(refuse(format!(
                 "--permit-dns {name}: the original permits every DNS name, and adding a \
                  permitted subtree would stop its leaves for other names from verifying"
             )));
         }
-        let sub = GeneralSubtree::DnsName(name.clone());
-        if !permitted.contains(&sub) {
-            permitted.push(sub);
+        if !permitted_dns.contains(name) {
+            permitted_dns.push(name.clone());
+            added.push(name.as_str());
         }
     }
-    let norm = |v: &[GeneralSubtree]| v.iter().map(normalize).collect::<Vec<_>>();
-    let expected = (norm(&permitted), norm(&excluded));
-    Ok((permitted, excluded, expected))
-}
-
-fn to_rcgen(n: &GeneralName<'_>) -> std::result::Result<GeneralSubtree, String> {
-    Ok(match n {
-        GeneralName::DNSName(d) => GeneralSubtree::DnsName(d.to_string()),
-        GeneralName::RFC822Name(e) => GeneralSubtree::Rfc822Name(e.to_string()),
-        GeneralName::DirectoryName(d) => GeneralSubtree::DirectoryName(
-            x509::rcgen_name(d).map_err(|m| format!("a directoryName constraint: {m}"))?,
-        ),
-        GeneralName::IPAddress(b) if b.len() == 8 => {
-            let (a, m) = b.split_at(4);
-            GeneralSubtree::IpAddress(CidrSubnet::V4(
-                a.try_into().unwrap_or_default(),
-                m.try_into().unwrap_or_default(),
-            ))
-        }
-        GeneralName::IPAddress(b) if b.len() == 32 => {
-            let (a, m) = b.split_at(16);
-            GeneralSubtree::IpAddress(CidrSubnet::V6(
-                a.try_into().unwrap_or_default(),
-                m.try_into().unwrap_or_default(),
-            ))
-        }
-        other => {
-            return Err(format!(
-                "its name constraint {other:?} cannot be carried over"
-            ))
-        }
+    let der = append_dns(ext.value, &added)
+        .ok_or_else(|| refuse("its nameConstraints are not well-formed DER".into()))?;
+    let mut permitted = list(&nc.permitted_subtrees);
+    permitted.extend(added.iter().map(|d| format!("DNS:{d}")));
+    let shown = format!(
+        "permitted {}; excluded {}",
+        permitted.join(", "),
+        list(&nc.excluded_subtrees).join(", ")
+    );
+    Ok(Constraints {
+        der: Some(der),
+        permitted_dns,
+        shown,
     })
 }
 
-fn normalize(s: &GeneralSubtree) -> String {
-    match s {
-        GeneralSubtree::DnsName(d) => format!("dns:{d}"),
-        GeneralSubtree::Rfc822Name(e) => format!("email:{e}"),
-        GeneralSubtree::DirectoryName(d) => format!("dir:{}", x509::dn_string(d)),
+fn describe(n: &GeneralName<'_>) -> String {
+    match n {
+        GeneralName::DNSName(d) => format!("DNS:{d}"),
+        GeneralName::RFC822Name(e) => format!("email:{e}"),
+        GeneralName::URI(u) => format!("URI:{u}"),
+        GeneralName::DirectoryName(d) => format!("dirName:{d}"),
+        GeneralName::IPAddress(b) => format!("IP:{}", hex::encode(b)),
         other => format!("{other:?}"),
     }
+}
+
+/// A DER TLV: tag, content, and what follows it.
+fn read_tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |l, b| (l << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// Encodes a DER TLV.
+fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// NameConstraints DER with a dNSName GeneralSubtree appended to permittedSubtrees for each
+/// of `names`; the other fields are kept byte for byte (the input unchanged without names).
+fn append_dns(nc: &[u8], names: &[&str]) -> Option<Vec<u8>> {
+    let (0x30, mut fields, &[]) = read_tlv(nc)? else {
+        return None;
+    };
+    if names.is_empty() {
+        return Some(nc.to_vec());
+    }
+    let mut body = Vec::new();
+    while !fields.is_empty() {
+        let (tag, content, rest) = read_tlv(fields)?;
+        if tag == 0xa0 {
+            let mut permitted = content.to_vec();
+            for name in names {
+                // GeneralSubtree ::= SEQUENCE { base GeneralName } with base [2] dNSName.
+                permitted.extend(tlv(0x30, &tlv(0x82, name.as_bytes())));
+            }
+            body.extend(tlv(0xa0, &permitted));
+        } else {
+            body.extend_from_slice(&fields[..fields.len() - rest.len()]);
+        }
+        fields = rest;
+    }
+    Some(tlv(0x30, &body))
 }
 
 /// What the re-rooted certificate fails to keep of the original.
@@ -481,32 +558,16 @@ fn differences(c: &X509Certificate<'_>, kept: &Kept) -> Vec<String> {
     if subject_key_id(c).as_deref() != Some(kept.ski.as_slice()) {
         f.push("subjectKeyIdentifier differs from the original's".into());
     }
-    let mut got = (Vec::new(), Vec::new());
-    if let Some(ext) = c
+    let nc = c
         .tbs_certificate
         .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS)
         .ok()
         .flatten()
-    {
-        if let ParsedExtension::NameConstraints(nc) = ext.parsed_extension() {
-            for (from, to) in [
-                (&nc.permitted_subtrees, &mut got.0),
-                (&nc.excluded_subtrees, &mut got.1),
-            ] {
-                for s in from.iter().flatten() {
-                    match to_rcgen(&s.base) {
-                        Ok(g) => to.push(normalize(&g)),
-                        Err(e) => f.push(e),
-                    }
-                }
-            }
-        }
-    }
-    if got != kept.nc {
-        f.push(format!(
-            "name constraints are {got:?}, expected the original's plus --permit-dns: {:?}",
-            kept.nc
-        ));
+        .map(|e| (e.critical, e.value.to_vec()));
+    match (nc, &kept.nc) {
+        (None, None) => {}
+        (Some((true, got)), Some(want)) if got == *want => {}
+        _ => f.push("nameConstraints are not the original's (plus --permit-dns), critical".into()),
     }
     f
 }
@@ -526,6 +587,7 @@ fn summary(
     subject: &rcgen::DistinguishedName,
     msp_root: &Fingerprint,
     p: &CertificateParams,
+    constraints: &str,
 ) -> String {
     let mut s = String::from("Re-root an MSP-issued intermediate under this root\n");
     s.push_str(&format!(
@@ -542,14 +604,7 @@ fn summary(
         ledger::fmt_time(p.not_before),
         ledger::fmt_time(p.not_after)
     ));
-    if let Some(nc) = &p.name_constraints {
-        let list = |v: &[GeneralSubtree]| v.iter().map(normalize).collect::<Vec<_>>().join(", ");
-        s.push_str(&format!(
-            "  name constraints: permitted {}; excluded {}\n",
-            list(&nc.permitted_subtrees),
-            list(&nc.excluded_subtrees)
-        ));
-    }
+    s.push_str(&format!("  name constraints: {constraints}\n"));
     if !op.permit_dns.is_empty() {
         s.push_str(&format!(
             "  added (customer): {}\n",
@@ -600,6 +655,38 @@ mod tests {
         pem::parse(std::fs::read(path).expect("read"))
             .expect("pem")
             .into_contents()
+    }
+
+    #[test]
+    fn appended_dns_subtrees_keep_every_other_byte() {
+        let names: Vec<String> = (0..12).map(|i| format!("host{i}.example.com")).collect();
+        let mut permitted: Vec<u8> = names
+            .iter()
+            .flat_map(|n| tlv(0x30, &tlv(0x82, n.as_bytes())))
+            .collect();
+        // A URI subtree, which rcgen could not write: carried over as it is.
+        permitted.extend(tlv(0x30, &tlv(0x86, b"spiffe://acme")));
+        let excluded = tlv(0xa1, &tlv(0x30, &tlv(0x87, &[0, 0, 0, 0, 0, 0, 0, 0])));
+        let nc = tlv(0x30, &[tlv(0xa0, &permitted), excluded.clone()].concat());
+        assert!(nc.len() > 255, "long-form lengths are exercised");
+        assert_eq!(append_dns(&nc, &[]).as_deref(), Some(nc.as_slice()));
+        let out = append_dns(&nc, &["acme.example", "b.example"]).expect("appended");
+        let (tag, body, rest) = read_tlv(&out).expect("sequence");
+        assert_eq!((tag, rest), (0x30, &[][..]));
+        let (tag, got, after) = read_tlv(body).expect("permitted");
+        assert_eq!(tag, 0xa0);
+        assert_eq!(&got[..permitted.len()], permitted.as_slice());
+        assert_eq!(
+            &got[permitted.len()..],
+            [
+                tlv(0x30, &tlv(0x82, b"acme.example")),
+                tlv(0x30, &tlv(0x82, b"b.example"))
+            ]
+            .concat()
+        );
+        assert_eq!(after, excluded.as_slice());
+        assert!(append_dns(&nc[..nc.len() - 1], &["x.example"]).is_none());
+        assert!(append_dns(&[0x31, 0], &["x.example"]).is_none());
     }
 
     #[test]
@@ -842,6 +929,22 @@ mod tests {
             "r2.pem",
         );
         go(&customer, &again, &yes(), now).expect("affiliationChanged is no compromise");
+        let nc_value = |path: &Path| {
+            let der = der(path);
+            let c = x509::parse_cert(&der).expect("cert");
+            let ext = c
+                .tbs_certificate
+                .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS);
+            ext.expect("unique")
+                .expect("nameConstraints")
+                .value
+                .to_vec()
+        };
+        assert_eq!(
+            nc_value(&again.out),
+            nc_value(&t.join("acme.pem")),
+            "without --permit-dns the original's nameConstraints, byte for byte"
+        );
         // A compromise is: keyCompromise on the MSP CRL refuses the re-root.
         let kc = Revoke {
             serial: issued.clone(),
