@@ -251,6 +251,29 @@ pub struct Status {
     pub crl_overdue: bool,
     /// What protects this CA against a rolled-back ledger (entries cut off, an old backup).
     pub rollback_protection: String,
+    /// The window `expiring` looks ahead (`status --warn-days`).
+    pub warn_days: u32,
+    /// Unrevoked intermediates (issued or re-rooted here) that expire within `warn_days`,
+    /// soonest first.
+    pub expiring: Vec<Expiring>,
+}
+
+/// How far ahead `status` warns of expiring intermediates unless told otherwise.
+pub const DEFAULT_WARN_DAYS: u32 = 90;
+
+/// An unrevoked intermediate close to its notAfter (renew it before then).
+#[derive(Debug, Clone, Serialize)]
+pub struct Expiring {
+    /// Serial.
+    pub serial: String,
+    /// Subject.
+    pub subject: String,
+    /// notAfter.
+    pub not_after: String,
+    /// Whole days left (negative once expired).
+    pub days_left: i64,
+    /// `issued` (by this root for a customer) or `rerooted` (another root's, re-signed here).
+    pub origin: &'static str,
 }
 
 /// One intermediate in the status.
@@ -269,8 +292,13 @@ pub struct StatusCert {
 }
 
 impl Ca {
-    /// The status at `now`.
+    /// The status at `now`, warning of intermediates expiring within [`DEFAULT_WARN_DAYS`].
     pub fn status(&self, now: OffsetDateTime) -> Result<Status> {
+        self.status_warn(now, DEFAULT_WARN_DAYS)
+    }
+
+    /// The status at `now`, warning of intermediates expiring within `warn_days`.
+    pub fn status_warn(&self, now: OffsetDateTime, warn_days: u32) -> Result<Status> {
         let s = self.state();
         let cert = x509::parse_cert(&s.root_der).map_err(Error::SelfCheck)?;
         let margin = self
@@ -307,7 +335,39 @@ impl Ca {
             next_crl_due: due.map(ledger::fmt_time),
             crl_overdue: due.is_none_or(|d| now >= d),
             rollback_protection: rollback_protection(self.config.backend.kind()).into(),
+            warn_days,
+            expiring: self.expiring(now, warn_days),
         })
+    }
+
+    /// Unrevoked intermediates expiring within `warn_days` of `now`, soonest first.
+    pub fn expiring(&self, now: OffsetDateTime, warn_days: u32) -> Vec<Expiring> {
+        let s = self.state();
+        let issued = s
+            .issued
+            .values()
+            .filter(|i| !s.revoked.contains_key(&i.serial))
+            .map(|i| (&i.serial, &i.subject, &i.not_after, "issued"));
+        let rerooted = s
+            .rerooted
+            .values()
+            .map(|r| (&r.serial, &r.subject, &r.not_after, "rerooted"));
+        let horizon = now + Duration::days(i64::from(warn_days));
+        let mut list: Vec<Expiring> = issued
+            .chain(rerooted)
+            .filter_map(|(serial, subject, not_after, origin)| {
+                let end = ledger::parse_time(not_after)?;
+                (end <= horizon).then(|| Expiring {
+                    serial: serial.hex(),
+                    subject: subject.clone(),
+                    not_after: not_after.clone(),
+                    days_left: (end - now).whole_days(),
+                    origin,
+                })
+            })
+            .collect();
+        list.sort_by(|a, b| a.not_after.cmp(&b.not_after));
+        list
     }
 }
 

@@ -67,20 +67,7 @@ pub fn parse_and_verify(bytes: &[u8], origin: &str) -> Result<VerifiedCsr> {
 }
 
 fn decode(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let trimmed = bytes.trim_ascii_start();
-    if trimmed.starts_with(b"-----BEGIN") {
-        let p = pem::parse(trimmed).map_err(|e| format!("it is not valid PEM ({e})"))?;
-        match p.tag() {
-            "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST" => Ok(p.into_contents()),
-            other => Err(format!(
-                "it holds a PEM `{other}`, not a CERTIFICATE REQUEST"
-            )),
-        }
-    } else if bytes.is_empty() {
-        Err("the file is empty".into())
-    } else {
-        Ok(bytes.to_vec())
-    }
+    crate::x509::decode(bytes, &["CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"])
 }
 
 #[cfg(test)]

@@ -138,8 +138,9 @@ pub enum Error {
     /// `revoke --serial` names a serial that is already revoked, for a reason that cannot change
     /// to the one given.
     #[error(
-        "serial {serial} was already revoked at {at} ({reason}); only a superseded or \
-         cessationOfOperation revocation can be changed, and only to keyCompromise. To publish a \
+        "serial {serial} was already revoked at {at} ({reason}); only a superseded, \
+         cessationOfOperation or affiliationChanged revocation can be changed, and only to \
+         keyCompromise. To publish a \
          fresh CRL run `kiwi-signer crl`"
     )]
     AlreadyRevoked {
@@ -340,6 +341,75 @@ pub enum Error {
         transcript: PathBuf,
         /// Why the step failed.
         source: Box<Error>,
+    },
+    /// `init --org` is missing, given for an MSP root policy, or not a usable organization.
+    #[error("{detail}")]
+    BadOrg {
+        /// What is wrong and what to pass.
+        detail: String,
+    },
+    /// A certificate or CRL given to `reroot` or `handover` could not be read as one.
+    #[error("{path}: {detail}; pass the file as the MSP delivered it (PEM or DER)")]
+    BadInput {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// `--msp-root` or `--new-root` is not a self-signed CA certificate.
+    #[error("{path} is not a root CA certificate: {detail}")]
+    NotARoot {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        detail: String,
+    },
+    /// `reroot --cert` was not issued by `--msp-root` (its signature or issuer name does not
+    /// match).
+    #[error(
+        "{cert} was not issued by the MSP root {msp_root}: {detail}. Nothing was signed: re-root \
+         only the intermediate the MSP issued you, with the MSP root that issued it"
+    )]
+    NotIssuedByMspRoot {
+        /// The certificate.
+        cert: PathBuf,
+        /// The MSP root.
+        msp_root: PathBuf,
+        /// What did not match.
+        detail: String,
+    },
+    /// `reroot --msp-crl` is not a current CRL signed by the MSP root.
+    #[error(
+        "{crl} is not a current CRL of the MSP root: {detail}. Ask the MSP for its newest CRL"
+    )]
+    BadMspCrl {
+        /// The CRL.
+        crl: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The MSP CRL lists the certificate as revoked for a compromise (or for no stated reason).
+    #[error(
+        "the MSP CRL lists certificate {serial} as revoked ({reason}): its key must never be \
+         certified again, so it is not re-rooted. Generate a new intermediate key instead"
+    )]
+    RerootCompromised {
+        /// The certificate's serial.
+        serial: Serial,
+        /// The CRL's reason.
+        reason: String,
+    },
+    /// The certificate to re-root is not an intermediate CA with pathLenConstraint 0 (or
+    /// cannot be re-rooted as it is).
+    #[error(
+        "{cert} cannot be re-rooted: {detail}. Only an intermediate CA (CA:TRUE, pathlen:0) \
+         the MSP issued is re-rooted"
+    )]
+    NotReRootable {
+        /// The certificate.
+        cert: PathBuf,
+        /// Why.
+        detail: String,
     },
 }
 

@@ -78,12 +78,15 @@ impl Reason {
         matches!(self, Reason::KeyCompromise | Reason::CaCompromise)
     }
 
-    /// Whether a revocation for `self` may later be changed to `to`: only superseded or
-    /// cessationOfOperation, and only to keyCompromise (a retirement later found to be a
-    /// compromise). Every other change is refused, so a compromise is never undone.
+    /// Whether a revocation for `self` may later be changed to `to`: only superseded,
+    /// cessationOfOperation or affiliationChanged (a hand-over), and only to keyCompromise (a
+    /// retirement later found to be a compromise). Every other change is refused, so a
+    /// compromise is never undone.
     pub fn may_become(self, to: Reason) -> bool {
-        matches!(self, Reason::Superseded | Reason::CessationOfOperation)
-            && to == Reason::KeyCompromise
+        matches!(
+            self,
+            Reason::Superseded | Reason::CessationOfOperation | Reason::AffiliationChanged
+        ) && to == Reason::KeyCompromise
     }
 
     /// The command-line name.
@@ -217,6 +220,39 @@ pub enum Event {
         /// SHA-256 of `transcript.json`.
         transcript_sha256: String,
     },
+    /// An intermediate another root (the MSP's) issued was re-signed under this root (a
+    /// customer-owned root, at churn hand-over): the same key, subject and key identifier,
+    /// so the leaves it issued chain to this root.
+    Rerooted {
+        /// Serial of the re-rooted certificate.
+        serial: Serial,
+        /// Serial of the certificate the MSP root issued.
+        original_serial: Serial,
+        /// SHA-256 of the MSP root certificate's DER (its fingerprint).
+        msp_root_sha256: String,
+        /// Subject (the original's).
+        subject: String,
+        /// notAfter (RFC 3339).
+        not_after: String,
+        /// Subject key id (hex).
+        key_id: String,
+        /// SHA-256 of the certificate DER.
+        artifact_sha256: String,
+        /// The certificate, base64 DER.
+        artifact: String,
+    },
+    /// An intermediate was handed over to the customer's own root at churn: the `revoked`
+    /// entry (affiliationChanged) and the CRL listing it follow in the same append.
+    HandedOver {
+        /// Serial of the intermediate.
+        serial: Serial,
+        /// Customer slug.
+        slug: Slug,
+        /// SHA-256 of the customer root certificate's DER (where the customer went).
+        new_root_sha256: String,
+        /// The customer root's subject.
+        new_root_subject: String,
+    },
 }
 
 impl Event {
@@ -225,10 +261,11 @@ impl Event {
         match self {
             Event::RootCreated { artifact, .. }
             | Event::IntermediateIssued { artifact, .. }
-            | Event::CrlIssued { artifact, .. } => base64::engine::general_purpose::STANDARD
+            | Event::CrlIssued { artifact, .. }
+            | Event::Rerooted { artifact, .. } => base64::engine::general_purpose::STANDARD
                 .decode(artifact)
                 .ok(),
-            Event::Revoked { .. } | Event::CeremonyClosed { .. } => None,
+            Event::Revoked { .. } | Event::CeremonyClosed { .. } | Event::HandedOver { .. } => None,
         }
     }
 
@@ -240,6 +277,8 @@ impl Event {
             Event::Revoked { .. } => "revoked",
             Event::CrlIssued { .. } => "crl_issued",
             Event::CeremonyClosed { .. } => "ceremony_closed",
+            Event::Rerooted { .. } => "rerooted",
+            Event::HandedOver { .. } => "handed_over",
         }
     }
 }
@@ -350,6 +389,27 @@ pub struct Revocation {
     pub revoked_at: String,
 }
 
+/// An intermediate another root issued and this root re-signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rerooted {
+    /// Serial of the re-rooted certificate.
+    pub serial: Serial,
+    /// Serial of the original (the MSP root's).
+    pub original_serial: Serial,
+    /// SHA-256 of the MSP root.
+    pub msp_root_sha256: String,
+    /// Subject.
+    pub subject: String,
+    /// notAfter.
+    pub not_after: String,
+    /// Subject key id.
+    pub key_id: String,
+    /// When re-rooted.
+    pub rerooted_at: String,
+    /// Ledger entry.
+    pub entry: u64,
+}
+
 /// The newest CRL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CrlInfo {
@@ -376,6 +436,8 @@ pub struct State {
     pub last_crl: Option<CrlInfo>,
     /// Hash of the newest entry.
     pub head: Fingerprint,
+    /// Intermediates of other roots this root re-signed, by (new) serial.
+    pub rerooted: BTreeMap<Serial, Rerooted>,
     /// Time of the newest entry.
     pub last_time: OffsetDateTime,
     /// Number of entries.
@@ -471,7 +533,9 @@ impl Ledger {
         self.entries()
             .find(|e| match (&e.event, which) {
                 (
-                    Event::RootCreated { serial, .. } | Event::IntermediateIssued { serial, .. },
+                    Event::RootCreated { serial, .. }
+                    | Event::IntermediateIssued { serial, .. }
+                    | Event::Rerooted { serial, .. },
                     Recorded::Certificate(want),
                 ) => serial == want,
                 (Event::CrlIssued { crl_number, .. }, Recorded::Crl(want)) => crl_number == want,
@@ -583,6 +647,36 @@ fn check_recorded_names(
     Ok(())
 }
 
+/// What an entry records of a certificate it issued: serial, subject, key id, artifact SHA-256
+/// and artifact.
+type IssuedRecord<'a> = (&'a Serial, &'a str, &'a str, &'a str, &'a str);
+
+/// Checks an entry that issued a certificate: its serial is new (added to `serials`) and, in a
+/// full check, the certificate is the root's and says what the entry records.
+fn check_issued(
+    full: bool,
+    root_key: &PublicKey,
+    (serial, subject, key_id, artifact_sha256, artifact): IssuedRecord<'_>,
+    slug: Option<&Slug>,
+    serials: &mut BTreeSet<Serial>,
+) -> Result<(), String> {
+    if full {
+        let der = decode_artifact(artifact_sha256, artifact)?;
+        let cert = x509::parse_cert(&der).map_err(|m| format!("certificate: {m}"))?;
+        x509::verify_cert(&cert, root_key).map_err(|m| format!("certificate signature: {m}"))?;
+        if Serial::from_der_integer(cert.raw_serial()) != *serial {
+            return Err("recorded serial differs from the certificate's".into());
+        }
+        check_recorded_names(&cert, subject, key_id, slug)?;
+    }
+    if !serials.insert(serial.clone()) {
+        return Err(format!(
+            "serial {serial} was issued before: serials must be unique"
+        ));
+    }
+    Ok(())
+}
+
 fn decode_artifact(sha: &str, b64: &str) -> Result<Vec<u8>, String> {
     let der = base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -689,6 +783,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     revoked: BTreeMap::new(),
                     last_crl: None,
                     head: Fingerprint([0; 32]),
+                    rerooted: BTreeMap::new(),
                     last_time: time,
                     len: 0,
                 });
@@ -733,22 +828,14 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     ..
                 },
             ) => {
-                if full {
-                    let der = decode_artifact(artifact_sha256, artifact).map_err(e)?;
-                    let cert =
-                        x509::parse_cert(&der).map_err(|m| e(format!("certificate: {m}")))?;
-                    x509::verify_cert(&cert, &s.root_key)
-                        .map_err(|m| e(format!("certificate signature: {m}")))?;
-                    if Serial::from_der_integer(cert.raw_serial()) != *serial {
-                        return Err(e("recorded serial differs from the certificate's".into()));
-                    }
-                    check_recorded_names(&cert, subject, key_id, Some(slug)).map_err(e)?;
-                }
-                if !serials.insert(serial.clone()) {
-                    return Err(e(format!(
-                        "serial {serial} was issued before: serials must be unique"
-                    )));
-                }
+                let recorded = (
+                    serial,
+                    subject.as_str(),
+                    key_id.as_str(),
+                    artifact_sha256.as_str(),
+                    artifact.as_str(),
+                );
+                check_issued(full, &s.root_key, recorded, Some(slug), &mut serials).map_err(e)?;
                 s.issued.insert(
                     serial.clone(),
                     Issued {
@@ -814,6 +901,56 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                         revoked_at: revoked_at.clone(),
                     },
                 );
+            }
+            (
+                Some(s),
+                Event::Rerooted {
+                    serial,
+                    original_serial,
+                    msp_root_sha256,
+                    subject,
+                    not_after,
+                    key_id,
+                    artifact_sha256,
+                    artifact,
+                },
+            ) => {
+                let recorded = (
+                    serial,
+                    subject.as_str(),
+                    key_id.as_str(),
+                    artifact_sha256.as_str(),
+                    artifact.as_str(),
+                );
+                check_issued(full, &s.root_key, recorded, None, &mut serials).map_err(e)?;
+                s.rerooted.insert(
+                    serial.clone(),
+                    Rerooted {
+                        serial: serial.clone(),
+                        original_serial: original_serial.clone(),
+                        msp_root_sha256: msp_root_sha256.clone(),
+                        subject: subject.clone(),
+                        not_after: not_after.clone(),
+                        key_id: key_id.clone(),
+                        rerooted_at: entry.time.clone(),
+                        entry: n,
+                    },
+                );
+            }
+            (Some(s), Event::HandedOver { serial, slug, .. }) => {
+                let Some(issued) = s.issued.get(serial) else {
+                    return Err(e(format!(
+                        "hands over {serial}, which this root never issued"
+                    )));
+                };
+                if issued.slug != *slug {
+                    return Err(e(
+                        "recorded slug differs from the issued certificate's".into()
+                    ));
+                }
+                if s.revoked.contains_key(serial) {
+                    return Err(e(format!("hands over {serial}, which was revoked before")));
+                }
             }
             (
                 Some(s),

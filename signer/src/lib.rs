@@ -2,8 +2,10 @@
 //!
 //! The offline MSP root creates itself ([`ceremony::init`]), signs each customer's intermediate
 //! CA under a written policy ([`ceremony::sign`]), revokes intermediates with root-signed CRLs
-//! ([`ceremony::revoke`], [`ceremony::crl`]), and records every signature in a tamper-evident
-//! [`ledger`]. Every operation that changes the CA goes through one [`ceremony`] pipeline:
+//! ([`ceremony::revoke`], [`ceremony::crl`]), hands a churning customer's intermediate over
+//! ([`ceremony::handover`]) to a root the customer owns, which re-signs it
+//! ([`ceremony::init::init_org`], [`ceremony::reroot`]), and records every signature in a
+//! tamper-evident [`ledger`]. Every operation that changes the CA goes through one [`ceremony`] pipeline:
 //! lock, verify the ledger, check the witness's head and the clock, plan and lint, confirm,
 //! sign once per artifact through a [`backend::KeyBackend`] and verify, append to the ledger,
 //! then write the outputs from the ledger entries.

@@ -184,8 +184,9 @@ pub struct CrlPolicy {
 pub struct RootPolicy {
     /// Where it came from.
     pub source: PolicySource,
-    /// Subject of the root certificate.
-    pub subject: SubjectTemplate,
+    /// Subject of the root certificate: None for a customer-owned root (`kind: customer_root`),
+    /// whose subject comes from `init --org` ([`customer_subject`]).
+    pub subject: Option<SubjectTemplate>,
     /// The root key's algorithm.
     pub key_algorithm: KeyAlgorithm,
     /// Root certificate validity.
@@ -316,7 +317,8 @@ struct RawCrl {
 #[serde(deny_unknown_fields)]
 struct RawRoot {
     kind: String,
-    subject: RawSubject,
+    #[serde(default)]
+    subject: Option<RawSubject>,
     key: RawRootKey,
     validity: RawRootValidity,
     #[serde(default)]
@@ -531,7 +533,21 @@ fn kind(ctx: &Ctx, got: &str, want: &str) -> Result<(), PolicyError> {
 /// Loads and validates the root policy.
 pub fn load_root(path: &Path) -> Result<RootPolicy, PolicyError> {
     let (raw, source, ctx) = read_strict::<RawRoot>(path)?;
-    kind(&ctx, &raw.kind, "root")?;
+    let customer = raw.kind == CUSTOMER_ROOT;
+    if !customer {
+        kind(&ctx, &raw.kind, "root")?;
+    }
+    let subject = match (customer, raw.subject) {
+        (false, Some(s)) => Some(subject(&ctx, s, false)?),
+        (false, None) => return Err(ctx.err("subject", "missing field `subject`")),
+        (true, None) => None,
+        (true, Some(_)) => {
+            return Err(ctx.err(
+                "subject",
+                "a customer root's subject comes from `init --org`; remove `subject`",
+            ))
+        }
+    };
     let key_algorithm =
         KeyAlgorithm::parse(&raw.key.algorithm).map_err(|m| ctx.err("key.algorithm", m))?;
     if raw.validity.days == 0 || raw.validity.days > MAX_ROOT_DAYS {
@@ -544,7 +560,7 @@ pub fn load_root(path: &Path) -> Result<RootPolicy, PolicyError> {
     };
     Ok(RootPolicy {
         source,
-        subject: subject(&ctx, raw.subject, false)?,
+        subject,
         key_algorithm,
         validity_days: raw.validity.days,
         path_len: raw.path_len,
@@ -553,6 +569,35 @@ pub fn load_root(path: &Path) -> Result<RootPolicy, PolicyError> {
         pin_policy,
         touch_policy,
     })
+}
+
+/// The `kind` of a customer-owned root's policy (`policies/customer-root.yaml`).
+pub const CUSTOMER_ROOT: &str = "customer_root";
+
+/// The subject of a customer-owned root: `O=<org>, CN=<org> Root CA`, both UTF8String. The
+/// organization is the customer's legal name as given to `init --org`; it must fit RFC 5280's
+/// 64 characters in the CN too.
+pub fn customer_subject(org: &str) -> Result<rcgen::DistinguishedName, String> {
+    let org = org.trim();
+    let cn = format!("{org} Root CA");
+    if org.is_empty() {
+        return Err("--org is empty; give the customer's organization, e.g. \"Acme GmbH\"".into());
+    }
+    if org.chars().any(char::is_control) {
+        return Err("--org holds control characters".into());
+    }
+    if cn.chars().count() > MAX_NAME_CHARS {
+        return Err(format!(
+            "--org `{org}` is {} characters; the CN `{org} Root CA` must fit RFC 5280's \
+             {MAX_NAME_CHARS}, so --org may have at most {}",
+            org.chars().count(),
+            MAX_NAME_CHARS - " Root CA".len()
+        ));
+    }
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, org);
+    dn.push(rcgen::DnType::CommonName, cn);
+    Ok(dn)
 }
 
 fn crl_policy(ctx: &Ctx, raw: RawCrl) -> Result<CrlPolicy, PolicyError> {
@@ -741,7 +786,7 @@ fn host_templates(
 /// Why `s` is not a DNS name we issue under: labels of lowercase letters, digits and inner
 /// hyphens, at most 63 characters each and 253 in all, none reserved (`xn--` and any other `--`
 /// in positions 3 and 4).
-fn check_dns_name(s: &str) -> Result<(), String> {
+pub(crate) fn check_dns_name(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 253 {
         return Err(format!("{} characters; a DNS name has 1 to 253", s.len()));
     }
@@ -984,6 +1029,41 @@ mod tests {
             }
             assert_eq!(checked, 3, "CN, O and OU");
         }
+    }
+
+    #[test]
+    fn a_customer_root_takes_its_subject_from_org_only() {
+        let shipped = load_root(&policies_dir().join("customer-root.yaml")).expect("customer");
+        assert!(shipped.subject.is_none());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = std::fs::read_to_string(policies_dir().join("root.yaml")).expect("read");
+        let customer =
+            std::fs::read_to_string(policies_dir().join("customer-root.yaml")).expect("read");
+        let cases = [
+            (root.replace("kind: root", "kind: customer_root"), "subject"),
+            (root.replace("subject:", "subject_typo:"), "subject_typo"),
+            (
+                customer.replace("kind: customer_root", "kind: root"),
+                "subject",
+            ),
+            (
+                customer.replace("path_len: 1", "path_len: 1\norg: x"),
+                "org",
+            ),
+        ];
+        for (text, field) in cases {
+            let e = load_root(&write(dir.path(), "r.yaml", &text)).expect_err(field);
+            assert_eq!(e.field, field, "{e}");
+        }
+        let dn = customer_subject(" Acme GmbH ").expect("org");
+        assert_eq!(
+            crate::x509::dn_string(&dn),
+            "O=Acme GmbH, CN=Acme GmbH Root CA"
+        );
+        assert!(customer_subject("").is_err());
+        assert!(customer_subject("a\nb").is_err());
+        assert!(customer_subject(&"x".repeat(56)).is_ok());
+        assert!(customer_subject(&"x".repeat(57)).is_err());
     }
 
     #[test]

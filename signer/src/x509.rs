@@ -90,6 +90,27 @@ impl std::fmt::Display for Serial {
     }
 }
 
+/// The DER in `bytes`: PEM with one of `tags` (the first names it in messages), or DER as is.
+pub fn decode(bytes: &[u8], tags: &[&str]) -> Result<Vec<u8>, String> {
+    let trimmed = bytes.trim_ascii_start();
+    if trimmed.starts_with(b"-----BEGIN") {
+        let p = pem::parse(trimmed).map_err(|e| format!("it is not valid PEM ({e})"))?;
+        if tags.contains(&p.tag()) {
+            Ok(p.into_contents())
+        } else {
+            Err(format!(
+                "it holds a PEM `{}`, not a {}",
+                p.tag(),
+                tags.first().copied().unwrap_or("?")
+            ))
+        }
+    } else if bytes.is_empty() {
+        Err("the file is empty".into())
+    } else {
+        Ok(bytes.to_vec())
+    }
+}
+
 /// Parses a DER certificate with nothing after it.
 pub fn parse_cert(der: &[u8]) -> Result<X509Certificate<'_>, String> {
     match X509Certificate::from_der(der) {

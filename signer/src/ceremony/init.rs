@@ -37,12 +37,24 @@ pub fn init(
     backend: &BackendSpec,
     c: &Ceremony<'_>,
 ) -> Result<Outcome> {
+    init_org(dir, policy_path, None, backend, c)
+}
+
+/// [`init`], with `org` for a customer-owned root (`kind: customer_root` policies, which take
+/// their subject from it and read no intermediate policies); an MSP root policy refuses `org`.
+pub fn init_org(
+    dir: &Path,
+    policy_path: &Path,
+    org: Option<&str>,
+    backend: &BackendSpec,
+    c: &Ceremony<'_>,
+) -> Result<Outcome> {
     let mut data = EventData::default();
     add_file(&mut data, "ca", dir);
     if let Some(hooks) = c.hooks {
         hooks.run_pre(TOOL, EventKind::RootCreated, &data)?;
     }
-    let mut outcome = create(dir, policy_path, backend, c)?;
+    let mut outcome = create(dir, policy_path, org, backend, c)?;
     if let Some(path) = &c.witness.head_file {
         if let Err(e) = head::write_head_file(path, &outcome.head) {
             outcome.warnings.push(format!(
@@ -68,17 +80,20 @@ pub fn init(
 fn create(
     dir: &Path,
     policy_path: &Path,
+    org: Option<&str>,
     backend: &BackendSpec,
     c: &Ceremony<'_>,
 ) -> Result<Outcome> {
     let (cb, now) = (c.cb, c.now);
-    let (pol, policy_path) = precheck(dir, policy_path)?;
+    let p = precheck(dir, policy_path, org)?;
     let air_gap = c.preflight(backend.kind() != crate::backend::BackendKind::Soft)?;
-    let new_key = backend.create(&KeyRequest::from_policy(&pol), cb)?;
+    let new_key = backend.create(&KeyRequest::from_policy(&p.pol), cb)?;
     let result = init_with_key(
         dir,
-        &pol,
-        &policy_path,
+        &p.pol,
+        p.subject,
+        p.tiers,
+        &p.policy_path,
         backend,
         new_key.as_ref(),
         now,
@@ -91,9 +106,21 @@ fn create(
     result
 }
 
-/// The checks before any key exists: `dir` absent or empty, the root policy and the
-/// intermediate policies beside it valid. Returns the root policy and its canonical path.
-pub(crate) fn precheck(dir: &Path, policy_path: &Path) -> Result<(RootPolicy, PathBuf)> {
+/// What the checks before any key exists found.
+pub(crate) struct Prechecked {
+    /// The root policy.
+    pub pol: RootPolicy,
+    /// Its canonical path.
+    pub policy_path: PathBuf,
+    /// The root's subject (from the policy, or from `--org` for a customer-owned root).
+    pub subject: rcgen::DistinguishedName,
+    /// The tiers whose intermediate policies go into the CA (none for a customer-owned root).
+    pub tiers: &'static [Tier],
+}
+
+/// The checks before any key exists: `dir` absent or empty, the root policy (and `org`, for a
+/// customer-owned root) and the intermediate policies beside it valid.
+pub(crate) fn precheck(dir: &Path, policy_path: &Path, org: Option<&str>) -> Result<Prechecked> {
     if dir.join(files::CONFIG).exists()
         || dir.join(ledger::FILE).exists()
         || dir.join(files::ROOT).exists()
@@ -124,15 +151,52 @@ pub(crate) fn precheck(dir: &Path, policy_path: &Path) -> Result<(RootPolicy, Pa
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();
-    for tier in Tier::ALL {
-        policy::load_intermediate(&policies_dir, tier)?;
+    let subject = match (&pol.subject, org) {
+        (Some(t), None) => t.render(None),
+        (None, Some(org)) => {
+            policy::customer_subject(org).map_err(|detail| Error::BadOrg { detail })?
+        }
+        (Some(_), Some(_)) => {
+            return Err(Error::BadOrg {
+                detail: format!(
+                    "--org is for a customer-owned root, and {} is not one (`kind: {}`)",
+                    policy_path.display(),
+                    policy::CUSTOMER_ROOT
+                ),
+            })
+        }
+        (None, None) => {
+            return Err(Error::BadOrg {
+                detail: format!(
+                    "{} is a customer-owned root's policy: pass --org \"<the customer's organization>\"",
+                    policy_path.display()
+                ),
+            })
+        }
+    };
+    // A customer-owned root only re-roots: it signs under no KiwiStack tier policy.
+    let tiers: &'static [Tier] = if pol.subject.is_some() {
+        &Tier::ALL
+    } else {
+        &[]
+    };
+    for tier in tiers {
+        policy::load_intermediate(&policies_dir, *tier)?;
     }
-    Ok((pol, policy_path))
+    Ok(Prechecked {
+        pol,
+        policy_path,
+        subject,
+        tiers,
+    })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn init_with_key(
     dir: &Path,
     pol: &RootPolicy,
+    subject: rcgen::DistinguishedName,
+    tiers: &[Tier],
     policy_path: &Path,
     backend: &BackendSpec,
     new_key: &dyn NewKey,
@@ -147,7 +211,7 @@ fn init_with_key(
     params.serial_number = Some(SerialNumber::from_slice(serial.bytes()));
     params.not_before = now - CLOCK_SKEW;
     params.not_after = now + Duration::days(i64::from(pol.validity_days));
-    params.distinguished_name = pol.subject.render(None);
+    params.distinguished_name = subject;
     params.is_ca = IsCa::Ca(match pol.path_len {
         Some(n) => BasicConstraints::Constrained(n),
         None => BasicConstraints::Unconstrained,
@@ -210,8 +274,8 @@ fn init_with_key(
         let staged_policies = staging.join(POLICIES);
         std::fs::create_dir(&staged_policies).map_err(|e| Error::io(&staged_policies, e, ""))?;
         let mut copies = vec![(policy_path.to_path_buf(), "root.yaml".to_string())];
-        for tier in Tier::ALL {
-            let file = policy::intermediate_file(tier);
+        for tier in tiers {
+            let file = policy::intermediate_file(*tier);
             // The intermediate policies sit beside the root policy (`create` loaded them there).
             let beside = policy_path.parent().unwrap_or(Path::new(""));
             copies.push((beside.join(&file), file));

@@ -1,7 +1,7 @@
 //! The one pipeline every operation that changes a CA goes through.
 //!
-//! An operation ([`sign::SignRequest`], [`revoke::Revoke`], [`crl::Crl`], and the operations to
-//! come) only supplies a [`Plan`]: what to record, what to sign, where each artifact goes, which
+//! An operation ([`sign::SignRequest`], [`revoke::Revoke`], [`crl::Crl`], [`reroot::Reroot`],
+//! [`handover::Handover`], and the operations to come) only supplies a [`Plan`]: what to record, what to sign, where each artifact goes, which
 //! hook events it raises. [`run`] does the rest, always in this order:
 //!
 //! 1. take an `flock` on the CA directory before reading anything (the kernel drops it when the
@@ -37,8 +37,10 @@
 //! directory into place as its commit point.
 
 pub mod crl;
+pub mod handover;
 pub mod head;
 pub mod init;
+pub mod reroot;
 pub mod revoke;
 pub mod script;
 pub mod sign;
@@ -84,6 +86,32 @@ pub struct Plan<'a> {
     pub steps: Vec<Step<'a>>,
     /// The serial the operation is about (issued or revoked), for the outcome and hooks.
     pub serial: Option<Serial>,
+}
+
+impl<'a> Plan<'a> {
+    /// A plan that signs one certificate, records it with `record` and writes it to `out`.
+    pub fn certificate(
+        summary: String,
+        serial: Serial,
+        out: &Path,
+        build: impl Fn(&crate::backend::RcgenSigner<'_>) -> std::result::Result<Vec<u8>, rcgen::Error>
+            + 'a,
+        lint: impl Fn(&[u8]) -> Vec<String> + 'a,
+        record: impl FnOnce(&[u8]) -> Event + 'a,
+    ) -> Self {
+        Plan {
+            summary,
+            steps: vec![Step::Sign(Artifact {
+                kind: Kind::Certificate,
+                role: "certificate",
+                build: Box::new(build),
+                lint: Box::new(lint),
+                record: Box::new(record),
+                out: Some(out.to_path_buf()),
+            })],
+            serial: Some(serial),
+        }
+    }
 }
 
 /// One step of a plan.
@@ -414,10 +442,14 @@ pub(crate) fn add_file(data: &mut EventData, role: &str, path: &Path) {
 fn export_args(event: &Event) -> String {
     match event {
         Event::CrlIssued { crl_number, .. } => format!("--crl-number {crl_number}"),
-        Event::RootCreated { serial, .. } | Event::IntermediateIssued { serial, .. } => {
+        Event::RootCreated { serial, .. }
+        | Event::IntermediateIssued { serial, .. }
+        | Event::Rerooted { serial, .. } => {
             format!("--serial {serial}")
         }
-        Event::Revoked { .. } | Event::CeremonyClosed { .. } => String::new(),
+        Event::Revoked { .. } | Event::CeremonyClosed { .. } | Event::HandedOver { .. } => {
+            String::new()
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! `revoke`: an issued intermediate is revoked and a new CRL listing it is issued, recorded as
 //! two ledger entries (`revoked`, then `crl_issued`) in one append.
 //!
-//! Compromise is forever: a certificate revoked as superseded or cessationOfOperation can be
-//! revoked again as keyCompromise (its `revoked` entry names the reason it `replaces`, keeps the
+//! Compromise is forever: a certificate revoked as superseded, cessationOfOperation or
+//! affiliationChanged can be revoked again as keyCompromise (its `revoked` entry names the reason it `replaces`, keeps the
 //! first revocation date, and the new CRL carries the new reason); no other reason ever
 //! changes.
 

@@ -12,7 +12,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use super::{add_file, Artifact, Operation, Plan, Step};
+use super::{add_file, Operation, Plan};
 use crate::ca::{Ca, CLOCK_SKEW};
 use crate::constraints::NameConstraints;
 use crate::csr::{self, VerifiedCsr};
@@ -20,7 +20,6 @@ use crate::error::{Error, Result};
 use crate::hooks::{EventData, EventKind};
 use crate::ledger::{self, Event};
 use crate::lint::{self, CaExpectations};
-use crate::pipeline::Kind;
 use crate::policy::{self, IntermediatePolicy};
 use crate::slug::{Slug, Tier};
 use crate::words::Fingerprint;
@@ -138,18 +137,9 @@ impl Operation for SignRequest {
                 artifact,
             }
         };
-        Ok(Plan {
-            summary,
-            steps: vec![Step::Sign(Artifact {
-                kind: Kind::Certificate,
-                role: "certificate",
-                build: Box::new(build),
-                lint: Box::new(lint),
-                record: Box::new(record),
-                out: Some(self.out.clone()),
-            })],
-            serial: Some(serial),
-        })
+        Ok(Plan::certificate(
+            summary, serial, &self.out, build, lint, record,
+        ))
     }
 }
 

@@ -21,7 +21,7 @@ use crate::slug::{Slug, Tier};
 
 const PASS: &str = "unit test passphrase";
 
-fn yes() -> Scripted {
+pub(super) fn yes() -> Scripted {
     Scripted {
         confirm: true,
         secret: PASS.into(),
@@ -55,7 +55,7 @@ impl Callbacks for Counting {
     fn notice(&self, _message: &str) {}
 }
 
-fn fresh(now: OffsetDateTime) -> (tempfile::TempDir, PathBuf) {
+pub(super) fn fresh(now: OffsetDateTime) -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("ca");
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/root.yaml");
@@ -70,7 +70,7 @@ fn fresh(now: OffsetDateTime) -> (tempfile::TempDir, PathBuf) {
     (tmp, dir)
 }
 
-fn csr_for(key: &SoftKey) -> Vec<u8> {
+pub(super) fn csr_for(key: &SoftKey) -> Vec<u8> {
     let signer = RcgenSigner::new(key);
     let params = CertificateParams::new(vec![]).expect("params");
     params
@@ -80,7 +80,7 @@ fn csr_for(key: &SoftKey) -> Vec<u8> {
         .to_vec()
 }
 
-fn request(tmp: &tempfile::TempDir, csr: &[u8], slug: &str, out: &str) -> SignRequest {
+pub(super) fn request(tmp: &tempfile::TempDir, csr: &[u8], slug: &str, out: &str) -> SignRequest {
     SignRequest {
         csr: csr.to_vec(),
         csr_origin: "unit.csr".into(),
@@ -91,11 +91,16 @@ fn request(tmp: &tempfile::TempDir, csr: &[u8], slug: &str, out: &str) -> SignRe
     }
 }
 
-fn ledger_text(dir: &Path) -> String {
+pub(super) fn ledger_text(dir: &Path) -> String {
     std::fs::read_to_string(dir.join(ledger::FILE)).expect("ledger")
 }
 
-fn go(dir: &Path, op: &dyn Operation, cb: &dyn Callbacks, now: OffsetDateTime) -> Result<Outcome> {
+pub(super) fn go(
+    dir: &Path,
+    op: &dyn Operation,
+    cb: &dyn Callbacks,
+    now: OffsetDateTime,
+) -> Result<Outcome> {
     run(dir, op, &Ceremony::new(cb, now))
 }
 
@@ -735,7 +740,7 @@ fn a_hardware_root_on_a_connected_machine_is_refused_before_it_is_opened_unless_
 }
 
 /// The reason code the CRL at `path` (PEM) gives `serial`.
-fn crl_reason(path: &Path, serial: &Serial) -> Option<u8> {
+pub(super) fn crl_reason(path: &Path, serial: &Serial) -> Option<u8> {
     let pem = pem::parse(std::fs::read(path).expect("crl")).expect("pem");
     let crl = crate::x509::parse_crl(pem.contents()).expect("crl parses");
     let code = crl
@@ -779,10 +784,15 @@ fn compromise_is_forever() {
         assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
     }
 
-    // superseded and cessationOfOperation can later become keyCompromise, and only that.
-    for (n, old) in [Reason::Superseded, Reason::CessationOfOperation]
-        .into_iter()
-        .enumerate()
+    // superseded, cessationOfOperation and affiliationChanged can later become keyCompromise,
+    // and only that.
+    for (n, old) in [
+        Reason::Superseded,
+        Reason::CessationOfOperation,
+        Reason::AffiliationChanged,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let now = now + Duration::minutes(2 * n as i64);
         let csr = csr_for(&SoftKey::generate(KeyAlgorithm::EcdsaP256));

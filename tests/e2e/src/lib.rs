@@ -117,6 +117,12 @@ impl Fixture {
     /// Like [`Fixture::new`] with another root policy; the CA reads its tiers' policies from
     /// the same directory.
     pub fn with_root_policy(policy: &Path) -> Self {
+        Self::with_root(policy, &[])
+    }
+
+    /// Like [`Fixture::with_root_policy`], with extra `init` arguments (`--org` for
+    /// `policies/customer-root.yaml`).
+    pub fn with_root(policy: &Path, extra: &[&str]) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let tmp = tempfile::tempdir().expect("temporary directory");
         let ca = tmp.path().join("ca");
@@ -126,7 +132,9 @@ impl Fixture {
         std::fs::write(&pin, format!("{PASSPHRASE}\n")).expect("pin file");
         std::fs::set_permissions(&pin, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         let f = Fixture { tmp, ca, work, pin };
-        let o = f.signer(&["init", "--backend", "soft", "--policy", path_str(policy)]);
+        let mut args = vec!["init", "--backend", "soft", "--policy", path_str(policy)];
+        args.extend_from_slice(extra);
+        let o = f.signer(&args);
         assert!(o.status.success(), "init failed: {}", stderr(&o));
         f
     }
@@ -141,7 +149,10 @@ impl Fixture {
             .arg("--ca")
             .arg(&self.ca)
             .args(&args[words..]);
-        if matches!(args[0], "init" | "sign" | "revoke" | "crl") {
+        if matches!(
+            args[0],
+            "init" | "sign" | "revoke" | "crl" | "reroot" | "handover"
+        ) {
             cmd.arg("--pin-file").arg(&self.pin);
         }
         run(&mut cmd)
@@ -252,6 +263,19 @@ impl Fixture {
     /// Asserts `ledger verify` succeeds.
     pub fn assert_ledger_ok(&self) {
         self.signer_ok(&["ledger", "verify"]);
+    }
+
+    /// Issues a leaf for `host` from an intermediate whose key is `inter_key` (openssl does it,
+    /// into the work directory); returns the certificate's file name.
+    pub fn leaf(&self, name: &str, inter: &Path, inter_key: &str, host: &str) -> String {
+        openssl_leaf(
+            &self.work,
+            name,
+            inter,
+            inter_key,
+            &format!("/CN={host}"),
+            &format!("DNS:{host}"),
+        )
     }
 }
 

@@ -5,21 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use kiwi_e2e::{
-    check_pki, openssl, openssl_leaf, openssl_ok, path_str, pkilint, run_ok, stdout, Fixture,
-};
-
-/// Issues a leaf for `host` from an intermediate whose key is `inter_key` (openssl does it).
-fn leaf(f: &Fixture, name: &str, inter: &Path, inter_key: &str, host: &str) -> String {
-    openssl_leaf(
-        &f.work,
-        name,
-        inter,
-        inter_key,
-        &format!("/CN={host}"),
-        &format!("DNS:{host}"),
-    )
-}
+use kiwi_e2e::{check_pki, openssl, openssl_ok, path_str, pkilint, run_ok, stdout, Fixture};
 
 #[test]
 fn issued_chain_and_crls_pass_openssl_cryptography_and_pkilint() {
@@ -81,8 +67,8 @@ fn issued_chain_and_crls_pass_openssl_cryptography_and_pkilint() {
         let out = openssl_ok(&f.work, &["verify", "-CAfile", root_s, path_str(cert)]);
         assert!(out.contains(": OK"), "{out}");
     }
-    let good = leaf(&f, "leaf-good", &acme, "acme.key", "x.acme.od.kiwistack.io");
-    let bad = leaf(&f, "leaf-bad", &acme, "acme.key", "www.example.com");
+    let good = f.leaf("leaf-good", &acme, "acme.key", "x.acme.od.kiwistack.io");
+    let bad = f.leaf("leaf-bad", &acme, "acme.key", "www.example.com");
     let chain = |leaf: &str| {
         openssl(
             &f.work,

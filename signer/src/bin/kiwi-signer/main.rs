@@ -17,7 +17,9 @@ use kiwi_signer::backend::yubikey_config::YubikeyConfig;
 use kiwi_signer::backend::{BackendConfig, BackendKind};
 use kiwi_signer::ca::{self, Ca};
 use kiwi_signer::ceremony::crl::Crl;
+use kiwi_signer::ceremony::handover::Handover;
 use kiwi_signer::ceremony::init::BackendSpec;
+use kiwi_signer::ceremony::reroot::Reroot;
 use kiwi_signer::ceremony::revoke::Revoke;
 use kiwi_signer::ceremony::sign::SignRequest;
 use kiwi_signer::ceremony::{self, Ceremony, ExpectedHead, Operation, Outcome, Witness};
@@ -227,9 +229,14 @@ enum Command {
         /// Where the root key lives: soft (age-encrypted file, for rehearsals), yubikey, pkcs11.
         #[arg(long, value_parser = parse_backend)]
         backend: BackendKind,
-        /// The root policy, e.g. policies/root.yaml (intermediate policies are read beside it).
+        /// The root policy, e.g. policies/root.yaml (intermediate policies are read beside it),
+        /// or policies/customer-root.yaml for a customer-owned root (needs --org).
         #[arg(long, value_name = "FILE")]
         policy: PathBuf,
+        /// A customer-owned root's organization (its subject: O=ORG, CN=ORG Root CA); only with
+        /// a `kind: customer_root` policy.
+        #[arg(long, value_name = "ORG")]
+        org: Option<String>,
         #[command(flatten)]
         pkcs11: Pkcs11Args,
         #[command(flatten)]
@@ -305,11 +312,66 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+    /// Re-sign an intermediate the MSP root issued under this customer-owned root (churn
+    /// hand-over): same key, subject and SKI, so its leaves chain to this root.
+    Reroot {
+        /// The customer's CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// The intermediate certificate the MSP issued (PEM or DER).
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The MSP root certificate that issued it.
+        #[arg(long, value_name = "FILE")]
+        msp_root: PathBuf,
+        /// The MSP root's current CRL (a compromise revocation of the certificate refuses).
+        #[arg(long, value_name = "CRLFILE")]
+        msp_crl: PathBuf,
+        /// A DNS name of the customer's own to add to the permitted subtrees (repeatable).
+        #[arg(long, value_name = "NAME")]
+        permit_dns: Vec<String>,
+        /// Output certificate (PEM; DER if the name ends in .der). Never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Do not ask for confirmation (the summary is still printed).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        secrets: Secrets,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// MSP side of a churn hand-over: revoke the intermediate as affiliationChanged, record
+    /// the customer's new root, issue the CRL. Only after the customer trusts their new root.
+    Handover {
+        /// The MSP CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Serial of the intermediate, in hex (as `status` prints it).
+        #[arg(long, value_parser = parse_serial)]
+        serial: Serial,
+        /// The customer's new root certificate (its SHA-256 is recorded in the ledger).
+        #[arg(long, value_name = "FILE")]
+        new_root: PathBuf,
+        /// Output CRL (PEM; DER if the name ends in .der). Never overwritten.
+        #[arg(long, value_name = "CRLFILE")]
+        out: PathBuf,
+        /// Do not ask for confirmation (the summary is still printed).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        secrets: Secrets,
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// Show issued and revoked intermediates, the CRL number and when the next CRL is due.
     Status {
         /// The CA directory.
         #[arg(long, value_name = "DIR")]
         ca: PathBuf,
+        /// List unrevoked intermediates expiring within this many days.
+        #[arg(long, value_name = "N", default_value_t = ca::DEFAULT_WARN_DAYS)]
+        warn_days: u32,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -535,6 +597,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ca,
             backend,
             policy,
+            org,
             pkcs11,
             secrets,
             hooks,
@@ -553,7 +616,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 allow_network: air_gap.allow_network,
                 ..Ceremony::new(&cb, now)
             };
-            let o = ceremony::init(&ca, &policy, &spec, &c)?;
+            let o = ceremony::init::init_org(&ca, &policy, org.as_deref(), &spec, &c)?;
             print_outcome("Root CA created", &o);
         }
         Command::Sign {
@@ -598,6 +661,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let what = "Intermediate revoked, CRL issued";
             change(&ca, what, &op, &cb, run, now)?;
         }
+        Command::Reroot {
+            ca,
+            cert,
+            msp_root,
+            msp_crl,
+            permit_dns,
+            out,
+            yes,
+            secrets,
+            run,
+        } => {
+            let op = Reroot::read(&cert, &msp_root, &msp_crl, permit_dns, out)?;
+            let cb = secrets.terminal(yes);
+            change(&ca, "Intermediate re-rooted", &op, &cb, run, now)?;
+        }
+        Command::Handover {
+            ca,
+            serial,
+            new_root,
+            out,
+            yes,
+            secrets,
+            run,
+        } => {
+            let op = Handover::read(serial, &new_root, out)?;
+            let cb = secrets.terminal(yes);
+            let what = "Intermediate handed over (revoked as affiliationChanged), CRL issued";
+            change(&ca, what, &op, &cb, run, now)?;
+        }
         Command::Crl {
             ca,
             out,
@@ -621,8 +713,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ca::open(&ca)?.export(&which, &out)?;
             out!("wrote {}", out.display());
         }
-        Command::Status { ca, json } => {
-            let st = Ca::open(&ca)?.status(now)?;
+        Command::Status {
+            ca,
+            warn_days,
+            json,
+        } => {
+            let st = Ca::open(&ca)?.status_warn(now, warn_days)?;
             if json {
                 out!("{}", serde_json::to_string_pretty(&st)?);
             } else {
@@ -649,6 +745,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         i.tier.as_str(),
                         i.not_after,
                         state
+                    );
+                }
+                out!(
+                    "expiring within {} days ({}):",
+                    st.warn_days,
+                    st.expiring.len()
+                );
+                for e in &st.expiring {
+                    out!(
+                        "  {}  {}  until {} ({} days)  {}",
+                        e.serial,
+                        e.subject,
+                        e.not_after,
+                        e.days_left,
+                        e.origin
                     );
                 }
                 match (&st.crl_number, &st.crl_next_update, &st.next_crl_due) {

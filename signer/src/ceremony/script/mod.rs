@@ -29,7 +29,6 @@ use crate::ca::{files, Ca};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Event};
 use crate::policy;
-use crate::slug::Tier;
 use crate::words::Fingerprint;
 
 /// What `ceremony plan` found: the ceremony as it will run.
@@ -82,10 +81,11 @@ pub fn plan(script: &Script, ca_dir: &Path, c: &Ceremony<'_>) -> Result<Planned>
     }
     let now = c.now.replace_nanosecond(0).unwrap_or(c.now);
     if let Body::Init { policy } = &script.body {
-        let (pol, path) = init::precheck(ca_dir, &policy.path)?;
+        let checked = init::precheck(ca_dir, &policy.path, None)?;
+        let (pol, path) = (checked.pol, checked.policy_path);
         // The intermediate policies beside the root policy go into the CA too.
         let dir = path.parent().unwrap_or(Path::new("."));
-        for tier in Tier::ALL {
+        for &tier in checked.tiers {
             let file = policy::intermediate_file(tier);
             let bytes =
                 std::fs::read(dir.join(&file)).map_err(|e| Error::io(dir.join(&file), e, ""))?;
