@@ -284,6 +284,9 @@ fn open_checked(
             }
         }
     }
+    if check_mac && meta.mac.is_empty() {
+        return Err(SopsError::MacMissing);
+    }
     if check_mac {
         let computed = hex_upper(&h.finalize());
         let stored = match decrypt_bytes(&key, &meta.mac, &meta.lastmodified) {

@@ -72,6 +72,9 @@ pub enum SopsError {
     /// The MAC over the decrypted values does not match the stored MAC.
     #[error("MAC mismatch: the values were changed, removed or swapped after encryption; restore the file from version control")]
     MacMismatch,
+    /// The metadata has no MAC.
+    #[error("the file has no MAC, so nothing proves its values are the ones encrypted; restore it from version control, or read it once with --ignore-mac to recover it and encrypt it again")]
+    MacMissing,
     /// The plaintext holds a value SOPS cannot represent.
     #[error("cannot encrypt value at `{path}`: {detail}")]
     BadValue {

@@ -5,22 +5,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use kiwi_tooling::sops::config::rule_for_file;
+use kiwi_tooling::sops::config::config_near;
 use kiwi_tooling::sops::edit::{edit_file, EditCallbacks, Outcome as EditOutcome};
-use kiwi_tooling::sops::exec::{exec_env, exec_file, FileMode};
+use kiwi_tooling::sops::exec::{exec_env, exec_file, FileMode, DEFAULT_FILE_NAME};
 use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
-use kiwi_tooling::sops::format::emit;
 use kiwi_tooling::sops::path::{parse_path, Node};
+use kiwi_tooling::sops::request::{
+    encrypt_named, format_of as request_format, DecryptRequest, EncryptRequest,
+};
 use kiwi_tooling::sops::set::{apply_file, Change};
 use kiwi_tooling::sops::status::file_status;
 use kiwi_tooling::sops::tree::{
     rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions,
 };
 use kiwi_tooling::sops::{
-    encrypt, open, open_ignoring_mac, AgeRecipient, FileFormat, Identities, KeySpec, OpenDoc,
-    Rules, SopsError, Unlock,
+    open, AgeRecipient, FileFormat, Identities, OpenDoc, Rules, SopsError, Unlock,
 };
-use zeroize::Zeroizing;
 
 /// Input formats.
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,19 +75,6 @@ pub struct OutputArgs {
     output_type: Option<OutputType>,
 }
 
-impl OutputArgs {
-    /// The plaintext in the output format (re-encoded as sops does when the formats differ).
-    fn convert(&self, src: Vec<u8>, fmt: FileFormat) -> Result<(Vec<u8>, FileFormat)> {
-        match self.output_type.map(FileFormat::from) {
-            Some(out) if out != fmt => {
-                let tree = Node::parse(&src, fmt)?;
-                Ok((emit::document(&tree, out)?.to_vec(), out))
-            }
-            _ => Ok((src, fmt)),
-        }
-    }
-}
-
 /// `--extract` and `--output-type` on decrypt.
 #[derive(Args)]
 pub struct ViewArgs {
@@ -100,20 +87,13 @@ pub struct ViewArgs {
 }
 
 impl ViewArgs {
-    /// The plaintext to print: the file's own layout unless a part or another format is asked.
-    fn render(&self, doc: &OpenDoc) -> Result<Zeroizing<Vec<u8>>> {
-        let plain = doc.plaintext()?;
-        let out_fmt = self
-            .output_type
-            .map(FileFormat::from)
-            .unwrap_or(doc.format());
-        if self.extract.is_none() && out_fmt == doc.format() {
-            return Ok(plain);
-        }
-        let tree = Node::parse(&plain, doc.format())?;
-        Ok(match &self.extract {
-            Some(p) => emit::extracted(tree.get(&parse_path(p)?)?, out_fmt)?,
-            None => emit::document(&tree, out_fmt)?,
+    /// The decrypt request these options and the others of `decrypt` make.
+    fn request(&self, ignore_mac: bool, input_type: Option<InputType>) -> Result<DecryptRequest> {
+        Ok(DecryptRequest {
+            input_format: input_type.map(FileFormat::from),
+            output_format: self.output_type.map(FileFormat::from),
+            extract: self.extract.as_deref().map(parse_path).transpose()?,
+            ignore_mac,
         })
     }
 }
@@ -132,12 +112,12 @@ pub struct DailyArgs {
 fn change_file(file: &Path, daily: DailyArgs, change: Change) -> Result<i32> {
     let ids = Identities::from_env(&daily.ids.identity)?;
     let fmt = format_of(file, daily.input_type)?;
-    apply_file(file, fmt, &ids, change).with_context(|| format!("{}", file.display()))?;
+    apply_file(file, fmt, &ids, change, false).with_context(|| format!("{}", file.display()))?;
     Ok(0)
 }
 
 /// The terminal side of `secrets edit`: the user's editor, and a question on invalid syntax.
-struct TerminalEditor;
+pub(crate) struct TerminalEditor;
 
 impl EditCallbacks for TerminalEditor {
     fn edit(&mut self, path: &Path) -> std::io::Result<bool> {
@@ -167,7 +147,7 @@ impl EditCallbacks for TerminalEditor {
 }
 
 /// Where identities come from.
-#[derive(Args)]
+#[derive(Args, Default)]
 pub struct IdentityArgs {
     /// age identity file (in addition to SOPS_AGE_KEY_FILE, SOPS_AGE_KEY and ~/.config/sops/age/keys.txt).
     #[arg(long = "identity", value_name = "FILE")]
@@ -175,7 +155,7 @@ pub struct IdentityArgs {
 }
 
 /// Options shared by tree commands.
-#[derive(Args)]
+#[derive(Args, Default)]
 pub struct TreeArgs {
     /// Print the summary as JSON.
     #[arg(long)]
@@ -196,39 +176,78 @@ pub struct InputArgs {
 
 /// The input of encrypt/decrypt, resolved: its bytes and the name that decides its format
 /// and creation rule.
-struct Input {
-    bytes: Vec<u8>,
-    name: PathBuf,
+pub(crate) struct Input {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) name: PathBuf,
     /// The file read, `None` for stdin.
-    path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
 }
 
-impl InputArgs {
-    /// Reads the file, or stdin when `file` is `-` or absent.
-    fn read(&self, file: Option<&Path>) -> Result<Input> {
-        let file = file.filter(|f| *f != Path::new("-"));
-        match (file, &self.filename_override) {
-            (Some(f), o) => Ok(Input {
-                bytes: read(f)?,
-                name: o.clone().unwrap_or_else(|| f.to_path_buf()),
-                path: Some(f.to_path_buf()),
-            }),
-            (None, Some(o)) => {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
-                    .context("reading stdin")?;
-                Ok(Input {
-                    bytes,
-                    name: o.clone(),
-                    path: None,
-                })
-            }
-            (None, None) => bail!(
-                "no file given and no --filename-override: pass a FILE, or pass \
-                 --filename-override NAME to read stdin (NAME sets the format and creation rule)"
-            ),
+/// Reads `file`, or stdin when `file` is `-` or absent; stdin needs a name for its format
+/// (`name_override`) unless `typed` (an `--input-type` says it).
+pub(crate) fn read_input(
+    file: Option<&Path>,
+    name_override: Option<&Path>,
+    typed: bool,
+) -> Result<Input> {
+    let file = file.filter(|f| *f != Path::new("-"));
+    match (file, name_override) {
+        (Some(f), o) => Ok(Input {
+            bytes: read(f)?,
+            name: o.unwrap_or(f).to_path_buf(),
+            path: Some(f.to_path_buf()),
+        }),
+        (None, o) if o.is_some() || typed => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .context("reading stdin")?;
+            Ok(Input {
+                bytes,
+                name: o.unwrap_or(Path::new("stdin")).to_path_buf(),
+                path: None,
+            })
         }
+        (None, _) => bail!(
+            "no file given and no --filename-override: pass a FILE, or pass \
+             --filename-override NAME (or --input-type) to read stdin (NAME sets the format and \
+             creation rule)"
+        ),
     }
+}
+
+/// Where the result of encrypt/decrypt goes.
+pub(crate) enum Dest {
+    /// Printed.
+    Stdout,
+    /// Replaces the input file atomically.
+    InPlace,
+    /// A new file (created 0600; never overwritten).
+    New(PathBuf),
+}
+
+/// Puts `bytes` where `dest` says.
+pub(crate) fn deliver(dest: &Dest, input: &Input, bytes: &[u8]) -> Result<()> {
+    match dest {
+        Dest::Stdout => std::io::stdout().write_all(bytes)?,
+        Dest::InPlace => {
+            let Some(path) = &input.path else {
+                bail!("--in-place needs a FILE; stdin cannot be rewritten");
+            };
+            write_atomic(path, bytes)?;
+        }
+        Dest::New(p) => write_new_private(p, bytes)?,
+    }
+    Ok(())
+}
+
+/// The loud warning of `--ignore-mac`.
+pub(crate) fn warn_ignore_mac(name: &Path) {
+    eprintln!(
+        "WARNING: --ignore-mac: the MAC of {} is NOT checked. Values may have been \
+         removed, added or swapped since it was encrypted; use this output only to \
+         recover the file, then encrypt it again.",
+        name.display()
+    );
 }
 
 /// What `exec-env` and `exec-file` run.
@@ -426,10 +445,7 @@ fn recipients(args: &[String]) -> Result<Vec<AgeRecipient>> {
 }
 
 fn format_of(file: &Path, t: Option<InputType>) -> Result<FileFormat> {
-    Ok(match t {
-        Some(t) => FileFormat::from(t),
-        None => FileFormat::for_path(file)?,
-    })
+    Ok(request_format(file, t.map(FileFormat::from))?)
 }
 
 /// Runs a `secrets` subcommand; returns the exit status.
@@ -448,33 +464,32 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             input_type,
             output,
         } => {
-            let input = input.read(file.as_deref())?;
-            let in_fmt = format_of(&input.name, input_type)?;
-            let flags = Rules {
-                encrypted_regex,
-                unencrypted_regex,
-                encrypted_suffix,
-                unencrypted_suffix,
-                mac_only_encrypted,
+            let input = read_input(
+                file.as_deref(),
+                input.filename_override.as_deref(),
+                input_type.is_some(),
+            )?;
+            let req = EncryptRequest {
+                input_format: format_of(&input.name, input_type)?,
+                output_format: output.output_type.map(FileFormat::from),
+                age: recipients(&age)?,
+                rules: Rules {
+                    encrypted_regex,
+                    unencrypted_regex,
+                    encrypted_suffix,
+                    unencrypted_suffix,
+                    mac_only_encrypted,
+                },
+                config: config_near(&input.name),
             };
-            let (spec, rules) = if age.is_empty() {
-                let rule = rule_for_file(&input.name)?.ok_or(SopsError::NoRecipients)?;
-                let flags_given = flags != Rules::default();
-                (rule.keys, if flags_given { flags } else { rule.rules })
-            } else {
-                (KeySpec::single(recipients(&age)?), flags)
-            };
-            let (src, fmt) = output.convert(input.bytes.clone(), in_fmt)?;
-            let out = encrypt(&src, fmt, &spec, rules)
+            let out = encrypt_named(&input.bytes, &input.name, &req)
                 .with_context(|| format!("{}", input.name.display()))?;
-            if in_place {
-                let Some(path) = &input.path else {
-                    bail!("--in-place needs a FILE; stdin cannot be rewritten");
-                };
-                write_atomic(path, &out)?;
+            let dest = if in_place {
+                Dest::InPlace
             } else {
-                std::io::stdout().write_all(&out)?;
-            }
+                Dest::Stdout
+            };
+            deliver(&dest, &input, &out)?;
             Ok(0)
         }
         SecretsCommand::Decrypt {
@@ -487,26 +502,22 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             view,
         } => {
             let ids = Identities::from_env(&ids.identity)?;
-            let input = input.read(file.as_deref())?;
-            let fmt = format_of(&input.name, input_type)?;
-            let opener = if ignore_mac {
-                eprintln!(
-                    "WARNING: --ignore-mac: the MAC of {} is NOT checked. Values may have been \
-                     removed, added or swapped since it was encrypted; use this output only to \
-                     recover the file, then encrypt it again.",
-                    input.name.display()
-                );
-                open_ignoring_mac
-            } else {
-                open
-            };
-            let doc = opener(&input.bytes, fmt, Unlock::Identities(&ids))
-                .with_context(|| format!("{}", input.name.display()))?;
-            let plain = view.render(&doc)?;
-            match out {
-                Some(o) => write_new_private(&o, &plain)?,
-                None => std::io::stdout().write_all(&plain)?,
+            let input = read_input(
+                file.as_deref(),
+                input.filename_override.as_deref(),
+                input_type.is_some(),
+            )?;
+            let req = view.request(ignore_mac, input_type)?;
+            let fmt = request_format(&input.name, req.input_format)?;
+            if ignore_mac {
+                warn_ignore_mac(&input.name);
             }
+            let doc = req
+                .open(&input.bytes, fmt, &ids)
+                .with_context(|| format!("{}", input.name.display()))?;
+            let plain = req.render(&doc)?;
+            let dest = out.map_or(Dest::Stdout, Dest::New);
+            deliver(&dest, &input, &plain)?;
             Ok(0)
         }
         SecretsCommand::Filestatus {
@@ -514,7 +525,11 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             input,
             input_type,
         } => {
-            let input = input.read(file.as_deref())?;
+            let input = read_input(
+                file.as_deref(),
+                input.filename_override.as_deref(),
+                input_type.is_some(),
+            )?;
             let st = file_status(&input.bytes, format_of(&input.name, input_type)?)
                 .with_context(|| format!("{}", input.name.display()))?;
             out!("{}", serde_json::to_string(&st)?);
@@ -522,7 +537,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         }
         SecretsCommand::ExecEnv { exec } => {
             let (doc, cmd) = exec.open()?;
-            Ok(exec_env(&doc, &cmd)?)
+            Ok(exec_env(&doc, &cmd, false)?)
         }
         SecretsCommand::ExecFile { exec, no_fifo } => {
             let (doc, cmd) = exec.open()?;
@@ -531,7 +546,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             } else {
                 FileMode::Fifo
             };
-            Ok(exec_file(&doc.plaintext()?, &cmd, mode)?)
+            Ok(exec_file(&doc.plaintext()?, &cmd, mode, DEFAULT_FILE_NAME)?)
         }
         SecretsCommand::Set {
             file,
