@@ -22,8 +22,8 @@ pub enum SopsError {
         /// The construct.
         detail: String,
     },
-    /// The file is in a format sops has and this engine does not (INI).
-    #[error("{format} files are not supported by kiwictl yet ({detail}); nothing was written: use sops for this file, or pass --input-type binary to store the whole file as one encrypted value")]
+    /// The operation needs keys to address, and a file of this format has none (binary).
+    #[error("{format} input cannot be used here ({detail}); nothing was written")]
     UnsupportedFormat {
         /// Format name.
         format: &'static str,

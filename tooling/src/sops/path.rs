@@ -89,6 +89,7 @@ impl Node {
             }
             FileFormat::Json => format::json::parse_tree(plain),
             FileFormat::Dotenv => format::dotenv::parse_tree(plain),
+            FileFormat::Ini => format::ini::parse_tree(plain),
             FileFormat::Binary => Err(SopsError::UnsupportedFormat {
                 format: "binary",
                 detail: "a binary file has no keys to address; use --input-type".into(),

@@ -62,6 +62,16 @@ pub fn apply_plaintext(
     fmt: FileFormat,
     change: Change,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    if fmt == FileFormat::Ini {
+        // sops writes INI whole; the INI module keeps the comments through the change.
+        let text = std::str::from_utf8(plain).map_err(|_| SopsError::Malformed {
+            format: "ini",
+            detail: "not UTF-8".into(),
+        })?;
+        return Ok(zeroize::Zeroizing::new(
+            super::format::ini::apply(text, change)?.into_bytes(),
+        ));
+    }
     let mut tree = Node::parse(plain, fmt)?;
     let old = emit::document(&tree, fmt)?;
     match change {
@@ -79,7 +89,7 @@ pub fn apply_plaintext(
         Some(m) => zeroize::Zeroizing::new(m.into_bytes()),
         // A layout the merge cannot follow (one-line JSON, flow-style YAML): written whole in
         // sops's layout, as sops itself does, when that loses nothing (no comment can be in it).
-        None if fmt == FileFormat::Json || !plain.contains(&b'#') => return Ok(new),
+        None if fmt == FileFormat::Json || !has_comments(plain, fmt) => return Ok(new),
         None => return Err(layout()),
     };
     if emit::document(&Node::parse(&merged, fmt)?, fmt)? != new {
@@ -100,7 +110,14 @@ fn layout() -> SopsError {
 /// Lines that carry no data: blank lines and whole-line comments.
 fn is_extra(line: &str, fmt: FileFormat) -> bool {
     let t = line.trim();
-    t.is_empty() || (fmt != FileFormat::Json && t.starts_with('#'))
+    t.is_empty()
+        || (fmt != FileFormat::Json && t.starts_with('#'))
+        || (fmt == FileFormat::Ini && t.starts_with(';'))
+}
+
+/// Whether the plaintext may hold a comment (any `#`, or an INI `;`).
+fn has_comments(plain: &[u8], fmt: FileFormat) -> bool {
+    plain.contains(&b'#') || (fmt == FileFormat::Ini && plain.contains(&b';'))
 }
 
 /// Whether `a` (the file's line) and `b` (the canonical line) hold the same entry: same

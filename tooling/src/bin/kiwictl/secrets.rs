@@ -31,6 +31,8 @@ pub enum InputType {
     Json,
     /// dotenv.
     Dotenv,
+    /// INI.
+    Ini,
     /// Any bytes.
     Binary,
 }
@@ -41,6 +43,7 @@ impl From<InputType> for FileFormat {
             InputType::Yaml => FileFormat::Yaml,
             InputType::Json => FileFormat::Json,
             InputType::Dotenv => FileFormat::Dotenv,
+            InputType::Ini => FileFormat::Ini,
             InputType::Binary => FileFormat::Binary,
         }
     }
@@ -55,6 +58,8 @@ pub enum OutputType {
     Json,
     /// dotenv.
     Dotenv,
+    /// INI.
+    Ini,
 }
 
 impl From<OutputType> for FileFormat {
@@ -63,6 +68,7 @@ impl From<OutputType> for FileFormat {
             OutputType::Yaml => FileFormat::Yaml,
             OutputType::Json => FileFormat::Json,
             OutputType::Dotenv => FileFormat::Dotenv,
+            OutputType::Ini => FileFormat::Ini,
         }
     }
 }

@@ -95,10 +95,10 @@ struct Global {
     /// Only this part of the document: '["key"][0]'.
     #[arg(long, global = true, value_name = "PATH")]
     extract: Option<String>,
-    /// yaml, json, dotenv or binary (default: from the file name).
+    /// yaml, json, dotenv, ini or binary (default: from the file name).
     #[arg(long, global = true, value_name = "TYPE")]
     input_type: Option<String>,
-    /// yaml, json, dotenv or binary (default: the input's).
+    /// yaml, json, dotenv, ini or binary (default: the input's).
     #[arg(long, global = true, value_name = "TYPE")]
     output_type: Option<String>,
     /// Legacy set: '["key"] JSON_VALUE', written in place.
@@ -607,8 +607,9 @@ fn identities() -> Result<Identities> {
 /// An `--input-type`/`--output-type` value.
 fn input_type(t: Option<&str>) -> Result<Option<FileFormat>> {
     t.map(|t| {
-        FileFormat::from_name(t)
-            .ok_or_else(|| anyhow::anyhow!("unknown type `{t}`: pass yaml, json, dotenv or binary"))
+        FileFormat::from_name(t).ok_or_else(|| {
+            anyhow::anyhow!("unknown type `{t}`: pass yaml, json, dotenv, ini or binary")
+        })
     })
     .transpose()
 }

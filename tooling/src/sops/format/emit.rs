@@ -20,6 +20,7 @@ pub fn document(n: &Node, fmt: FileFormat) -> Result<Zeroizing<Vec<u8>>> {
             out.push('\n');
         }
         FileFormat::Dotenv => dotenv(n, &mut out)?,
+        FileFormat::Ini => out = super::ini::emit_tree(n)?,
         FileFormat::Binary => {
             return Err(SopsError::CannotEmit {
                 format: "binary",
@@ -38,7 +39,7 @@ pub fn extracted(n: &Node, fmt: FileFormat) -> Result<Zeroizing<Vec<u8>>> {
     match (n, fmt) {
         (Node::Scalar(Plain::Str(s)), _) => Ok(Zeroizing::new(s.as_bytes().to_vec())),
         (Node::Map(_), _) => document(n, fmt),
-        (_, FileFormat::Json) => {
+        (_, FileFormat::Json | FileFormat::Ini) => {
             let mut out = String::new();
             json(n, 0, &mut out)?;
             Ok(Zeroizing::new(out.into_bytes()))
