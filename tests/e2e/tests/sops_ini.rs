@@ -186,23 +186,24 @@ fn output_type_ini_matches_sops() {
         "[the_section]\nint           = 123\nfloat         = 1.23\nbool          = true\ndate          = 2025-01-02T00:00:00Z\ntimestamp     = 2025-01-02T03:04:05Z\nutc_timestamp = 2025-01-02T03:04:05Z\nstring        = this is a string\n"
     );
     assert_eq!(ours, theirs);
-    // And the other way: an INI file printed as JSON.
+    // And the other way: an INI file printed as JSON and as YAML (comments kept, as sops).
     let ini = fixtures().join("corpus/comments.ini");
-    let t = "json";
-    let args = ["--output-type", t, p(&ini)];
-    assert_eq!(
-        String::from_utf8_lossy(&ok(
-            &kiwi,
-            &[&["secrets", "decrypt"][..], &args].concat(),
-            Some("test1")
-        )),
-        String::from_utf8_lossy(&ok(
-            &sops,
-            &[&["decrypt"][..], &args].concat(),
-            Some("test1")
-        )),
-        "ini as {t}"
-    );
+    for t in ["json", "yaml"] {
+        let args = ["--output-type", t, p(&ini)];
+        assert_eq!(
+            String::from_utf8_lossy(&ok(
+                &kiwi,
+                &[&["secrets", "decrypt"][..], &args].concat(),
+                Some("test1")
+            )),
+            String::from_utf8_lossy(&ok(
+                &sops,
+                &[&["decrypt"][..], &args].concat(),
+                Some("test1")
+            )),
+            "ini as {t}"
+        );
+    }
     // A document that is not sections of scalars cannot be INI, in either tool (exit 4 in sops).
     let list = d.path().join("list.yaml");
     std::fs::write(&list, "a: [1, 2]\n").expect("write");

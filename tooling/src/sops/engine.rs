@@ -596,6 +596,17 @@ impl OpenDoc {
         Ok(Zeroizing::new(out))
     }
 
+    /// The comments' texts, decrypted, in document order.
+    pub(crate) fn comment_texts(&self) -> Vec<String> {
+        self.leaves
+            .iter()
+            .filter_map(|l| match l {
+                Opened::Comment { text, .. } => Some(text.clone()),
+                Opened::Value { .. } => None,
+            })
+            .collect()
+    }
+
     /// The data key's recipients, per group.
     pub fn recipients(&self) -> Vec<Vec<String>> {
         self.meta

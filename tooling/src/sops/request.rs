@@ -10,7 +10,8 @@ use super::agekeys::{AgeRecipient, Identities};
 use super::config::rule_for_file_in;
 use super::engine::{encrypt, open, open_ignoring_mac, KeySpec, OpenDoc, Unlock};
 use super::error::{Result, SopsError};
-use super::format::{emit, FileFormat};
+use super::format::emit::{self, Comments};
+use super::format::FileFormat;
 use super::metadata::Rules;
 use super::path::{Node, Step};
 
@@ -50,7 +51,9 @@ pub fn encrypt_named(plaintext: &[u8], name: &Path, req: &EncryptRequest) -> Res
     if fmt == req.input_format {
         return encrypt(plaintext, fmt, &spec, rules);
     }
-    let converted = emit::document(&Node::parse(plaintext, req.input_format)?, fmt)?;
+    let tree = Node::parse(plaintext, req.input_format)?;
+    let comments = Comments::parse(plaintext, req.input_format, &tree);
+    let converted = emit::document_with(&tree, fmt, &comments)?;
     encrypt(&converted, fmt, &spec, rules)
 }
 
@@ -87,9 +90,13 @@ impl DecryptRequest {
             return Ok(plain);
         }
         let tree = Node::parse(&plain, doc.format())?;
+        let mut comments = Comments::parse(&plain, doc.format(), &tree);
+        if doc.format() == FileFormat::Ini {
+            comments = comments.retext(&doc.comment_texts());
+        }
         match &self.extract {
-            Some(p) => emit::extracted(tree.get(p)?, out_fmt),
-            None => emit::document(&tree, out_fmt),
+            Some(p) => emit::extracted_with(tree.get(p)?, out_fmt, &comments.under(p)),
+            None => emit::document_with(&tree, out_fmt, &comments),
         }
     }
 }

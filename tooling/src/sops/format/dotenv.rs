@@ -199,7 +199,7 @@ pub(crate) fn plain_text(v: &Plain, path: &[String]) -> Result<String> {
         }
         Plain::Null => String::new(),
         Plain::Int(i) => i.to_string(),
-        Plain::Float(f) => crate::sops::value::go_format_float(*f),
+        Plain::Float(f) => crate::sops::value::go_val_to_string_float(*f),
         Plain::Bool(b) => b.to_string(),
         Plain::Time(t) => t.clone(),
     })

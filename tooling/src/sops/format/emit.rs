@@ -1,26 +1,144 @@
 //! Writing a whole plaintext tree the way sops writes each format: yaml.v3 with 4-space
-//! indentation, Go's `encoding/json` with tabs, and `KEY=value` lines. Used where sops prints
-//! a document it re-encoded (`--output-type`, `--extract` of a subtree); comments are not kept.
+//! indentation, Go's `encoding/json` with tabs, `KEY=value` lines, and go-ini. Used where sops
+//! prints a document it re-encoded (`--output-type`, `--extract` of a subtree). Comments go
+//! where sops's tree holds them ([`Comments`]): YAML, dotenv and INI print them, JSON has none.
 
 use zeroize::Zeroizing;
 
 use super::yaml_write;
-use super::FileFormat;
+use super::{FileFormat, Leaf};
 use crate::sops::error::{Result, SopsError};
-use crate::sops::path::Node;
+use crate::sops::path::{Node, Step};
 use crate::sops::value::{go_format_float_json, Plain};
+
+/// The comments of a plaintext document, where sops's tree holds them: in the mapping at a
+/// path, before the entry at an index (the number of entries: after the last). Comments inside
+/// lists are left out (sops keeps those as list items).
+#[derive(Debug, Clone, Default)]
+pub struct Comments(Vec<(Vec<String>, usize, String)>);
+
+impl Comments {
+    /// The comments of `plain` (a document of `fmt` whose tree is `tree`); none when they
+    /// cannot be placed.
+    pub fn parse(plain: &[u8], fmt: FileFormat, tree: &Node) -> Comments {
+        let Ok(text) = std::str::from_utf8(plain) else {
+            return Comments::default();
+        };
+        match fmt {
+            FileFormat::Dotenv => {
+                let mut keys = 0;
+                let mut v = Vec::new();
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    match line.strip_prefix('#') {
+                        Some(c) => v.push((vec![], keys, c.to_string())),
+                        None => keys += 1,
+                    }
+                }
+                Comments(v)
+            }
+            FileFormat::Ini => Comments(super::ini::comment_places(text).unwrap_or_default()),
+            FileFormat::Yaml => Comments(yaml_places(text, tree)),
+            FileFormat::Json | FileFormat::Binary => Comments::default(),
+        }
+    }
+
+    /// The same comments with the texts `texts` (in document order), when there are as many:
+    /// the decrypted comments of an INI file, whose plaintext holds them rewritten.
+    pub fn retext(self, texts: &[String]) -> Comments {
+        if texts.len() != self.0.len() {
+            return self;
+        }
+        Comments(
+            self.0
+                .into_iter()
+                .zip(texts)
+                .map(|((p, i, _), t)| (p, i, t.clone()))
+                .collect(),
+        )
+    }
+
+    /// The comments of the part at `path`, placed relative to it.
+    pub fn under(&self, path: &[Step]) -> Comments {
+        let mut keys = Vec::new();
+        for s in path {
+            match s {
+                Step::Key(k) => keys.push(k.clone()),
+                Step::Index(_) => return Comments::default(),
+            }
+        }
+        Comments(
+            self.0
+                .iter()
+                .filter_map(|(p, i, t)| {
+                    p.strip_prefix(keys.as_slice())
+                        .map(|rest| (rest.to_vec(), *i, t.clone()))
+                })
+                .collect(),
+        )
+    }
+
+    /// The comments before entry `index` of the mapping at `path`.
+    pub(crate) fn at<'a>(
+        &'a self,
+        path: &'a [String],
+        index: usize,
+    ) -> impl Iterator<Item = &'a str> {
+        self.0
+            .iter()
+            .filter(move |(p, i, _)| p.as_slice() == path && *i == index)
+            .map(|(_, _, t)| t.as_str())
+    }
+}
+
+/// Where the comments of a YAML document sit in its mappings: a comment's collection comes
+/// from the engine's parser; its index is the number of that mapping's keys met before it.
+fn yaml_places(text: &str, tree: &Node) -> Vec<(Vec<String>, usize, String)> {
+    let Ok(parsed) = super::yaml::parse(text) else {
+        return vec![];
+    };
+    let mut seen: Vec<Vec<String>> = Vec::new();
+    let mut out = Vec::new();
+    for leaf in &parsed.leaves {
+        match leaf {
+            Leaf::Value { path, .. } => {
+                for n in 1..=path.len() {
+                    if !seen.iter().any(|s| s.as_slice() == &path[..n]) {
+                        seen.push(path[..n].to_vec());
+                    }
+                }
+            }
+            Leaf::Comment { path, text, .. } => {
+                let steps: Vec<Step> = path.iter().cloned().map(Step::Key).collect();
+                if !matches!(tree.get(&steps), Ok(Node::Map(_))) {
+                    continue;
+                }
+                let index = seen
+                    .iter()
+                    .filter(|s| s.len() == path.len() + 1 && s.starts_with(path))
+                    .count();
+                out.push((path.clone(), index, text.clone()));
+            }
+        }
+    }
+    out
+}
 
 /// The document `n` as `fmt`, ending with a line break (sops's whole-document output).
 pub fn document(n: &Node, fmt: FileFormat) -> Result<Zeroizing<Vec<u8>>> {
+    document_with(n, fmt, &Comments::default())
+}
+
+/// [`document`] with `comments` where sops prints them.
+pub fn document_with(n: &Node, fmt: FileFormat, comments: &Comments) -> Result<Zeroizing<Vec<u8>>> {
     let mut out = String::new();
     match fmt {
-        FileFormat::Yaml => yaml(n, &mut out)?,
+        FileFormat::Yaml => yaml(n, comments, &mut out)?,
         FileFormat::Json => {
             json(n, 0, &mut out)?;
             out.push('\n');
         }
-        FileFormat::Dotenv => dotenv(n, &mut out)?,
-        FileFormat::Ini => out = super::ini::emit_tree(n)?,
+        FileFormat::Dotenv => dotenv(n, comments, &mut out)?,
+        FileFormat::Ini => out = super::ini::emit_tree(n, comments)?,
         FileFormat::Binary => {
             return Err(SopsError::CannotEmit {
                 format: "binary",
@@ -36,9 +154,18 @@ pub fn document(n: &Node, fmt: FileFormat) -> Result<Zeroizing<Vec<u8>>> {
 /// anything else as sops's stores emit one value (JSON without the final line break; dotenv
 /// only strings).
 pub fn extracted(n: &Node, fmt: FileFormat) -> Result<Zeroizing<Vec<u8>>> {
+    extracted_with(n, fmt, &Comments::default())
+}
+
+/// [`extracted`] with the comments of the part (see [`Comments::under`]).
+pub fn extracted_with(
+    n: &Node,
+    fmt: FileFormat,
+    comments: &Comments,
+) -> Result<Zeroizing<Vec<u8>>> {
     match (n, fmt) {
         (Node::Scalar(Plain::Str(s)), _) => Ok(Zeroizing::new(s.as_bytes().to_vec())),
-        (Node::Map(_), _) => document(n, fmt),
+        (Node::Map(_), _) => document_with(n, fmt, comments),
         (_, FileFormat::Json | FileFormat::Ini) => {
             let mut out = String::new();
             json(n, 0, &mut out)?;
@@ -59,9 +186,9 @@ fn next_indent(indent: usize) -> usize {
     4 * ((indent + 4) / 4)
 }
 
-fn yaml(n: &Node, out: &mut String) -> Result<()> {
+fn yaml(n: &Node, comments: &Comments, out: &mut String) -> Result<()> {
     match n {
-        Node::Map(m) if !m.is_empty() => yaml_map(m, 0, false, out),
+        Node::Map(m) if !m.is_empty() => yaml_map(m, 0, false, Some((&mut vec![], comments)), out),
         Node::List(l) if !l.is_empty() => yaml_list(l, 0, false, out),
         other => {
             yaml_inline(other, 4, out)?;
@@ -81,8 +208,40 @@ fn yaml_inline(n: &Node, block_indent: usize, out: &mut String) -> Result<()> {
     Ok(())
 }
 
-fn yaml_map(m: &[(String, Node)], indent: usize, inline: bool, out: &mut String) -> Result<()> {
+/// A comment as yaml.v3 writes sops's `#text`: later lines that do not start with `#` get `# `.
+fn yaml_comment(text: &str, indent: usize, out: &mut String) {
+    for (i, line) in text.split('\n').enumerate() {
+        out.push_str(&" ".repeat(indent));
+        if i > 0 && !line.starts_with('#') {
+            out.push_str("# ");
+        } else {
+            out.push('#');
+        }
+        out.push_str(if i > 0 && line.starts_with('#') {
+            &line[1..]
+        } else {
+            line
+        });
+        out.push('\n');
+    }
+}
+
+/// The path of the mapping being written and the document's comments (none inside lists).
+type Place<'a, 'p> = Option<(&'p mut Vec<String>, &'a Comments)>;
+
+fn yaml_map(
+    m: &[(String, Node)],
+    indent: usize,
+    inline: bool,
+    mut place: Place<'_, '_>,
+    out: &mut String,
+) -> Result<()> {
     for (i, (k, v)) in m.iter().enumerate() {
+        if let Some((path, c)) = &place {
+            for t in c.at(path, i) {
+                yaml_comment(t, indent, out);
+            }
+        }
         if !(inline && i == 0) {
             out.push_str(&" ".repeat(indent));
         }
@@ -91,7 +250,18 @@ fn yaml_map(m: &[(String, Node)], indent: usize, inline: bool, out: &mut String)
         match v {
             Node::Map(c) if !c.is_empty() => {
                 out.push('\n');
-                yaml_map(c, next_indent(indent), false, out)?;
+                let child = match &mut place {
+                    Some((path, cm)) => {
+                        path.push(k.clone());
+                        Some((&mut **path, *cm))
+                    }
+                    None => None,
+                };
+                let r = yaml_map(c, next_indent(indent), false, child, out);
+                if let Some((path, _)) = &mut place {
+                    path.pop();
+                }
+                r?;
             }
             Node::List(c) if !c.is_empty() => {
                 out.push('\n');
@@ -104,6 +274,11 @@ fn yaml_map(m: &[(String, Node)], indent: usize, inline: bool, out: &mut String)
             }
         }
     }
+    if let Some((path, c)) = &place {
+        for t in c.at(path, m.len()) {
+            yaml_comment(t, indent, out);
+        }
+    }
     Ok(())
 }
 
@@ -114,7 +289,7 @@ fn yaml_list(l: &[Node], indent: usize, inline: bool, out: &mut String) -> Resul
         }
         out.push_str("- ");
         match v {
-            Node::Map(c) if !c.is_empty() => yaml_map(c, indent + 2, true, out)?,
+            Node::Map(c) if !c.is_empty() => yaml_map(c, indent + 2, true, None, out)?,
             Node::List(c) if !c.is_empty() => yaml_list(c, indent + 2, true, out)?,
             other => {
                 yaml_inline(other, indent + 2, out)?;
@@ -190,14 +365,17 @@ fn json(n: &Node, depth: usize, out: &mut String) -> Result<()> {
     Ok(())
 }
 
-fn dotenv(n: &Node, out: &mut String) -> Result<()> {
+fn dotenv(n: &Node, comments: &Comments, out: &mut String) -> Result<()> {
     let Node::Map(m) = n else {
         return Err(SopsError::CannotEmit {
             format: "dotenv",
             detail: "the top level is not a mapping".into(),
         });
     };
-    for (k, v) in m {
+    for (i, (k, v)) in m.iter().enumerate() {
+        for t in comments.at(&[], i) {
+            out.push_str(&format!("#{t}\n"));
+        }
         let Node::Scalar(p) = v else {
             return Err(SopsError::CannotEmit {
                 format: "dotenv",
@@ -208,6 +386,9 @@ fn dotenv(n: &Node, out: &mut String) -> Result<()> {
         out.push('=');
         out.push_str(&super::dotenv::plain_text(p, std::slice::from_ref(k))?);
         out.push('\n');
+    }
+    for t in comments.at(&[], m.len()) {
+        out.push_str(&format!("#{t}\n"));
     }
     Ok(())
 }

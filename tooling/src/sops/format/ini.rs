@@ -16,6 +16,7 @@
 
 use std::ops::Range;
 
+use super::emit::Comments;
 use super::{Ctx, Leaf, MetaBlock, Parsed};
 use crate::sops::error::{Result, SopsError};
 use crate::sops::metadata::MVal;
@@ -488,13 +489,13 @@ pub(crate) fn meta_text(m: &MVal) -> String {
     )])
 }
 
-/// A plaintext INI document as sections of strings (comments left out).
+/// A plaintext INI document as sections of strings (comments left out; see
+/// [`comment_places`]). Like sops's tree, it always starts with `DEFAULT`, empty or not.
 pub(crate) fn parse_tree(src: &[u8]) -> Result<Node> {
     let text = std::str::from_utf8(src).map_err(|_| malformed("not UTF-8"))?;
     Ok(Node::Map(
         read(text)?
             .into_iter()
-            .filter(|s| !(s.header.is_none() && s.entries.is_empty()))
             .filter(|s| s.name != SOPS_SECTION || s.header.is_none())
             .map(|s| {
                 let entries = s
@@ -508,8 +509,28 @@ pub(crate) fn parse_tree(src: &[u8]) -> Result<Node> {
     ))
 }
 
-/// A tree as sops writes it as INI: every top-level value must be a mapping of scalars.
-pub(crate) fn emit_tree(n: &Node) -> Result<String> {
+/// Where sops's tree holds the comments of an INI document: a section's comment first in the
+/// section, a key's comment right after the key.
+pub(crate) fn comment_places(src: &str) -> Result<Vec<(Vec<String>, usize, String)>> {
+    let mut out = Vec::new();
+    for s in read(src)? {
+        let path = vec![s.name.clone()];
+        if let Some(c) = s.comment {
+            out.push((path.clone(), 0, c.text));
+        }
+        for (j, e) in s.entries.into_iter().enumerate() {
+            if let Some(c) = e.comment {
+                out.push((path.clone(), j + 1, c.text));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A tree as sops writes it as INI: every top-level value must be a mapping of scalars. A
+/// section's first comment goes before its header; a comment after a key goes before that key
+/// (the last one wins), as sops's encoder attaches them; others are dropped, as there.
+pub(crate) fn emit_tree(n: &Node, comments: &Comments) -> Result<String> {
     let cannot = |detail: &str| SopsError::CannotEmit {
         format: "ini",
         detail: detail.into(),
@@ -524,20 +545,23 @@ pub(crate) fn emit_tree(n: &Node) -> Result<String> {
                 "`{name}` is not a mapping: section values should always be mappings"
             )));
         };
-        let mut items = Vec::new();
-        for (k, v) in entries {
+        let path = [name.clone()];
+        let mut items: Vec<Item> = Vec::new();
+        for (i, (k, v)) in entries.iter().enumerate() {
             let Node::Scalar(p) = v else {
                 return Err(cannot(&format!(
                     "`{name}.{k}` is a list or mapping: INI holds only strings"
                 )));
             };
+            let comment = comments.at(&path, i + 1).last().map(str::to_string);
             items.push((
                 k.clone(),
                 value_string(p, &[name.clone(), k.clone()])?,
-                None,
+                comment,
             ));
         }
-        out.push((name.clone(), None, items));
+        let comment = comments.at(&path, 0).next().map(str::to_string);
+        out.push((name.clone(), comment, items));
     }
     Ok(write(&out))
 }
