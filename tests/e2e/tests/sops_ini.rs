@@ -3,7 +3,7 @@
 //! bytes sops gives for its own; `--output-type ini` matches (sops's functional test
 //! `test_ini_values_as_strings`); tree runs pick INI files up.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use kiwi_e2e::sops::*;
 
@@ -40,17 +40,26 @@ fn decrypt(bin: &Path, file: &Path, sub: bool) -> Vec<u8> {
     ok(bin, &args, Some("test1"))
 }
 
+/// Writes the plaintext `name` into `dir` and the real sops's encryption of it beside it.
+fn sops_made(dir: &Path, name: &str, text: &[u8]) -> (PathBuf, PathBuf) {
+    let plain = dir.join(name);
+    std::fs::write(&plain, text).expect("write");
+    let enc = dir.join(format!("sops.{name}"));
+    let out = ok(
+        &sops_bin(),
+        &["encrypt", "--age", &recipient("test1"), p(&plain)],
+        None,
+    );
+    std::fs::write(&enc, out).expect("write");
+    (plain, enc)
+}
+
 #[test]
 fn ini_made_by_sops_reads_and_changes_like_sops() {
     let (sops, kiwi) = (sops_bin(), kiwictl_bin());
     let d = tempfile::tempdir().expect("tempdir");
-    let r1 = recipient("test1");
     for (name, text) in plains() {
-        let plain = d.path().join(name);
-        std::fs::write(&plain, &text).expect("write");
-        let enc = d.path().join(format!("sops.{name}"));
-        std::fs::write(&enc, ok(&sops, &["encrypt", "--age", &r1, p(&plain)], None))
-            .expect("write");
+        let (_, enc) = sops_made(d.path(), name, &text);
         let theirs = decrypt(&sops, &enc, false);
         assert_eq!(
             String::from_utf8_lossy(&decrypt(&kiwi, &enc, true)),
@@ -111,14 +120,7 @@ fn ini_made_by_kiwictl_reads_in_sops() {
     let d = tempfile::tempdir().expect("tempdir");
     let r1 = recipient("test1");
     for (name, text) in plains() {
-        let plain = d.path().join(name);
-        std::fs::write(&plain, &text).expect("write");
-        let by_sops = d.path().join(format!("sops.{name}"));
-        std::fs::write(
-            &by_sops,
-            ok(&sops, &["encrypt", "--age", &r1, p(&plain)], None),
-        )
-        .expect("write");
+        let (plain, by_sops) = sops_made(d.path(), name, &text);
         let ours = ok(
             &kiwi,
             &["secrets", "encrypt", "--age", &r1, p(&plain)],

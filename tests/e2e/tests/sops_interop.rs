@@ -16,16 +16,20 @@ fn corpus() -> Vec<std::path::PathBuf> {
     v
 }
 
+/// A corpus file's name.
+fn name_of(f: &std::path::Path) -> String {
+    f.file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string()
+}
+
 #[test]
 fn corpus_decrypts_like_sops() {
     let (sops, kiwi) = (sops_bin(), kiwictl_bin());
     let mut checked = 0;
     for f in corpus() {
-        let name = f
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_string();
+        let name = name_of(&f);
         if name.starts_with("fail_") {
             continue;
         }
@@ -75,11 +79,7 @@ fn corpus_decrypts_like_sops() {
 fn corpus_tampered_files_are_rejected() {
     let (sops, kiwi) = (sops_bin(), kiwictl_bin());
     for f in corpus() {
-        let name = f
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_string();
+        let name = name_of(&f);
         if !name.starts_with("fail_") {
             continue;
         }
@@ -152,11 +152,7 @@ fn corpus_conversions_match_sops() {
     let (sops, kiwi) = (sops_bin(), kiwictl_bin());
     let mut checked = 0;
     for f in corpus() {
-        let name = f
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_string();
+        let name = name_of(&f);
         if name.starts_with("fail_") || name == "shamir.yaml" || name == "blob.bin" {
             continue;
         }

@@ -442,12 +442,20 @@ pub enum SecretsCommand {
     },
 }
 
-fn recipients(args: &[String]) -> Result<Vec<AgeRecipient>> {
+/// age recipients from comma-separated lists (`--age`, `--add-age`).
+pub(crate) fn recipients(args: &[String]) -> Result<Vec<AgeRecipient>> {
     Ok(args
         .iter()
         .map(|a| AgeRecipient::parse_list(a))
         .collect::<Result<Vec<_>, _>>()?
         .concat())
+}
+
+/// Recipients to remove, from comma-separated lists (`--rm-age`), as text.
+pub(crate) fn recipient_texts(args: &[String]) -> Vec<String> {
+    args.iter()
+        .flat_map(|r| r.split(',').map(|s| s.trim().to_string()))
+        .collect()
 }
 
 fn format_of(file: &Path, t: Option<InputType>) -> Result<FileFormat> {
@@ -638,10 +646,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         } => {
             let ids = Identities::from_env(&ids.identity)?;
             let add = recipients(&add_age)?;
-            let rm: Vec<String> = rm_age
-                .iter()
-                .flat_map(|r| r.split(',').map(|s| s.trim().to_string()))
-                .collect();
+            let rm = recipient_texts(&rm_age);
             let opts = TreeOptions {
                 progress: !tree.json,
                 jobs: tree.jobs,

@@ -21,11 +21,11 @@ use kiwi_tooling::sops::request::{encrypt_named, format_of, DecryptRequest, Encr
 use kiwi_tooling::sops::set::{apply_file, Change};
 use kiwi_tooling::sops::status::file_status;
 use kiwi_tooling::sops::tree::rotate_file;
-use kiwi_tooling::sops::{AgeRecipient, FileFormat, Identities, Rules, SopsError};
+use kiwi_tooling::sops::{FileFormat, Identities, OpenDoc, Rules, SopsError};
 
 use crate::secrets::{
-    deliver, read_input, warn_ignore_mac, Dest, IdentityArgs, Input, SecretsCommand,
-    TerminalEditor, TreeArgs,
+    deliver, read_input, recipient_texts, recipients, warn_ignore_mac, Dest, IdentityArgs, Input,
+    SecretsCommand, TerminalEditor, TreeArgs,
 };
 
 /// sops's exit statuses (getsops/sops `cmd/sops/codes/codes.go`) that the front gives.
@@ -534,8 +534,7 @@ fn verb(g: &Global, v: Verb) -> Result<u8> {
             command,
         } => {
             refused.check()?;
-            let (req, fmt) = decrypt_request(g, &file)?;
-            let doc = req.open(&read(&file)?, fmt, &identities()?)?;
+            let (_, doc) = open_file(g, &file)?;
             Ok(exit_byte(exec_env(&doc, &command.join(" "), pristine)?))
         }
         Verb::ExecFile {
@@ -546,8 +545,7 @@ fn verb(g: &Global, v: Verb) -> Result<u8> {
             command,
         } => {
             refused.check()?;
-            let (req, fmt) = decrypt_request(g, &file)?;
-            let doc = req.open(&read(&file)?, fmt, &identities()?)?;
+            let (req, doc) = open_file(g, &file)?;
             let mode = if no_fifo {
                 FileMode::TempFile
             } else {
@@ -676,6 +674,13 @@ fn input(g: &Global, file: Option<&Path>) -> Result<Input> {
     read_input(file, g.filename_override.as_deref(), g.input_type.is_some())
 }
 
+/// Opens `file` with the global flags' decrypt request.
+fn open_file(g: &Global, file: &Path) -> Result<(DecryptRequest, OpenDoc)> {
+    let (req, fmt) = decrypt_request(g, file)?;
+    let doc = req.open(&read(file)?, fmt, &identities()?)?;
+    Ok((req, doc))
+}
+
 fn decrypt(g: &Global, file: Option<&Path>) -> Result<u8> {
     let dest = dest(g)?;
     let input = input(g, file)?;
@@ -686,15 +691,6 @@ fn decrypt(g: &Global, file: Option<&Path>) -> Result<u8> {
     let doc = req.open(&input.bytes, fmt, &identities()?)?;
     deliver(&dest, &input, &req.render(&doc)?)?;
     Ok(0)
-}
-
-/// Recipients from comma-separated lists.
-fn recipients(lists: &[String]) -> Result<Vec<AgeRecipient>> {
-    Ok(lists
-        .iter()
-        .map(|l| AgeRecipient::parse_list(l))
-        .collect::<Result<Vec<_>, _>>()?
-        .concat())
 }
 
 fn encrypt(g: &Global, file: Option<&Path>) -> Result<u8> {
@@ -730,11 +726,7 @@ fn encrypt(g: &Global, file: Option<&Path>) -> Result<u8> {
 fn rotate(g: &Global, file: &Path) -> Result<u8> {
     let dest = dest(g)?;
     let input = read_input(Some(file), None, false)?;
-    let rm: Vec<String> = g
-        .rm_age
-        .iter()
-        .flat_map(|r| r.split(',').map(|s| s.trim().to_string()))
-        .collect();
+    let rm = recipient_texts(&g.rm_age);
     let outcome = rotate_file(
         file,
         &input.bytes,
