@@ -11,17 +11,16 @@
 //! unset_json_file, unset_yaml_file, decrypt_file_no_mac, decrypt_from_stdin, encrypt_comments,
 //! encrypt_comments_list, decrypt_comments, roundtrip_shamir,
 //! roundtrip_shamir_missing_decryption_key, extract_string, roundtrip_binary, output_flag,
-//! exec_env, exec_file, exec_file_filename.
+//! exec_env, exec_file, exec_file_filename, test_no_keygroups, test_zero_keygroups,
+//! test_empty_keygroup (the refusal and its status; the message is kiwictl's own),
+//! test_yaml_time, test_ini_values_as_strings.
 //!
 //! Skipped: publish_json_file_s3, publish_json_file_vault, publish_json_file_vault_version_1,
 //! encrypt_json_file_kms, roundtrip_kms_encryption_context (cloud services; the front refuses
 //! publish and KMS, checked below); test_decrypt_file_multiple_keys,
 //! decrypt_comments_unencrypted_comments, decrypt_format (PGP-only fixtures);
-//! test_no_keygroups, test_zero_keygroups, test_empty_keygroup (they check sops's exact error
-//! text for configs without keys; kiwictl refuses those configs with its own message);
 //! set_json_file_update_idempotent_write (`set --output-type yaml` converting a JSON file: the
-//! front refuses a format change on set, saying so); test_yaml_time and
-//! test_ini_values_as_strings (date normalisation and INI, outside the front).
+//! front refuses a format change on set, saying so).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,7 +57,7 @@ impl Env {
         std::fs::write(
             dir.path().join(".sops.yaml"),
             format!(
-                "creation_rules:\n  - path_regex: test_roundtrip_keygroups\\.yaml$\n    key_groups:\n      - age: [{r1}]\n      - age: [{r2}]\n  - path_regex: test_roundtrip_keygroups_missing_decryption_key\\.yaml$\n    key_groups:\n      - age: [{r1}]\n      - age: [{r3}]\n  - age: {r1}\n"
+                "creation_rules:\n  - path_regex: test_no_keygroups\\.yaml$\n  - path_regex: test_zero_keygroups\\.yaml$\n    key_groups: []\n  - path_regex: test_empty_keygroup\\.yaml$\n    key_groups:\n      - {{}}\n  - path_regex: test_roundtrip_keygroups\\.yaml$\n    key_groups:\n      - age: [{r1}]\n      - age: [{r2}]\n  - path_regex: test_roundtrip_keygroups_missing_decryption_key\\.yaml$\n    key_groups:\n      - age: [{r1}]\n      - age: [{r3}]\n  - age: {r1}\n"
             ),
         )
         .expect("write .sops.yaml");
@@ -391,6 +390,52 @@ fn shamir_and_exec() {
         );
         assert!(
             String::from_utf8_lossy(&out).trim_end().ends_with("foobar"),
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn key_groups_time_and_ini() {
+    for mode in MODES {
+        let e = Env::new(mode);
+        // test_no_keygroups, test_zero_keygroups, test_empty_keygroup: refused, file untouched.
+        for n in [
+            "test_no_keygroups",
+            "test_zero_keygroups",
+            "test_empty_keygroup",
+        ] {
+            let f = e.file(&format!("{n}.yaml"), b"a: secret");
+            let o = e.run(&e.encrypter(), &["encrypt", "-i", &f]);
+            assert_eq!(o.status.code(), Some(1), "{mode:?} {n}");
+            assert_eq!(
+                std::fs::read(&f).expect("read"),
+                b"a: secret",
+                "{mode:?} {n}"
+            );
+        }
+        // test_yaml_time
+        let f = e.file(
+            "test_time.yaml",
+            b"a: 2024-01-01\nb: 2006-01-02T15:04:05+07:06",
+        );
+        e.encrypt_in_place(&f);
+        e.ok(&e.rest(), &["decrypt", "-i", &f]);
+        assert_eq!(
+            std::fs::read_to_string(&f).expect("read"),
+            "a: 2024-01-01T00:00:00Z\nb: 2006-01-02T15:04:05+07:06\n",
+            "{mode:?}"
+        );
+        // test_ini_values_as_strings
+        let f = e.file(
+            "test_ini_values_as_strings.yaml",
+            b"the_section:\n  int: 123\n  float: 1.23\n  bool: true\n  date: 2025-01-02\n  timestamp: 2025-01-02 03:04:05\n  utc_timestamp: 2025-01-02T03:04:05Z\n  string: this is a string",
+        );
+        e.encrypt_in_place(&f);
+        let out = e.ok(&e.rest(), &["decrypt", "--output-type", "ini", &f]);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "[the_section]\nint           = 123\nfloat         = 1.23\nbool          = true\ndate          = 2025-01-02T00:00:00Z\ntimestamp     = 2025-01-02T03:04:05Z\nutc_timestamp = 2025-01-02T03:04:05Z\nstring        = this is a string\n",
             "{mode:?}"
         );
     }
