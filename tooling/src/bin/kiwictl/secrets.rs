@@ -127,7 +127,9 @@ pub(crate) struct TerminalEditor;
 
 impl EditCallbacks for TerminalEditor {
     fn edit(&mut self, path: &Path) -> std::io::Result<bool> {
-        let editor = std::env::var("VISUAL")
+        // SOPS_EDITOR first, as sops 3.x reads it, then the usual variables.
+        let editor = std::env::var("SOPS_EDITOR")
+            .or_else(|_| std::env::var("VISUAL"))
             .or_else(|_| std::env::var("EDITOR"))
             .unwrap_or_else(|_| "vi".into());
         // Through the shell, so EDITOR may carry arguments ("code --wait"); the key stays out

@@ -518,6 +518,12 @@ fn verb(g: &Global, v: Verb) -> Result<u8> {
             path,
         } => change(g, &file, Change::Unset(tree_path(&path)?), idempotent),
         Verb::Updatekeys { yes, files } => {
+            if g.config.is_some() {
+                bail!(
+                    "updatekeys --config: kiwictl takes each file's rule from the .sops.yaml \
+                     above that file; run it without --config (nothing was changed)"
+                );
+            }
             let cmd = SecretsCommand::Updatekeys {
                 paths: files,
                 yes,
