@@ -369,6 +369,22 @@ mod tests {
     }
 
     #[test]
+    fn floats_as_sops_val_to_string() {
+        for (f, want) in [
+            (1234568000.5, "1.2345680005E+09"),
+            (1e21, "1E+21"),
+            (1e-7, "1E-07"),
+            (100.0, "100.0"),
+            (0.0, "0.0"),
+            (1.5, "1.5"),
+            (0.0001, "0.0001"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(go_val_to_string_float(f), want, "{f}");
+        }
+    }
+
+    #[test]
     fn yaml_v3_normalisation() {
         assert_eq!(mac("0x1F"), "31");
         assert_eq!(mac("0o17"), "15");

@@ -412,6 +412,34 @@ mod tests {
     }
 
     #[test]
+    fn comments_go_where_sops_prints_them() {
+        let env = b"#c0\nA=1\n# c1\nB=2\n#end\n";
+        let n = Node::parse(env, FileFormat::Dotenv).unwrap();
+        let c = Comments::parse(env, FileFormat::Dotenv, &n);
+        let yaml = document_with(&n, FileFormat::Yaml, &c).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&yaml).unwrap(),
+            "#c0\nA: \"1\"\n# c1\nB: \"2\"\n#end\n"
+        );
+        let src = b"# head\na:\n    b: 1\n    # in a\nc: 2\n";
+        let n = Node::parse(src, FileFormat::Yaml).unwrap();
+        let c = Comments::parse(src, FileFormat::Yaml, &n);
+        let a = [Step::Key("a".into())];
+        assert_eq!(
+            std::str::from_utf8(
+                &extracted_with(n.get(&a).unwrap(), FileFormat::Yaml, &c.under(&a)).unwrap()
+            )
+            .unwrap(),
+            "b: 1\n# in a\n"
+        );
+        assert_eq!(
+            std::str::from_utf8(&document_with(&n, FileFormat::Dotenv, &c).unwrap_or_default())
+                .unwrap(),
+            ""
+        );
+    }
+
+    #[test]
     fn json_escapes_like_go() {
         let n = Node::parse(b"a: \"<&>\"\nb: [1.5, null]\n", FileFormat::Yaml).unwrap();
         assert_eq!(
