@@ -441,6 +441,58 @@ fn key_groups_time_and_ini() {
     }
 }
 
+/// The command lines helm-secrets' sops backend runs (`scripts/lib/backends/sops.sh`): both
+/// tools give the same output for each.
+#[test]
+fn helm_secrets_command_lines() {
+    let e = Env::new(Mode::KiwiOnly);
+    let plain = e.file("secrets.yaml", b"db:\n    password: s3cr3t\n");
+    let enc = e.file("enc.yaml", &e.ok(&sops_bin(), &["encrypt", &plain]));
+    for (i, bin) in [sops_bin(), e.kiwi.clone()].into_iter().enumerate() {
+        let t = ["--input-type", "yaml", "--output-type", "yaml"];
+        let out = e.ok(&bin, &[&["--decrypt"][..], &t, &[enc.as_str()]].concat());
+        assert_eq!(out, b"db:\n    password: s3cr3t\n", "{}", bin.display());
+        let dec = e.dir.path().join(format!("dec.{i}.yaml"));
+        e.ok(
+            &bin,
+            &[&["--decrypt"][..], &t, &["--output", p(&dec), &enc]].concat(),
+        );
+        assert_eq!(std::fs::read(&dec).expect("read"), out);
+        let copy = e.file("copy.yaml", b"a: b\n");
+        e.ok(
+            &bin,
+            &[&["--encrypt"][..], &t, &["--in-place", &copy]].concat(),
+        );
+        assert!(e.decrypted(&sops_bin(), &copy)["a"] == "b");
+    }
+    let lit_plain = br#"{"k": "v"}"#;
+    let o = e.run_with(
+        &sops_bin(),
+        &["encrypt", "--filename-override", "x.json"],
+        &["test1"],
+        Some(lit_plain),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for bin in [sops_bin(), e.kiwi.clone()] {
+        let d = e.run_with(
+            &bin,
+            &[
+                "--decrypt",
+                "--input-type",
+                "json",
+                "--output-type",
+                "json",
+                "/dev/stdin",
+            ],
+            &["test1"],
+            Some(&o.stdout),
+        );
+        assert!(d.status.success(), "{}: {}", bin.display(), stderr(&d));
+        let v: serde_json::Value = serde_json::from_slice(&d.stdout).expect("json");
+        assert_eq!(v["k"], "v");
+    }
+}
+
 /// The front's own promises: what it says it is, sops's exit codes scripts test, and clear
 /// refusals that change nothing.
 #[test]
