@@ -25,7 +25,7 @@ fn plains() -> Vec<(&'static str, Vec<u8>)> {
         .collect();
     v.push((
         "odd.ini",
-        b"a=1\nb : two\n#c1\n#c2\n[s1]\n  x =  `q#r`\ny=\"  sp  \"\nz = v ; why\n[s2]\nk=v"
+        b"a=1\nb : two\n#c1\n#c2\n[s1]\n  x =  `q#r`\ny=\"  sp  \"\nz = v ; why\nm = \"\"\"l1\n\n  l3\"\"\"\n[s2]\nk=v"
             .to_vec(),
     ));
     v

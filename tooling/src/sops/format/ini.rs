@@ -10,9 +10,10 @@
 //! sops wrote is already in it, so its decrypted form is the bytes sops prints. Like sops, a
 //! comment after the last key of the file and inline comments after values are dropped.
 //!
-//! Refused with a clear error rather than guessed: values continued over several lines
-//! (`"""` blocks, trailing `\`), quoted key names, keys without `=`, and a key twice in one
-//! section.
+//! Refused with a clear error rather than guessed: values continued with a trailing `\` or in
+//! backquotes over several lines, quoted key names, keys without `=`, and a key twice in one
+//! section. (`"""` values over several lines are read as go-ini reads them: sops writes one
+//! for a value holding a line break, and sops 3.13.0/3.13.1 wrote its metadata so.)
 
 use std::ops::Range;
 
@@ -96,7 +97,8 @@ fn read_value(raw: &str, line_no: usize) -> Result<(String, Range<usize>, Option
             let inner = &v[q.len()..];
             let Some(close) = inner.rfind(q) else {
                 return Err(unsupported(format!(
-                    "line {line_no}: a value continued over several lines ({q}); write it on one line"
+                    "line {line_no}: a `{q}` value continued over several lines; write it on one \
+                     line"
                 )));
             };
             return Ok((inner[..close].to_string(), lead..end, None));
@@ -133,7 +135,8 @@ fn read(src: &str) -> Result<Vec<Section>> {
     }];
     let mut pending: Option<(String, Range<usize>)> = None;
     let mut pos = 0;
-    for (n, raw) in src.split_inclusive('\n').enumerate() {
+    let mut lines = src.split_inclusive('\n').enumerate();
+    while let Some((n, raw)) = lines.next() {
         let line_no = n + 1;
         let start = pos;
         pos += raw.len();
@@ -196,7 +199,33 @@ fn read(src: &str) -> Result<Vec<Section>> {
             )));
         }
         let value_at = start + lead + d + 1;
-        let (value, span, inline) = read_value(&t[d + 1..], line_no)?;
+        let raw_value = &t[d + 1..];
+        let vt = raw_value.trim_start();
+        let (value, span, inline) =
+            if vt.len() > 3 && vt.starts_with("\"\"\"") && !vt[3..].contains("\"\"\"") {
+                // go-ini's multi-line value: every line up to the one holding the closing quotes.
+                let open = value_at + raw_value.len() - vt.len();
+                let mut value = vt[3..].trim_end_matches(['\n', '\r']).to_string();
+                loop {
+                    let Some((_, next)) = lines.next() else {
+                        return Err(malformed(format!(
+                            "line {line_no}: a \"\"\" value without its closing \"\"\""
+                        )));
+                    };
+                    let next_start = pos;
+                    pos += next.len();
+                    let text = next.trim_end_matches(['\n', '\r']);
+                    value.push('\n');
+                    if let Some(close) = text.rfind("\"\"\"") {
+                        value.push_str(&text[..close]);
+                        let end = next_start + close + 3;
+                        break (value, open - value_at..end - value_at, None);
+                    }
+                    value.push_str(text);
+                }
+            } else {
+                read_value(raw_value, line_no)?
+            };
         if let Some(c) = &inline {
             // go-ini adds a comment after the value to the comment lines before the key.
             let end = start + content.len();
@@ -481,7 +510,9 @@ fn value_string(v: &Plain, path: &[String]) -> Result<String> {
 
 /// The `[sops]` section for `m`.
 pub(crate) fn meta_text(m: &MVal) -> String {
-    let pairs = super::dotenv::flat_pairs(m);
+    // sops 3.11 writes these keys in Go's random map order; 3.13 sorts them, and so do we.
+    let mut pairs = super::dotenv::flat_pairs(m);
+    pairs.sort();
     write(&[(
         SOPS_SECTION.to_string(),
         None,
@@ -604,8 +635,24 @@ mod tests {
     }
 
     #[test]
+    fn multi_line_values_as_go_ini_reads_them() {
+        let src = "[a]\nk = \"\"\"l1\n\nl3\"\"\"\nz = 1\n";
+        let p = parse(src).unwrap();
+        let Leaf::Value { value, span, .. } = &p.leaves[0] else {
+            panic!("not a value")
+        };
+        assert_eq!(*value, Plain::str("l1\n\nl3"));
+        assert_eq!(&src[span.clone()], "\"\"\"l1\n\nl3\"\"\"");
+        assert_eq!(
+            canonical(src).unwrap(),
+            "[a]\nk = \"\"\"l1\n\nl3\"\"\"\nz = 1\n"
+        );
+        assert!(parse("[a]\nk = \"\"\"x\n").is_err());
+    }
+
+    #[test]
     fn unsupported_layouts_are_refused() {
-        assert!(parse("[a]\nk = \"\"\"x\ny\"\"\"\n").is_err());
+        assert!(parse("[a]\nk = `x\ny`\n").is_err());
         assert!(parse("[a]\nk = x\\\n").is_err());
         assert!(parse("[a]\nk\n").is_err());
         assert!(parse("[a]\nk = 1\nk = 2\n").is_err());
