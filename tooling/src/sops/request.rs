@@ -102,9 +102,6 @@ impl DecryptRequest {
 }
 
 /// The format of the file named `name`: `given` (an `--input-type`) or its extension's.
-pub fn format_of(name: &Path, given: Option<FileFormat>) -> Result<FileFormat> {
-    match given {
-        Some(f) => Ok(f),
-        None => FileFormat::for_path(name),
-    }
+pub fn format_of(name: &Path, given: Option<FileFormat>) -> FileFormat {
+    given.unwrap_or_else(|| FileFormat::from_path(name))
 }

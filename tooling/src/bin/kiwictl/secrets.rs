@@ -117,7 +117,7 @@ pub struct DailyArgs {
 /// Runs `set` or `unset` on one file.
 fn change_file(file: &Path, daily: DailyArgs, change: Change) -> Result<i32> {
     let ids = Identities::from_env(&daily.ids.identity)?;
-    let fmt = format_of(file, daily.input_type)?;
+    let fmt = format_of(file, daily.input_type);
     apply_file(file, fmt, &ids, change, false).with_context(|| format!("{}", file.display()))?;
     Ok(0)
 }
@@ -280,7 +280,7 @@ impl ExecArgs {
         let src = read(&self.file)?;
         let doc = open(
             &src,
-            format_of(&self.file, self.input_type)?,
+            format_of(&self.file, self.input_type),
             Unlock::Identities(&ids),
         )
         .with_context(|| format!("{}", self.file.display()))?;
@@ -460,8 +460,8 @@ pub(crate) fn recipient_texts(args: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn format_of(file: &Path, t: Option<InputType>) -> Result<FileFormat> {
-    Ok(request_format(file, t.map(FileFormat::from))?)
+fn format_of(file: &Path, t: Option<InputType>) -> FileFormat {
+    request_format(file, t.map(FileFormat::from))
 }
 
 /// Runs a `secrets` subcommand; returns the exit status.
@@ -486,7 +486,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 input_type.is_some(),
             )?;
             let req = EncryptRequest {
-                input_format: format_of(&input.name, input_type)?,
+                input_format: format_of(&input.name, input_type),
                 output_format: output.output_type.map(FileFormat::from),
                 age: recipients(&age)?,
                 rules: Rules {
@@ -524,7 +524,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 input_type.is_some(),
             )?;
             let req = view.request(ignore_mac, input_type)?;
-            let fmt = request_format(&input.name, req.input_format)?;
+            let fmt = request_format(&input.name, req.input_format);
             if ignore_mac {
                 warn_ignore_mac(&input.name);
             }
@@ -546,7 +546,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
                 input.filename_override.as_deref(),
                 input_type.is_some(),
             )?;
-            let st = file_status(&input.bytes, format_of(&input.name, input_type)?)
+            let st = file_status(&input.bytes, format_of(&input.name, input_type))
                 .with_context(|| format!("{}", input.name.display()))?;
             out!("{}", serde_json::to_string(&st)?);
             Ok(0)
@@ -579,7 +579,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         }
         SecretsCommand::Edit { file, daily } => {
             let ids = Identities::from_env(&daily.ids.identity)?;
-            let fmt = format_of(&file, daily.input_type)?;
+            let fmt = format_of(&file, daily.input_type);
             match edit_file(&file, fmt, &ids, &mut TerminalEditor)
                 .with_context(|| format!("{}", file.display()))?
             {

@@ -567,7 +567,7 @@ fn verb(g: &Global, v: Verb) -> Result<u8> {
         }
         Verb::Filestatus { file } => {
             let input = input(g, file.as_deref())?;
-            let fmt = format_of(&input.name, input_type(g.input_type.as_deref())?)?;
+            let fmt = format_of(&input.name, input_type(g.input_type.as_deref())?);
             let st = file_status(&input.bytes, fmt)?;
             out!("{}", serde_json::to_string(&st)?);
             Ok(0)
@@ -664,7 +664,7 @@ fn decrypt_request(g: &Global, name: &Path) -> Result<(DecryptRequest, FileForma
         extract: g.extract.as_deref().map(tree_path).transpose()?,
         ignore_mac: g.ignore_mac,
     };
-    let fmt = format_of(name, req.input_format)?;
+    let fmt = format_of(name, req.input_format);
     Ok((req, fmt))
 }
 
@@ -712,7 +712,7 @@ fn encrypt(g: &Global, file: Option<&Path>) -> Result<u8> {
     }
     let name = std::path::absolute(&input.name).unwrap_or(input.name.clone());
     let req = EncryptRequest {
-        input_format: format_of(&input.name, input_type(g.input_type.as_deref())?)?,
+        input_format: format_of(&input.name, input_type(g.input_type.as_deref())?),
         output_format: input_type(g.output_type.as_deref())?,
         age: recipients(&age)?,
         rules: Rules {
@@ -749,7 +749,7 @@ fn rotate(g: &Global, file: &Path) -> Result<u8> {
 }
 
 fn change(g: &Global, file: &Path, change: Change, idempotent: bool) -> Result<u8> {
-    let fmt = format_of(file, input_type(g.input_type.as_deref())?)?;
+    let fmt = format_of(file, input_type(g.input_type.as_deref())?);
     if input_type(g.output_type.as_deref())?.is_some_and(|o| o != fmt) {
         bail!(
             "--output-type differs from the file's format: kiwictl keeps a file's format on \
@@ -762,7 +762,7 @@ fn change(g: &Global, file: &Path, change: Change, idempotent: bool) -> Result<u
 }
 
 fn edit(g: &Global, file: &Path) -> Result<u8> {
-    let fmt = format_of(file, input_type(g.input_type.as_deref())?)?;
+    let fmt = format_of(file, input_type(g.input_type.as_deref())?);
     match edit_file(file, fmt, &identities()?, &mut TerminalEditor)
         .with_context(|| format!("{}", file.display()))?
     {

@@ -58,11 +58,6 @@ impl FileFormat {
         }
     }
 
-    /// The format of a file named `path` without an `--input-type` ([`FileFormat::from_path`]).
-    pub fn for_path(path: &Path) -> Result<FileFormat> {
-        Ok(FileFormat::from_path(path))
-    }
-
     /// Parses a `--input-type` value.
     pub fn from_name(s: &str) -> Option<FileFormat> {
         match s {
