@@ -11,11 +11,15 @@ use crate::sops::error::{Result, SopsError};
 use crate::sops::path::{Node, Step};
 use crate::sops::value::{go_format_float_json, Plain};
 
-/// The comments of a plaintext document, where sops's tree holds them: in the mapping at a
-/// path, before the entry at an index (the number of entries: after the last). Comments inside
-/// lists are left out (sops keeps those as list items).
+/// Where a comment goes: in the mapping or list at a path, before the entry at an index (the
+/// number of entries: after the last), and its text.
+pub(crate) type Place = (Vec<Step>, usize, String);
+
+/// The comments of a plaintext document, where sops's tree holds them: in the mapping or list
+/// at a path, before the entry at an index. (sops keeps a comment in a list as a list item;
+/// here it only decides where the comment is printed.)
 #[derive(Debug, Clone, Default)]
-pub struct Comments(Vec<(Vec<String>, usize, String)>);
+pub struct Comments(Vec<Place>);
 
 impl Comments {
     /// The comments of `plain` (a document of `fmt` whose tree is `tree`); none when they
@@ -59,28 +63,21 @@ impl Comments {
 
     /// The comments of the part at `path`, placed relative to it.
     pub fn under(&self, path: &[Step]) -> Comments {
-        let mut keys = Vec::new();
-        for s in path {
-            match s {
-                Step::Key(k) => keys.push(k.clone()),
-                Step::Index(_) => return Comments::default(),
-            }
-        }
         Comments(
             self.0
                 .iter()
                 .filter_map(|(p, i, t)| {
-                    p.strip_prefix(keys.as_slice())
+                    p.strip_prefix(path)
                         .map(|rest| (rest.to_vec(), *i, t.clone()))
                 })
                 .collect(),
         )
     }
 
-    /// The comments before entry `index` of the mapping at `path`.
+    /// The comments before entry `index` of the mapping or list at `path`.
     pub(crate) fn at<'a>(
         &'a self,
-        path: &'a [String],
+        path: &'a [Step],
         index: usize,
     ) -> impl Iterator<Item = &'a str> {
         self.0
@@ -90,9 +87,10 @@ impl Comments {
     }
 }
 
-/// Where the comments of a YAML document sit in its mappings: a comment's collection comes
-/// from the engine's parser; its index is the number of that mapping's keys met before it.
-fn yaml_places(text: &str, tree: &Node) -> Vec<(Vec<String>, usize, String)> {
+/// Where the comments of a YAML document sit: a comment's collection comes from the engine's
+/// parser; in a mapping, its index is the number of that mapping's keys met before it; in a
+/// list, see [`list_place`].
+fn yaml_places(text: &str, tree: &Node) -> Vec<Place> {
     let Ok(parsed) = super::yaml::parse(text) else {
         return vec![];
     };
@@ -107,20 +105,75 @@ fn yaml_places(text: &str, tree: &Node) -> Vec<(Vec<String>, usize, String)> {
                     }
                 }
             }
-            Leaf::Comment { path, text, .. } => {
+            Leaf::Comment {
+                path,
+                text: t,
+                span,
+            } => {
                 let steps: Vec<Step> = path.iter().cloned().map(Step::Key).collect();
-                if !matches!(tree.get(&steps), Ok(Node::Map(_))) {
-                    continue;
+                match tree.get(&steps) {
+                    Ok(Node::Map(_)) => {
+                        let index = seen
+                            .iter()
+                            .filter(|s| s.len() == path.len() + 1 && s.starts_with(path))
+                            .count();
+                        out.push((steps, index, t.clone()));
+                    }
+                    Ok(Node::List(items)) => {
+                        let first = parsed.leaves.iter().find_map(|l| match l {
+                            Leaf::Value { path: p, span, .. } if p.starts_with(path) => {
+                                Some(span.start)
+                            }
+                            _ => None,
+                        });
+                        if let Some(p) = first.and_then(|f| list_place(text, f, span.start, items))
+                        {
+                            let (mut at, index) = p;
+                            at.splice(0..0, steps);
+                            out.push((at, index, t.clone()));
+                        }
+                    }
+                    _ => {}
                 }
-                let index = seen
-                    .iter()
-                    .filter(|s| s.len() == path.len() + 1 && s.starts_with(path))
-                    .count();
-                out.push((path.clone(), index, text.clone()));
             }
         }
     }
     out
+}
+
+/// Where a comment at byte `at` goes in a block list whose first value is at byte `first`:
+/// sops keeps it in the list when it is at the items' `-` column (before the next item), or
+/// in the mapping item it is indented into (after that mapping's keys above it). Returns the
+/// path below the list and the index; `None` for a layout this does not follow.
+fn list_place(src: &str, first: usize, at: usize, items: &[Node]) -> Option<(Vec<Step>, usize)> {
+    let line_start = |b: usize| src[..b].rfind('\n').map_or(0, |i| i + 1);
+    let col = |l: &str| l.len() - l.trim_start().len();
+    let first_line = line_start(first);
+    let dash = col(&src[first_line..]);
+    if !src[first_line + dash..].starts_with('-') || at < first_line {
+        return None;
+    }
+    let comment_line = line_start(at);
+    let c = at - comment_line;
+    let lines: Vec<&str> = src[first_line..comment_line].lines().collect();
+    let starts: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| col(l) == dash && l.trim_start().starts_with('-'))
+        .map(|(i, _)| i)
+        .collect();
+    if c == dash {
+        return Some((vec![], starts.len()));
+    }
+    let (item, start) = (starts.len().checked_sub(1)?, *starts.last()?);
+    let Node::Map(m) = items.get(item)? else {
+        return None;
+    };
+    let keys_below = lines[start + 1..]
+        .iter()
+        .filter(|l| col(l) == c && !l.trim_start().starts_with('#'))
+        .count();
+    (c > dash).then(|| (vec![Step::Index(item)], (1 + keys_below).min(m.len())))
 }
 
 /// The document `n` as `fmt`, ending with a line break (sops's whole-document output).
@@ -177,7 +230,7 @@ pub fn extracted_with(
                 "the dotenv store only supports emitting strings; pick --output-type yaml or json"
                     .into(),
         }),
-        _ => document(n, fmt),
+        _ => document_with(n, fmt, comments),
     }
 }
 
@@ -189,7 +242,9 @@ fn next_indent(indent: usize) -> usize {
 fn yaml(n: &Node, comments: &Comments, out: &mut String) -> Result<()> {
     match n {
         Node::Map(m) if !m.is_empty() => yaml_map(m, 0, false, Some((&mut vec![], comments)), out),
-        Node::List(l) if !l.is_empty() => yaml_list(l, 0, false, out),
+        Node::List(l) if !l.is_empty() => {
+            yaml_list(l, 0, false, Some((&mut vec![], comments)), out)
+        }
         other => {
             yaml_inline(other, 4, out)?;
             out.push('\n');
@@ -226,20 +281,36 @@ fn yaml_comment(text: &str, indent: usize, out: &mut String) {
     }
 }
 
-/// The path of the mapping being written and the document's comments (none inside lists).
-type Place<'a, 'p> = Option<(&'p mut Vec<String>, &'a Comments)>;
+/// The path of the collection being written and the document's comments.
+type At<'a, 'p> = Option<(&'p mut Vec<Step>, &'a Comments)>;
+
+/// `at` one level down, at `step`: runs `f` with it, then climbs back.
+fn descend<T>(at: &mut At<'_, '_>, step: Step, f: impl FnOnce(At<'_, '_>) -> T) -> T {
+    match at {
+        Some((path, c)) => {
+            path.push(step);
+            let r = f(Some((&mut **path, *c)));
+            path.pop();
+            r
+        }
+        None => f(None),
+    }
+}
 
 fn yaml_map(
     m: &[(String, Node)],
     indent: usize,
     inline: bool,
-    mut place: Place<'_, '_>,
+    mut place: At<'_, '_>,
     out: &mut String,
 ) -> Result<()> {
     for (i, (k, v)) in m.iter().enumerate() {
         if let Some((path, c)) = &place {
-            for t in c.at(path, i) {
-                yaml_comment(t, indent, out);
+            // (Before the first key of a list item, the `- ` is already written.)
+            if !(inline && i == 0) {
+                for t in c.at(path, i) {
+                    yaml_comment(t, indent, out);
+                }
             }
         }
         if !(inline && i == 0) {
@@ -250,22 +321,15 @@ fn yaml_map(
         match v {
             Node::Map(c) if !c.is_empty() => {
                 out.push('\n');
-                let child = match &mut place {
-                    Some((path, cm)) => {
-                        path.push(k.clone());
-                        Some((&mut **path, *cm))
-                    }
-                    None => None,
-                };
-                let r = yaml_map(c, next_indent(indent), false, child, out);
-                if let Some((path, _)) = &mut place {
-                    path.pop();
-                }
-                r?;
+                descend(&mut place, Step::Key(k.clone()), |at| {
+                    yaml_map(c, next_indent(indent), false, at, out)
+                })?;
             }
             Node::List(c) if !c.is_empty() => {
                 out.push('\n');
-                yaml_list(c, next_indent(indent), false, out)?;
+                descend(&mut place, Step::Key(k.clone()), |at| {
+                    yaml_list(c, next_indent(indent), false, at, out)
+                })?;
             }
             other => {
                 out.push(' ');
@@ -282,19 +346,41 @@ fn yaml_map(
     Ok(())
 }
 
-fn yaml_list(l: &[Node], indent: usize, inline: bool, out: &mut String) -> Result<()> {
+fn yaml_list(
+    l: &[Node],
+    indent: usize,
+    inline: bool,
+    mut place: At<'_, '_>,
+    out: &mut String,
+) -> Result<()> {
     for (i, v) in l.iter().enumerate() {
+        if let Some((path, c)) = &place {
+            if !(inline && i == 0) {
+                for t in c.at(path, i) {
+                    yaml_comment(t, indent, out);
+                }
+            }
+        }
         if !(inline && i == 0) {
             out.push_str(&" ".repeat(indent));
         }
         out.push_str("- ");
         match v {
-            Node::Map(c) if !c.is_empty() => yaml_map(c, indent + 2, true, None, out)?,
-            Node::List(c) if !c.is_empty() => yaml_list(c, indent + 2, true, out)?,
+            Node::Map(c) if !c.is_empty() => descend(&mut place, Step::Index(i), |at| {
+                yaml_map(c, indent + 2, true, at, out)
+            })?,
+            Node::List(c) if !c.is_empty() => descend(&mut place, Step::Index(i), |at| {
+                yaml_list(c, indent + 2, true, at, out)
+            })?,
             other => {
                 yaml_inline(other, indent + 2, out)?;
                 out.push('\n');
             }
+        }
+    }
+    if let Some((path, c)) = &place {
+        for t in c.at(path, l.len()) {
+            yaml_comment(t, indent, out);
         }
     }
     Ok(())
@@ -425,6 +511,18 @@ mod tests {
         let n = Node::parse(src, FileFormat::Yaml).unwrap();
         let c = Comments::parse(src, FileFormat::Yaml, &n);
         let a = [Step::Key("a".into())];
+        let list = b"l:\n    - x\n    # between\n    - k: 1\n      # in item\n    # end\n";
+        let n2 = Node::parse(list, FileFormat::Yaml).unwrap();
+        let c2 = Comments::parse(list, FileFormat::Yaml, &n2);
+        let l = [Step::Key("l".into())];
+        assert_eq!(
+            std::str::from_utf8(
+                &extracted_with(n2.get(&l).unwrap(), FileFormat::Yaml, &c2.under(&l)).unwrap()
+            )
+            .unwrap(),
+            // `# end` belongs to the mapping above the list, as in sops.
+            "- x\n# between\n- k: 1\n  # in item\n"
+        );
         assert_eq!(
             std::str::from_utf8(
                 &extracted_with(n.get(&a).unwrap(), FileFormat::Yaml, &c.under(&a)).unwrap()

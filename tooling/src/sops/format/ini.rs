@@ -17,7 +17,7 @@
 
 use std::ops::Range;
 
-use super::emit::Comments;
+use super::emit::{Comments, Place};
 use super::{Ctx, Leaf, MetaBlock, Parsed};
 use crate::sops::error::{Result, SopsError};
 use crate::sops::metadata::MVal;
@@ -542,10 +542,10 @@ pub(crate) fn parse_tree(src: &[u8]) -> Result<Node> {
 
 /// Where sops's tree holds the comments of an INI document: a section's comment first in the
 /// section, a key's comment right after the key.
-pub(crate) fn comment_places(src: &str) -> Result<Vec<(Vec<String>, usize, String)>> {
+pub(crate) fn comment_places(src: &str) -> Result<Vec<Place>> {
     let mut out = Vec::new();
     for s in read(src)? {
-        let path = vec![s.name.clone()];
+        let path = vec![Step::Key(s.name.clone())];
         if let Some(c) = s.comment {
             out.push((path.clone(), 0, c.text));
         }
@@ -576,7 +576,7 @@ pub(crate) fn emit_tree(n: &Node, comments: &Comments) -> Result<String> {
                 "`{name}` is not a mapping: section values should always be mappings"
             )));
         };
-        let path = [name.clone()];
+        let path = [Step::Key(name.clone())];
         let mut items: Vec<Item> = Vec::new();
         for (i, (k, v)) in entries.iter().enumerate() {
             let Node::Scalar(p) = v else {
