@@ -150,12 +150,17 @@ fn list_place(src: &str, first: usize, at: usize, items: &[Node]) -> Option<(Vec
     let col = |l: &str| l.len() - l.trim_start().len();
     let first_line = line_start(first);
     let dash = col(&src[first_line..]);
-    if !src[first_line + dash..].starts_with('-') || at < first_line {
+    if !src[first_line + dash..].starts_with('-') {
         return None;
     }
     let comment_line = line_start(at);
     let c = at - comment_line;
-    let lines: Vec<&str> = src[first_line..comment_line].lines().collect();
+    // A comment above the first item has no item before it.
+    let lines: Vec<&str> = src
+        .get(first_line..comment_line)
+        .unwrap_or_default()
+        .lines()
+        .collect();
     let starts: Vec<usize> = lines
         .iter()
         .enumerate()
