@@ -8,6 +8,7 @@
 //! set_json_file_update, set_json_file_insert, set_json_file_insert_with_value_file,
 //! set_json_file_insert_with_value_stdin, set_yaml_file_update, set_yaml_file_insert,
 //! set_yaml_file_string, set_yaml_file_string_compat, set_json_file_update_idempotent_nowrite,
+//! set_json_file_update_idempotent_write,
 //! unset_json_file, unset_yaml_file, decrypt_file_no_mac, decrypt_from_stdin, encrypt_comments,
 //! encrypt_comments_list, decrypt_comments, roundtrip_shamir,
 //! roundtrip_shamir_missing_decryption_key, extract_string, roundtrip_binary, output_flag,
@@ -18,9 +19,7 @@
 //! Skipped: publish_json_file_s3, publish_json_file_vault, publish_json_file_vault_version_1,
 //! encrypt_json_file_kms, roundtrip_kms_encryption_context (cloud services; the front refuses
 //! publish and KMS, checked below); test_decrypt_file_multiple_keys,
-//! decrypt_comments_unencrypted_comments, decrypt_format (PGP-only fixtures);
-//! set_json_file_update_idempotent_write (`set --output-type yaml` converting a JSON file: the
-//! front refuses a format change on set, saying so).
+//! decrypt_comments_unencrypted_comments, decrypt_format (PGP-only fixtures).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -235,10 +234,16 @@ fn set_and_unset_like_sops() {
             assert_eq!(plain["b"], "ba");
             // set_json_file_update_idempotent_nowrite
             let before = std::fs::read(&f).expect("read");
-            e.ok(
-                &e.rest(),
-                &["set", "--idempotent", &f, r#"["b"]"#, r#""ba""#],
-            );
+            let args = [
+                "set",
+                "--output-type",
+                "yaml",
+                "--idempotent",
+                &f,
+                r#"["b"]"#,
+                r#""ba""#,
+            ];
+            e.ok(&e.rest(), &args);
             assert_eq!(before, std::fs::read(&f).expect("read"), "{mode:?} {ext}");
             // unset_*_file, with --idempotent leaving the file alone
             let f = e.file(
@@ -256,6 +261,32 @@ fn set_and_unset_like_sops() {
             assert_eq!(plain["c"].as_sequence().map(Vec::len), Some(1));
             assert_eq!(plain["b"], "ba");
         }
+        // set_json_file_update_idempotent_write: `set --output-type yaml` writes the JSON file
+        // back as YAML.
+        let f = e.file(
+            "test_set_update_idempotent_write.json",
+            br#"{"a": 2, "b": "ba"}"#,
+        );
+        e.encrypt_in_place(&f);
+        let before = std::fs::read(&f).expect("read");
+        e.ok(
+            &e.rest(),
+            &["set", "--output-type", "yaml", &f, r#"["b"]"#, r#""ba""#],
+        );
+        let after = std::fs::read(&f).expect("read");
+        assert!(before != after && after.starts_with(b"a: "), "{mode:?}");
+        let out = e.ok(
+            &e.encrypter(),
+            &[
+                "decrypt",
+                "--input-type",
+                "yaml",
+                "--output-type",
+                "yaml",
+                &f,
+            ],
+        );
+        assert_eq!(out, b"a: 2\nb: ba\n", "{mode:?}");
         // set_yaml_file_string, set_yaml_file_string_compat (legacy flags), decrypt -i
         let f = e.file("test_set_string.yaml", b"a: 2\nb: ba");
         e.ok(&e.encrypter(), &["-e", "-i", &f]);

@@ -37,6 +37,20 @@ pub fn apply_file(
     change: Change,
     idempotent: bool,
 ) -> Result<bool> {
+    apply_file_as(path, fmt, fmt, ids, change, idempotent)
+}
+
+/// [`apply_file`], writing the file back in `out_fmt` (sops' `set --output-type`: the changed
+/// document is re-encoded as sops re-encodes it, comments where sops prints them, and
+/// encrypted again in that format under the same recipients and rules).
+pub fn apply_file_as(
+    path: &Path,
+    fmt: FileFormat,
+    out_fmt: FileFormat,
+    ids: &Identities,
+    change: Change,
+    idempotent: bool,
+) -> Result<bool> {
     let src = read(path)?;
     let doc = open(&src, fmt, Unlock::Identities(ids))?;
     let plain = doc.plaintext()?;
@@ -50,8 +64,13 @@ pub fn apply_file(
             return Ok(false);
         }
     }
-    let new_plain = apply_plaintext(&plain, fmt, change)?;
-    let out = encrypt(&new_plain, fmt, &spec_of(&doc)?, doc.meta.rules.clone())?;
+    let mut new_plain = apply_plaintext(&plain, fmt, change)?;
+    if out_fmt != fmt {
+        let tree = Node::parse(&new_plain, fmt)?;
+        let comments = emit::Comments::parse(&new_plain, fmt, &tree);
+        new_plain = emit::document_with(&tree, out_fmt, &comments)?;
+    }
+    let out = encrypt(&new_plain, out_fmt, &spec_of(&doc)?, doc.meta.rules.clone())?;
     write_atomic(path, &out)?;
     Ok(true)
 }

@@ -18,7 +18,7 @@ use kiwi_tooling::sops::exec::{exec_env, exec_file, FileMode, DEFAULT_FILE_NAME}
 use kiwi_tooling::sops::files::read;
 use kiwi_tooling::sops::path::{parse_path, Node, Step};
 use kiwi_tooling::sops::request::{encrypt_named, format_of, DecryptRequest, EncryptRequest};
-use kiwi_tooling::sops::set::{apply_file, Change};
+use kiwi_tooling::sops::set::{apply_file_as, Change};
 use kiwi_tooling::sops::status::file_status;
 use kiwi_tooling::sops::tree::rotate_file;
 use kiwi_tooling::sops::{FileFormat, Identities, OpenDoc, Rules, SopsError};
@@ -748,15 +748,12 @@ fn rotate(g: &Global, file: &Path) -> Result<u8> {
     Ok(0)
 }
 
+/// `set`/`unset`: with `--output-type`, sops writes the changed file back in that format
+/// (whatever its name says), and so does the front.
 fn change(g: &Global, file: &Path, change: Change, idempotent: bool) -> Result<u8> {
     let fmt = format_of(file, input_type(g.input_type.as_deref())?);
-    if input_type(g.output_type.as_deref())?.is_some_and(|o| o != fmt) {
-        bail!(
-            "--output-type differs from the file's format: kiwictl keeps a file's format on \
-             set/unset; convert it with decrypt --output-type and encrypt instead"
-        );
-    }
-    apply_file(file, fmt, &identities()?, change, idempotent)
+    let out_fmt = input_type(g.output_type.as_deref())?.unwrap_or(fmt);
+    apply_file_as(file, fmt, out_fmt, &identities()?, change, idempotent)
         .with_context(|| format!("{}", file.display()))?;
     Ok(0)
 }
