@@ -598,6 +598,21 @@ fn version_exit_codes_and_refusals() {
         assert!(msg.contains("age keys only"), "{args:?}: {msg}");
     }
     assert_eq!(before, std::fs::read(&plain).expect("read"));
+    // sops's key variables: encrypting would add those keys, so it is refused; reading is not.
+    let with_pgp = |args: &[&str]| {
+        Command::new(&e.kiwi)
+            .args(args)
+            .current_dir(e.dir.path())
+            .env("SOPS_PGP_FP", "FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4")
+            .env("SOPS_AGE_KEY_FILE", key("test1"))
+            .output()
+            .expect("spawn")
+    };
+    let o = with_pgp(&["encrypt", "-i", &plain]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("SOPS_PGP_FP"), "{}", stderr(&o));
+    assert_eq!(before, std::fs::read(&plain).expect("read"));
+    assert!(with_pgp(&["decrypt", &enc]).status.success());
 }
 
 fn p(path: &Path) -> &str {

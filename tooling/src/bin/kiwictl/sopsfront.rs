@@ -314,7 +314,8 @@ const REFUSED_FLAGS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Environment variables through which sops would add master keys kiwictl cannot use.
+/// Environment variables through which sops would add master keys kiwictl cannot use to a
+/// file it encrypts (sops reads them only then).
 const REFUSED_ENV: &[(&str, &str)] = &[
     ("SOPS_PGP_FP", "PGP"),
     ("SOPS_KMS_ARN", "AWS KMS"),
@@ -322,7 +323,6 @@ const REFUSED_ENV: &[(&str, &str)] = &[
     ("SOPS_HUAWEICLOUD_KMS_IDS", "HuaweiCloud KMS"),
     ("SOPS_AZURE_KEYVAULT_URLS", "Azure Key Vault"),
     ("SOPS_VAULT_URIS", "HashiCorp Vault"),
-    ("SOPS_KEYSERVICE", "remote key services"),
 ];
 
 fn refusal(what: &str, how: &str) -> anyhow::Error {
@@ -335,11 +335,12 @@ fn refusal(what: &str, how: &str) -> anyhow::Error {
     )
 }
 
-/// Refuses flags for key types kiwictl does not have, before anything is parsed or read.
+/// Refuses flags for key types kiwictl does not have, before anything is parsed or read. The
+/// command of exec-env/exec-file is not looked at (its words are its own).
 fn refuse_flags(args: &[OsString]) -> Result<()> {
     for a in args.iter().skip(1) {
         let Some(a) = a.to_str() else { continue };
-        if a == "--" {
+        if matches!(a, "--" | "exec-env" | "exec-file") {
             break;
         }
         let name = a.split_once('=').map_or(a, |(n, _)| n);
@@ -347,6 +348,11 @@ fn refuse_flags(args: &[OsString]) -> Result<()> {
             return Err(refusal(what, flag));
         }
     }
+    Ok(())
+}
+
+/// Refuses to encrypt while sops's environment names keys kiwictl cannot use.
+fn refuse_env() -> Result<()> {
     for (var, what) in REFUSED_ENV {
         if std::env::var_os(var).is_some_and(|v| !v.is_empty()) {
             return Err(refusal(what, &format!("{var} is set")));
@@ -700,6 +706,7 @@ fn decrypt(g: &Global, file: Option<&Path>) -> Result<u8> {
 }
 
 fn encrypt(g: &Global, file: Option<&Path>) -> Result<u8> {
+    refuse_env()?;
     let dest = dest(g)?;
     let input = input(g, file)?;
     let mut age = g.age.clone();
