@@ -367,3 +367,44 @@ printf 'added: key\n' >> "$1""#,
     );
     no_plaintext_left(&rt);
 }
+
+/// `--extract` keeps the comments sops keeps: around and inside lists, inline comments sops
+/// moved above their key, comments indented into a list's mapping item.
+#[test]
+fn extract_keeps_comments_like_sops() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let r1 = recipient("test1");
+    let docs = [
+        "a:\n  # c\n  b: 1 # inl\n  c: [1, 2] # flow\n",
+        "a:\n  l: [1, 2]\n  m:\n    - x # on x\n    - y\n",
+        "top:\n  l:\n    - a\n    # c1\n    - k: 1\n      # in item\n      j: 2\n      # end item\n    # before b\n    - b\n    # end l\n",
+    ];
+    for (i, text) in docs.iter().enumerate() {
+        let plain = d.path().join(format!("c{i}.yaml"));
+        std::fs::write(&plain, text).expect("write");
+        let enc = d.path().join(format!("c{i}.enc.yaml"));
+        std::fs::write(
+            &enc,
+            ok(&sops_bin(), &["encrypt", "--age", &r1, p(&plain)], None),
+        )
+        .expect("write");
+        let (top, sub) = [("a", "c"), ("a", "m"), ("top", "l")][i];
+        for x in [format!("[\"{top}\"]"), format!("[\"{top}\"][\"{sub}\"]")] {
+            let s = ok(
+                &sops_bin(),
+                &["-d", "--extract", &x, p(&enc)],
+                Some("test1"),
+            );
+            let k = ok(
+                &kiwictl_bin(),
+                &["secrets", "decrypt", "--extract", &x, p(&enc)],
+                Some("test1"),
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&k),
+                String::from_utf8_lossy(&s),
+                "doc {i} {x}"
+            );
+        }
+    }
+}

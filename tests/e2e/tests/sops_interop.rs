@@ -16,16 +16,20 @@ fn corpus() -> Vec<std::path::PathBuf> {
     v
 }
 
+/// A corpus file's name.
+fn name_of(f: &std::path::Path) -> String {
+    f.file_name()
+        .and_then(|n| n.to_str())
+        .expect("name")
+        .to_string()
+}
+
 #[test]
 fn corpus_decrypts_like_sops() {
     let (sops, kiwi) = (sops_bin(), kiwictl_bin());
     let mut checked = 0;
     for f in corpus() {
-        let name = f
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_string();
+        let name = name_of(&f);
         if name.starts_with("fail_") {
             continue;
         }
@@ -75,11 +79,7 @@ fn corpus_decrypts_like_sops() {
 fn corpus_tampered_files_are_rejected() {
     let (sops, kiwi) = (sops_bin(), kiwictl_bin());
     for f in corpus() {
-        let name = f
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("name")
-            .to_string();
+        let name = name_of(&f);
         if !name.starts_with("fail_") {
             continue;
         }
@@ -142,4 +142,83 @@ fn an_empty_sops_age_key_file_is_unset_as_in_sops() {
     assert!(!o.status.success());
     assert_eq!(err.matches(missing).count(), 1, "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+/// Every `--output-type`, and `--extract` of every top- and second-level key, of the corpus
+/// gives what `sops -d` gives, comments included, wherever sops succeeds (issue 16's
+/// conversions). (Indexes into a list holding comments are not compared: sops counts each
+/// comment there as an item.)
+#[test]
+fn corpus_conversions_match_sops() {
+    let (sops, kiwi) = (sops_bin(), kiwictl_bin());
+    let mut checked = 0;
+    for f in corpus() {
+        let name = name_of(&f);
+        if name.starts_with("fail_") || name == "shamir.yaml" || name == "blob.bin" {
+            continue;
+        }
+        let p = f.to_str().expect("utf8 path");
+        let theirs = |args: &[&str]| {
+            run(
+                &sops,
+                &[&["-d"][..], args, &[p]].concat(),
+                Some("test1"),
+                None,
+            )
+        };
+        let ours = |args: &[&str]| {
+            run(
+                &kiwi,
+                &[&["secrets", "decrypt"][..], args, &[p]].concat(),
+                Some("test1"),
+                None,
+            )
+        };
+        // The whole document in each format.
+        let mut cases: Vec<Vec<String>> = ["yaml", "json", "dotenv", "ini"]
+            .iter()
+            .map(|t| vec!["--output-type".to_string(), t.to_string()])
+            .collect();
+        // Each top-level and second-level part, in the file's format and as JSON.
+        let doc: serde_json::Value =
+            serde_json::from_slice(&theirs(&["--output-type", "json"]).stdout).expect("json");
+        let mut paths = Vec::new();
+        if let Some(m) = doc.as_object() {
+            for (k, v) in m {
+                paths.push(format!("[\"{k}\"]"));
+                if let Some(inner) = v.as_object() {
+                    paths.extend(inner.keys().map(|k2| format!("[\"{k}\"][\"{k2}\"]")));
+                }
+            }
+        }
+        for x in &paths {
+            cases.push(vec!["--extract".into(), x.clone()]);
+            cases.push(vec![
+                "--extract".into(),
+                x.clone(),
+                "--output-type".into(),
+                "json".into(),
+            ]);
+        }
+        for c in &cases {
+            let args: Vec<&str> = c.iter().map(String::as_str).collect();
+            let t = theirs(&args);
+            if !t.status.success() {
+                continue;
+            }
+            let o = ours(&args);
+            assert!(
+                o.status.success(),
+                "{name} {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&t.stdout),
+                "{name} {args:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 100, "{checked}");
 }

@@ -246,9 +246,22 @@ fn parent_of(file: &Path) -> &Path {
 
 /// The creation rule for `file` from the nearest `.sops.yaml` above it.
 pub fn rule_for_file(file: &Path) -> Result<Option<CreationRule>> {
-    match find_config(parent_of(file)) {
+    rule_for_file_in(config_near(file).as_deref(), file)
+}
+
+/// The nearest `.sops.yaml` above `file` (kiwictl's own lookup; sops starts from the working
+/// directory instead).
+pub fn config_near(file: &Path) -> Option<PathBuf> {
+    find_config(parent_of(file))
+}
+
+/// The creation rule for `file` from the config file `config` (none: no rule). The sops front
+/// passes `--config`/`SOPS_CONFIG`, or the nearest `.sops.yaml` above the working directory, as
+/// sops 3.x does.
+pub fn rule_for_file_in(config: Option<&Path>, file: &Path) -> Result<Option<CreationRule>> {
+    match config {
         None => Ok(None),
-        Some(p) => Ok(Some(SopsConfig::load(&p)?.rule_for(file)?.clone())),
+        Some(p) => Ok(Some(SopsConfig::load(p)?.rule_for(file)?.clone())),
     }
 }
 

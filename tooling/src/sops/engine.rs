@@ -284,6 +284,9 @@ fn open_checked(
             }
         }
     }
+    if check_mac && meta.mac.is_empty() {
+        return Err(SopsError::MacMissing);
+    }
     if check_mac {
         let computed = hex_upper(&h.finalize());
         let stored = match decrypt_bytes(&key, &meta.mac, &meta.lastmodified) {
@@ -421,6 +424,18 @@ pub fn encrypt(src: &[u8], fmt: FileFormat, spec: &KeySpec, rules: Rules) -> Res
         let member = format::json::meta_member(&meta.to_mval(), "\t");
         format!("{{\n\t\"data\": \"{enc}\",\n\t{member}\n}}").into_bytes()
     } else {
+        // sops writes an INI file whole, in its own layout: encrypt that layout.
+        let canonical;
+        let src = if fmt == FileFormat::Ini {
+            let text = std::str::from_utf8(src).map_err(|_| SopsError::Malformed {
+                format: "ini",
+                detail: "not UTF-8".into(),
+            })?;
+            canonical = format::ini::canonical(text)?;
+            canonical.as_bytes()
+        } else {
+            src
+        };
         let parsed = format::parse(fmt, src)?;
         if parsed.meta.is_some() {
             return Err(SopsError::AlreadyEncrypted);
@@ -460,7 +475,7 @@ pub fn encrypt(src: &[u8], fmt: FileFormat, spec: &KeySpec, rules: Rules) -> Res
                 Leaf::Comment { path, span, text } => {
                     if matcher.encrypts(path) && !text.is_empty() {
                         let e = encrypt_bytes(&key, text.as_bytes(), "comment", &aad_for(path));
-                        edits.push((span.clone(), format!("#{e}").into_bytes()));
+                        edits.push((span.clone(), format::comment_text(fmt, &e).into_bytes()));
                     }
                 }
             }
@@ -554,14 +569,20 @@ impl OpenDoc {
                     },
                     Opened::Comment { text: t, .. },
                 ) if t != orig => {
-                    edits.push((span.clone(), format!("#{t}").into_bytes()));
+                    edits.push((
+                        span.clone(),
+                        format::comment_text(self.format, t).into_bytes(),
+                    ));
                 }
                 (Leaf::Value { span, .. }, Opened::Comment { text: t, .. }) => {
                     // A comment sops stored as a list item goes back to being a comment line.
                     let start = item_start(&self.src, span).ok_or_else(|| {
                         SopsError::SelfCheck("a list-item comment lost its `-`".into())
                     })?;
-                    edits.push((start..span.end, format!("#{t}").into_bytes()));
+                    edits.push((
+                        start..span.end,
+                        format::comment_text(self.format, t).into_bytes(),
+                    ));
                 }
                 _ => {}
             }
@@ -573,6 +594,17 @@ impl OpenDoc {
             return Ok(Zeroizing::new(b"{}\n".to_vec()));
         }
         Ok(Zeroizing::new(out))
+    }
+
+    /// The comments' texts, decrypted, in document order.
+    pub(crate) fn comment_texts(&self) -> Vec<String> {
+        self.leaves
+            .iter()
+            .filter_map(|l| match l {
+                Opened::Comment { text, .. } => Some(text.clone()),
+                Opened::Value { .. } => None,
+            })
+            .collect()
     }
 
     /// The data key's recipients, per group.
@@ -629,7 +661,10 @@ impl OpenDoc {
                         if o.is_resealed() =>
                     {
                         let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
-                        edits.push((span.clone(), format!("#{e}").into_bytes()));
+                        edits.push((
+                            span.clone(),
+                            format::comment_text(self.format, &e).into_bytes(),
+                        ));
                     }
                     (Leaf::Value { path, span, .. }, Opened::Comment { text: t, .. })
                         if o.is_resealed() =>
@@ -664,7 +699,10 @@ impl OpenDoc {
                 ) = (leaf, o)
                 {
                     let e = encrypt_bytes(&key, t.as_bytes(), "comment", &aad_for(path));
-                    edits.push((span.clone(), format!("#{e}").into_bytes()));
+                    edits.push((
+                        span.clone(),
+                        format::comment_text(self.format, &e).into_bytes(),
+                    ));
                 }
             }
             Metadata {

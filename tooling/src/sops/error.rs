@@ -22,8 +22,8 @@ pub enum SopsError {
         /// The construct.
         detail: String,
     },
-    /// The file is in a format sops has and this engine does not (INI).
-    #[error("{format} files are not supported by kiwictl yet ({detail}); nothing was written: use sops for this file, or pass --input-type binary to store the whole file as one encrypted value")]
+    /// The operation needs keys to address, and a file of this format has none (binary).
+    #[error("{format} input cannot be used here ({detail}); nothing was written")]
     UnsupportedFormat {
         /// Format name.
         format: &'static str,
@@ -72,6 +72,9 @@ pub enum SopsError {
     /// The MAC over the decrypted values does not match the stored MAC.
     #[error("MAC mismatch: the values were changed, removed or swapped after encryption; restore the file from version control")]
     MacMismatch,
+    /// The metadata has no MAC.
+    #[error("the file has no MAC, so nothing proves its values are the ones encrypted; restore it from version control, or read it once with --ignore-mac to recover it and encrypt it again")]
+    MacMissing,
     /// The plaintext holds a value SOPS cannot represent.
     #[error("cannot encrypt value at `{path}`: {detail}")]
     BadValue {

@@ -89,18 +89,32 @@ pub fn env_pairs(doc: &OpenDoc) -> Result<Vec<(String, Zeroizing<String>)>> {
 }
 
 /// Runs `command` with the document's keys in its environment; returns its exit status.
-pub fn exec_env(doc: &OpenDoc, command: &str) -> Result<i32> {
+/// `pristine`: only those keys, none of ours (sops' `--pristine`).
+pub fn exec_env(doc: &OpenDoc, command: &str, pristine: bool) -> Result<i32> {
     let pairs = env_pairs(doc)?;
     let mut cmd = shell(command);
+    if pristine {
+        cmd.env_clear();
+    }
     for (k, v) in &pairs {
         cmd.env(k, v.as_str());
     }
     run(cmd)
 }
 
-/// Runs `command` with `{}` replaced by the path of the plaintext; returns its exit status.
-/// The directory holding the plaintext is gone when this returns.
-pub fn exec_file(plaintext: &[u8], command: &str, mode: FileMode) -> Result<i32> {
+/// The name `exec-file` gives the plaintext when none is asked (sops' `--filename` default).
+pub const DEFAULT_FILE_NAME: &str = "tmp-file";
+
+/// Runs `command` with `{}` replaced by the path of the plaintext, a file called `name` in a
+/// new private directory; returns its exit status. The directory holding the plaintext is
+/// gone when this returns.
+pub fn exec_file(plaintext: &[u8], command: &str, mode: FileMode, name: &str) -> Result<i32> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(SopsError::BadValue {
+            path: name.to_string(),
+            detail: "the exec-file name must be a plain file name, without `/`".into(),
+        });
+    }
     let dir = tempfile::Builder::new()
         .prefix(".sops")
         .tempdir()
@@ -115,7 +129,7 @@ pub fn exec_file(plaintext: &[u8], command: &str, mode: FileMode) -> Result<i32>
     let stop = Arc::new(AtomicBool::new(false));
     let (path, writer) = match mode {
         FileMode::TempFile => {
-            let path = dir.path().join("tmp-file");
+            let path = dir.path().join(name);
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -126,7 +140,7 @@ pub fn exec_file(plaintext: &[u8], command: &str, mode: FileMode) -> Result<i32>
             (path, None)
         }
         FileMode::Fifo => {
-            let path = dir.path().join("tmp-file");
+            let path = dir.path().join(name);
             rustix::fs::mknodat(
                 rustix::fs::CWD,
                 &path,
@@ -259,15 +273,24 @@ mod tests {
         let copy = out.path().join("copy");
         for mode in [FileMode::Fifo, FileMode::TempFile] {
             let cmd = format!("cat {{}} > '{}'; test -e {{}} || exit 9", copy.display());
-            assert_eq!(exec_file(b"s3cret\n", &cmd, mode).unwrap(), 0);
+            assert_eq!(
+                exec_file(b"s3cret\n", &cmd, mode, DEFAULT_FILE_NAME).unwrap(),
+                0
+            );
             assert_eq!(std::fs::read(&copy).unwrap(), b"s3cret\n");
             // The child fails without reading, or is killed: its status, and no leftovers.
-            assert_eq!(exec_file(b"x", "exit 7", mode).unwrap(), 7);
-            assert_eq!(exec_file(b"x", "kill -9 $$", mode).unwrap(), 128 + 9);
+            assert_eq!(
+                exec_file(b"x", "exit 7", mode, DEFAULT_FILE_NAME).unwrap(),
+                7
+            );
+            assert_eq!(
+                exec_file(b"x", "kill -9 $$", mode, DEFAULT_FILE_NAME).unwrap(),
+                128 + 9
+            );
         }
         // The temp file is private.
         let cmd = format!("stat -c %a {{}} > '{}'", copy.display());
-        exec_file(b"x", &cmd, FileMode::TempFile).unwrap();
+        exec_file(b"x", &cmd, FileMode::TempFile, DEFAULT_FILE_NAME).unwrap();
         assert_eq!(std::fs::read_to_string(&copy).unwrap().trim(), "600");
         assert!(leftovers(&before).is_empty(), "{:?}", leftovers(&before));
     }

@@ -261,6 +261,7 @@ pub fn looks_like_sops(path: &Path, bytes: &[u8]) -> bool {
             text.contains("\"sops\"") && text.contains("\"mac\"")
         }
         FileFormat::Dotenv => text.starts_with("sops_mac=") || text.contains("\nsops_mac="),
+        FileFormat::Ini => text.starts_with("[sops]") || text.contains("\n[sops]"),
     }
 }
 

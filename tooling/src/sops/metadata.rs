@@ -173,7 +173,7 @@ pub struct Metadata {
     pub shamir_threshold: usize,
     /// RFC 3339 time of the last change; also the AAD of the MAC.
     pub lastmodified: String,
-    /// The encrypted MAC (`ENC[...]`).
+    /// The encrypted MAC (`ENC[...]`); empty when the file has none.
     pub mac: String,
     /// The partial-encryption rule.
     pub rules: Rules,
@@ -226,7 +226,9 @@ impl Metadata {
             .ok_or_else(|| SopsError::Metadata("no `version`".into()))?;
         let lastmodified =
             text("lastmodified").ok_or_else(|| SopsError::Metadata("no `lastmodified`".into()))?;
-        let mac = text("mac").ok_or_else(|| SopsError::Metadata("no `mac`".into()))?;
+        // A missing MAC is refused when the file is opened ([`SopsError::MacMissing`]) unless
+        // the MAC is ignored, as sops does.
+        let mac = text("mac").unwrap_or_default();
         for unsupported in ["unencrypted_comment_regex", "encrypted_comment_regex"] {
             if text(unsupported).is_some_and(|s| !s.is_empty()) {
                 return Err(SopsError::Metadata(format!(

@@ -21,6 +21,7 @@ pub mod format;
 pub mod keycmd;
 pub mod metadata;
 pub mod path;
+pub mod request;
 pub mod set;
 pub mod shamir;
 pub mod status;

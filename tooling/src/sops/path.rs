@@ -82,17 +82,46 @@ impl Node {
                         format: "yaml",
                         detail: e.to_string(),
                     })?;
-                Ok(match Node::from_yaml(v) {
+                let mut tree = match Node::from_yaml(v) {
                     Node::Scalar(Plain::Null) => Node::Map(vec![]),
                     n => n,
-                })
+                };
+                tree.type_timestamps(plain);
+                Ok(tree)
             }
             FileFormat::Json => format::json::parse_tree(plain),
             FileFormat::Dotenv => format::dotenv::parse_tree(plain),
+            FileFormat::Ini => format::ini::parse_tree(plain),
             FileFormat::Binary => Err(SopsError::UnsupportedFormat {
                 format: "binary",
                 detail: "a binary file has no keys to address; use --input-type".into(),
             }),
+        }
+    }
+
+    /// Gives the unquoted timestamps of a YAML document their type, as sops's YAML reader does
+    /// (the YAML parser here reads them as strings): the engine's reader types each scalar of
+    /// a mapping, and a string there that it reads as a timestamp becomes one. (List items,
+    /// which share their list's path there, stay strings.)
+    fn type_timestamps(&mut self, plain: &[u8]) {
+        let Ok(parsed) = std::str::from_utf8(plain)
+            .map_err(|_| ())
+            .and_then(|t| format::yaml::parse(t).map_err(|_| ()))
+        else {
+            return;
+        };
+        for leaf in parsed.leaves {
+            if let format::Leaf::Value {
+                path,
+                value: Plain::Time(t),
+                ..
+            } = leaf
+            {
+                let steps: Vec<Step> = path.into_iter().map(Step::Key).collect();
+                if let Ok(Node::Scalar(s @ Plain::Str(_))) = self.get_mut(&steps) {
+                    *s = Plain::Time(t);
+                }
+            }
         }
     }
 

@@ -27,14 +27,52 @@ pub enum Change {
     Unset(Vec<Step>),
 }
 
-/// Applies `change` to the SOPS file at `path` in place.
-pub fn apply_file(path: &Path, fmt: FileFormat, ids: &Identities, change: Change) -> Result<()> {
+/// Applies `change` to the SOPS file at `path` in place; returns whether the file was
+/// rewritten. With `idempotent` (sops' `--idempotent`), a `Set` to the value already there and
+/// an `Unset` of a missing part leave the file untouched instead of rewriting it or failing.
+pub fn apply_file(
+    path: &Path,
+    fmt: FileFormat,
+    ids: &Identities,
+    change: Change,
+    idempotent: bool,
+) -> Result<bool> {
+    apply_file_as(path, fmt, fmt, ids, change, idempotent)
+}
+
+/// [`apply_file`], writing the file back in `out_fmt` (sops' `set --output-type`: the changed
+/// document is re-encoded as sops re-encodes it, comments where sops prints them, and
+/// encrypted again in that format under the same recipients and rules).
+pub fn apply_file_as(
+    path: &Path,
+    fmt: FileFormat,
+    out_fmt: FileFormat,
+    ids: &Identities,
+    change: Change,
+    idempotent: bool,
+) -> Result<bool> {
     let src = read(path)?;
     let doc = open(&src, fmt, Unlock::Identities(ids))?;
     let plain = doc.plaintext()?;
-    let new_plain = apply_plaintext(&plain, fmt, change)?;
-    let out = encrypt(&new_plain, fmt, &spec_of(&doc)?, doc.meta.rules.clone())?;
-    write_atomic(path, &out)
+    if idempotent {
+        let tree = Node::parse(&plain, fmt)?;
+        let nothing_to_do = match &change {
+            Change::Set(p, v) => tree.get(p).is_ok_and(|old| old == v),
+            Change::Unset(p) => tree.get(p).is_err(),
+        };
+        if nothing_to_do {
+            return Ok(false);
+        }
+    }
+    let mut new_plain = apply_plaintext(&plain, fmt, change)?;
+    if out_fmt != fmt {
+        let tree = Node::parse(&new_plain, fmt)?;
+        let comments = emit::Comments::parse(&new_plain, fmt, &tree);
+        new_plain = emit::document_with(&tree, out_fmt, &comments)?;
+    }
+    let out = encrypt(&new_plain, out_fmt, &spec_of(&doc)?, doc.meta.rules.clone())?;
+    write_atomic(path, &out)?;
+    Ok(true)
 }
 
 /// The plaintext with `change` applied, layout and comments elsewhere kept.
@@ -43,6 +81,16 @@ pub fn apply_plaintext(
     fmt: FileFormat,
     change: Change,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    if fmt == FileFormat::Ini {
+        // sops writes INI whole; the INI module keeps the comments through the change.
+        let text = std::str::from_utf8(plain).map_err(|_| SopsError::Malformed {
+            format: "ini",
+            detail: "not UTF-8".into(),
+        })?;
+        return Ok(zeroize::Zeroizing::new(
+            super::format::ini::apply(text, change)?.into_bytes(),
+        ));
+    }
     let mut tree = Node::parse(plain, fmt)?;
     let old = emit::document(&tree, fmt)?;
     match change {
@@ -56,8 +104,13 @@ pub fn apply_plaintext(
             detail: "not UTF-8".into(),
         })
     }
-    let merged = merge(text(plain)?, text(&old)?, text(&new)?, fmt).ok_or_else(layout)?;
-    let merged = zeroize::Zeroizing::new(merged.into_bytes());
+    let merged = match merge(text(plain)?, text(&old)?, text(&new)?, fmt) {
+        Some(m) => zeroize::Zeroizing::new(m.into_bytes()),
+        // A layout the merge cannot follow (one-line JSON, flow-style YAML): written whole in
+        // sops's layout, as sops itself does, when that loses nothing (no comment can be in it).
+        None if fmt == FileFormat::Json || !has_comments(plain, fmt) => return Ok(new),
+        None => return Err(layout()),
+    };
     if emit::document(&Node::parse(&merged, fmt)?, fmt)? != new {
         return Err(layout());
     }
@@ -76,7 +129,14 @@ fn layout() -> SopsError {
 /// Lines that carry no data: blank lines and whole-line comments.
 fn is_extra(line: &str, fmt: FileFormat) -> bool {
     let t = line.trim();
-    t.is_empty() || (fmt != FileFormat::Json && t.starts_with('#'))
+    t.is_empty()
+        || (fmt != FileFormat::Json && t.starts_with('#'))
+        || (fmt == FileFormat::Ini && t.starts_with(';'))
+}
+
+/// Whether the plaintext may hold a comment (any `#`, or an INI `;`).
+fn has_comments(plain: &[u8], fmt: FileFormat) -> bool {
+    plain.contains(&b'#') || (fmt == FileFormat::Ini && plain.contains(&b';'))
 }
 
 /// Whether `a` (the file's line) and `b` (the canonical line) hold the same entry: same
@@ -206,10 +266,30 @@ mod tests {
     }
 
     #[test]
-    fn other_layouts_are_refused() {
+    fn other_layouts_with_comments_are_refused() {
         let two = Node::Scalar(Plain::Int(2));
-        assert!(set("a: {b: 1}\n", r#"["a"]["b"]"#, two.clone()).is_err());
-        assert!(set("a:\n  b: 1\n", r#"["a"]["b"]"#, two.clone()).is_err());
+        assert!(set("# c\na: {b: 1}\n", r#"["a"]["b"]"#, two.clone()).is_err());
+        assert!(set("a:\n  b: 1 # c\n", r#"["a"]["b"]"#, two.clone()).is_err());
         assert!(set("a: 1 # note\n", r#"["a"]"#, two).is_err());
+    }
+
+    #[test]
+    fn other_layouts_without_comments_are_written_as_sops_writes_them() {
+        let two = Node::Scalar(Plain::Int(2));
+        assert_eq!(
+            set("a: {b: 1}\n", r#"["a"]["b"]"#, two.clone()).unwrap(),
+            "a:\n    b: 2\n"
+        );
+        assert_eq!(
+            set("a:\n  b: 1\n", r#"["a"]["b"]"#, two.clone()).unwrap(),
+            "a:\n    b: 2\n"
+        );
+        let json = apply_plaintext(
+            br#"{"a": 2, "b": "ba"}"#,
+            FileFormat::Json,
+            Change::Set(parse_path(r#"["a"]"#).unwrap(), two),
+        )
+        .unwrap();
+        assert_eq!(&json[..], b"{\n\t\"a\": 2,\n\t\"b\": \"ba\"\n}\n");
     }
 }

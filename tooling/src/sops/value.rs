@@ -153,6 +153,17 @@ pub fn go_format_float_g(f: f64) -> String {
     }
 }
 
+/// sops's `ValToString` for a float (dotenv and INI values, exec-env): Go's
+/// `FormatFloat(f, 'G', -1, 64)`, with `.0` added when that would read as an integer.
+pub fn go_val_to_string_float(f: f64) -> String {
+    let g = go_format_float_g(f).replace('e', "E");
+    if !f.is_finite() || g.contains(['.', 'E']) {
+        g
+    } else {
+        format!("{g}.0")
+    }
+}
+
 /// Go `encoding/json`'s float: decimal, but with an exponent (`1e+21`, `1e-7`) below 1e-6 and
 /// from 1e21 on.
 pub fn go_format_float_json(f: f64) -> String {
@@ -355,6 +366,22 @@ mod tests {
 
     fn mac(s: &str) -> String {
         String::from_utf8(resolve_plain(s).unwrap().mac_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn floats_as_sops_val_to_string() {
+        for (f, want) in [
+            (1234568000.5, "1.2345680005E+09"),
+            (1e21, "1E+21"),
+            (1e-7, "1E-07"),
+            (100.0, "100.0"),
+            (0.0, "0.0"),
+            (1.5, "1.5"),
+            (0.0001, "0.0001"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(go_val_to_string_float(f), want, "{f}");
+        }
     }
 
     #[test]

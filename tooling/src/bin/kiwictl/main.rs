@@ -25,6 +25,7 @@ macro_rules! out {
 }
 
 mod secrets;
+mod sopsfront;
 
 const EXIT_HELP: &str = "Exit status: 0 success; 1 refused, failed, or a file failed, did not verify or does not conform (nothing was changed); 2 bad usage.";
 
@@ -41,6 +42,14 @@ enum Command {
     /// SOPS/age secrets in state repos (sops 3.x compatible).
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// The sops 3.x command line (age keys only), for tools that run `sops`: `kiwictl sops
+    /// --help`; kiwictl started under the name `sops` (a symlink) behaves the same.
+    #[command(disable_help_flag = true)]
+    Sops {
+        /// sops's arguments.
+        #[arg(num_args = 0.., trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// The customer registry of the platform repo (customers/*.yaml).
     Registry {
         #[command(subcommand)]
@@ -374,7 +383,13 @@ fn post(hooks: &Hooks, event: EventKind, data: &EventData) {
 }
 
 fn main() -> ExitCode {
+    if sopsfront::invoked_as_sops() {
+        return sopsfront::main(std::env::args_os().collect());
+    }
     let cli = Cli::parse();
+    if let Command::Sops { args } = cli.command {
+        return sopsfront::main(std::iter::once("sops".into()).chain(args).collect());
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -403,6 +418,7 @@ fn message(e: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Sops { .. } => unreachable!("the sops front is run by main"),
         Command::Secrets(c) => {
             let code = secrets::run(c)?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))

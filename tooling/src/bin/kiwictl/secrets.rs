@@ -5,22 +5,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use kiwi_tooling::sops::config::rule_for_file;
+use kiwi_tooling::sops::config::config_near;
 use kiwi_tooling::sops::edit::{edit_file, EditCallbacks, Outcome as EditOutcome};
-use kiwi_tooling::sops::exec::{exec_env, exec_file, FileMode};
+use kiwi_tooling::sops::exec::{exec_env, exec_file, FileMode, DEFAULT_FILE_NAME};
 use kiwi_tooling::sops::files::{read, write_atomic, write_new_private};
-use kiwi_tooling::sops::format::emit;
 use kiwi_tooling::sops::path::{parse_path, Node};
+use kiwi_tooling::sops::request::{
+    encrypt_named, format_of as request_format, DecryptRequest, EncryptRequest,
+};
 use kiwi_tooling::sops::set::{apply_file, Change};
 use kiwi_tooling::sops::status::file_status;
 use kiwi_tooling::sops::tree::{
     rotate_file, run_tree, updatekeys_file, verify_file, Status, Summary, TreeOptions,
 };
 use kiwi_tooling::sops::{
-    encrypt, open, open_ignoring_mac, AgeRecipient, FileFormat, Identities, KeySpec, OpenDoc,
-    Rules, SopsError, Unlock,
+    open, AgeRecipient, FileFormat, Identities, OpenDoc, Rules, SopsError, Unlock,
 };
-use zeroize::Zeroizing;
 
 /// Input formats.
 #[derive(Clone, Copy, ValueEnum)]
@@ -31,6 +31,8 @@ pub enum InputType {
     Json,
     /// dotenv.
     Dotenv,
+    /// INI.
+    Ini,
     /// Any bytes.
     Binary,
 }
@@ -41,6 +43,7 @@ impl From<InputType> for FileFormat {
             InputType::Yaml => FileFormat::Yaml,
             InputType::Json => FileFormat::Json,
             InputType::Dotenv => FileFormat::Dotenv,
+            InputType::Ini => FileFormat::Ini,
             InputType::Binary => FileFormat::Binary,
         }
     }
@@ -55,6 +58,8 @@ pub enum OutputType {
     Json,
     /// dotenv.
     Dotenv,
+    /// INI.
+    Ini,
 }
 
 impl From<OutputType> for FileFormat {
@@ -63,6 +68,7 @@ impl From<OutputType> for FileFormat {
             OutputType::Yaml => FileFormat::Yaml,
             OutputType::Json => FileFormat::Json,
             OutputType::Dotenv => FileFormat::Dotenv,
+            OutputType::Ini => FileFormat::Ini,
         }
     }
 }
@@ -73,19 +79,6 @@ pub struct OutputArgs {
     /// Write the encrypted file in this format (default: the input's), as sops does.
     #[arg(long, value_enum)]
     output_type: Option<OutputType>,
-}
-
-impl OutputArgs {
-    /// The plaintext in the output format (re-encoded as sops does when the formats differ).
-    fn convert(&self, src: Vec<u8>, fmt: FileFormat) -> Result<(Vec<u8>, FileFormat)> {
-        match self.output_type.map(FileFormat::from) {
-            Some(out) if out != fmt => {
-                let tree = Node::parse(&src, fmt)?;
-                Ok((emit::document(&tree, out)?.to_vec(), out))
-            }
-            _ => Ok((src, fmt)),
-        }
-    }
 }
 
 /// `--extract` and `--output-type` on decrypt.
@@ -100,20 +93,13 @@ pub struct ViewArgs {
 }
 
 impl ViewArgs {
-    /// The plaintext to print: the file's own layout unless a part or another format is asked.
-    fn render(&self, doc: &OpenDoc) -> Result<Zeroizing<Vec<u8>>> {
-        let plain = doc.plaintext()?;
-        let out_fmt = self
-            .output_type
-            .map(FileFormat::from)
-            .unwrap_or(doc.format());
-        if self.extract.is_none() && out_fmt == doc.format() {
-            return Ok(plain);
-        }
-        let tree = Node::parse(&plain, doc.format())?;
-        Ok(match &self.extract {
-            Some(p) => emit::extracted(tree.get(&parse_path(p)?)?, out_fmt)?,
-            None => emit::document(&tree, out_fmt)?,
+    /// The decrypt request these options and the others of `decrypt` make.
+    fn request(&self, ignore_mac: bool, input_type: Option<InputType>) -> Result<DecryptRequest> {
+        Ok(DecryptRequest {
+            input_format: input_type.map(FileFormat::from),
+            output_format: self.output_type.map(FileFormat::from),
+            extract: self.extract.as_deref().map(parse_path).transpose()?,
+            ignore_mac,
         })
     }
 }
@@ -131,17 +117,19 @@ pub struct DailyArgs {
 /// Runs `set` or `unset` on one file.
 fn change_file(file: &Path, daily: DailyArgs, change: Change) -> Result<i32> {
     let ids = Identities::from_env(&daily.ids.identity)?;
-    let fmt = format_of(file, daily.input_type)?;
-    apply_file(file, fmt, &ids, change).with_context(|| format!("{}", file.display()))?;
+    let fmt = format_of(file, daily.input_type);
+    apply_file(file, fmt, &ids, change, false).with_context(|| format!("{}", file.display()))?;
     Ok(0)
 }
 
 /// The terminal side of `secrets edit`: the user's editor, and a question on invalid syntax.
-struct TerminalEditor;
+pub(crate) struct TerminalEditor;
 
 impl EditCallbacks for TerminalEditor {
     fn edit(&mut self, path: &Path) -> std::io::Result<bool> {
-        let editor = std::env::var("VISUAL")
+        // SOPS_EDITOR first, as sops 3.x reads it, then the usual variables.
+        let editor = std::env::var("SOPS_EDITOR")
+            .or_else(|_| std::env::var("VISUAL"))
             .or_else(|_| std::env::var("EDITOR"))
             .unwrap_or_else(|_| "vi".into());
         // Through the shell, so EDITOR may carry arguments ("code --wait"); the key stays out
@@ -167,7 +155,7 @@ impl EditCallbacks for TerminalEditor {
 }
 
 /// Where identities come from.
-#[derive(Args)]
+#[derive(Args, Default)]
 pub struct IdentityArgs {
     /// age identity file (in addition to SOPS_AGE_KEY_FILE, SOPS_AGE_KEY and ~/.config/sops/age/keys.txt).
     #[arg(long = "identity", value_name = "FILE")]
@@ -175,7 +163,7 @@ pub struct IdentityArgs {
 }
 
 /// Options shared by tree commands.
-#[derive(Args)]
+#[derive(Args, Default)]
 pub struct TreeArgs {
     /// Print the summary as JSON.
     #[arg(long)]
@@ -196,39 +184,78 @@ pub struct InputArgs {
 
 /// The input of encrypt/decrypt, resolved: its bytes and the name that decides its format
 /// and creation rule.
-struct Input {
-    bytes: Vec<u8>,
-    name: PathBuf,
+pub(crate) struct Input {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) name: PathBuf,
     /// The file read, `None` for stdin.
-    path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
 }
 
-impl InputArgs {
-    /// Reads the file, or stdin when `file` is `-` or absent.
-    fn read(&self, file: Option<&Path>) -> Result<Input> {
-        let file = file.filter(|f| *f != Path::new("-"));
-        match (file, &self.filename_override) {
-            (Some(f), o) => Ok(Input {
-                bytes: read(f)?,
-                name: o.clone().unwrap_or_else(|| f.to_path_buf()),
-                path: Some(f.to_path_buf()),
-            }),
-            (None, Some(o)) => {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
-                    .context("reading stdin")?;
-                Ok(Input {
-                    bytes,
-                    name: o.clone(),
-                    path: None,
-                })
-            }
-            (None, None) => bail!(
-                "no file given and no --filename-override: pass a FILE, or pass \
-                 --filename-override NAME to read stdin (NAME sets the format and creation rule)"
-            ),
+/// Reads `file`, or stdin when `file` is `-` or absent; stdin needs a name for its format
+/// (`name_override`) unless `typed` (an `--input-type` says it).
+pub(crate) fn read_input(
+    file: Option<&Path>,
+    name_override: Option<&Path>,
+    typed: bool,
+) -> Result<Input> {
+    let file = file.filter(|f| *f != Path::new("-"));
+    match (file, name_override) {
+        (Some(f), o) => Ok(Input {
+            bytes: read(f)?,
+            name: o.unwrap_or(f).to_path_buf(),
+            path: Some(f.to_path_buf()),
+        }),
+        (None, o) if o.is_some() || typed => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .context("reading stdin")?;
+            Ok(Input {
+                bytes,
+                name: o.unwrap_or(Path::new("stdin")).to_path_buf(),
+                path: None,
+            })
         }
+        (None, _) => bail!(
+            "no file given and no --filename-override: pass a FILE, or pass \
+             --filename-override NAME (or --input-type) to read stdin (NAME sets the format and \
+             creation rule)"
+        ),
     }
+}
+
+/// Where the result of encrypt/decrypt goes.
+pub(crate) enum Dest {
+    /// Printed.
+    Stdout,
+    /// Replaces the input file atomically.
+    InPlace,
+    /// A new file (created 0600; never overwritten).
+    New(PathBuf),
+}
+
+/// Puts `bytes` where `dest` says.
+pub(crate) fn deliver(dest: &Dest, input: &Input, bytes: &[u8]) -> Result<()> {
+    match dest {
+        Dest::Stdout => std::io::stdout().write_all(bytes)?,
+        Dest::InPlace => {
+            let Some(path) = &input.path else {
+                bail!("--in-place needs a FILE; stdin cannot be rewritten");
+            };
+            write_atomic(path, bytes)?;
+        }
+        Dest::New(p) => write_new_private(p, bytes)?,
+    }
+    Ok(())
+}
+
+/// The loud warning of `--ignore-mac`.
+pub(crate) fn warn_ignore_mac(name: &Path) {
+    eprintln!(
+        "WARNING: --ignore-mac: the MAC of {} is NOT checked. Values may have been \
+         removed, added or swapped since it was encrypted; use this output only to \
+         recover the file, then encrypt it again.",
+        name.display()
+    );
 }
 
 /// What `exec-env` and `exec-file` run.
@@ -253,7 +280,7 @@ impl ExecArgs {
         let src = read(&self.file)?;
         let doc = open(
             &src,
-            format_of(&self.file, self.input_type)?,
+            format_of(&self.file, self.input_type),
             Unlock::Identities(&ids),
         )
         .with_context(|| format!("{}", self.file.display()))?;
@@ -417,7 +444,8 @@ pub enum SecretsCommand {
     },
 }
 
-fn recipients(args: &[String]) -> Result<Vec<AgeRecipient>> {
+/// age recipients from comma-separated lists (`--age`, `--add-age`).
+pub(crate) fn recipients(args: &[String]) -> Result<Vec<AgeRecipient>> {
     Ok(args
         .iter()
         .map(|a| AgeRecipient::parse_list(a))
@@ -425,11 +453,15 @@ fn recipients(args: &[String]) -> Result<Vec<AgeRecipient>> {
         .concat())
 }
 
-fn format_of(file: &Path, t: Option<InputType>) -> Result<FileFormat> {
-    Ok(match t {
-        Some(t) => FileFormat::from(t),
-        None => FileFormat::for_path(file)?,
-    })
+/// Recipients to remove, from comma-separated lists (`--rm-age`), as text.
+pub(crate) fn recipient_texts(args: &[String]) -> Vec<String> {
+    args.iter()
+        .flat_map(|r| r.split(',').map(|s| s.trim().to_string()))
+        .collect()
+}
+
+fn format_of(file: &Path, t: Option<InputType>) -> FileFormat {
+    request_format(file, t.map(FileFormat::from))
 }
 
 /// Runs a `secrets` subcommand; returns the exit status.
@@ -448,33 +480,32 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             input_type,
             output,
         } => {
-            let input = input.read(file.as_deref())?;
-            let in_fmt = format_of(&input.name, input_type)?;
-            let flags = Rules {
-                encrypted_regex,
-                unencrypted_regex,
-                encrypted_suffix,
-                unencrypted_suffix,
-                mac_only_encrypted,
+            let input = read_input(
+                file.as_deref(),
+                input.filename_override.as_deref(),
+                input_type.is_some(),
+            )?;
+            let req = EncryptRequest {
+                input_format: format_of(&input.name, input_type),
+                output_format: output.output_type.map(FileFormat::from),
+                age: recipients(&age)?,
+                rules: Rules {
+                    encrypted_regex,
+                    unencrypted_regex,
+                    encrypted_suffix,
+                    unencrypted_suffix,
+                    mac_only_encrypted,
+                },
+                config: config_near(&input.name),
             };
-            let (spec, rules) = if age.is_empty() {
-                let rule = rule_for_file(&input.name)?.ok_or(SopsError::NoRecipients)?;
-                let flags_given = flags != Rules::default();
-                (rule.keys, if flags_given { flags } else { rule.rules })
-            } else {
-                (KeySpec::single(recipients(&age)?), flags)
-            };
-            let (src, fmt) = output.convert(input.bytes.clone(), in_fmt)?;
-            let out = encrypt(&src, fmt, &spec, rules)
+            let out = encrypt_named(&input.bytes, &input.name, &req)
                 .with_context(|| format!("{}", input.name.display()))?;
-            if in_place {
-                let Some(path) = &input.path else {
-                    bail!("--in-place needs a FILE; stdin cannot be rewritten");
-                };
-                write_atomic(path, &out)?;
+            let dest = if in_place {
+                Dest::InPlace
             } else {
-                std::io::stdout().write_all(&out)?;
-            }
+                Dest::Stdout
+            };
+            deliver(&dest, &input, &out)?;
             Ok(0)
         }
         SecretsCommand::Decrypt {
@@ -487,26 +518,22 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             view,
         } => {
             let ids = Identities::from_env(&ids.identity)?;
-            let input = input.read(file.as_deref())?;
-            let fmt = format_of(&input.name, input_type)?;
-            let opener = if ignore_mac {
-                eprintln!(
-                    "WARNING: --ignore-mac: the MAC of {} is NOT checked. Values may have been \
-                     removed, added or swapped since it was encrypted; use this output only to \
-                     recover the file, then encrypt it again.",
-                    input.name.display()
-                );
-                open_ignoring_mac
-            } else {
-                open
-            };
-            let doc = opener(&input.bytes, fmt, Unlock::Identities(&ids))
-                .with_context(|| format!("{}", input.name.display()))?;
-            let plain = view.render(&doc)?;
-            match out {
-                Some(o) => write_new_private(&o, &plain)?,
-                None => std::io::stdout().write_all(&plain)?,
+            let input = read_input(
+                file.as_deref(),
+                input.filename_override.as_deref(),
+                input_type.is_some(),
+            )?;
+            let req = view.request(ignore_mac, input_type)?;
+            let fmt = request_format(&input.name, req.input_format);
+            if ignore_mac {
+                warn_ignore_mac(&input.name);
             }
+            let doc = req
+                .open(&input.bytes, fmt, &ids)
+                .with_context(|| format!("{}", input.name.display()))?;
+            let plain = req.render(&doc)?;
+            let dest = out.map_or(Dest::Stdout, Dest::New);
+            deliver(&dest, &input, &plain)?;
             Ok(0)
         }
         SecretsCommand::Filestatus {
@@ -514,15 +541,19 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             input,
             input_type,
         } => {
-            let input = input.read(file.as_deref())?;
-            let st = file_status(&input.bytes, format_of(&input.name, input_type)?)
+            let input = read_input(
+                file.as_deref(),
+                input.filename_override.as_deref(),
+                input_type.is_some(),
+            )?;
+            let st = file_status(&input.bytes, format_of(&input.name, input_type))
                 .with_context(|| format!("{}", input.name.display()))?;
             out!("{}", serde_json::to_string(&st)?);
             Ok(0)
         }
         SecretsCommand::ExecEnv { exec } => {
             let (doc, cmd) = exec.open()?;
-            Ok(exec_env(&doc, &cmd)?)
+            Ok(exec_env(&doc, &cmd, false)?)
         }
         SecretsCommand::ExecFile { exec, no_fifo } => {
             let (doc, cmd) = exec.open()?;
@@ -531,7 +562,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
             } else {
                 FileMode::Fifo
             };
-            Ok(exec_file(&doc.plaintext()?, &cmd, mode)?)
+            Ok(exec_file(&doc.plaintext()?, &cmd, mode, DEFAULT_FILE_NAME)?)
         }
         SecretsCommand::Set {
             file,
@@ -548,7 +579,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         }
         SecretsCommand::Edit { file, daily } => {
             let ids = Identities::from_env(&daily.ids.identity)?;
-            let fmt = format_of(&file, daily.input_type)?;
+            let fmt = format_of(&file, daily.input_type);
             match edit_file(&file, fmt, &ids, &mut TerminalEditor)
                 .with_context(|| format!("{}", file.display()))?
             {
@@ -617,10 +648,7 @@ pub fn run(cmd: SecretsCommand) -> Result<i32> {
         } => {
             let ids = Identities::from_env(&ids.identity)?;
             let add = recipients(&add_age)?;
-            let rm: Vec<String> = rm_age
-                .iter()
-                .flat_map(|r| r.split(',').map(|s| s.trim().to_string()))
-                .collect();
+            let rm = recipient_texts(&rm_age);
             let opts = TreeOptions {
                 progress: !tree.json,
                 jobs: tree.jobs,

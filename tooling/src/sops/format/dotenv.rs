@@ -138,7 +138,9 @@ fn place(root: &mut MVal, toks: &[Tok], value: &str) {
     }
 }
 
-fn unflatten(lines: &[(String, String)]) -> MVal {
+/// The metadata from flattened `(key, value)` pairs (sops' `UnflattenMetadata`, the keys
+/// without their `sops_` prefix, `\n` escapes already undone).
+pub(crate) fn unflatten(lines: &[(String, String)]) -> MVal {
     let mut root = MVal::Map(Vec::new());
     for (k, v) in lines {
         place(&mut root, &tokenize(k), v);
@@ -146,7 +148,7 @@ fn unflatten(lines: &[(String, String)]) -> MVal {
     root
 }
 
-fn flatten(v: &MVal, prefix: &str, out: &mut String) {
+fn flatten(v: &MVal, prefix: &str, out: &mut Vec<(String, String)>) {
     match v {
         MVal::Map(m) => {
             for (k, v) in m {
@@ -158,21 +160,31 @@ fn flatten(v: &MVal, prefix: &str, out: &mut String) {
                 flatten(v, &format!("{prefix}__list_{i}"), out);
             }
         }
-        MVal::Str(s) => out.push_str(&format!("{prefix}={}\n", s.replace('\n', "\\n"))),
-        MVal::Int(i) => out.push_str(&format!("{prefix}={i}\n")),
-        MVal::Bool(b) => out.push_str(&format!("{prefix}={b}\n")),
+        MVal::Str(s) => out.push((prefix.to_string(), s.replace('\n', "\\n"))),
+        MVal::Int(i) => out.push((prefix.to_string(), i.to_string())),
+        MVal::Bool(b) => out.push((prefix.to_string(), b.to_string())),
     }
+}
+
+/// The metadata flattened as sops flattens it for flat formats (`FlattenMetadata`, then
+/// `EncodeNonStrings` and `EncodeNewLines`): `age__list_0__map_enc` and so on, in the
+/// metadata's order, line breaks written `\n`.
+pub(crate) fn flat_pairs(m: &MVal) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let MVal::Map(entries) = m {
+        for (k, v) in entries {
+            flatten(v, k, &mut out);
+        }
+    }
+    out
 }
 
 /// The metadata as `sops_…=` lines.
 pub(crate) fn meta_text(m: &MVal) -> String {
-    let mut out = String::new();
-    if let MVal::Map(entries) = m {
-        for (k, v) in entries {
-            flatten(v, &format!("sops_{k}"), &mut out);
-        }
-    }
-    out
+    flat_pairs(m)
+        .into_iter()
+        .map(|(k, v)| format!("sops_{k}={v}\n"))
+        .collect()
 }
 
 /// dotenv text for a decrypted value.
@@ -187,7 +199,7 @@ pub(crate) fn plain_text(v: &Plain, path: &[String]) -> Result<String> {
         }
         Plain::Null => String::new(),
         Plain::Int(i) => i.to_string(),
-        Plain::Float(f) => crate::sops::value::go_format_float(*f),
+        Plain::Float(f) => crate::sops::value::go_val_to_string_float(*f),
         Plain::Bool(b) => b.to_string(),
         Plain::Time(t) => t.clone(),
     })

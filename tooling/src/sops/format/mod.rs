@@ -1,4 +1,4 @@
-//! File formats sops supports (YAML, JSON, dotenv, binary), reduced to one shape: the leaves of
+//! File formats sops supports (YAML, JSON, dotenv, INI, binary), reduced to one shape: the leaves of
 //! the document in order, each with its key path and byte span, plus the metadata block.
 //!
 //! Edits are splices into the original bytes, so everything we do not touch (layout, comments,
@@ -6,6 +6,7 @@
 
 pub(crate) mod dotenv;
 pub mod emit;
+pub(crate) mod ini;
 pub(crate) mod json;
 pub(crate) mod yaml;
 mod yaml_comments;
@@ -29,12 +30,15 @@ pub enum FileFormat {
     Json,
     /// dotenv (`KEY=value` lines).
     Dotenv,
+    /// INI (sections of string values; rewritten whole, as sops does).
+    Ini,
     /// Any bytes; stored as JSON `{"data": …, "sops": …}`.
     Binary,
 }
 
 impl FileFormat {
-    /// Picks the format from a file name, as sops does (`.yaml`/`.yml`, `.json`, `.env`, else binary).
+    /// Picks the format from a file name, as sops does (`.yaml`/`.yml`, `.json`, `.env`, `.ini`,
+    /// else binary).
     pub fn from_path(path: &Path) -> FileFormat {
         let name = path
             .file_name()
@@ -48,22 +52,10 @@ impl FileFormat {
             "yaml" | "yml" => FileFormat::Yaml,
             "json" => FileFormat::Json,
             "env" => FileFormat::Dotenv,
+            "ini" => FileFormat::Ini,
             _ if name == ".env" => FileFormat::Dotenv,
             _ => FileFormat::Binary,
         }
-    }
-
-    /// The format of a file named `path` without an `--input-type`: as [`FileFormat::from_path`],
-    /// but a name sops reads as INI is refused rather than taken for binary, which would write
-    /// a file sops cannot read as the INI it expects.
-    pub fn for_path(path: &Path) -> Result<FileFormat> {
-        if path.extension().is_some_and(|e| e == "ini") {
-            return Err(SopsError::UnsupportedFormat {
-                format: "ini",
-                detail: format!("{} ends in .ini", path.display()),
-            });
-        }
-        Ok(FileFormat::from_path(path))
     }
 
     /// Parses a `--input-type` value.
@@ -72,6 +64,7 @@ impl FileFormat {
             "yaml" => Some(FileFormat::Yaml),
             "json" => Some(FileFormat::Json),
             "dotenv" => Some(FileFormat::Dotenv),
+            "ini" => Some(FileFormat::Ini),
             "binary" => Some(FileFormat::Binary),
             _ => None,
         }
@@ -83,6 +76,7 @@ impl FileFormat {
             FileFormat::Yaml => "yaml",
             FileFormat::Json => "json",
             FileFormat::Dotenv => "dotenv",
+            FileFormat::Ini => "ini",
             FileFormat::Binary => "binary",
         }
     }
@@ -97,6 +91,8 @@ pub(crate) enum Ctx {
     Json,
     /// dotenv value (rest of the line after `=`).
     Dotenv,
+    /// INI value (after ` = `, quotes included).
+    Ini,
 }
 
 /// One leaf of the document, in document order.
@@ -169,23 +165,18 @@ pub(crate) fn parse(format: FileFormat, src: &[u8]) -> Result<Parsed> {
     })?;
     match format {
         FileFormat::Yaml => yaml::parse(text),
-        FileFormat::Json | FileFormat::Binary => json::parse(text).map_err(|e| {
-            if has_ini_sops_section(text) {
-                SopsError::UnsupportedFormat {
-                    format: "ini",
-                    detail: "this file holds sops metadata in an INI [sops] section".into(),
-                }
-            } else {
-                e
-            }
-        }),
+        FileFormat::Json | FileFormat::Binary => json::parse(text),
         FileFormat::Dotenv => dotenv::parse(text),
+        FileFormat::Ini => ini::parse(text),
     }
 }
 
-/// Whether `text` is an INI file that sops encrypted (it has a `[sops]` section).
-fn has_ini_sops_section(text: &str) -> bool {
-    text.lines().any(|l| l.trim() == "[sops]")
+/// How a comment with `text` is written back in `format`: `#text`, or go-ini's `; text` lines.
+pub(crate) fn comment_text(format: FileFormat, text: &str) -> String {
+    match format {
+        FileFormat::Ini => ini::comment_lines(text),
+        _ => format!("#{text}"),
+    }
 }
 
 /// Text that replaces a value's span with an encrypted value.
@@ -193,7 +184,7 @@ pub(crate) fn enc_text(ctx: &Ctx, src: &str, span: &Range<usize>, enc: &str) -> 
     match ctx {
         Ctx::Yaml(c) => yaml::enc_text(c, src, span, enc),
         Ctx::Json => format!("\"{enc}\""),
-        Ctx::Dotenv => enc.to_string(),
+        Ctx::Dotenv | Ctx::Ini => enc.to_string(),
     }
 }
 
@@ -203,6 +194,7 @@ pub(crate) fn plain_text(ctx: &Ctx, value: &Plain, path: &[String]) -> Result<St
         Ctx::Yaml(c) => yaml::plain_text(c, value, path),
         Ctx::Json => json::plain_text(value, path),
         Ctx::Dotenv => dotenv::plain_text(value, path),
+        Ctx::Ini => ini::plain_text(value, path),
     }
 }
 
@@ -225,6 +217,7 @@ pub(crate) fn meta_edits(
                     json::meta_member(m, &json::indent_unit(src))
                 }
                 FileFormat::Dotenv => dotenv::meta_text(m),
+                FileFormat::Ini => ini::meta_text(m),
             };
             let mut edits = vec![(b.spans[0].clone(), text.into_bytes())];
             edits.extend(b.spans[1..].iter().map(|r| (r.clone(), Vec::new())));
@@ -254,6 +247,13 @@ pub(crate) fn meta_edits(
                     t.push('\n');
                 }
                 t.push_str(&dotenv::meta_text(m));
+                vec![(src.len()..src.len(), t.into_bytes())]
+            }
+            FileFormat::Ini => {
+                // `src` is in sops's layout ([`ini::canonical`]): a blank line between the
+                // last section and the metadata's.
+                let sep = if src.is_empty() { "" } else { "\n" };
+                let t = format!("{sep}{}", ini::meta_text(m));
                 vec![(src.len()..src.len(), t.into_bytes())]
             }
         },
