@@ -79,8 +79,7 @@ fn make_ca(dir: &Path, entries: usize, cb: &Scripted, now: OffsetDateTime) -> So
             }
         })
         .collect();
-    let (text, _) = ca.ledger().prepare(events, now, None);
-    std::fs::write(dir.join(ledger::FILE), text).expect("write ledger");
+    ca.ledger().append(events, now, None).expect("append");
     // The generated ledger is a real one: it passes the full check.
     Ca::open_checked(dir, Check::Full).expect("the generated ledger verifies");
     root

@@ -23,8 +23,9 @@
 //! 10. write the outputs from what the entries hold, update the device's anchor and the head file;
 //! 11. post hooks.
 //!
-//! Crashes: nothing before step 9 changes a file, and the ledger is replaced atomically, so a
-//! crash (SIGKILL, power loss) before the append completes leaves the CA as it was. After it,
+//! Crashes: nothing before step 9 changes a file, and an append a crash cuts short is ignored
+//! (see [`crate::ledger`] for each crash point), so a crash (SIGKILL, power loss) before the
+//! append completes leaves the CA as it was. After it,
 //! the entry is durable and holds the artifact; an output missing after a crash is written again
 //! by `kiwi-signer export` (outputs appear whole or not at all, see [`crate::fsutil`]). A device
 //! anchor behind the ledger after a crash is accepted and brought up to date by the next run.
@@ -49,7 +50,7 @@ use crate::callbacks::Callbacks;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, DirLock, Mode};
 use crate::hooks::{EventData, EventKind, Hooks};
-use crate::ledger::{self, Event};
+use crate::ledger::Event;
 use crate::pipeline::{self, Build, Kind, Lint};
 use crate::preflight::{self, Host, PreflightRecord};
 use crate::words::Fingerprint;
@@ -248,8 +249,7 @@ pub fn run_with<'cb>(
         Event::CrlIssued { crl_number, .. } => Some(*crl_number),
         _ => None,
     });
-    let (text, head) = ca.ledger().prepare(events.clone(), now, Some(&air_gap));
-    fsutil::replace_atomically(&dir.join(ledger::FILE), text.as_bytes(), Mode::Public)?;
+    let head = ca.ledger().append(events.clone(), now, Some(&air_gap))?;
 
     // Recorded: from here on nothing is undone, and the outputs come from the entries.
     let mut outcome = Outcome {

@@ -652,6 +652,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let st = ca::verify_ledger(&ca, expect_head.as_ref())?;
             out!("ledger intact: {} entries", st.len);
             out!("  head {}", st.head.for_reading());
+            if st.ignored_tail > 0 {
+                out!(
+                    "  {} bytes after the last entry are ignored: an append a crash cut short \
+                     (the next command removes them)",
+                    st.ignored_tail
+                );
+            }
         }
     }
     Ok(())
