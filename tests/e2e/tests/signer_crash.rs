@@ -107,6 +107,18 @@ fn killed_run(
     (o, traced.contains("killed by SIGKILL"))
 }
 
+/// `ledger verify` passes on `ca`.
+fn assert_verifies(ca: &Path, at: &str) {
+    let verify = run(Command::new(bin("kiwi-signer"))
+        .args(["ledger", "verify", "--ca"])
+        .arg(ca));
+    assert!(
+        verify.status.success(),
+        "{at}: ledger verify: {}",
+        stderr(&verify)
+    );
+}
+
 /// Runs the case with SIGKILL at the `k`-th `syscall`; returns whether the process was killed.
 fn crash_once(f: &Fixture, template: &Path, case: &Case, syscall: &str, k: u32) -> bool {
     let scratch = tempfile::tempdir().expect("tempdir");
@@ -135,15 +147,7 @@ fn crash_once(f: &Fixture, template: &Path, case: &Case, syscall: &str, k: u32) 
         );
     }
 
-    // The ledger verifies.
-    let verify = run(Command::new(bin("kiwi-signer"))
-        .args(["ledger", "verify", "--ca"])
-        .arg(&ca));
-    assert!(
-        verify.status.success(),
-        "{at}: ledger verify: {}",
-        stderr(&verify)
-    );
+    assert_verifies(&ca, &at);
     // No lock blocks the next command: it gets as far as its own refusal (an existing --out).
     let busy = scratch.path().join("busy.pem");
     std::fs::write(&busy, "x").expect("write");
@@ -304,14 +308,7 @@ fn init_crash_once(pin: &Path, syscall: &str, k: u32) -> bool {
             stderr(&again)
         );
     }
-    let verify = run(Command::new(bin("kiwi-signer"))
-        .args(["ledger", "verify", "--ca"])
-        .arg(&ca));
-    assert!(
-        verify.status.success(),
-        "{at}: ledger verify: {}",
-        stderr(&verify)
-    );
+    assert_verifies(&ca, &at);
     let left: Vec<String> = std::fs::read_dir(scratch.path())
         .expect("ls")
         .filter_map(|e| e.ok())
