@@ -15,30 +15,26 @@
 //! # Storage and crashes
 //!
 //! The ledger grows by appending and is never rewritten, so a command's cost does not grow with
-//! the CA's age. [`Ledger::append`] writes the new lines at the end of `ledger.jsonl` in one
-//! `write`, then `fdatasync`s the file: that sync is the commit point, and no output exists
-//! before it (the pipeline writes outputs from the entries afterwards). It then replaces
-//! `ledger.commit` atomically ([`crate::fsutil::replace_atomically`]: temporary sibling, fsync,
-//! rename, fsync of the directory) with the committed length in bytes and the head of the entry
-//! that ends there. That record marks what is known to be whole: damage before it is reported as
-//! tampering, while after it the file may end in an append that a crash cut short.
-//!
-//! Reading ([`Ledger::open`]): the ledger is everything up to the record's length, plus every
-//! complete line after it that continues the hash chain (its `prev` is the head so far and its
-//! `hash` is its own). Bytes after that are an interrupted append: every reader ignores them,
-//! `ledger verify` reports them, and the next append cuts them off under the CA's lock (an
-//! `ftruncate`, before anything is written). Which crashes an append survives, step by step:
-//! - killed (SIGKILL, Ctrl-C) or power lost before or during the `write`: the file ends in
-//!   nothing, or (power loss) in any part of the new lines, or in blocks the filesystem
-//!   allocated but never filled; none of it continues the chain, so the ledger is the old one;
-//! - killed after the `write`: the new lines are whole in the page cache and the kernel writes
-//!   them out; they continue the chain and are the new entries (no output was written yet:
-//!   `export` writes it);
-//! - power lost after the `fdatasync`: the lines and the new file size are on disk (`fdatasync`
-//!   flushes the data and the metadata needed to read it back), so they are the new entries,
-//!   whatever became of `ledger.commit`;
-//! - during the record's replacement: the rename is atomic, so the record is the old one (the
-//!   new lines still count, as continuing lines) or the new one, never a mix.
+//! the CA's age. [`Ledger::append`] writes an operation's new lines (one or more entries) at the
+//! end of `ledger.jsonl` and `fdatasync`s the file, then replaces `ledger.commit` atomically
+//! ([`crate::fsutil::replace_atomically`]: temporary sibling, fsync, rename, fsync of the
+//! directory) with the new committed length in bytes and the head of the entry that ends there.
+//! That rename is the commit point: the ledger is the file up to the recorded length, and bytes
+//! after it are an append that did not commit. Every reader ignores them, `ledger verify`
+//! reports them, and the next append cuts them off under the CA's lock (an `ftruncate`, before
+//! anything is written). No output exists before the commit (the pipeline writes outputs from
+//! the entries afterwards). Which crashes an append survives, step by step:
+//! - killed (SIGKILL, Ctrl-C) or power lost before, during or after the `write`, or before the
+//!   rename: the file may end in any part of the new lines (a kill can cut a write short too;
+//!   power loss can also leave blocks the filesystem allocated but never filled), but the record
+//!   still names the old length, so the ledger is the old one, and an operation's entries are
+//!   all there or none is;
+//! - the rename is atomic: the record is the old one or the new one, never a mix;
+//! - power lost after the rename, before the directory is synced: the record may still be the
+//!   old one; the command had not returned and written no output, so this is the case above;
+//! - after the directory sync: the new entries are durable, because their bytes were synced
+//!   (`fdatasync` flushes the data and the new file size) before the record that names them
+//!   was written.
 //!
 //! The append must not change the bytes before the committed end. It does not write there, but
 //! the last, partly filled disk block is written again with the new bytes; on power loss a disk
@@ -47,12 +43,14 @@
 //! reports it on the next open: it is never accepted silently; the CA is restored from its
 //! backup.
 //!
-//! A ledger without a usable record (a CA made before records were kept, a restored backup, a
-//! ledger edited by hand) is read whole, exactly as it is, and the next append first writes a
+//! A ledger without a usable record (a CA made before records were kept, a restored backup
+//! without it, a ledger edited by hand: a record whose length is beyond the file or does not end
+//! at the entry it names) is read whole, exactly as it is, and the next append first writes a
 //! record for it, so a crash during that append is survived too. The record is no security
 //! boundary (whoever can edit the ledger can edit it too): rolling the ledger back by editing the
 //! record is the same as cutting entries off, and is caught the same way (the witness's head, the
-//! device's anchor).
+//! device's anchor). Restore the ledger and its record together: a record older than the ledger
+//! hides the newer entries (`ledger verify` reports the bytes it ignores).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -316,7 +314,7 @@ impl Entry {
 /// lowercase hex. For a canonical line this equals [`Entry::compute_hash`] (`hash` is the last
 /// field), without serializing the entry again. None when the line does not end in
 /// `"hash":"<64 characters>"}`.
-fn hash_of_line(line: &str) -> Option<HexDigest> {
+fn hash_of_line(line: &str) -> Option<[u8; 64]> {
     let cut = line.len().checked_sub(64 + 2)?;
     let kept = line.get(..cut)?;
     if !kept.ends_with("\"hash\":\"") || !line.ends_with("\"}") {
@@ -325,24 +323,10 @@ fn hash_of_line(line: &str) -> Option<HexDigest> {
     let mut h = Sha256::new();
     h.update(kept.as_bytes());
     h.update(b"\"}");
-    let mut out = HexDigest([0; 64]);
-    // 32 bytes always fit 64 hex characters.
-    hex::encode_to_slice(h.finalize(), &mut out.0).ok()?;
+    // On the stack: one line per entry is hashed on every open. 32 bytes fit 64 characters.
+    let mut out = [0; 64];
+    hex::encode_to_slice(h.finalize(), &mut out).ok()?;
     Some(out)
-}
-
-/// A SHA-256 digest as lowercase hex, on the stack (one per ledger line is checked on open).
-struct HexDigest([u8; 64]);
-
-impl HexDigest {
-    fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    fn as_str(&self) -> &str {
-        // Hex digits are ASCII.
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
 }
 
 /// Formats a time as the ledger stores it.
@@ -431,8 +415,8 @@ pub struct State {
     pub last_time: OffsetDateTime,
     /// Number of entries.
     pub len: u64,
-    /// Bytes after the last entry that are ignored: an append a crash cut short (the next
-    /// append removes them).
+    /// Bytes after the committed end that are ignored: an append that did not commit (the
+    /// next append removes them).
     pub ignored_tail: u64,
 }
 
@@ -463,7 +447,7 @@ pub struct Ledger {
     file: String,
     text: String,
     state: State,
-    /// Whether `ledger.commit` records exactly `text`'s end.
+    /// Whether `ledger.commit` marks `text`'s end (else the whole file was read).
     recorded: bool,
 }
 
@@ -473,15 +457,6 @@ pub struct Ledger {
 struct CommitRecord {
     bytes: u64,
     head: String,
-}
-
-/// The links of a line that continue the chain, read without the rest of the entry.
-#[derive(Deserialize)]
-struct Link<'a> {
-    #[serde(borrow)]
-    prev: &'a str,
-    #[serde(borrow)]
-    hash: &'a str,
 }
 
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -563,8 +538,8 @@ impl Ledger {
         let record_path = self.path.with_file_name(COMMIT_FILE);
         let end = self.text.len() as u64;
         if !self.recorded {
-            // The bytes so far are verified whole: recorded first, so a crash during this
-            // append is told apart from damage to the newest entry.
+            // The bytes so far are verified whole: recorded first, so that what this append
+            // writes counts only once its own record commits it.
             write_record(&record_path, end, &self.state.head)?;
         }
         let mut f = std::fs::OpenOptions::new()
@@ -580,7 +555,7 @@ impl Ledger {
             f.sync_data()
         })();
         if let Err(e) = appended {
-            // Best effort: the ledger as it was (readers ignore a broken tail anyway).
+            // Best effort: the ledger as it was (readers ignore the uncommitted tail anyway).
             let _ = f.set_len(end);
             return Err(Error::io(
                 &self.path,
@@ -588,9 +563,8 @@ impl Ledger {
                 "the disk may be full; nothing was recorded",
             ));
         }
-        // Committed. The record only speeds up the next reader and append; if it cannot be
-        // written, the new lines still count (they continue the chain).
-        let _ = write_record(&record_path, end + lines.len() as u64, &head);
+        // The commit point.
+        write_record(&record_path, end + lines.len() as u64, &head)?;
         Ok(head)
     }
 
@@ -646,9 +620,9 @@ fn make_line(
     (e.line(), e.hash)
 }
 
-/// Where the ledger ends in `bytes`, and whether `record` marks exactly that end: at the
-/// record's end if it marks one of these bytes' entries, plus every complete line after it that
-/// continues the hash chain; without a usable record, at the end of the file.
+/// Where the ledger ends in `bytes`, and whether `record` marks that end: where the record
+/// says, if it marks the end of one of these bytes' lines with its head; else at the end of the
+/// file (no usable record).
 fn committed_end(bytes: &[u8], record: Option<&CommitRecord>) -> (usize, bool) {
     let marked = record.and_then(|r| {
         let end = usize::try_from(r.bytes).ok()?;
@@ -656,28 +630,12 @@ fn committed_end(bytes: &[u8], record: Option<&CommitRecord>) -> (usize, bool) {
         bytes
             .get(..end)
             .filter(|kept| kept.ends_with(tail.as_bytes()))
-            .map(|_| (end, r.head.as_str()))
+            .map(|_| end)
     });
-    let Some((recorded_end, mut head)) = marked else {
-        return (bytes.len(), false);
-    };
-    let mut end = recorded_end;
-    while let Some(n) = bytes[end..].iter().position(|b| *b == b'\n') {
-        let Ok(line) = std::str::from_utf8(&bytes[end..end + n]) else {
-            break;
-        };
-        match serde_json::from_str::<Link<'_>>(line) {
-            Ok(link)
-                if link.prev == head
-                    && hash_of_line(line).is_some_and(|h| h.as_str() == link.hash) =>
-            {
-                head = link.hash;
-                end += n + 1;
-            }
-            _ => break,
-        }
+    match marked {
+        Some(end) => (end, true),
+        None => (bytes.len(), false),
     }
-    (end, end == recorded_end)
 }
 
 /// The commit record at `path`, if there is a readable one.
@@ -819,7 +777,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
         let hash_ok = if full {
             entry.compute_hash() == entry.hash
         } else {
-            hash_of_line(line).is_some_and(|h| h.as_bytes() == entry.hash.as_bytes())
+            hash_of_line(line).is_some_and(|h| h[..] == *entry.hash.as_bytes())
         };
         if !hash_ok {
             return Err(e(
@@ -1115,7 +1073,7 @@ mod tests {
         for line in text.lines() {
             let entry: Entry = serde_json::from_str(line).expect("entry");
             let hash = hash_of_line(line).expect("a hash");
-            assert_eq!(hash.as_str(), entry.compute_hash());
+            assert_eq!(hash[..], *entry.compute_hash().as_bytes());
         }
         let full = verify(FILE, &text, Check::Full).expect("full");
         let chain = verify(FILE, &text, Check::Chain).expect("chain");
@@ -1159,7 +1117,7 @@ mod tests {
     }
 
     #[test]
-    fn an_append_a_crash_cut_short_is_ignored_then_cut_off_and_damage_before_it_is_not() {
+    fn an_uncommitted_append_is_ignored_then_cut_off_and_damage_before_it_is_not() {
         let (tmp, two) = two_entry_ledger();
         let dir = tmp.path().join("ca");
         let record = dir.join(COMMIT_FILE);
@@ -1180,15 +1138,20 @@ mod tests {
                 third.len() / 2,
             ),
             (format!("{two}{zeros}"), (len2, head2), 2, zeros.len()),
-            // Killed after the write, before the record: the whole line is the new entry.
-            (three.clone(), (len2, head2), 3, 0),
-            (format!("{three}{}", &third[..10]), (len2, head2), 3, 10),
+            // Killed after the write, before the record's rename: not committed.
+            (three.clone(), (len2, head2), 2, third.len()),
+            (
+                format!("{three}{}", &third[..10]),
+                (len2, head2),
+                2,
+                third.len() + 10,
+            ),
             (format!("{three}{zeros}"), (len3, head3), 3, zeros.len()),
         ];
         for (file, (bytes, head), entries, ignored) in cases {
             std::fs::write(dir.join(FILE), &file).expect("ledger");
             write_record(&record, bytes, &head).expect("record");
-            let l = open(&dir).expect("an interrupted append is not damage");
+            let l = open(&dir).expect("an uncommitted append is not damage");
             assert_eq!(l.state().len, entries);
             assert_eq!(l.state().ignored_tail, ignored as u64);
             crl(&dir).expect("the next append");

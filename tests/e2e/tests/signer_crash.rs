@@ -73,12 +73,14 @@ fn signer(ca: &Path, cmd: &str, args: &[String]) -> Command {
     c
 }
 
-fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p)
-        .expect("ledger")
-        .lines()
-        .map(String::from)
-        .collect()
+/// The committed entries of the ledger in `ca`: the lines up to the length `ledger.commit`
+/// records (bytes after it are an append that did not commit, which the signer ignores).
+fn lines(ca: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(ca.join("ledger.jsonl")).expect("ledger");
+    let record = std::fs::read_to_string(ca.join("ledger.commit")).expect("commit record");
+    let record: serde_json::Value = serde_json::from_str(&record).expect("JSON record");
+    let end = record["bytes"].as_u64().expect("a length") as usize;
+    text[..end].lines().map(String::from).collect()
 }
 
 /// Runs `cmd` (a `kiwi-signer` command, given `--pin-file pin`) under strace with SIGKILL at
@@ -162,8 +164,8 @@ fn crash_once(f: &Fixture, template: &Path, case: &Case, syscall: &str, k: u32) 
         "{at}: the next command did not get past the lock: {err}"
     );
 
-    let before = lines(&template.join("ledger.jsonl"));
-    let after = lines(&ca.join("ledger.jsonl"));
+    let before = lines(template);
+    let after = lines(&ca);
     if after == before {
         assert!(!out.exists(), "{at}: an output without a ledger entry");
         assert!(killed, "{at}: a completed run recorded nothing");

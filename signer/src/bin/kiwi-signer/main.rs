@@ -654,7 +654,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out!("  head {}", st.head.for_reading());
             if st.ignored_tail > 0 {
                 out!(
-                    "  {} bytes after the last entry are ignored: an append a crash cut short \
+                    "  {} bytes after the committed end (ledger.commit) are ignored: an append \
+                     that a crash stopped before it committed, or bytes added by something else \
                      (the next command removes them)",
                     st.ignored_tail
                 );
