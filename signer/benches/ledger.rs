@@ -11,7 +11,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rcgen::{CertificateParams, DistinguishedName, DnType, Issuer, KeyIdMethod, SerialNumber};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, GeneralSubtree, Issuer, KeyIdMethod,
+    NameConstraints, SerialNumber,
+};
 use time::OffsetDateTime;
 
 use kiwi_signer::algo::KeyAlgorithm;
@@ -51,6 +54,11 @@ fn make_ca(dir: &Path, entries: usize, cb: &Scripted, now: OffsetDateTime) -> So
             p.distinguished_name = DistinguishedName::new();
             p.distinguished_name
                 .push(DnType::CommonName, format!("bench {i}"));
+            // The ledger check holds the recorded slug to the permitted DNS subtrees.
+            p.name_constraints = Some(NameConstraints {
+                permitted_subtrees: vec![GeneralSubtree::DnsName("bench.example".into())],
+                excluded_subtrees: Vec::new(),
+            });
             let der = p
                 .signed_by(subject.public_key(), &issuer)
                 .expect("certificate")
@@ -71,8 +79,7 @@ fn make_ca(dir: &Path, entries: usize, cb: &Scripted, now: OffsetDateTime) -> So
             }
         })
         .collect();
-    let (text, _) = ca.ledger().prepare(events, now, None);
-    std::fs::write(dir.join(ledger::FILE), text).expect("write ledger");
+    ca.ledger().append(events, now, None).expect("append");
     // The generated ledger is a real one: it passes the full check.
     Ca::open_checked(dir, Check::Full).expect("the generated ledger verifies");
     root

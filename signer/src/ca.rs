@@ -1,7 +1,7 @@
 //! A CA directory: its files, its configuration, and the verified ledger it holds.
 //!
-//! Layout of `DIR`: `ca.toml` (backend and policy), `root.pem`, `ledger.jsonl`, `policies/`,
-//! and for the soft backend `root.key.age`. Opening a CA reads these and checks the ledger's
+//! Layout of `DIR`: `ca.toml` (backend and policy), `root.pem`, `ledger.jsonl` with its commit
+//! record `ledger.commit`, `policies/`, and for the soft backend `root.key.age`. Opening a CA reads these and checks the ledger's
 //! hash chain against root.pem ([`Check::Chain`]; `ledger verify` checks every signature too).
 //! Reading is all this module does to a CA, apart from [`Ca::export`] writing a recorded
 //! artifact out again: every change goes through the one pipeline in [`crate::ceremony`].

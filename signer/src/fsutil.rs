@@ -143,7 +143,8 @@ pub fn replace_atomically(path: &Path, data: &[u8], mode: Mode) -> Result<()> {
     sync_parent(path)
 }
 
-fn sync_parent(path: &Path) -> Result<()> {
+/// Flushes the directory holding `path` to disk (after a rename into it, for one).
+pub(crate) fn sync_parent(path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),

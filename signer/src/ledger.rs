@@ -13,9 +13,50 @@
 //! `--head-file`) and, on hardware backends, against the head the device remembers. A
 //! `ceremony_closed` entry records no signature: it binds a scripted ceremony's transcript (its
 //! SHA-256) to the ledger, right after the entries of the ceremony's steps.
+//!
+//! # Storage and crashes
+//!
+//! The ledger grows by appending and is never rewritten, so a command's cost does not grow with
+//! the CA's age. [`Ledger::append`] writes an operation's new lines (one or more entries) at the
+//! end of `ledger.jsonl` and `fdatasync`s the file, then replaces `ledger.commit` atomically
+//! ([`crate::fsutil::replace_atomically`]: temporary sibling, fsync, rename, fsync of the
+//! directory) with the new committed length in bytes and the head of the entry that ends there.
+//! That rename is the commit point: the ledger is the file up to the recorded length, and bytes
+//! after it are an append that did not commit. Every reader ignores them, `ledger verify`
+//! reports them, and the next append cuts them off under the CA's lock (an `ftruncate`, before
+//! anything is written). No output exists before the commit (the pipeline writes outputs from
+//! the entries afterwards). Which crashes an append survives, step by step:
+//! - killed (SIGKILL, Ctrl-C) or power lost before, during or after the `write`, or before the
+//!   rename: the file may end in any part of the new lines (a kill can cut a write short too;
+//!   power loss can also leave blocks the filesystem allocated but never filled), but the record
+//!   still names the old length, so the ledger is the old one, and an operation's entries are
+//!   all there or none is;
+//! - the rename is atomic: the record is the old one or the new one, never a mix;
+//! - power lost after the rename, before the directory is synced: the record may still be the
+//!   old one; the command had not returned and written no output, so this is the case above;
+//! - after the directory sync: the new entries are durable, because their bytes were synced
+//!   (`fdatasync` flushes the data and the new file size) before the record that names them
+//!   was written.
+//!
+//! The append must not change the bytes before the committed end. It does not write there, but
+//! the last, partly filled disk block is written again with the new bytes; on power loss a disk
+//! must keep the old bytes of that block (what SQLite calls "powersafe overwrite" and assumes by
+//! default). A disk that breaks this damages the newest committed entry, and the chain check
+//! reports it on the next open: it is never accepted silently; the CA is restored from its
+//! backup.
+//!
+//! A ledger without a usable record (a CA made before records were kept, a restored backup
+//! without it, a ledger edited by hand: a record whose length is beyond the file or does not end
+//! at the entry it names) is read whole, exactly as it is, and the next append first writes a
+//! record for it, so a crash during that append is survived too. The record is no security
+//! boundary (whoever can edit the ledger can edit it too): rolling the ledger back by editing the
+//! record is the same as cutting entries off, and is caught the same way (the witness's head, the
+//! device's anchor). Restore the ledger and its record together: a record older than the ledger
+//! hides the newer entries (`ledger verify` reports the bytes it ignores).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -25,6 +66,8 @@ use time::OffsetDateTime;
 
 use crate::algo::PublicKey;
 use crate::constraints::{NameConstraints, Subtree};
+use crate::error::{Error, Result};
+use crate::fsutil::{self, Mode};
 use crate::preflight::PreflightRecord;
 use crate::slug::{Slug, Tier};
 use crate::words::Fingerprint;
@@ -32,6 +75,9 @@ use crate::x509::{self, Serial};
 
 /// The ledger's file name inside a CA directory.
 pub const FILE: &str = "ledger.jsonl";
+
+/// The commit record's file name inside a CA directory: how much of the ledger is known whole.
+pub const COMMIT_FILE: &str = "ledger.commit";
 
 /// A damaged ledger, or one that could not be written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -318,10 +364,11 @@ impl Entry {
     }
 }
 
-/// The hash of a line from its text alone: SHA-256 of the line with its own hash blanked. For a
-/// canonical line this equals [`Entry::compute_hash`] (`hash` is the last field), without
-/// serializing the entry again. None when the line does not end in `"hash":"<64 hex>"}`.
-fn hash_of_line(line: &str) -> Option<String> {
+/// The hash of a line from its text alone: SHA-256 of the line with its own hash blanked, in
+/// lowercase hex. For a canonical line this equals [`Entry::compute_hash`] (`hash` is the last
+/// field), without serializing the entry again. None when the line does not end in
+/// `"hash":"<64 characters>"}`.
+fn hash_of_line(line: &str) -> Option<[u8; 64]> {
     let cut = line.len().checked_sub(64 + 2)?;
     let kept = line.get(..cut)?;
     if !kept.ends_with("\"hash\":\"") || !line.ends_with("\"}") {
@@ -330,7 +377,10 @@ fn hash_of_line(line: &str) -> Option<String> {
     let mut h = Sha256::new();
     h.update(kept.as_bytes());
     h.update(b"\"}");
-    Some(hex::encode(h.finalize()))
+    // On the stack: one line per entry is hashed on every open. 32 bytes fit 64 characters.
+    let mut out = [0; 64];
+    hex::encode_to_slice(h.finalize(), &mut out).ok()?;
+    Some(out)
 }
 
 /// Formats a time as the ledger stores it.
@@ -442,6 +492,9 @@ pub struct State {
     pub last_time: OffsetDateTime,
     /// Number of entries.
     pub len: u64,
+    /// Bytes after the committed end that are ignored: an append that did not commit (the
+    /// next append removes them).
+    pub ignored_tail: u64,
 }
 
 /// How much of the ledger to check.
@@ -467,24 +520,45 @@ pub enum Recorded {
 /// A verified ledger, ready to be appended to.
 #[derive(Debug, Clone)]
 pub struct Ledger {
+    path: PathBuf,
     file: String,
     text: String,
     state: State,
+    /// Whether `ledger.commit` marks `text`'s end (else the whole file was read).
+    recorded: bool,
+}
+
+/// `ledger.commit`: the ledger is whole up to `bytes`, where the entry `head` ends.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitRecord {
+    bytes: u64,
+    head: String,
 }
 
 const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl Ledger {
     /// Reads and verifies `path` as deep as `check` says; `root_pem_der` (from root.pem) must be
-    /// the ledger's root.
+    /// the ledger's root. An append a crash cut short is ignored (see the module doc).
     pub fn open(path: &Path, root_pem_der: &[u8], check: Check) -> Result<Self, LedgerError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| LedgerError {
+        let mut bytes = std::fs::read(path).map_err(|e| LedgerError {
             file: file.clone(),
             entry: None,
             message: format!("cannot read the ledger ({e}); is this a CA directory?"),
         })?;
-        let state = verify(&file, &text, check)?;
+        let record = read_record(&path.with_file_name(COMMIT_FILE));
+        let (end, recorded) = committed_end(&bytes, record.as_ref());
+        let ignored_tail = (bytes.len() - end) as u64;
+        bytes.truncate(end);
+        let text = String::from_utf8(bytes).map_err(|e| LedgerError {
+            file: file.clone(),
+            entry: None,
+            message: format!("not UTF-8 text ({e}): the ledger was damaged or edited"),
+        })?;
+        let mut state = verify(&file, &text, check)?;
+        state.ignored_tail = ignored_tail;
         if state.root_der != root_pem_der {
             return Err(LedgerError {
                 file,
@@ -494,7 +568,13 @@ impl Ledger {
                         .into(),
             });
         }
-        Ok(Ledger { file, text, state })
+        Ok(Ledger {
+            path: path.to_path_buf(),
+            file,
+            text,
+            state,
+            recorded,
+        })
     }
 
     /// The verified state.
@@ -502,15 +582,15 @@ impl Ledger {
         &self.state
     }
 
-    /// The ledger text with `events` appended at `now`, each carrying `preflight` (the failed
-    /// air-gap checks, if any), and the new head. Nothing is written.
-    pub fn prepare(
+    /// The lines `events` become when appended at `now`, each carrying `preflight` (the failed
+    /// air-gap checks, if any), and the head they lead to. Nothing is written.
+    pub fn new_lines(
         &self,
         events: Vec<Event>,
         now: OffsetDateTime,
         preflight: Option<&PreflightRecord>,
     ) -> (String, Fingerprint) {
-        let mut text = self.text.clone();
+        let mut text = String::new();
         let mut prev = self.state.head.hex();
         for (seq, event) in (self.state.len..).zip(events) {
             let line = make_line(seq, now, &prev, event, preflight);
@@ -520,6 +600,49 @@ impl Ledger {
         }
         let head = Fingerprint::from_hex(&prev).unwrap_or(Fingerprint([0; 32]));
         (text, head)
+    }
+
+    /// Appends `events` durably (see the module doc for the crashes this survives) and returns
+    /// the new head. The caller holds the CA's lock and opened this ledger under it; `self`
+    /// stays the ledger as it was opened.
+    pub fn append(
+        &self,
+        events: Vec<Event>,
+        now: OffsetDateTime,
+        preflight: Option<&PreflightRecord>,
+    ) -> Result<Fingerprint> {
+        let (lines, head) = self.new_lines(events, now, preflight);
+        let record_path = self.path.with_file_name(COMMIT_FILE);
+        let end = self.text.len() as u64;
+        if !self.recorded {
+            // The bytes so far are verified whole: recorded first, so that what this append
+            // writes counts only once its own record commits it.
+            write_record(&record_path, end, &self.state.head)?;
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| Error::io(&self.path, e, "nothing was recorded"))?;
+        let appended = (|| {
+            if f.metadata()?.len() != end {
+                // An append a crash cut short, ignored when the ledger was read: cut off.
+                f.set_len(end)?;
+            }
+            f.write_all(lines.as_bytes())?;
+            f.sync_data()
+        })();
+        if let Err(e) = appended {
+            // Best effort: the ledger as it was (readers ignore the uncommitted tail anyway).
+            let _ = f.set_len(end);
+            return Err(Error::io(
+                &self.path,
+                e,
+                "the disk may be full; nothing was recorded",
+            ));
+        }
+        // The commit point.
+        write_record(&record_path, end + lines.len() as u64, &head)?;
+        Ok(head)
     }
 
     /// Whether `head` is the hash of one of this ledger's entries.
@@ -579,6 +702,41 @@ fn make_line(
     };
     e.hash = e.compute_hash();
     (e.line(), e.hash)
+}
+
+/// Where the ledger ends in `bytes`, and whether `record` marks that end: where the record
+/// says, if it marks the end of one of these bytes' lines with its head; else at the end of the
+/// file (no usable record).
+fn committed_end(bytes: &[u8], record: Option<&CommitRecord>) -> (usize, bool) {
+    let marked = record.and_then(|r| {
+        let end = usize::try_from(r.bytes).ok()?;
+        let tail = format!("\"hash\":\"{}\"}}\n", r.head);
+        bytes
+            .get(..end)
+            .filter(|kept| kept.ends_with(tail.as_bytes()))
+            .map(|_| end)
+    });
+    match marked {
+        Some(end) => (end, true),
+        None => (bytes.len(), false),
+    }
+}
+
+/// The commit record at `path`, if there is a readable one.
+fn read_record(path: &Path) -> Option<CommitRecord> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Replaces the commit record at `path`: the ledger is whole up to `bytes`, ending in `head`.
+fn write_record(path: &Path, bytes: u64, head: &Fingerprint) -> Result<()> {
+    let record = CommitRecord {
+        bytes,
+        head: head.hex(),
+    };
+    // Serializing a plain data struct to JSON cannot fail.
+    let json = serde_json::to_string(&record).unwrap_or_default();
+    fsutil::replace_atomically(path, format!("{json}\n").as_bytes(), Mode::Public)
 }
 
 /// The first ledger text of a new CA (its entry carrying `preflight`, the failed air-gap
@@ -729,12 +887,12 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                 entry.seq
             )));
         }
-        let computed = if full {
-            entry.compute_hash()
+        let hash_ok = if full {
+            entry.compute_hash() == entry.hash
         } else {
-            hash_of_line(line).unwrap_or_default()
+            hash_of_line(line).is_some_and(|h| h[..] == *entry.hash.as_bytes())
         };
-        if entry.hash != computed {
+        if !hash_ok {
             return Err(e(
                 "the entry's hash does not match its content: it was altered".into(),
             ));
@@ -749,7 +907,9 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                 return Err(e("time goes backwards".into()));
             }
         }
-        prev = entry.hash.clone();
+        // The buffer is reused: no allocation per entry.
+        prev.clear();
+        prev.push_str(&entry.hash);
         match (&mut state, &entry.event) {
             (
                 None,
@@ -786,6 +946,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     rerooted: BTreeMap::new(),
                     last_time: time,
                     len: 0,
+                    ignored_tail: 0,
                 });
             }
             (None, _) => return Err(e("the first entry must be root_created".into())),
@@ -1018,12 +1179,14 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
             }
         }
         if let Some(s) = &mut state {
-            s.head = Fingerprint::from_hex(&entry.hash).unwrap_or(Fingerprint([0; 32]));
             s.last_time = time;
             s.len = n + 1;
         }
     }
-    state.ok_or_else(|| err(None, "the ledger has no entries".into()))
+    let mut state = state.ok_or_else(|| err(None, "the ledger has no entries".into()))?;
+    // `prev` is the newest entry's hash, checked above to be its content's.
+    state.head = Fingerprint::from_hex(&prev).unwrap_or(Fingerprint([0; 32]));
+    Ok(state)
 }
 
 #[cfg(test)]
@@ -1087,7 +1250,8 @@ mod tests {
         let (_tmp, text) = two_entry_ledger();
         for line in text.lines() {
             let entry: Entry = serde_json::from_str(line).expect("entry");
-            assert_eq!(hash_of_line(line), Some(entry.compute_hash()));
+            let hash = hash_of_line(line).expect("a hash");
+            assert_eq!(hash[..], *entry.compute_hash().as_bytes());
         }
         let full = verify(FILE, &text, Check::Full).expect("full");
         let chain = verify(FILE, &text, Check::Chain).expect("chain");
@@ -1111,6 +1275,91 @@ mod tests {
         assert!(verify_text("l", &first_removed).is_err());
         assert!(verify_text("l", "").is_err());
         assert!(verify_text("l", lines[0]).is_err(), "a cut last line");
+    }
+
+    /// Runs `crl` on the CA in `dir` (a fresh output each time).
+    fn crl(dir: &Path) -> crate::error::Result<crate::ceremony::Outcome> {
+        let cb = Scripted {
+            confirm: true,
+            secret: "unit test passphrase".into(),
+        };
+        let c = crate::ceremony::Ceremony::new(&cb, OffsetDateTime::now_utc());
+        let out = dir.with_file_name(format!("crl-{}.pem", Serial::random()));
+        crate::ceremony::run(dir, &crate::ceremony::crl::Crl { out }, &c)
+    }
+
+    fn open(dir: &Path) -> Result<Ledger, LedgerError> {
+        let root = std::fs::read(dir.join("root.pem")).expect("root.pem");
+        let der = pem::parse(root).expect("pem").into_contents();
+        Ledger::open(&dir.join(FILE), &der, Check::Chain)
+    }
+
+    #[test]
+    fn an_uncommitted_append_is_ignored_then_cut_off_and_damage_before_it_is_not() {
+        let (tmp, two) = two_entry_ledger();
+        let dir = tmp.path().join("ca");
+        let record = dir.join(COMMIT_FILE);
+        let head2 = open(&dir).expect("open").state().head;
+        crl(&dir).expect("third entry");
+        let three = std::fs::read_to_string(dir.join(FILE)).expect("ledger");
+        let head3 = open(&dir).expect("open").state().head;
+        let third = &three[two.len()..];
+        let (len2, len3) = (two.len() as u64, three.len() as u64);
+        // (file, record, entries the ledger has, bytes ignored)
+        let zeros = "\0".repeat(4096);
+        let cases = [
+            // Power lost during the write: part of the new line, or blocks never filled.
+            (
+                format!("{two}{}", &third[..third.len() / 2]),
+                (len2, head2),
+                2,
+                third.len() / 2,
+            ),
+            (format!("{two}{zeros}"), (len2, head2), 2, zeros.len()),
+            // Killed after the write, before the record's rename: not committed.
+            (three.clone(), (len2, head2), 2, third.len()),
+            (
+                format!("{three}{}", &third[..10]),
+                (len2, head2),
+                2,
+                third.len() + 10,
+            ),
+            (format!("{three}{zeros}"), (len3, head3), 3, zeros.len()),
+        ];
+        for (file, (bytes, head), entries, ignored) in cases {
+            std::fs::write(dir.join(FILE), &file).expect("ledger");
+            write_record(&record, bytes, &head).expect("record");
+            let l = open(&dir).expect("an uncommitted append is not damage");
+            assert_eq!(l.state().len, entries);
+            assert_eq!(l.state().ignored_tail, ignored as u64);
+            crl(&dir).expect("the next append");
+            let now = std::fs::read_to_string(dir.join(FILE)).expect("ledger");
+            let state = verify_text(FILE, &now).expect("whole after the append");
+            assert_eq!(state.len, entries + 1);
+            assert!(
+                now.starts_with(&file[..file.len() - ignored]),
+                "the entries are kept"
+            );
+        }
+        // Damage before the record's end is reported, with its entry.
+        std::fs::write(dir.join(FILE), &three).expect("ledger");
+        write_record(&record, len3, &head3).expect("record");
+        let mut edited = three.clone().into_bytes();
+        let at = three.len() - 100;
+        edited[at] = if edited[at] == b'0' { b'1' } else { b'0' };
+        std::fs::write(dir.join(FILE), &edited).expect("ledger");
+        assert_eq!(open(&dir).expect_err("damage").entry, Some(2));
+        // Without a record the whole file is the ledger, as before records were kept; the next
+        // append records it first.
+        std::fs::write(dir.join(FILE), &three).expect("ledger");
+        std::fs::remove_file(&record).expect("rm");
+        std::fs::write(dir.join(FILE), format!("{three}{{\"seq\"")).expect("ledger");
+        assert!(open(&dir).is_err(), "a cut line without a record is damage");
+        std::fs::write(dir.join(FILE), &three).expect("ledger");
+        assert!(!open(&dir).expect("open").recorded);
+        let o = crl(&dir).expect("append");
+        let l = open(&dir).expect("open");
+        assert!(l.recorded && l.state().head == o.head && l.state().len == 4);
     }
 
     #[test]

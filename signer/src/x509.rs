@@ -34,23 +34,27 @@ impl Serial {
 
     /// Parses hex (case-insensitive; colons and spaces allowed; leading zeros ignored).
     pub fn parse_hex(s: &str) -> Result<Self, String> {
-        let clean: String = s
-            .chars()
-            .filter(|c| *c != ':' && !c.is_whitespace())
-            .collect();
+        // The ledger holds plain hex: copied only when there is something to remove.
+        let separated = |c: char| c == ':' || c.is_whitespace();
+        let clean: std::borrow::Cow<'_, str> = if s.contains(separated) {
+            s.chars().filter(|c| !separated(*c)).collect()
+        } else {
+            s.into()
+        };
         let clean = clean.strip_prefix("0x").unwrap_or(&clean);
         if clean.is_empty() {
             return Err(
                 "the serial is empty; give it in hex as `kiwi-signer status` prints it".into(),
             );
         }
-        let padded = if clean.len() % 2 == 1 {
-            format!("0{clean}")
+        let padded: std::borrow::Cow<'_, str> = if clean.len() % 2 == 1 {
+            format!("0{clean}").into()
         } else {
-            clean.to_string()
+            clean.into()
         };
-        let bytes =
-            hex::decode(&padded).map_err(|_| format!("`{s}` is not a hex serial number"))?;
+        let mut bytes = vec![0; padded.len() / 2];
+        hex::decode_to_slice(padded.as_bytes(), &mut bytes)
+            .map_err(|_| format!("`{s}` is not a hex serial number"))?;
         Ok(Serial::from_der_integer(&bytes))
     }
 

@@ -138,15 +138,6 @@ pub trait NewKey {
     fn abort(self: Box<Self>) {}
 }
 
-/// A new key that lives on its device: nothing to persist, nothing to undo.
-pub struct OnDevice<K>(pub K);
-
-impl<K: KeyBackend> NewKey for OnDevice<K> {
-    fn key(&self) -> &dyn KeyBackend {
-        &self.0
-    }
-}
-
 /// Declares the backends: one line each, `"name" => Variant(provider type)`.
 macro_rules! registry {
     ($($name:literal => $variant:ident($provider:ty)),+ $(,)?) => {

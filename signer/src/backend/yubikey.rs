@@ -26,7 +26,7 @@ use yubikey::piv::{self, AlgorithmId, ManagementAlgorithmId, SlotId};
 use yubikey::{Certificate, MgmKey, MgmType, PinPolicy, Serial, TouchPolicy, YubiKey};
 
 use super::yubikey_config::{parse_slot, YubikeyConfig};
-use super::{Anchor, BackendError, KeyBackend, KeyRequest, NewKey, OnDevice, Provider, Secret};
+use super::{Anchor, BackendError, KeyBackend, KeyRequest, NewKey, Provider, Secret};
 use crate::algo::{KeyAlgorithm, PublicKey};
 use crate::callbacks::Callbacks;
 use crate::eckey::EcKey;
@@ -63,7 +63,7 @@ impl Provider for Yubikey {
             .into());
         }
         let key = YubikeyKey::generate(cfg, req.algorithm, req.pin_policy, req.touch_policy, cb)?;
-        Ok(Box::new(OnDevice(key)))
+        Ok(Box::new(NewOnDevice(key)))
     }
 
     fn import<'cb>(
@@ -82,7 +82,7 @@ impl Provider for Yubikey {
             req.touch_policy,
             cb,
         )?;
-        Ok(Box::new(OnDevice(key)))
+        Ok(Box::new(NewOnDevice(key)))
     }
 }
 
@@ -103,6 +103,43 @@ pub struct YubikeyKey<'cb> {
     touch: bool,
     name: String,
     cb: &'cb dyn Callbacks,
+}
+
+/// A key `init` put into the slot of one or more devices. The yubikey crate cannot delete a
+/// single PIV key, so when the CA is not created the slot's certificate is removed again and
+/// the operator is told how to clear the key (the next init refuses a slot that holds one).
+/// After a crash nothing runs here: the same advice comes with that refusal.
+struct NewOnDevice<'cb>(YubikeyKey<'cb>);
+
+impl NewKey for NewOnDevice<'_> {
+    fn key(&self) -> &dyn KeyBackend {
+        &self.0
+    }
+
+    fn abort(self: Box<Self>) {
+        let k = &self.0;
+        for yk in std::iter::once(&k.yk).chain(k.mirrors.iter().map(|m| &m.yk)) {
+            // Best effort: an init that failed may have failed because the device went away.
+            let _ = Certificate::delete(&mut yk.borrow_mut(), k.slot);
+        }
+        k.cb.notice(&format!(
+            "init did not create the CA, but the key it generated stays in {}: {}",
+            k.name,
+            clear_slot_advice(k.slot)
+        ));
+    }
+}
+
+/// How to clear a slot that holds a key an init left behind.
+fn clear_slot_advice(slot: SlotId) -> String {
+    let slot = u8::from(slot);
+    format!(
+        "kiwi-signer cannot delete a single PIV key. Delete it with `ykman piv keys delete \
+         {slot:02x}` (YubiKey firmware 5.7 or later) or, on a device used for nothing else, reset \
+         its PIV application with `ykman piv reset` (this erases every PIV key and certificate \
+         on it and restores the default PIN, PUK and management key: set them up again as the \
+         runbook says); then run init again. Or use another --slot"
+    )
 }
 
 /// A backup device holding the same key, open during `init --import-to`.
@@ -353,7 +390,11 @@ impl<'cb> YubikeyKey<'cb> {
             if slot_public(&mut yk, &c, slot)?.is_some() {
                 return Err(BackendError::Device {
                     device: device(&c),
-                    detail: "the slot already holds a key; init never replaces a key".into(),
+                    detail: format!(
+                        "the slot already holds a key; init never replaces a key. If an init \
+                         that failed or was interrupted left it there: {}",
+                        clear_slot_advice(slot)
+                    ),
                 });
             }
             devices.push((c, yk, slot, pin));
@@ -425,7 +466,11 @@ impl<'cb> YubikeyKey<'cb> {
         if slot_public(&mut yk, cfg, slot)?.is_some() {
             return Err(BackendError::Device {
                 device: device(cfg),
-                detail: "the slot already holds a key; init never replaces a key. Use another --slot, or clear the slot deliberately first".into(),
+                detail: format!(
+                    "the slot already holds a key; init never replaces a key. If an init that \
+                     failed or was interrupted left it there: {}",
+                    clear_slot_advice(slot)
+                ),
             });
         }
         let mgm = management_key(&mut yk, cfg, cb)?;

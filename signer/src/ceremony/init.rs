@@ -2,11 +2,22 @@
 //!
 //! There is no ledger to read yet, so the steps of the pipeline that apply are run here: pre
 //! hooks, the checks, the air-gap preflight (before any PIN is asked; its failed checks go
-//! into the first ledger entry), key generation on the backend, one signature checked against the new key
-//! (built and linted first with a throwaway key), then everything is staged in a sibling
-//! directory and renamed into place: the rename is the commit point, so a crash leaves either
-//! no CA or a whole one (and at most a `.NAME.init-PID` staging directory). Then the device's
-//! anchor, the head file and post hooks.
+//! into the first ledger entry), key generation on the backend, one signature checked against
+//! the new key (built and linted first with a throwaway key), then everything is staged in a
+//! sibling directory and renamed into place. Then the device's anchor, the head file and post
+//! hooks.
+//!
+//! Crashes (tested by killing `init` at every file-changing system call, see
+//! `tests/e2e/tests/signer_crash.rs`): every staged file is written whole and synced, with its
+//! directory, before the rename ([`fsutil::write_new`]); the rename is the commit point and is
+//! atomic, and the parent directory is synced after it. So a crash (SIGKILL or power loss)
+//! leaves either no CA directory or a whole one whose ledger verifies, and at most a
+//! `.NAME.init-PID` staging directory, which the next init of the same directory removes (a
+//! running init holds an `flock` on its staging directory, so only a dead one's is removed)
+//! before it starts, with no clean-up by hand. A key the backend generated for a CA that was
+//! not created is removed again where the device allows it (PKCS#11). A YubiKey cannot delete
+//! one PIV key through the yubikey crate: a failed init says so and how to clear the slot
+//! (`ykman`), and after a crash the next init's refusal of the occupied slot says the same.
 
 use std::path::{Path, PathBuf};
 
@@ -18,7 +29,7 @@ pub use crate::backend::BackendSpec;
 use crate::backend::{Anchor, KeyRequest, NewKey};
 use crate::ca::{files, CaConfig, CLOCK_SKEW, CONFIG_FORMAT, POLICIES};
 use crate::error::{Error, Result};
-use crate::fsutil::{self, Mode};
+use crate::fsutil::{self, DirLock, Mode};
 use crate::hooks::{EventData, EventKind};
 use crate::ledger::{self, Event};
 use crate::lint::{self, CaExpectations};
@@ -87,6 +98,7 @@ fn create(
     let (cb, now) = (c.cb, c.now);
     let p = precheck(dir, policy_path, org)?;
     let air_gap = c.preflight(backend.kind() != crate::backend::BackendKind::Soft)?;
+    remove_stale_staging(dir);
     let new_key = backend.create(&KeyRequest::from_policy(&p.pol), cb)?;
     let result = init_with_key(
         dir,
@@ -250,18 +262,14 @@ fn init_with_key(
     // On a YubiKey the root certificate also goes into the slot's certificate object.
     key.store_certificate(&der)?;
 
-    // Everything is staged in a sibling directory and renamed into place at the end.
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "ca".into());
-    let staging = parent.join(format!(".{name}.init-{}", std::process::id()));
+    // Everything is staged in a sibling directory and renamed into place at the end. The
+    // staging directory is locked while this init lives (the lock moves with the rename and is
+    // dropped when init returns), so the next init can tell a killed one's leftovers.
+    let (parent, prefix) = staging_names(dir);
+    let staging = parent.join(format!("{prefix}{}", std::process::id()));
     std::fs::create_dir(&staging)
         .map_err(|e| Error::io(&staging, e, "check that the parent directory is writable"))?;
+    let _lock = DirLock::acquire(&staging);
     let result = (|| -> Result<(Fingerprint, Vec<PathBuf>)> {
         let kept = new_key.persist(&staging)?;
         fsutil::write_new(
@@ -322,13 +330,20 @@ fn init_with_key(
     })();
     match result {
         Ok((head, kept)) => {
+            // The CA exists from here on: nothing is undone, failures are warnings.
+            let mut warnings = Vec::new();
+            if let Err(e) = fsutil::sync_parent(dir) {
+                warnings.push(format!(
+                    "the new CA directory could not be flushed to disk ({e}); run `sync` before \
+                     removing the medium"
+                ));
+            }
             let mut written = vec![
                 dir.join(files::ROOT),
                 dir.join(files::CONFIG),
                 dir.join(ledger::FILE),
             ];
             written.extend(kept.iter().map(|k| dir.join(k)));
-            let mut warnings = Vec::new();
             if key.remembers() {
                 if let Err(e) = key.write_anchor(&Anchor {
                     head,
@@ -351,6 +366,39 @@ fn init_with_key(
         Err(e) => {
             let _ = std::fs::remove_dir_all(&staging);
             Err(e)
+        }
+    }
+}
+
+/// The directory `dir` is staged beside, and the name prefix of its staging directories
+/// (`.NAME.init-PID`).
+fn staging_names(dir: &Path) -> (PathBuf, String) {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ca".into());
+    (parent.to_path_buf(), format!(".{name}.init-"))
+}
+
+/// Removes the staging directories of `dir` that a killed init left behind: those whose lock
+/// nobody holds (a running init holds its own). Best effort: what cannot be removed stays,
+/// and is never read.
+fn remove_stale_staging(dir: &Path) {
+    let (parent, prefix) = staging_names(dir);
+    let Ok(entries) = std::fs::read_dir(&parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let stale = e.file_name().to_string_lossy().starts_with(&prefix)
+            && e.file_type().is_ok_and(|t| t.is_dir());
+        if stale {
+            if let Ok(_lock) = DirLock::acquire(&e.path()) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
         }
     }
 }

@@ -23,8 +23,9 @@
 //! 10. write the outputs from what the entries hold, update the device's anchor and the head file;
 //! 11. post hooks.
 //!
-//! Crashes: nothing before step 9 changes a file, and the ledger is replaced atomically, so a
-//! crash (SIGKILL, power loss) before the append completes leaves the CA as it was. After it,
+//! Crashes: nothing before step 9 changes a file, and an append a crash cuts short is ignored
+//! (see [`crate::ledger`] for each crash point), so a crash (SIGKILL, power loss) before the
+//! append completes leaves the CA as it was. After it,
 //! the entry is durable and holds the artifact; an output missing after a crash is written again
 //! by `kiwi-signer export` (outputs appear whole or not at all, see [`crate::fsutil`]). A device
 //! anchor behind the ledger after a crash is accepted and brought up to date by the next run.
@@ -55,7 +56,7 @@ use crate::callbacks::Callbacks;
 use crate::error::{Error, Result};
 use crate::fsutil::{self, DirLock, Mode};
 use crate::hooks::{EventData, EventKind, Hooks};
-use crate::ledger::{self, Event};
+use crate::ledger::Event;
 use crate::pipeline::{self, Build, Kind, Lint};
 use crate::preflight::{self, Host, PreflightRecord};
 use crate::words::Fingerprint;
@@ -266,8 +267,7 @@ pub fn run_with<'cb>(
         Event::CrlIssued { crl_number, .. } => Some(*crl_number),
         _ => None,
     });
-    let (text, head) = ca.ledger().prepare(events.clone(), now, Some(&air_gap));
-    fsutil::replace_atomically(&dir.join(ledger::FILE), text.as_bytes(), Mode::Public)?;
+    let head = ca.ledger().append(events.clone(), now, Some(&air_gap))?;
 
     // Recorded: from here on nothing is undone, and the outputs come from the entries.
     let mut outcome = Outcome {
@@ -339,7 +339,8 @@ pub(crate) fn check<'a>(
 /// Appends `event`, which records no signature, to the ledger of the CA in `dir`: under the
 /// lock, after checking the chain, that the head is still `head` (nothing came between) and
 /// the clock. The key is not needed; a device's anchor then trails the ledger by this entry,
-/// which [`check_anchor`] accepts. Durable when it returns (the ledger is replaced atomically).
+/// which [`check_anchor`] accepts. Durable when it returns (the ledger's own append, see
+/// [`ledger::Ledger::append`]).
 pub(crate) fn append_unsigned(
     dir: &Path,
     event: Event,
@@ -351,9 +352,7 @@ pub(crate) fn append_unsigned(
     ExpectedHead::Hex(*head).check(&ca.state().head)?;
     ca.check_clock(now)?;
     let now = now.replace_nanosecond(0).unwrap_or(now);
-    let (text, new_head) = ca.ledger().prepare(vec![event], now, None);
-    fsutil::replace_atomically(&dir.join(ledger::FILE), text.as_bytes(), Mode::Public)?;
-    Ok(new_head)
+    ca.ledger().append(vec![event], now, None)
 }
 
 /// Refuses a ledger the device has seen ahead of: one without the device's head, or with a

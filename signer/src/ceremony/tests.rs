@@ -16,7 +16,7 @@ use crate::algo::{KeyAlgorithm, PublicKey};
 use crate::backend::soft::{self, SoftKey};
 use crate::backend::{BackendError, RcgenSigner, Secret};
 use crate::callbacks::Scripted;
-use crate::ledger::{Reason, Recorded};
+use crate::ledger::{self, Reason, Recorded};
 use crate::slug::{Slug, Tier};
 
 const PASS: &str = "unit test passphrase";
@@ -868,9 +868,10 @@ fn compromise_is_forever() {
             revoked_at: r.revoked_at.clone(),
             replaces,
         };
-        let (text, _) = ca
+        let (lines, _) = ca
             .ledger()
-            .prepare(vec![forged], now + Duration::hours(1), None);
+            .new_lines(vec![forged], now + Duration::hours(1), None);
+        let text = format!("{}{lines}", ca.ledger().text());
         let err = ledger::verify_text("l", &text).expect_err("forged change");
         assert!(
             err.message.contains("not a permitted change") || err.message.contains("revoked twice"),

@@ -10,15 +10,19 @@
 //! also opens files for reading, and a file it creates is seen empty by the kill at the `write`
 //! that follows.
 //!
-//! After each crash: `ledger verify` passes; the next command is not blocked by a lock (it runs
+//! `init` is crashed the same way, into a directory that does not exist yet: after each crash
+//! there is either no CA directory, and the next init succeeds with no clean-up, or a whole CA
+//! whose ledger verifies; no staging directory is left once an init has completed.
+//!
+//! After each crash of `sign`, `revoke` or `crl`: `ledger verify` passes; the next command is not blocked by a lock (it runs
 //! up to its own, different refusal); and either the ledger is unchanged and there is no output,
 //! or the new entry is there and `export` writes exactly its artifact, byte-identical to the
 //! output when the output exists.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-use kiwi_e2e::{bin, path_str, run, stderr, Fixture};
+use kiwi_e2e::{bin, path_str, run, stderr, workspace_root, Fixture};
 
 /// The system calls that change files (creating, writing, syncing, renaming, linking, removing).
 const FILE_CHANGING: &[&str] = &[
@@ -69,12 +73,52 @@ fn signer(ca: &Path, cmd: &str, args: &[String]) -> Command {
     c
 }
 
-fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p)
-        .expect("ledger")
-        .lines()
-        .map(String::from)
-        .collect()
+/// The committed entries of the ledger in `ca`: the lines up to the length `ledger.commit`
+/// records (bytes after it are an append that did not commit, which the signer ignores).
+fn lines(ca: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(ca.join("ledger.jsonl")).expect("ledger");
+    let record = std::fs::read_to_string(ca.join("ledger.commit")).expect("commit record");
+    let record: serde_json::Value = serde_json::from_str(&record).expect("JSON record");
+    let end = record["bytes"].as_u64().expect("a length") as usize;
+    text[..end].lines().map(String::from).collect()
+}
+
+/// Runs `cmd` (a `kiwi-signer` command, given `--pin-file pin`) under strace with SIGKILL at
+/// the `k`-th `syscall`; returns its output and whether it was killed.
+fn killed_run(
+    cmd: &mut Command,
+    pin: &Path,
+    trace: &Path,
+    syscall: &str,
+    k: u32,
+) -> (Output, bool) {
+    let mut c = Command::new(strace());
+    c.arg("-f")
+        .arg("-o")
+        .arg(trace)
+        .arg("-e")
+        .arg(format!("trace={syscall}"))
+        .arg("-e")
+        .arg(format!("inject={syscall}:signal=SIGKILL:when={k}"))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .arg("--pin-file")
+        .arg(pin);
+    let o = run(&mut c);
+    let traced = std::fs::read_to_string(trace).unwrap_or_default();
+    (o, traced.contains("killed by SIGKILL"))
+}
+
+/// `ledger verify` passes on `ca`.
+fn assert_verifies(ca: &Path, at: &str) {
+    let verify = run(Command::new(bin("kiwi-signer"))
+        .args(["ledger", "verify", "--ca"])
+        .arg(ca));
+    assert!(
+        verify.status.success(),
+        "{at}: ledger verify: {}",
+        stderr(&verify)
+    );
 }
 
 /// Runs the case with SIGKILL at the `k`-th `syscall`; returns whether the process was killed.
@@ -89,25 +133,13 @@ fn crash_once(f: &Fixture, template: &Path, case: &Case, syscall: &str, k: u32) 
         .iter()
         .map(|a| a.replace("{out}", path_str(&out)))
         .collect();
-    let cmd = args[0].clone();
-    let mut c = Command::new(strace());
-    c.arg("-f")
-        .arg("-o")
-        .arg(&trace)
-        .arg("-e")
-        .arg(format!("trace={syscall}"))
-        .arg("-e")
-        .arg(format!("inject={syscall}:signal=SIGKILL:when={k}"))
-        .arg(bin("kiwi-signer"))
-        .arg(&cmd)
-        .arg("--ca")
-        .arg(&ca)
-        .args(&args[1..])
-        .arg("--pin-file")
-        .arg(&f.pin);
-    let o = run(&mut c);
-    let traced = std::fs::read_to_string(&trace).unwrap_or_default();
-    let killed = traced.contains("killed by SIGKILL");
+    let (o, killed) = killed_run(
+        &mut signer(&ca, &args[0], &args[1..]),
+        &f.pin,
+        &trace,
+        syscall,
+        k,
+    );
     let at = format!("{} killed at {syscall} #{k}", case.name);
     if !killed {
         assert!(
@@ -117,15 +149,7 @@ fn crash_once(f: &Fixture, template: &Path, case: &Case, syscall: &str, k: u32) 
         );
     }
 
-    // The ledger verifies.
-    let verify = run(Command::new(bin("kiwi-signer"))
-        .args(["ledger", "verify", "--ca"])
-        .arg(&ca));
-    assert!(
-        verify.status.success(),
-        "{at}: ledger verify: {}",
-        stderr(&verify)
-    );
+    assert_verifies(&ca, &at);
     // No lock blocks the next command: it gets as far as its own refusal (an existing --out).
     let busy = scratch.path().join("busy.pem");
     std::fs::write(&busy, "x").expect("write");
@@ -140,8 +164,8 @@ fn crash_once(f: &Fixture, template: &Path, case: &Case, syscall: &str, k: u32) 
         "{at}: the next command did not get past the lock: {err}"
     );
 
-    let before = lines(&template.join("ledger.jsonl"));
-    let after = lines(&ca.join("ledger.jsonl"));
+    let before = lines(template);
+    let after = lines(&ca);
     if after == before {
         assert!(!out.exists(), "{at}: an output without a ledger entry");
         assert!(killed, "{at}: a completed run recorded nothing");
@@ -253,4 +277,62 @@ fn a_crash_at_any_write_leaves_either_nothing_or_a_recorded_exportable_artifact(
             case.name
         );
     }
+}
+
+/// `init --backend soft` into `DIR/ca`, as the fixture runs it.
+fn init(dir: &Path) -> Command {
+    let mut c = signer(&dir.join("ca"), "init", &[]);
+    c.args(["--backend", "soft", "--policy"])
+        .arg(workspace_root().join("policies/root.yaml"));
+    c
+}
+
+/// Crashes `init` at the `k`-th `syscall`; returns whether it was killed.
+fn init_crash_once(pin: &Path, syscall: &str, k: u32) -> bool {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let ca = scratch.path().join("ca");
+    let trace = scratch.path().join("trace");
+    let (o, killed) = killed_run(&mut init(scratch.path()), pin, &trace, syscall, k);
+    let at = format!("init killed at {syscall} #{k}");
+    if !killed {
+        assert!(
+            o.status.success(),
+            "{at}: not killed but failed: {}",
+            stderr(&o)
+        );
+    }
+    if !ca.exists() {
+        assert!(killed, "{at}: a completed init left no CA");
+        let again = run(init(scratch.path()).arg("--pin-file").arg(pin));
+        assert!(
+            again.status.success(),
+            "{at}: the next init needed clean-up: {}",
+            stderr(&again)
+        );
+    }
+    assert_verifies(&ca, &at);
+    let left: Vec<String> = std::fs::read_dir(scratch.path())
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".ca.init-"))
+        .collect();
+    assert!(left.is_empty(), "{at}: staging directories left: {left:?}");
+    killed
+}
+
+#[test]
+fn init_killed_at_any_write_leaves_no_ca_or_a_whole_one() {
+    let f = Fixture::new();
+    let mut kills = 0;
+    for syscall in FILE_CHANGING {
+        let mut k = 1;
+        while init_crash_once(&f.pin, syscall, k) {
+            kills += 1;
+            k += 1;
+            assert!(k < 200, "init never completes under {syscall}");
+        }
+    }
+    // Staging: a directory, each file written, synced and linked, the rename.
+    assert!(kills >= 10, "init: only {kills} crash points were reached");
 }

@@ -831,6 +831,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let st = ca::verify_ledger(&ca, expect_head.as_ref())?;
             out!("ledger intact: {} entries", st.len);
             out!("  head {}", st.head.for_reading());
+            if st.ignored_tail > 0 {
+                out!(
+                    "  {} bytes after the committed end (ledger.commit) are ignored: an append \
+                     that a crash stopped before it committed, or bytes added by something else \
+                     (the next command removes them)",
+                    st.ignored_tail
+                );
+            }
         }
     }
     Ok(())
