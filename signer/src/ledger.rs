@@ -1366,23 +1366,27 @@ mod tests {
     fn ceremony_closed_entries_hold_two_sha256_hashes() {
         let (_tmp, text) = two_entry_ledger();
         let ledger = Ledger {
+            path: FILE.into(),
             file: FILE.into(),
             state: verify_text(FILE, &text).expect("intact"),
             text,
+            recorded: false,
+        };
+        let with = |event: Event| {
+            let (lines, _) = ledger.new_lines(vec![event], ledger.state().last_time, None);
+            format!("{}{lines}", ledger.text)
         };
         let closed = |transcript_sha256: &str| Event::CeremonyClosed {
             kind: "signing".into(),
             ceremony_sha256: Fingerprint::of(b"ceremony file").hex(),
             transcript_sha256: transcript_sha256.into(),
         };
-        let now = ledger.state().last_time;
         let good = Fingerprint::of(b"transcript").hex();
-        let (text, _) = ledger.prepare(vec![closed(&good)], now, None);
+        let text = with(closed(&good));
         let state = verify_text(FILE, &text).expect("a ceremony_closed entry verifies");
         assert_eq!(state.len, 3);
         for bad in [good.to_uppercase(), good[..62].to_string(), "x".repeat(64)] {
-            let (text, _) = ledger.prepare(vec![closed(&bad)], now, None);
-            let err = verify_text(FILE, &text).expect_err(&bad);
+            let err = verify_text(FILE, &with(closed(&bad))).expect_err(&bad);
             assert_eq!(err.entry, Some(2), "{err}");
         }
     }
