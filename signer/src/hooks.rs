@@ -51,6 +51,8 @@ pub enum EventKind {
     Rerooted,
     /// A churning customer's PKI and state repo were handed over.
     HandedOver,
+    /// `kiwictl provisioner add` recorded a Core tenant's step-ca provisioner.
+    ProvisionerAdded,
 }
 
 impl EventKind {
@@ -66,6 +68,7 @@ impl EventKind {
             EventKind::SecretsRotated => "secrets_rotated",
             EventKind::Rerooted => "rerooted",
             EventKind::HandedOver => "handed_over",
+            EventKind::ProvisionerAdded => "provisioner_added",
         }
     }
 }

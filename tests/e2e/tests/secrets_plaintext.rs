@@ -7,16 +7,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use kiwi_e2e::{bin, kiwictl, path_str, run, run_ok, stderr, stdout, venv_tool, workspace_root};
-
-fn age_keygen(path: &Path) -> String {
-    run_ok(Command::new("age-keygen").arg("-o").arg(path));
-    std::fs::read_to_string(path)
-        .expect("key file")
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: ").map(str::to_string))
-        .expect("age-keygen writes the public key")
-}
+use kiwi_e2e::{
+    age_keygen, bin, kiwictl, path_str, run, run_ok, stderr, stdout, venv_tool, workspace_root,
+};
 
 fn write(path: &Path, text: &str) {
     if let Some(d) = path.parent() {

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use kiwi_signer::hooks::{EventData, EventKind, Hooks};
 use kiwi_signer::slug::{Slug, Tier};
 use kiwi_tooling::sops::agekeys::Identities;
-use kiwi_tooling::{crl, githook, onboard, precommit, registry, staterepo};
+use kiwi_tooling::{crl, githook, onboard, precommit, registry, staterepo, stepca};
 
 /// `println!` that ignores a closed stdout (`| head`): the operation's result is already durable
 /// and reported by the exit status, so a reader going away must not turn success into a panic.
@@ -50,6 +50,11 @@ enum Command {
     Intermediate {
         #[command(subcommand)]
         command: IntermediateCommand,
+    },
+    /// Core tenants' ACME provisioners on their cluster's shared step-ca sub-CA.
+    Provisioner {
+        #[command(subcommand)]
+        command: ProvisionerCommand,
     },
     /// Customer state repos.
     Repo {
@@ -181,6 +186,36 @@ enum IntermediateCommand {
         identity: Vec<PathBuf>,
         #[command(flatten)]
         common: Common,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProvisionerCommand {
+    /// Record a Core tenant's ACME provisioner (named by its slug, with a template that refuses
+    /// any name outside SLUG.od.kiwistack.io) in its state repo.
+    Add {
+        /// The Core tenant's state repo.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// Hooks file binding local commands to this command's events (pre hooks can veto).
+        #[arg(long, value_name = "FILE")]
+        hooks: Option<PathBuf>,
+    },
+    /// Write the cluster's shared step-ca configuration into the platform repo with every
+    /// tenant's provisioner (core-shared/CLUSTER/smallstep.yaml, regenerated each time).
+    Gather {
+        /// The platform repo.
+        #[arg(long, value_name = "DIR")]
+        platform: PathBuf,
+        /// The Core cluster's name (its shared CA answers at ca.CLUSTER.od.kiwistack.io).
+        #[arg(long, value_parser = parse_slug)]
+        cluster: Slug,
+        /// The MSP root certificate (its fingerprint goes into defaults.json).
+        #[arg(long, value_name = "ROOT.pem")]
+        root: PathBuf,
+        /// Every Core tenant's state repo on this cluster (repeat the option).
+        #[arg(long, value_name = "DIR", required = true)]
+        repo: Vec<PathBuf>,
     },
 }
 
@@ -376,12 +411,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out!("wrote {}", path.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Provisioner {
+            command: ProvisionerCommand::Add { repo, hooks },
+        } => {
+            let hooks = match &hooks {
+                Some(p) => Hooks::load(p)?,
+                None => Hooks::none(),
+            };
+            let info = staterepo::open(&repo)?;
+            let mut data = EventData {
+                slug: Some(info.slug.to_string()),
+                tier: Some(info.tier.to_string()),
+                ..EventData::default()
+            };
+            add_file(&mut data, "repo", &repo);
+            hooks.run_pre(TOOL, EventKind::ProvisionerAdded, &data)?;
+            let done = stepca::add_provisioner(&repo)?;
+            out!(
+                "ACME provisioner `{}` recorded (names under {} only)",
+                done.slug,
+                stepca::tenant_domain(&done.slug)
+            );
+            out!("  wrote {}", done.file.display());
+            out!("  (run `kiwictl provisioner gather` for the cluster to put it on the shared CA)");
+            add_file(&mut data, "written", &done.file);
+            post(&hooks, EventKind::ProvisionerAdded, &data);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Provisioner {
+            command:
+                ProvisionerCommand::Gather {
+                    platform,
+                    cluster,
+                    root,
+                    repo,
+                },
+        } => {
+            let root_bytes = std::fs::read(&root)
+                .map_err(|e| anyhow::anyhow!("cannot read the root {}: {e}", root.display()))?;
+            let pin = staterepo::root_fingerprint(&root, &root_bytes)?;
+            let done = stepca::gather(&platform, &cluster, &repo, &pin)?;
+            let names: Vec<&str> = done.tenants.iter().map(|s| s.as_str()).collect();
+            out!(
+                "shared step-ca of {cluster}: {} provisioner(s): {}",
+                names.len(),
+                names.join(", ")
+            );
+            out!("  wrote {}", done.file.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Intermediate {
             command: IntermediateCommand::Request { repo, out, common },
         } => {
             let hooks = common.hooks()?;
             let mut data = EventData::default();
             if let Ok(info) = staterepo::open(&repo) {
+                onboard::refuse_core(&repo, &info)?;
                 data.slug = Some(info.slug.to_string());
                 data.tier = Some(info.tier.to_string());
             }
