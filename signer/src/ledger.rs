@@ -170,6 +170,10 @@ pub enum Event {
         artifact_sha256: String,
         /// The certificate, base64 DER.
         artifact: String,
+        /// A Core cluster's shared sub-CA (`slug` names the cluster; its subtrees cover every
+        /// tenant, so they do not contain the slug). Absent (false) in older entries.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared: bool,
     },
     /// An intermediate was revoked (the CRL that carries it follows as the next entry), or a
     /// revocation's reason was changed to keyCompromise (`replaces` names the old reason).
@@ -689,6 +693,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     key_id,
                     artifact_sha256,
                     artifact,
+                    shared,
                     ..
                 },
             ) => {
@@ -701,7 +706,9 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     if Serial::from_der_integer(cert.raw_serial()) != *serial {
                         return Err(e("recorded serial differs from the certificate's".into()));
                     }
-                    check_recorded_names(&cert, subject, key_id, Some(slug)).map_err(e)?;
+                    // A shared sub-CA's subtrees name no slug (they cover every tenant).
+                    let named = (!*shared).then_some(slug);
+                    check_recorded_names(&cert, subject, key_id, named).map_err(e)?;
                 }
                 if !serials.insert(serial.clone()) {
                     return Err(e(format!(

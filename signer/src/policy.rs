@@ -520,11 +520,37 @@ pub fn intermediate_file(tier: Tier) -> String {
     format!("intermediate-{tier}.yaml")
 }
 
+/// The file name of the Core tier's shared sub-CA policy (one sub-CA per Core cluster, named
+/// by the cluster's slug, whose name constraints cover every tenant of the cluster).
+pub const CORE_SHARED_FILE: &str = "intermediate-core-shared.yaml";
+
 /// Loads and validates `DIR/intermediate-<tier>.yaml`.
 pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, PolicyError> {
-    let path = dir.join(intermediate_file(tier));
-    let (raw, source, ctx) = read_strict::<RawIntermediate>(&path)?;
-    kind(&ctx, &raw.kind, "intermediate")?;
+    load_intermediate_file(&dir.join(intermediate_file(tier)), tier, false)
+}
+
+/// Loads and validates `DIR/intermediate-core-shared.yaml`: an intermediate policy of tier core
+/// (`kind: intermediate-shared`) whose permitted DNS subtrees must not contain `{slug}`: the
+/// slug names the cluster, and the subtrees cover every tenant's `SLUG.od.kiwistack.io`.
+pub fn load_core_shared(dir: &Path) -> Result<IntermediatePolicy, PolicyError> {
+    load_intermediate_file(&dir.join(CORE_SHARED_FILE), Tier::Core, true)
+}
+
+fn load_intermediate_file(
+    path: &Path,
+    tier: Tier,
+    shared: bool,
+) -> Result<IntermediatePolicy, PolicyError> {
+    let (raw, source, ctx) = read_strict::<RawIntermediate>(path)?;
+    kind(
+        &ctx,
+        &raw.kind,
+        if shared {
+            "intermediate-shared"
+        } else {
+            "intermediate"
+        },
+    )?;
     if raw.tier != tier.as_str() {
         return Err(ctx.err(
             "tier",
@@ -576,7 +602,13 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
                 ),
             ));
         }
-        if !d.split('.').any(|l| l == "{slug}") {
+        if shared && d.contains("{slug}") {
+            return Err(ctx.err(
+                &field,
+                "a shared sub-CA's subtree must not contain `{slug}` (the slug names the cluster): it covers every tenant's domain",
+            ));
+        }
+        if !shared && !d.split('.').any(|l| l == "{slug}") {
             return Err(ctx.err(
                 &field,
                 "must contain `{slug}` as a whole label (`{slug}.example.com`): each customer gets its own subtree, and `ledger verify` finds the slug there",
@@ -706,6 +738,34 @@ mod tests {
             let slug = Slug::parse("acme").expect("slug");
             assert_eq!(p.permitted_dns[0].render(&slug), "acme.od.kiwistack.io");
         }
+    }
+
+    #[test]
+    fn the_core_shared_policy_covers_the_zone_and_names_no_tenant() {
+        let p = load_core_shared(&policies_dir()).expect("shared policy");
+        assert_eq!(p.tier, Tier::Core);
+        let cluster = Slug::parse("core-eu1").expect("slug");
+        assert_eq!(p.permitted_dns[0].render(&cluster), "od.kiwistack.io");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = std::fs::read_to_string(policies_dir().join(CORE_SHARED_FILE)).expect("read");
+        for (from, to, field) in [
+            (
+                "- \"od.kiwistack.io\"",
+                "- \"{slug}.od.kiwistack.io\"",
+                "name_constraints.permitted_dns[0]",
+            ),
+            ("kind: intermediate-shared", "kind: intermediate", "kind"),
+            ("tier: core", "tier: mesh", "tier"),
+        ] {
+            assert!(base.contains(from), "fixture lacks {from}");
+            write(dir.path(), CORE_SHARED_FILE, &base.replace(from, to));
+            let e = load_core_shared(dir.path()).expect_err(to);
+            assert_eq!(e.field, field, "{e}");
+        }
+        // A per-customer policy is not a shared one, and the other way round.
+        write(dir.path(), "intermediate-core.yaml", &base);
+        let e = load_intermediate(dir.path(), Tier::Core).expect_err("shared as per-customer");
+        assert_eq!(e.field, "kind", "{e}");
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -105,6 +105,9 @@ fn create(
     for tier in Tier::ALL {
         policy::load_intermediate(&policies_dir, tier)?;
     }
+    if policies_dir.join(policy::CORE_SHARED_FILE).exists() {
+        policy::load_core_shared(&policies_dir)?;
+    }
     let air_gap = c.preflight(backend.kind() != crate::backend::BackendKind::Soft)?;
     let new_key = backend.create(&KeyRequest::from_policy(&pol), cb)?;
     let result = init_with_key(
@@ -207,6 +210,12 @@ fn init_with_key(
             let file = policy::intermediate_file(tier);
             // The intermediate policies sit beside the root policy (`create` loaded them there).
             let beside = policy_path.parent().unwrap_or(Path::new(""));
+            copies.push((beside.join(&file), file));
+        }
+        // The Core tier's shared sub-CA policy, where the policies folder has one.
+        let beside = policy_path.parent().unwrap_or(Path::new(""));
+        if beside.join(policy::CORE_SHARED_FILE).exists() {
+            let file = policy::CORE_SHARED_FILE.to_string();
             copies.push((beside.join(&file), file));
         }
         for (from, name) in copies {

@@ -88,6 +88,7 @@ fn request(tmp: &tempfile::TempDir, csr: &[u8], slug: &str, out: &str) -> SignRe
         tier: Tier::Core,
         days: Some(365),
         out: tmp.path().join(out),
+        shared: false,
     }
 }
 

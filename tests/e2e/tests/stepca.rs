@@ -199,98 +199,94 @@ fn a_real_step_ca_starts_from_what_intermediate_install_wrote() {
     );
 }
 
-/// A sub-CA for the test's shared CA, made with openssl under a root of the test's own: the
-/// name constraint (od.kiwistack.io, no IP) is what the shared sub-CA policy asks of the signer.
-fn openssl_sub_ca(work: &Path) -> (Value, Value, PathBuf) {
-    let o = |args: &[&str]| openssl_ok(work, args);
-    o(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        "troot.key",
+/// The cluster's shared sub-CA, signed by the MSP root with `kiwi-signer sign --shared` under
+/// `policies/intermediate-core-shared.yaml`; its key made with openssl and encrypted (PKCS#8,
+/// PBES2 AES-256-CBC) as step-ca reads it. Returns chart certificates and secrets.
+fn shared_sub_ca(ca: &Fixture, cluster: &str) -> (Value, Value) {
+    let work = &ca.work;
+    let csr = ca.csr("shared", "P-256", &[]);
+    // Only the core tier has a shared sub-CA: refused, nothing issued.
+    let o = ca.signer(&[
+        "sign",
+        "--csr",
+        path_str(&csr),
+        "--slug",
+        cluster,
+        "--tier",
+        "mesh",
+        "--shared",
+        "--out",
+        path_str(&ca.w("shared-mesh.pem")),
+        "--yes",
     ]);
-    o(&[
-        "req",
-        "-x509",
-        "-new",
-        "-key",
-        "troot.key",
-        "-subj",
-        "/CN=test root",
-        "-days",
-        "2",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-        "-out",
-        "troot.pem",
+    assert!(
+        !o.status.success() && stderr(&o).contains("--tier core"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ca.signer(&[
+        "sign",
+        "--csr",
+        path_str(&csr),
+        "--slug",
+        cluster,
+        "--tier",
+        "core",
+        "--shared",
+        "--out",
+        path_str(&ca.w("shared.pem")),
+        "--yes",
     ]);
-    o(&[
-        "genpkey",
-        "-algorithm",
-        "EC",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-out",
-        "sub.key",
-    ]);
-    o(&[
-        "req",
-        "-new",
-        "-key",
-        "sub.key",
-        "-subj",
-        "/CN=core-eu1 shared sub-CA",
-        "-out",
-        "sub.csr",
-    ]);
-    std::fs::write(
-        work.join("sub.ext"),
-        "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\n\
-         nameConstraints=critical,permitted;DNS:od.kiwistack.io,excluded;IP:0.0.0.0/0.0.0.0,excluded;IP:0:0:0:0:0:0:0:0/0:0:0:0:0:0:0:0\n",
-    )
-    .expect("ext");
-    o(&[
-        "x509",
-        "-req",
-        "-in",
-        "sub.csr",
-        "-CA",
-        "troot.pem",
-        "-CAkey",
-        "troot.key",
-        "-days",
-        "1",
-        "-extfile",
-        "sub.ext",
-        "-out",
-        "sub.pem",
-    ]);
-    o(&[
-        "pkcs8",
-        "-topk8",
-        "-in",
-        "sub.key",
-        "-v2",
-        "aes-256-cbc",
-        "-passout",
-        "pass:test-only",
-        "-out",
-        "sub.enc",
-    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The summary the witness reads says what is signed.
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        said.contains("SHARED sub-CA of core cluster core-eu1"),
+        "{said}"
+    );
+    ca.assert_ledger_ok();
+    let text = openssl_ok(
+        work,
+        &[
+            "x509",
+            "-in",
+            "shared.pem",
+            "-noout",
+            "-ext",
+            "nameConstraints",
+        ],
+    );
+    assert!(text.contains("DNS:od.kiwistack.io"), "{text}");
+    std::fs::write(work.join("shared.pass"), "test-only").expect("w");
+    openssl_ok(
+        work,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "shared.key",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "file:shared.pass",
+            "-out",
+            "shared.enc",
+        ],
+    );
     let read = |f: &str| std::fs::read_to_string(work.join(f)).expect("read");
-    std::fs::write(work.join("sub.pass"), "test-only").expect("w");
-    let password_b64 = run_ok(Command::new("base64").arg("-w0").arg(work.join("sub.pass")));
-    let certs =
-        serde_json::json!({"root_ca": read("troot.pem"), "intermediate_ca": read("sub.pem")});
+    let password_b64 = run_ok(
+        Command::new("base64")
+            .arg("-w0")
+            .arg(work.join("shared.pass")),
+    );
+    let certs = serde_json::json!({
+        "root_ca": std::fs::read_to_string(ca.root_pem()).expect("root"),
+        "intermediate_ca": read("shared.pem"),
+    });
     let secrets = serde_json::json!({"inject": {"secrets": {
         "ca_password": password_b64,
-        "x509": {"intermediate_ca_key": read("sub.enc")}}}});
-    (certs, secrets, work.join("troot.pem"))
+        "x509": {"intermediate_ca_key": read("shared.enc")}}}});
+    (certs, secrets)
 }
 
 #[test]
@@ -430,14 +426,14 @@ fn core_tenants_get_provisioners_on_the_shared_ca() {
     assert_eq!(names, ["acme", "globex"]);
     assert_eq!(provs[0], record["provisioner"]);
 
-    // step-ca starts with that configuration on a sub-CA whose name constraints cover od.kiwistack.io.
-    let (certs, secrets, root) = openssl_sub_ca(&ca.work);
+    // step-ca starts with that configuration and the shared sub-CA's materials.
+    let (certs, secrets) = shared_sub_ca(&ca, "core-eu1");
     values["inject"]["certificates"] = certs;
     start_and_check(
         &ca.work,
         &values,
         &secrets,
-        &root,
+        &ca.root_pem(),
         "ca.core-eu1.od.kiwistack.io",
     );
 }
