@@ -117,6 +117,9 @@ enum RegistryCommand {
         /// intelligence-base tag (with --intelligence).
         #[arg(long, value_name = "TAG")]
         intelligence_base: Option<String>,
+        /// Core tier only: the Core cluster whose shared sub-CA holds the tenant's provisioner.
+        #[arg(long, value_parser = parse_slug)]
+        cluster: Option<Slug>,
     },
 }
 
@@ -391,6 +394,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     core_base,
                     mesh_base,
                     intelligence_base,
+                    cluster,
                 },
         } => {
             let mut base_versions = BTreeMap::from([("core-base".to_string(), core_base)]);
@@ -406,6 +410,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 jurisdiction,
                 intelligence,
                 base_versions,
+                cluster,
             };
             let path = registry::add(&dir, &entry)?;
             out!("wrote {}", path.display());
