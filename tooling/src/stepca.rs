@@ -184,6 +184,41 @@ pub fn values_yaml(
     Ok(format!("{header}{body}"))
 }
 
+/// `ca.json` as the chart's pod sees it, for a step-ca run outside Kubernetes: the chart's mount
+/// paths replaced by files in `dir` (`root_ca.crt`, `intermediate_ca.crt`, `intermediate_ca_key`,
+/// `db/`) and the listen address by `address`.
+pub fn localise(ca_json: &Value, dir: &Path, address: &str) -> Value {
+    let mut c = ca_json.clone();
+    for (field, name) in [
+        ("root", "root_ca.crt"),
+        ("crt", "intermediate_ca.crt"),
+        ("key", "intermediate_ca_key"),
+    ] {
+        c[field] = Value::from(dir.join(name).display().to_string());
+    }
+    c["address"] = Value::from(address);
+    c["db"]["dataSource"] = Value::from(dir.join("db").display().to_string());
+    c
+}
+
+/// Reads `inject.config.files.ca.json` from chart values (`values/smallstep.yaml` or the
+/// platform repo's shared file) and [`localise`]s it.
+pub fn local_config(values_file: &Path, dir: &Path, address: &str) -> Result<Value, StepCaError> {
+    let bad = |reason: String| StepCaError::BadRecord {
+        path: values_file.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(values_file).map_err(|e| bad(e.to_string()))?;
+    let values: Value = serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let ca_json = &values["inject"]["config"]["files"]["ca.json"];
+    if !ca_json.is_object() {
+        return Err(bad(
+            "inject.config.files.ca.json: missing (written by `kiwictl intermediate install` or `provisioner gather`)".into(),
+        ));
+    }
+    Ok(localise(ca_json, dir, address))
+}
+
 /// Why a provisioner operation refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

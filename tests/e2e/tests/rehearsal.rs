@@ -20,6 +20,14 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
     );
     let out = stdout(&o);
     assert!(out.contains("rehearsal complete"), "{out}");
+    // With step-ca built (scripts/install-test-deps builds it), acme's CA was started.
+    if workspace_root().join("target/step-ca/step-ca").exists() {
+        assert!(
+            out.contains("step-ca for acme: /health ok")
+                && out.contains("Verify return code: 0 (ok)"),
+            "{out}"
+        );
+    }
     for f in [
         "offline-root/root.pem",
         "offline-root/ledger.jsonl",

@@ -26,22 +26,6 @@ fn private_dir(path: &Path) -> PathBuf {
     path.to_path_buf()
 }
 
-/// `ca.json` from chart values, with the chart's mount paths replaced by files in `dir` and
-/// the listen address by a loopback port: what the chart's pod sees, outside Kubernetes.
-fn localise(ca_json: &Value, dir: &Path, port: u16) -> Value {
-    let mut c = ca_json.clone();
-    for (field, name) in [
-        ("root", "root_ca.crt"),
-        ("crt", "intermediate_ca.crt"),
-        ("key", "intermediate_ca_key"),
-    ] {
-        c[field] = Value::from(path_str(&dir.join(name)));
-    }
-    c["address"] = Value::from(format!("127.0.0.1:{port}"));
-    c["db"]["dataSource"] = Value::from(path_str(&dir.join("db")));
-    c
-}
-
 fn yaml_file(path: &Path) -> Value {
     serde_yaml_ng::from_slice(&std::fs::read(path).expect("read")).expect("yaml")
 }
@@ -79,7 +63,12 @@ fn start_and_check(work: &Path, values: &Value, secrets: &Value, root: &Path, dn
     let config = dir.join("ca.json");
     std::fs::write(
         &config,
-        serde_json::to_vec_pretty(&localise(&files["ca.json"], &dir, port)).expect("json"),
+        serde_json::to_vec_pretty(&kiwi_tooling::stepca::localise(
+            &files["ca.json"],
+            &dir,
+            &format!("127.0.0.1:{port}"),
+        ))
+        .expect("json"),
     )
     .expect("w");
     let ca = StepCa::start(&dir, &config, &dir.join("password"), port, dns_name, root);

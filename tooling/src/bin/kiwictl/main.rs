@@ -170,6 +170,20 @@ enum IntermediateCommand {
         #[arg(long, value_name = "FILE")]
         identity: Vec<PathBuf>,
     },
+    /// Print the step-ca configuration (ca.json) from chart values, for a step-ca run outside
+    /// Kubernetes: mount paths replaced by files in --dir, the listen address by --address.
+    LocalConfig {
+        /// Chart values holding inject.config.files.ca.json (values/smallstep.yaml, or the
+        /// platform repo's core-shared/CLUSTER/smallstep.yaml).
+        #[arg(long, value_name = "FILE")]
+        values: PathBuf,
+        /// Where root_ca.crt, intermediate_ca.crt, intermediate_ca_key and db/ will be.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The listen address, e.g. 127.0.0.1:9443.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: String,
+    },
     /// Check a signed certificate and install it where step-ca's Helm chart reads it.
     Install {
         /// The customer's state repo.
@@ -493,6 +507,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             add_file(&mut data, "written", &r.key_file);
             add_file(&mut data, "written", &r.csr);
             post(&hooks, EventKind::IntermediateRequested, &data);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Intermediate {
+            command:
+                IntermediateCommand::LocalConfig {
+                    values,
+                    dir,
+                    address,
+                },
+        } => {
+            let config = stepca::local_config(&values, &dir, &address)?;
+            out!("{}", serde_json::to_string_pretty(&config)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Intermediate {
