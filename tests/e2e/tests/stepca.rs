@@ -93,6 +93,28 @@ fn start_and_check(work: &Path, values: &Value, secrets: &Value, root: &Path, dn
     drop(ca);
 }
 
+/// `kiwictl repo init` of `cust-SLUG` in the fixture's directory for `tier`, encrypting to `op`.
+fn repo_init(ca: &Fixture, op: &str, slug: &str, tier: &str) -> PathBuf {
+    let repo = ca.tmp.path().join(format!("cust-{slug}"));
+    kiwictl_ok(
+        &[
+            "repo",
+            "init",
+            path_str(&repo),
+            "--slug",
+            slug,
+            "--tier",
+            tier,
+            "--operator-age",
+            op,
+            "--root",
+            path_str(&ca.root_pem()),
+        ],
+        None,
+    );
+    repo
+}
+
 #[test]
 fn a_real_step_ca_starts_from_what_intermediate_install_wrote() {
     let ca = Fixture::new();
@@ -100,23 +122,7 @@ fn a_real_step_ca_starts_from_what_intermediate_install_wrote() {
     let pol = path_str(&kiwi_e2e::workspace_root().join("policies")).to_string();
     let op_key = t.join("operator.agekey");
     let op = age_keygen(&op_key);
-    let repo = t.join("cust-acme");
-    kiwictl_ok(
-        &[
-            "repo",
-            "init",
-            path_str(&repo),
-            "--slug",
-            "acme",
-            "--tier",
-            "mesh",
-            "--operator-age",
-            &op,
-            "--root",
-            path_str(&ca.root_pem()),
-        ],
-        None,
-    );
+    let repo = repo_init(&ca, &op, "acme", "mesh");
     let csr = ca.w("acme.csr");
     kiwictl_ok(
         &[
@@ -195,37 +201,28 @@ fn shared_sub_ca(ca: &Fixture, cluster: &str) -> (Value, Value) {
     let work = &ca.work;
     let csr = ca.csr("shared", "P-256", &[]);
     // Only the core tier has a shared sub-CA: refused, nothing issued.
-    let o = ca.signer(&[
-        "sign",
-        "--csr",
-        path_str(&csr),
-        "--slug",
-        cluster,
-        "--tier",
-        "mesh",
-        "--shared",
-        "--out",
-        path_str(&ca.w("shared-mesh.pem")),
-        "--yes",
-    ]);
+    let sign = |tier: &str, out: &str| {
+        ca.signer(&[
+            "sign",
+            "--csr",
+            path_str(&csr),
+            "--slug",
+            cluster,
+            "--tier",
+            tier,
+            "--shared",
+            "--out",
+            path_str(&ca.w(out)),
+            "--yes",
+        ])
+    };
+    let o = sign("mesh", "shared-mesh.pem");
     assert!(
         !o.status.success() && stderr(&o).contains("--tier core"),
         "{}",
         stderr(&o)
     );
-    let o = ca.signer(&[
-        "sign",
-        "--csr",
-        path_str(&csr),
-        "--slug",
-        cluster,
-        "--tier",
-        "core",
-        "--shared",
-        "--out",
-        path_str(&ca.w("shared.pem")),
-        "--yes",
-    ]);
+    let o = sign("core", "shared.pem");
     assert!(o.status.success(), "{}", stderr(&o));
     // The summary the witness reads says what is signed.
     let said = format!("{}{}", stdout(&o), stderr(&o));
@@ -284,26 +281,7 @@ fn core_tenants_get_provisioners_on_the_shared_ca() {
     let t = ca.tmp.path();
     let op_key = t.join("operator.agekey");
     let op = age_keygen(&op_key);
-    let init = |slug: &str, tier: &str| {
-        let repo = t.join(format!("cust-{slug}"));
-        kiwictl_ok(
-            &[
-                "repo",
-                "init",
-                path_str(&repo),
-                "--slug",
-                slug,
-                "--tier",
-                tier,
-                "--operator-age",
-                &op,
-                "--root",
-                path_str(&ca.root_pem()),
-            ],
-            None,
-        );
-        repo
-    };
+    let init = |slug: &str, tier: &str| repo_init(&ca, &op, slug, tier);
     let (acme, globex, initech) = (
         init("acme", "core"),
         init("globex", "core"),

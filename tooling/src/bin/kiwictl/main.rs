@@ -466,9 +466,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     repo,
                 },
         } => {
-            let root_bytes = std::fs::read(&root)
-                .map_err(|e| anyhow::anyhow!("cannot read the root {}: {e}", root.display()))?;
-            let pin = staterepo::root_fingerprint(&root, &root_bytes)?;
+            let pin = staterepo::read_root(&root)?;
             let done = stepca::gather(&platform, &cluster, &repo, &pin)?;
             let names: Vec<&str> = done.tenants.iter().map(|s| s.as_str()).collect();
             out!(
@@ -609,9 +607,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     root,
                 },
         } => {
-            let root_bytes = std::fs::read(&root)
-                .map_err(|e| anyhow::anyhow!("cannot read the root {}: {e}", root.display()))?;
-            let pin = staterepo::root_fingerprint(&root, &root_bytes)?;
+            let pin = staterepo::read_root(&root)?;
             let outcome = staterepo::init(
                 &dir,
                 &slug,
