@@ -338,7 +338,10 @@ pub fn install(
             "# step-certificates Helm values (public). Written by `kiwictl intermediate install`.\n\
              # The matching key and password are in {STEP_SECRETS}. The CA answers at {ca_dns}.\n"
         ),
-        stepca::ca_json(std::slice::from_ref(&ca_dns), stepca::own_ca_provisioners()),
+        stepca::ca_json(
+            std::slice::from_ref(&ca_dns),
+            stepca::own_ca_provisioners(&info.slug),
+        ),
         stepca::defaults_json(&format!("https://{ca_dns}"), &checked.root_sha256),
         Some((&root_pem, &cert_pem)),
     )

@@ -118,9 +118,17 @@ pub fn defaults_json(ca_url: &str, root_sha256: &Fingerprint) -> Value {
 }
 
 /// A Mesh/Fleet customer's own CA: one ACME provisioner, `acme`. The intermediate's name
-/// constraints already confine what it can issue to the customer's domain.
-pub fn own_ca_provisioners() -> Vec<Value> {
-    vec![json!({"type": "ACME", "name": "acme", "forceCN": true, "claims": {}})]
+/// constraints already confine what relying parties accept to the customer's domain; the same
+/// template as a Core tenant's makes the CA refuse the rest (IP addresses included) instead of
+/// issuing certificates no client would accept.
+pub fn own_ca_provisioners(slug: &Slug) -> Vec<Value> {
+    vec![json!({
+        "type": "ACME",
+        "name": "acme",
+        "forceCN": true,
+        "claims": {},
+        "options": {"x509": {"template": tenant_template(slug)}}
+    })]
 }
 
 /// The X.509 template of a Core tenant's provisioner: fails on any SAN that is not a DNS name
@@ -132,10 +140,10 @@ pub fn tenant_template(slug: &Slug) -> String {
     };
     format!(
         "{{{{- range .SANs }}}}{{{{- if not (and (eq .Type \"dns\") {in_san}) }}}}\
-         {{{{- fail (printf \"the {slug} provisioner issues only names under {domain}, not %s %s\" .Type .Value) }}}}\
+         {{{{- fail (printf \"{slug}'s certificates carry only names under {domain}, not %s %s\" .Type .Value) }}}}\
          {{{{- end }}}}{{{{- end }}}}\n\
          {{{{- if and .Subject.CommonName (not {in_cn}) }}}}\
-         {{{{- fail (printf \"the {slug} provisioner issues only names under {domain}, not the common name %s\" .Subject.CommonName) }}}}\
+         {{{{- fail (printf \"{slug}'s certificates carry only names under {domain}, not the common name %s\" .Subject.CommonName) }}}}\
          {{{{- end }}}}\n\
          {{\n\
          \x20 \"subject\": {{{{ toJson .Subject }}}},\n\

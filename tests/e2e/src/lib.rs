@@ -378,6 +378,12 @@ pub fn step_ca_binary() -> PathBuf {
     out
 }
 
+/// `x509-template-check` (tests/stepca/templatecheck), built beside step-ca by
+/// `scripts/build-step-ca`: renders an X.509 template as step-ca's ACME provisioner does.
+pub fn x509_template_check() -> PathBuf {
+    step_ca_binary().with_file_name("x509-template-check")
+}
+
 /// A running step-ca, killed and reaped on drop (also when the test panics).
 pub struct StepCa {
     child: std::process::Child,

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use kiwi_e2e::{
     age_keygen, free_port, kiwictl, kiwictl_ok, openssl_ok, path_str, run, run_ok, sops_decrypt,
-    stderr, stdout, write_private, Fixture, StepCa,
+    stderr, stdout, write_private, x509_template_check, Fixture, StepCa,
 };
 
 /// A 0700 directory for decrypted materials (removed with the fixture's temporary directory).
@@ -357,10 +357,59 @@ fn core_tenants_get_provisioners_on_the_shared_ca() {
     let template = record["provisioner"]["options"]["x509"]["template"]
         .as_str()
         .expect("template");
-    assert!(
-        template.contains("fail") && template.contains(".acme.od.kiwistack.io"),
-        "{template}"
-    );
+    // The template, rendered as step-ca's ACME provisioner renders it (same Go library, built
+    // from Debian's sources with step-ca): acme's names pass, anything else fails naming why.
+    let template_file = ca.w("acme.tpl");
+    std::fs::write(&template_file, template).expect("w");
+    let render = |cn: &str, sans: &[&str]| {
+        run(Command::new(x509_template_check())
+            .arg(&template_file)
+            .arg(cn)
+            .args(sans))
+    };
+    for (cn, sans) in [
+        (
+            "www.acme.od.kiwistack.io",
+            &["www.acme.od.kiwistack.io", "acme.od.kiwistack.io"][..],
+        ),
+        ("", &["API.Acme.od.kiwistack.io"][..]),
+    ] {
+        let o = render(cn, sans);
+        assert!(o.status.success(), "{cn} {sans:?} refused: {}", stderr(&o));
+        assert!(stdout(&o).contains("dns "), "{}", stdout(&o));
+    }
+    for (cn, sans, why) in [
+        (
+            "www.globex.od.kiwistack.io",
+            &["www.globex.od.kiwistack.io"][..],
+            "not dns www.globex.od.kiwistack.io",
+        ),
+        (
+            "x",
+            &["www.acme.od.kiwistack.io", "evilacme.od.kiwistack.io"][..],
+            "not dns evilacme.od.kiwistack.io",
+        ),
+        (
+            "acme.od.kiwistack.io.evil.example",
+            &["acme.od.kiwistack.io.evil.example"][..],
+            "not dns",
+        ),
+        ("ip", &["10.0.0.1"][..], "not ip 10.0.0.1"),
+        (
+            "www.globex.od.kiwistack.io",
+            &["www.acme.od.kiwistack.io"][..],
+            "not the common name www.globex.od.kiwistack.io",
+        ),
+    ] {
+        let o = render(cn, sans);
+        assert!(!o.status.success(), "{cn} {sans:?} passed the template");
+        let err = stderr(&o);
+        assert!(
+            err.contains("acme's certificates carry only names under acme.od.kiwistack.io")
+                && err.contains(why),
+            "{cn} {sans:?}: {err}"
+        );
+    }
 
     // The platform repo's shared CA configuration gathers both tenants' provisioners.
     let platform = t.join("od-platform");
