@@ -76,6 +76,7 @@ fn make_ca(dir: &Path, entries: usize, cb: &Scripted, now: OffsetDateTime) -> So
                 policy_sha256: "0".repeat(64),
                 artifact_sha256,
                 artifact,
+                shared: false,
             }
         })
         .collect();

@@ -30,6 +30,9 @@ pub enum Error {
     /// A policy file is invalid.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// `--shared` asked of a tier other than core.
+    #[error("--shared signs a Core cluster's shared sub-CA; the {0} tier has none (pass --tier core, or drop --shared)")]
+    SharedNotCore(Tier),
     /// A certificate signing request was refused.
     #[error("the CSR {path} was refused: {reason}; ask the customer's operator for a new CSR")]
     Csr {

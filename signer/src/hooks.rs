@@ -53,6 +53,8 @@ pub enum EventKind {
     HandedOver,
     /// `kiwictl intermediate install --replace` installed a renewed intermediate.
     IntermediateRenewed,
+    /// `kiwictl provisioner add` recorded a Core tenant's step-ca provisioner.
+    ProvisionerAdded,
 }
 
 impl EventKind {
@@ -69,6 +71,7 @@ impl EventKind {
             EventKind::Rerooted => "rerooted",
             EventKind::HandedOver => "handed_over",
             EventKind::IntermediateRenewed => "intermediate_renewed",
+            EventKind::ProvisionerAdded => "provisioner_added",
         }
     }
 }

@@ -222,6 +222,10 @@ pub enum Event {
         artifact_sha256: String,
         /// The certificate, base64 DER.
         artifact: String,
+        /// A Core cluster's shared sub-CA (`slug` names the cluster; its subtrees cover every
+        /// tenant, so they do not contain the slug). Absent (false) in older entries.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shared: bool,
     },
     /// An intermediate was revoked (the CRL that carries it follows as the next entry), or a
     /// revocation's reason was changed to keyCompromise (`replaces` names the old reason).
@@ -986,6 +990,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     key_id,
                     artifact_sha256,
                     artifact,
+                    shared,
                     ..
                 },
             ) => {
@@ -996,7 +1001,9 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     artifact_sha256.as_str(),
                     artifact.as_str(),
                 );
-                check_issued(full, &s.root_key, recorded, Some(slug), &mut serials).map_err(e)?;
+                // A shared sub-CA's subtrees name no slug (they cover every tenant).
+                let named = (!*shared).then_some(slug);
+                check_issued(full, &s.root_key, recorded, named, &mut serials).map_err(e)?;
                 s.issued.insert(
                     serial.clone(),
                     Issued {

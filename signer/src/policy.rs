@@ -624,11 +624,37 @@ pub fn intermediate_file(tier: Tier) -> String {
     format!("intermediate-{tier}.yaml")
 }
 
+/// The file name of the Core tier's shared sub-CA policy (one sub-CA per Core cluster, named
+/// by the cluster's slug, whose name constraints cover every tenant of the cluster).
+pub const CORE_SHARED_FILE: &str = "intermediate-core-shared.yaml";
+
 /// Loads and validates `DIR/intermediate-<tier>.yaml`.
 pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, PolicyError> {
-    let path = dir.join(intermediate_file(tier));
-    let (raw, source, ctx) = read_strict::<RawIntermediate>(&path)?;
-    kind(&ctx, &raw.kind, "intermediate")?;
+    load_intermediate_file(&dir.join(intermediate_file(tier)), tier, false)
+}
+
+/// Loads and validates `DIR/intermediate-core-shared.yaml`: an intermediate policy of tier core
+/// (`kind: intermediate-shared`) whose permitted DNS subtrees must not contain `{slug}`: the
+/// slug names the cluster, and the subtrees cover every tenant's `SLUG.od.kiwistack.io`.
+pub fn load_core_shared(dir: &Path) -> Result<IntermediatePolicy, PolicyError> {
+    load_intermediate_file(&dir.join(CORE_SHARED_FILE), Tier::Core, true)
+}
+
+fn load_intermediate_file(
+    path: &Path,
+    tier: Tier,
+    shared: bool,
+) -> Result<IntermediatePolicy, PolicyError> {
+    let (raw, source, ctx) = read_strict::<RawIntermediate>(path)?;
+    kind(
+        &ctx,
+        &raw.kind,
+        if shared {
+            "intermediate-shared"
+        } else {
+            "intermediate"
+        },
+    )?;
     if raw.tier != tier.as_str() {
         return Err(ctx.err(
             "tier",
@@ -661,7 +687,7 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
     }
     // Every template must fit the longest slug there can be.
     let probe = Slug::longest();
-    let name_constraints = name_constraints(&ctx, raw.name_constraints)?;
+    let name_constraints = name_constraints(&ctx, raw.name_constraints, shared)?;
     if raw.path_len != 0 {
         return Err(ctx.err(
             "path_len",
@@ -696,6 +722,7 @@ pub fn load_intermediate(dir: &Path, tier: Tier) -> Result<IntermediatePolicy, P
 fn name_constraints(
     ctx: &Ctx,
     raw: RawNameConstraints,
+    shared: bool,
 ) -> Result<NameConstraintsPolicy, PolicyError> {
     let permitted_subject = match raw.permitted_subject {
         None => Vec::new(),
@@ -704,7 +731,7 @@ fn name_constraints(
             let o = name_template(ctx, &format!("{field}.organization"), &p.organization, true)?;
             let ou_field = format!("{field}.organizational_unit");
             let ou = name_template(ctx, &ou_field, &p.organizational_unit, true)?;
-            if !ou.as_str().contains("{slug}") {
+            if !shared && !ou.as_str().contains("{slug}") {
                 return Err(ctx.err(
                     &ou_field,
                     "must contain `{slug}`: each customer gets its own directory subtree",
@@ -723,9 +750,15 @@ fn name_constraints(
         );
     }
     Ok(NameConstraintsPolicy {
-        permitted_dns: host_templates(ctx, "permitted_dns", &raw.permitted_dns, false)?,
-        permitted_email: host_templates(ctx, "permitted_email", &raw.permitted_email, true)?,
-        permitted_uri: host_templates(ctx, "permitted_uri", &raw.permitted_uri, true)?,
+        permitted_dns: host_templates(ctx, "permitted_dns", &raw.permitted_dns, false, shared)?,
+        permitted_email: host_templates(
+            ctx,
+            "permitted_email",
+            &raw.permitted_email,
+            true,
+            shared,
+        )?,
+        permitted_uri: host_templates(ctx, "permitted_uri", &raw.permitted_uri, true, shared)?,
         permitted_subject,
         excluded_ip,
     })
@@ -734,12 +767,14 @@ fn name_constraints(
 /// Validates the host templates of one name form: at least one, each a DNS name with the
 /// longest slug and with `{slug}` as a whole label (so `ledger verify` finds the slug there).
 /// `leading_dot`: the form reads `.host` as "subdomains of host" (rfc822Name, URI); in dNSName
-/// a plain name already covers its subdomains, so a dot is refused.
+/// a plain name already covers its subdomains, so a dot is refused. A shared sub-CA's subtrees
+/// (`shared`) are the opposite: they must not contain `{slug}`, which names the cluster there.
 fn host_templates(
     ctx: &Ctx,
     form: &str,
     list: &[String],
     leading_dot: bool,
+    shared: bool,
 ) -> Result<Vec<Template>, PolicyError> {
     let probe = Slug::longest();
     let mut out = Vec::new();
@@ -766,7 +801,13 @@ fn host_templates(
                 ),
             ));
         }
-        if !host.split('.').any(|l| l == "{slug}") {
+        if shared && d.contains("{slug}") {
+            return Err(ctx.err(
+                &field,
+                "a shared sub-CA's subtree must not contain `{slug}` (the slug names the cluster): it covers every tenant's domain",
+            ));
+        }
+        if !shared && !host.split('.').any(|l| l == "{slug}") {
             return Err(ctx.err(
                 &field,
                 "must contain `{slug}` as a whole label (`{slug}.example.com`): each customer gets its own subtree, and `ledger verify` finds the slug there",
@@ -866,6 +907,34 @@ mod tests {
                  URI:.acme.od.kiwistack.io; excluded IP:0.0.0.0/0, IP:::/0"
             );
         }
+    }
+
+    #[test]
+    fn the_core_shared_policy_covers_the_zone_and_names_no_tenant() {
+        let p = load_core_shared(&policies_dir()).expect("shared policy");
+        assert_eq!(p.tier, Tier::Core);
+        let cluster = Slug::parse("core-eu1").expect("slug");
+        assert_eq!(p.permitted_dns[0].render(&cluster), "od.kiwistack.io");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = std::fs::read_to_string(policies_dir().join(CORE_SHARED_FILE)).expect("read");
+        for (from, to, field) in [
+            (
+                "- \"od.kiwistack.io\"",
+                "- \"{slug}.od.kiwistack.io\"",
+                "name_constraints.permitted_dns[0]",
+            ),
+            ("kind: intermediate-shared", "kind: intermediate", "kind"),
+            ("tier: core", "tier: mesh", "tier"),
+        ] {
+            assert!(base.contains(from), "fixture lacks {from}");
+            write(dir.path(), CORE_SHARED_FILE, &base.replace(from, to));
+            let e = load_core_shared(dir.path()).expect_err(to);
+            assert_eq!(e.field, field, "{e}");
+        }
+        // A per-customer policy is not a shared one, and the other way round.
+        write(dir.path(), "intermediate-core.yaml", &base);
+        let e = load_intermediate(dir.path(), Tier::Core).expect_err("shared as per-customer");
+        assert_eq!(e.field, "kind", "{e}");
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -186,7 +186,9 @@ mod tests {
         params.serial_number = Some(rcgen::SerialNumber::from(vec![0x2a]));
         let pem = params.self_signed(&key).unwrap().pem();
         std::fs::create_dir(d.path().join("values")).unwrap();
-        let values = crate::onboard::values_doc(&pem, &pem, "test", "");
+        let slug: kiwi_signer::slug::Slug = "acme".parse().unwrap();
+        let fp = kiwi_signer::words::Fingerprint::of(pem.as_bytes());
+        let values = crate::onboard::values_doc(&slug, &pem, &pem, &fp, "test", "").unwrap();
         std::fs::write(d.path().join(STEP_VALUES), values).unwrap();
         d
     }

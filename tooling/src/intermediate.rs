@@ -331,6 +331,7 @@ mod tests {
             tier: Tier::Core,
             days: None,
             out: out.clone(),
+            shared: false,
         };
         kiwi_signer::ceremony::run(&ca_dir, &req, &c).expect("sign");
         let cert = std::fs::read(&out).expect("cert");

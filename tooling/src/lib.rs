@@ -18,3 +18,4 @@ pub mod registry;
 pub mod seal;
 pub mod sops;
 pub mod staterepo;
+pub mod stepca;

@@ -8,7 +8,9 @@
 //! secrets/intermediate.crt.sops.yaml   install: certificate + root, SOPS-encrypted (seed G8 step 3)
 //! secrets/smallstep.sops.yaml          install: inject.secrets.ca_password (base64) and
 //!                                       inject.secrets.x509.intermediate_ca_key (encrypted PEM)
-//! values/smallstep.yaml                install: inject.certificates.root_ca / intermediate_ca
+//! values/smallstep.yaml                install: inject.enabled, inject.config.files (ca.json,
+//!                                       defaults.json: see `stepca`), inject.certificates
+//!                                       (root_ca, intermediate_ca), bootstrap.enabled: false
 //! ```
 //!
 //! Both operations are all or nothing: every output is built and checked in memory (each SOPS
@@ -23,6 +25,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use kiwi_signer::fsutil::{self, Mode};
+use kiwi_signer::slug::{Slug, Tier};
 use kiwi_signer::words::Fingerprint;
 
 use crate::intermediate::{self, CheckedCert, Expected, IntermediateError};
@@ -32,6 +35,7 @@ use crate::sops::engine::{self, Unlock};
 use crate::sops::error::SopsError;
 use crate::sops::format::FileFormat;
 use crate::staterepo::{self, RepoError, RepoInfo};
+use crate::stepca;
 
 /// The intermediate key, SOPS-encrypted.
 pub const KEY_FILE: &str = "secrets/intermediate.key.sops.yaml";
@@ -66,6 +70,9 @@ pub enum OnboardError {
     /// The stored key file is not what `request` wrote.
     #[error("{0}: {1}")]
     KeyFile(PathBuf, String),
+    /// A Core tenant asked for an intermediate.
+    #[error("{0} is the state repo of {1}, a core tier tenant: core tenants have no intermediate of their own, they get an ACME provisioner on their cluster's shared sub-CA; run `kiwictl provisioner add --repo {0}` instead. Nothing was written")]
+    CoreTier(PathBuf, kiwi_signer::slug::Slug),
     /// Writing failed (files already written were removed).
     #[error(transparent)]
     Write(#[from] kiwi_signer::Error),
@@ -132,6 +139,18 @@ fn write_all_or_nothing(files: &[(PathBuf, &[u8])]) -> Result<(), OnboardError> 
     Ok(())
 }
 
+/// Refuses a Core tenant's repo: Core tenants get a provisioner on their cluster's shared
+/// sub-CA (`kiwictl provisioner add`), not an intermediate of their own.
+pub fn refuse_core(repo: &Path, info: &RepoInfo) -> Result<(), OnboardError> {
+    if info.tier == Tier::Core {
+        return Err(OnboardError::CoreTier(
+            repo.to_path_buf(),
+            info.slug.clone(),
+        ));
+    }
+    Ok(())
+}
+
 /// Generates the intermediate key (algorithm from the tier's policy in `policies_dir`), stores
 /// it SOPS-encrypted in the state repo, and writes the CSR to `csr_out` (the transfer medium).
 pub fn request(
@@ -140,6 +159,7 @@ pub fn request(
     csr_out: &Path,
 ) -> Result<Requested, OnboardError> {
     let info = staterepo::open(repo)?;
+    refuse_core(repo, &info)?;
     if repo.join(KEY_FILE).exists() {
         return Err(OnboardError::Exists(
             repo.join(KEY_FILE),
@@ -365,15 +385,34 @@ pub fn read_installed(repo: &Path, ids: &Identities) -> Result<InstalledDoc, Onb
 }
 
 /// step-ca's public values ([`STEP_VALUES`]): `roots` (one or more PEM certificates, all
-/// trusted) and the intermediate; `note` is a comment on why the roots are what they are.
-pub fn values_doc(roots_pem: &str, cert_pem: &str, written_by: &str, note: &str) -> String {
-    format!(
-        "# step-certificates Helm values (public). Written by `{written_by}`.\n\
-         # The matching key and password are in {STEP_SECRETS}.\n{note}\
-         inject:\n  certificates:\n    root_ca: |\n{}    intermediate_ca: |\n{}",
-        block(roots_pem, 6),
-        block(cert_pem, 6),
+/// trusted) and the intermediate, in the step-certificates chart's inject layout
+/// ([`stepca::values_yaml`]; `root_sha256` is the first root's, for `defaults.json`); `note` is a
+/// comment on why the roots are what they are.
+pub fn values_doc(
+    slug: &Slug,
+    roots_pem: &str,
+    cert_pem: &str,
+    root_sha256: &Fingerprint,
+    written_by: &str,
+    note: &str,
+) -> Result<String, IntermediateError> {
+    let ca_dns = stepca::ca_dns_name(slug);
+    stepca::values_yaml(
+        &format!(
+            "# step-certificates Helm values (public). Written by `{written_by}`.\n\
+             # The matching key and password are in {STEP_SECRETS}. The CA answers at {ca_dns}.\n{note}"
+        ),
+        stepca::ca_json(
+            std::slice::from_ref(&ca_dns),
+            stepca::own_ca_provisioners(slug),
+        ),
+        stepca::defaults_json(&format!("https://{ca_dns}"), root_sha256),
+        Some((roots_pem, cert_pem)),
     )
+    .map_err(|e| IntermediateError::Build {
+        what: "step-ca values",
+        detail: e.to_string(),
+    })
 }
 
 /// Checks the certificate (chain to the root, policy, the repo's key, not revoked by the CRL)
@@ -467,7 +506,14 @@ pub fn install(
         block(&enc_key, 8),
         password_b64 = password_b64.as_str(),
     ));
-    let values = values_doc(&roots, &cert_pem, written_by, "");
+    let values = values_doc(
+        &info.slug,
+        &roots,
+        &cert_pem,
+        &checked.root_sha256,
+        written_by,
+        "",
+    )?;
     let cert_enc = encrypt_for(repo, &info, &outputs[0], cert_doc.as_bytes())?;
     let secrets_enc = encrypt_for(repo, &info, &outputs[1], secrets_doc.as_bytes())?;
     let files = [

@@ -163,6 +163,15 @@ pub fn root_fingerprint(path: &Path, bytes: &[u8]) -> Result<Fingerprint, RepoEr
     Ok(Fingerprint::of(&der))
 }
 
+/// Reads the MSP root certificate file at `path` and returns its SHA-256 ([`root_fingerprint`]).
+pub fn read_root(path: &Path) -> Result<Fingerprint, RepoError> {
+    let bytes = std::fs::read(path).map_err(|e| RepoError::BadRoot {
+        path: path.to_path_buf(),
+        reason: format!("cannot read it ({e})"),
+    })?;
+    root_fingerprint(path, &bytes)
+}
+
 fn read_marker(dir: &Path) -> Result<RawRepoInfo, RepoError> {
     let marker = dir.join(MARKER);
     let text =

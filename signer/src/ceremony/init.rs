@@ -195,6 +195,9 @@ pub(crate) fn precheck(dir: &Path, policy_path: &Path, org: Option<&str>) -> Res
     for tier in tiers {
         policy::load_intermediate(&policies_dir, *tier)?;
     }
+    if policies_dir.join(policy::CORE_SHARED_FILE).exists() {
+        policy::load_core_shared(&policies_dir)?;
+    }
     Ok(Prechecked {
         pol,
         policy_path,
@@ -286,6 +289,12 @@ fn init_with_key(
             let file = policy::intermediate_file(*tier);
             // The intermediate policies sit beside the root policy (`create` loaded them there).
             let beside = policy_path.parent().unwrap_or(Path::new(""));
+            copies.push((beside.join(&file), file));
+        }
+        // The Core tier's shared sub-CA policy, where the policies folder has one.
+        let beside = policy_path.parent().unwrap_or(Path::new(""));
+        if beside.join(policy::CORE_SHARED_FILE).exists() {
+            let file = policy::CORE_SHARED_FILE.to_string();
             copies.push((beside.join(&file), file));
         }
         for (from, name) in copies {

@@ -40,6 +40,9 @@ pub struct SignRequest {
     pub days: Option<u32>,
     /// Output certificate path.
     pub out: PathBuf,
+    /// A Core cluster's shared sub-CA (`slug` names the cluster, the policy is
+    /// `intermediate-core-shared.yaml`); tier must be core.
+    pub shared: bool,
 }
 
 impl Operation for SignRequest {
@@ -53,6 +56,9 @@ impl Operation for SignRequest {
             tier: Some(self.tier.to_string()),
             ..EventData::default()
         };
+        if self.shared {
+            data.details.insert("shared".into(), "true".into());
+        }
         data.sha256
             .insert("csr".into(), Fingerprint::of(&self.csr).hex());
         add_file(&mut data, "csr", &PathBuf::from(&self.csr_origin));
@@ -62,7 +68,12 @@ impl Operation for SignRequest {
 
     fn plan<'a>(&'a self, ca: &'a Ca, now: OffsetDateTime) -> Result<Plan<'a>> {
         let csr = csr::parse_and_verify(&self.csr, &self.csr_origin)?;
-        let pol = policy::load_intermediate(&ca.config().policies_dir, self.tier)?;
+        let dir = &ca.config().policies_dir;
+        let pol = match (self.shared, self.tier) {
+            (false, tier) => policy::load_intermediate(dir, tier)?,
+            (true, Tier::Core) => policy::load_core_shared(dir)?,
+            (true, tier) => return Err(Error::SharedNotCore(tier)),
+        };
         check_request(ca, &csr, &pol, &self.slug)?;
         let days = self.days.unwrap_or(pol.default_days);
         if days == 0 || days > pol.max_days {
@@ -89,7 +100,15 @@ impl Operation for SignRequest {
             what: "certificate",
             detail: format!("nameConstraints: {e}"),
         })?];
-        let summary = summary(&self.slug, pol.tier, &csr, &params, &constraints, days);
+        let who = if self.shared {
+            format!(
+                "SHARED sub-CA of core cluster {} (covers every tenant of the cluster)",
+                self.slug
+            )
+        } else {
+            format!("{} ({} tier)", self.slug, pol.tier)
+        };
+        let summary = summary(&who, &csr, &params, &constraints, days);
         let issuer_params = ca.issuer_params();
         let subject_key = csr.public_key.clone();
         let build = move |signer: &crate::backend::RcgenSigner<'_>| {
@@ -122,6 +141,7 @@ impl Operation for SignRequest {
         let key_id = hex::encode(csr.public_key.key_id());
         let csr_sha256 = csr.fingerprint.hex();
         let policy_sha256 = pol.source.sha256.hex();
+        let shared = self.shared;
         let record = move |der: &[u8]| {
             let (artifact_sha256, artifact) = ledger::encode_artifact(der);
             Event::IntermediateIssued {
@@ -135,6 +155,7 @@ impl Operation for SignRequest {
                 policy_sha256,
                 artifact_sha256,
                 artifact,
+                shared,
             }
         };
         Ok(Plan::certificate(
@@ -218,8 +239,7 @@ fn intermediate_params(
 }
 
 fn summary(
-    slug: &Slug,
-    tier: Tier,
+    who: &str,
     csr: &VerifiedCsr,
     params: &CertificateParams,
     constraints: &NameConstraints,
@@ -227,7 +247,7 @@ fn summary(
 ) -> String {
     let mut s = String::new();
     s.push_str("Issue intermediate CA certificate\n");
-    s.push_str(&format!("  customer:         {slug} ({tier} tier)\n"));
+    s.push_str(&format!("  customer:         {who}\n"));
     s.push_str(&format!(
         "  subject:          {}\n",
         dn_string(&params.distinguished_name)

@@ -88,6 +88,7 @@ pub(super) fn request(tmp: &tempfile::TempDir, csr: &[u8], slug: &str, out: &str
         tier: Tier::Core,
         days: Some(365),
         out: tmp.path().join(out),
+        shared: false,
     }
 }
 

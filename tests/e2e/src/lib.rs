@@ -560,3 +560,109 @@ pub fn witness_sign(dir: &Path, name: &str, file: &Path) {
         path_str(file),
     ]));
 }
+
+/// The real sops decrypting `file` with the age identity `key` (and no other).
+pub fn sops_decrypt(file: &Path, key: &Path) -> Output {
+    run(Command::new(venv_tool("sops"))
+        .args(["--decrypt"])
+        .arg(file)
+        .env_remove("SOPS_AGE_KEY")
+        .env("SOPS_AGE_KEY_FILE", key))
+}
+
+/// smallstep's step-ca, built offline from Debian's sources by `scripts/build-step-ca` into
+/// `target/step-ca/` (cached: a no-op when it is up to date).
+pub fn step_ca_binary() -> PathBuf {
+    let out = workspace_root().join("target/step-ca/step-ca");
+    run_ok(Command::new(workspace_root().join("scripts/build-step-ca")).arg(&out));
+    out
+}
+
+/// `x509-template-check` (tests/stepca/templatecheck), built beside step-ca by
+/// `scripts/build-step-ca`: renders an X.509 template as step-ca's ACME provisioner does.
+pub fn x509_template_check() -> PathBuf {
+    step_ca_binary().with_file_name("x509-template-check")
+}
+
+/// A running step-ca, killed and reaped on drop (also when the test panics).
+pub struct StepCa {
+    child: std::process::Child,
+    /// Its log (stdout and stderr), for failure messages.
+    pub log: PathBuf,
+    /// The loopback port it listens on.
+    pub port: u16,
+}
+
+impl StepCa {
+    /// Starts `step-ca --password-file PASSWORD CONFIG` (STEPPATH in `dir`, log in `dir`) and
+    /// waits until `/health` answers `ok` over TLS for `dns_name` with `root` as the only trust
+    /// anchor. `port` must be what `CONFIG`'s `address` listens on.
+    pub fn start(
+        dir: &Path,
+        config: &Path,
+        password: &Path,
+        port: u16,
+        dns_name: &str,
+        root: &Path,
+    ) -> Self {
+        let log = dir.join("step-ca.log");
+        let out = std::fs::File::create(&log).expect("log");
+        let err = out.try_clone().expect("log");
+        // urfave/cli (v1) stops reading flags at the first argument: flags first.
+        let child = Command::new(step_ca_binary())
+            .arg("--password-file")
+            .arg(password)
+            .arg(config)
+            .env("STEPPATH", dir.join("steppath"))
+            .env("HOME", dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("start step-ca");
+        let mut ca = StepCa { child, log, port };
+        for _ in 0..100 {
+            if let Some(status) = ca.child.try_wait().expect("wait") {
+                panic!("step-ca exited ({status}):\n{}", ca.log_text());
+            }
+            let health = ca.get(dns_name, root, "/health");
+            if health.status.success() {
+                let body = stdout(&health);
+                assert!(body.contains(r#""status":"ok""#), "/health: {body}");
+                return ca;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("step-ca did not answer /health in 10 s:\n{}", ca.log_text());
+    }
+
+    /// `curl` GET of `path` at `https://DNS_NAME:PORT` (resolved to 127.0.0.1), trusting only `root`.
+    pub fn get(&self, dns_name: &str, root: &Path, path: &str) -> Output {
+        run(Command::new("curl")
+            .args(["-sS", "--fail", "--max-time", "5", "--cacert"])
+            .arg(root)
+            .arg("--resolve")
+            .arg(format!("{dns_name}:{}:127.0.0.1", self.port))
+            .arg(format!("https://{dns_name}:{}{path}", self.port)))
+    }
+
+    /// What step-ca logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for StepCa {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free loopback TCP port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a loopback port")
+        .port()
+}

@@ -203,7 +203,12 @@ fn registry_validate_reports_every_problem_and_add_writes_valid_entries() {
         .collect();
     assert_eq!(
         fields,
-        ["jurisdiction", "intelligence", "base_versions.core-base"],
+        [
+            "jurisdiction",
+            "intelligence",
+            "base_versions.core-base",
+            "cluster"
+        ],
         "{report}"
     );
 }

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiwi_e2e::{
-    age_keygen, bin, kiwictl, kiwictl_ok, openssl_ok, path_str, run, run_ok, stderr, stdout,
-    venv_tool, workspace_root, write_private, Fixture,
+    age_keygen, bin, kiwictl, kiwictl_ok, openssl_ok, path_str, run_ok, sops_decrypt, stderr,
+    stdout, workspace_root, write_private, Fixture,
 };
 
 /// Every file under `dir` except .git, with its bytes: to prove a refusal changed nothing.
@@ -31,14 +31,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut m = BTreeMap::new();
     walk(dir, &mut m);
     m
-}
-
-fn sops_decrypt(file: &Path, key: &Path) -> Output {
-    run(Command::new(venv_tool("sops"))
-        .args(["--decrypt"])
-        .arg(file)
-        .env_remove("SOPS_AGE_KEY")
-        .env("SOPS_AGE_KEY_FILE", key))
 }
 
 /// A certificate's SHA-256 fingerprint as openssl computes it, lowercase hex.
@@ -463,7 +455,7 @@ impl Item3 {
                 "--slug",
                 "acme",
                 "--tier",
-                "core",
+                "mesh",
                 "--operator-age",
                 &self.op,
                 "--root",
@@ -567,7 +559,7 @@ fn hostile_sops_configs_never_get_the_key() {
 
     // Install: an outsider in the config refuses step-ca's secrets too; the repo's own config
     // installs them, encrypted to the operator only.
-    let cert = ca.sign(&csr, "acme", "core", "acme.crt");
+    let cert = ca.sign(&csr, "acme", "mesh", "acme.crt");
     let install = || {
         kiwictl(
             &[

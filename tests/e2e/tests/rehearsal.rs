@@ -24,6 +24,14 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
         out.contains("Ceremony verified."),
         "the ceremony transcript did not verify:\n{out}"
     );
+    // With step-ca built (scripts/install-test-deps builds it), acme's CA was started.
+    if workspace_root().join("target/step-ca/step-ca").exists() {
+        assert!(
+            out.contains("step-ca for acme: /health ok")
+                && out.contains("Verify return code: 0 (ok)"),
+            "{out}"
+        );
+    }
     for f in [
         "offline-root/root.pem",
         "offline-root/ledger.jsonl",
@@ -36,6 +44,8 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
         "cust-acme/secrets/smallstep.sops.yaml",
         "cust-acme/values/smallstep.yaml",
         "cust-globex/secrets/intermediate.crt.sops.yaml",
+        "cust-initech/values/step-provisioner.yaml",
+        "od-platform/core-shared/core-eu1/smallstep.yaml",
     ] {
         assert!(dir.join(f).exists(), "{f} missing after the rehearsal");
     }
@@ -60,6 +70,24 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
         log.contains("kiwictl: intermediate requested for globex"),
         "{log}"
     );
+
+    // The Core tenant has a provisioner (committed by the hook) and no intermediate.
+    assert!(!dir
+        .join("cust-initech/secrets/intermediate.key.sops.yaml")
+        .exists());
+    let log = run(Command::new("git")
+        .arg("-C")
+        .arg(dir.join("cust-initech"))
+        .args(["log", "--format=%s"]));
+    assert!(
+        stdout(&log).contains("kiwictl: provisioner added for initech"),
+        "{}",
+        stdout(&log)
+    );
+    let shared =
+        std::fs::read_to_string(dir.join("od-platform/core-shared/core-eu1/smallstep.yaml"))
+            .expect("shared values");
+    assert!(shared.contains("name: initech"), "{shared}");
 
     let again = run(Command::new(&script).arg(path_str(&dir)));
     assert!(

@@ -299,11 +299,14 @@ pub fn export(
          # certificate (HANDOVER.md, step 7).\n"
     );
     let values = onboard::values_doc(
+        &info.slug,
         &format!("{root_pem}{msp_root_pem}"),
         &cert_pem,
+        &customer_root_sha256,
         written_by,
         &note,
-    );
+    )
+    .map_err(onboard::OnboardError::from)?;
     fsutil::replace_atomically(&srepo.join(STEP_VALUES), values.as_bytes(), Mode::Public)?;
 
     // The bundle's own files, then the repo's fresh (or continued) history, then the MANIFEST.

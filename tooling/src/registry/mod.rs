@@ -96,6 +96,9 @@ pub struct Entry {
     pub intelligence: bool,
     /// Pinned base versions, by base name.
     pub base_versions: BTreeMap<String, String>,
+    /// Core tenants only: the Core cluster whose shared sub-CA holds the tenant's ACME
+    /// provisioner. Mesh and fleet customers run their own intermediate CA and have none.
+    pub cluster: Option<Slug>,
 }
 
 impl Entry {
@@ -109,6 +112,9 @@ impl Entry {
             if let Some(v) = self.base_versions.get(base) {
                 s.push_str(&format!("  {base}: {v}\n"));
             }
+        }
+        if let Some(c) = &self.cluster {
+            s.push_str(&format!("cluster: {c}\n"));
         }
         s
     }
@@ -145,6 +151,7 @@ pub fn check_entry(file: &Path, stem: &str, text: &str) -> (Option<Entry>, Vec<P
         "jurisdiction",
         "intelligence",
         "base_versions",
+        "cluster",
     ];
     for k in map.keys() {
         let name = k.as_str().unwrap_or("?");
@@ -299,6 +306,35 @@ pub fn check_entry(file: &Path, stem: &str, text: &str) -> (Option<Entry>, Vec<P
             }
         }
     }
+    // Core tenants share their cluster's sub-CA; mesh and fleet customers run their own.
+    let cluster = match (tier, get("cluster")) {
+        (Some(Tier::Core), None) => {
+            p(
+                "cluster",
+                "missing: a core tenant names the Core cluster whose shared sub-CA holds its ACME provisioner (`kiwictl provisioner add`)".into(),
+            );
+            None
+        }
+        (Some(Tier::Core), Some(v)) => match v.as_str().map(Slug::parse) {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                p("cluster", e.to_string());
+                None
+            }
+            None => {
+                p("cluster", "must be a string (the cluster's slug)".into());
+                None
+            }
+        },
+        (Some(t), Some(_)) => {
+            p(
+                "cluster",
+                format!("only core tenants share a cluster's sub-CA; a {t} customer runs its own intermediate CA (`kiwictl intermediate request`): remove it"),
+            );
+            None
+        }
+        (_, None) | (None, _) => None,
+    };
     let entry = match (slug, tier, jurisdiction, intelligence) {
         (Some(slug), Some(tier), Some(jurisdiction), Some(intelligence)) if problems.is_empty() => {
             Some(Entry {
@@ -307,6 +343,7 @@ pub fn check_entry(file: &Path, stem: &str, text: &str) -> (Option<Entry>, Vec<P
                 jurisdiction,
                 intelligence,
                 base_versions,
+                cluster,
             })
         }
         _ => None,
@@ -475,6 +512,27 @@ mod tests {
     }
 
     #[test]
+    fn core_tenants_name_their_cluster_and_only_they_do() {
+        let core = "slug: globex\ntier: core\njurisdiction: NL\nintelligence: false\nbase_versions:\n  core-base: v1.4.2\ncluster: core-eu1\n";
+        let (entry, problems) = check_entry(Path::new("globex.yaml"), "globex", core);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(entry.expect("valid").to_yaml(), core);
+        let missing = check("globex", &core.replace("cluster: core-eu1\n", ""));
+        assert!(
+            missing.len() == 1 && missing[0].starts_with("cluster: missing"),
+            "{missing:?}"
+        );
+        let mesh = format!("{ACME}cluster: core-eu1\n");
+        let refused = check("acme", &mesh);
+        assert!(
+            refused.len() == 1 && refused[0].contains("own intermediate CA"),
+            "{refused:?}"
+        );
+        let bad = check("globex", &core.replace("core-eu1", "Core EU"));
+        assert!(bad.len() == 1 && bad[0].starts_with("cluster: "), "{bad:?}");
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_field() {
         let text = "slug: Acme\ntier: gold\njurisdiction: EU\nintelligence: yes please\ncolour: red\nbase_versions:\n  core-base: 1.4\n  mesh-base: v0.7.1\n  intelligence-base: v0.3.0\n";
         let problems = check("acme", text);
@@ -496,15 +554,15 @@ mod tests {
 
     #[test]
     fn tier_and_intelligence_rules() {
-        let core_with_mesh = "slug: x\ntier: core\njurisdiction: DE\nintelligence: false\nbase_versions:\n  core-base: v1.0.0\n  mesh-base: v1.0.0\n";
+        let core_with_mesh = "slug: x\ntier: core\ncluster: c1\njurisdiction: DE\nintelligence: false\nbase_versions:\n  core-base: v1.0.0\n  mesh-base: v1.0.0\n";
         assert_eq!(check("x", core_with_mesh).len(), 1);
         let fleet_without_mesh = "slug: x\ntier: fleet\njurisdiction: DE\nintelligence: false\nbase_versions:\n  core-base: v1.0.0\n";
         assert!(check("x", fleet_without_mesh)[0].contains("mesh-base: missing"));
-        let intel_missing = "slug: x\ntier: core\njurisdiction: DE\nintelligence: true\nbase_versions:\n  core-base: v1.0.0\n";
+        let intel_missing = "slug: x\ntier: core\ncluster: c1\njurisdiction: DE\nintelligence: true\nbase_versions:\n  core-base: v1.0.0\n";
         assert!(check("x", intel_missing)[0].contains("intelligence-base"));
-        let intel_extra = "slug: x\ntier: core\njurisdiction: DE\nintelligence: false\nbase_versions:\n  core-base: v1.0.0\n  intelligence-base: v1.0.0\n";
+        let intel_extra = "slug: x\ntier: core\ncluster: c1\njurisdiction: DE\nintelligence: false\nbase_versions:\n  core-base: v1.0.0\n  intelligence-base: v1.0.0\n";
         assert!(check("x", intel_extra)[0].contains("intelligence is false"));
-        assert!(check("y", "slug: x\ntier: core\njurisdiction: DE\nintelligence: false\nbase_versions:\n  core-base: v1.0.0\n")[0].contains("the file is y.yaml"));
+        assert!(check("y", "slug: x\ntier: core\ncluster: c1\njurisdiction: DE\nintelligence: false\nbase_versions:\n  core-base: v1.0.0\n")[0].contains("the file is y.yaml"));
     }
 
     #[test]
@@ -551,6 +609,7 @@ mod tests {
             jurisdiction: "NL".into(),
             intelligence: false,
             base_versions: [("core-base".to_string(), "v1.4.2".to_string())].into(),
+            cluster: Some(Slug::parse("core-eu1").expect("slug")),
         };
         let path = add(tmp.path(), &entry).expect("add");
         assert!(path.ends_with("customers/globex.yaml"));

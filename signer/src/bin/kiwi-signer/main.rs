@@ -269,6 +269,10 @@ enum Command {
         /// Validity in days (default: the tier policy's default_days).
         #[arg(long)]
         days: Option<u32>,
+        /// A Core cluster's shared sub-CA (with --tier core; --slug names the cluster): signed
+        /// under intermediate-core-shared.yaml, whose name constraints cover every tenant.
+        #[arg(long)]
+        shared: bool,
         /// Do not ask for confirmation (the summary is still printed).
         #[arg(long)]
         yes: bool,
@@ -626,6 +630,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tier,
             out,
             days,
+            shared,
             yes,
             secrets,
             run,
@@ -639,6 +644,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tier,
                 days,
                 out,
+                shared,
             };
             let cb = secrets.terminal(yes);
             change(&ca, "Intermediate issued", &req, &cb, run, now)?;

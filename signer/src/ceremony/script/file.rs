@@ -322,6 +322,7 @@ impl ScriptStep {
                 tier: *tier,
                 days: *days,
                 out: out.path.clone(),
+                shared: false,
             }),
             ScriptStep::Revoke {
                 serial,

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use kiwi_signer::hooks::{EventData, EventKind, Hooks};
 use kiwi_signer::slug::{Slug, Tier};
 use kiwi_tooling::sops::agekeys::Identities;
-use kiwi_tooling::{churn, crl, expiry, githook, onboard, precommit, registry, staterepo};
+use kiwi_tooling::{churn, crl, expiry, githook, onboard, precommit, registry, staterepo, stepca};
 
 /// `println!` that ignores a closed stdout (`| head`): the operation's result is already durable
 /// and reported by the exit status, so a reader going away must not turn success into a panic.
@@ -64,6 +64,11 @@ enum Command {
     Churn {
         #[command(subcommand)]
         command: ChurnCommand,
+    },
+    /// Core tenants' ACME provisioners on their cluster's shared step-ca sub-CA.
+    Provisioner {
+        #[command(subcommand)]
+        command: ProvisionerCommand,
     },
     /// Customer state repos.
     Repo {
@@ -126,6 +131,9 @@ enum RegistryCommand {
         /// intelligence-base tag (with --intelligence).
         #[arg(long, value_name = "TAG")]
         intelligence_base: Option<String>,
+        /// Core tier only: the Core cluster whose shared sub-CA holds the tenant's provisioner.
+        #[arg(long, value_parser = parse_slug)]
+        cluster: Option<Slug>,
     },
 }
 
@@ -200,6 +208,20 @@ enum IntermediateCommand {
         #[arg(long, value_name = "FILE")]
         prometheus: Option<PathBuf>,
     },
+    /// Print the step-ca configuration (ca.json) from chart values, for a step-ca run outside
+    /// Kubernetes: mount paths replaced by files in --dir, the listen address by --address.
+    LocalConfig {
+        /// Chart values holding inject.config.files.ca.json (values/smallstep.yaml, or the
+        /// platform repo's core-shared/CLUSTER/smallstep.yaml).
+        #[arg(long, value_name = "FILE")]
+        values: PathBuf,
+        /// Where root_ca.crt, intermediate_ca.crt, intermediate_ca_key and db/ will be.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// The listen address, e.g. 127.0.0.1:9443.
+        #[arg(long, value_name = "HOST:PORT")]
+        address: String,
+    },
     /// Check a signed certificate and install it where step-ca's Helm chart reads it.
     Install {
         /// The customer's state repo.
@@ -272,6 +294,36 @@ enum ChurnCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProvisionerCommand {
+    /// Record a Core tenant's ACME provisioner (named by its slug, with a template that refuses
+    /// any name outside SLUG.od.kiwistack.io) in its state repo.
+    Add {
+        /// The Core tenant's state repo.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// Hooks file binding local commands to this command's events (pre hooks can veto).
+        #[arg(long, value_name = "FILE")]
+        hooks: Option<PathBuf>,
+    },
+    /// Write the cluster's shared step-ca configuration into the platform repo with every
+    /// tenant's provisioner (core-shared/CLUSTER/smallstep.yaml, regenerated each time).
+    Gather {
+        /// The platform repo.
+        #[arg(long, value_name = "DIR")]
+        platform: PathBuf,
+        /// The Core cluster's name (its shared CA answers at ca.CLUSTER.od.kiwistack.io).
+        #[arg(long, value_parser = parse_slug)]
+        cluster: Slug,
+        /// The MSP root certificate (its fingerprint goes into defaults.json).
+        #[arg(long, value_name = "ROOT.pem")]
+        root: PathBuf,
+        /// Every Core tenant's state repo on this cluster (repeat the option).
+        #[arg(long, value_name = "DIR", required = true)]
+        repo: Vec<PathBuf>,
     },
 }
 
@@ -472,6 +524,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     core_base,
                     mesh_base,
                     intelligence_base,
+                    cluster,
                 },
         } => {
             let mut base_versions = BTreeMap::from([("core-base".to_string(), core_base)]);
@@ -487,15 +540,66 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 jurisdiction,
                 intelligence,
                 base_versions,
+                cluster,
             };
             let path = registry::add(&dir, &entry)?;
             out!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Provisioner {
+            command: ProvisionerCommand::Add { repo, hooks },
+        } => {
+            let hooks = match &hooks {
+                Some(p) => Hooks::load(p)?,
+                None => Hooks::none(),
+            };
+            let info = staterepo::open(&repo)?;
+            let mut data = EventData {
+                slug: Some(info.slug.to_string()),
+                tier: Some(info.tier.to_string()),
+                ..EventData::default()
+            };
+            add_file(&mut data, "repo", &repo);
+            hooks.run_pre(TOOL, EventKind::ProvisionerAdded, &data)?;
+            let done = stepca::add_provisioner(&repo)?;
+            out!(
+                "ACME provisioner `{}` recorded (names under {} only)",
+                done.slug,
+                stepca::tenant_domain(&done.slug)
+            );
+            out!("  wrote {}", done.file.display());
+            out!("  (run `kiwictl provisioner gather` for the cluster to put it on the shared CA)");
+            add_file(&mut data, "written", &done.file);
+            post(&hooks, EventKind::ProvisionerAdded, &data);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Provisioner {
+            command:
+                ProvisionerCommand::Gather {
+                    platform,
+                    cluster,
+                    root,
+                    repo,
+                },
+        } => {
+            let pin = staterepo::read_root(&root)?;
+            let done = stepca::gather(&platform, &cluster, &repo, &pin)?;
+            let names: Vec<&str> = done.tenants.iter().map(|s| s.as_str()).collect();
+            out!(
+                "shared step-ca of {cluster}: {} provisioner(s): {}",
+                names.len(),
+                names.join(", ")
+            );
+            out!("  wrote {}", done.file.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Intermediate {
             command: IntermediateCommand::Request { repo, out, common },
         } => {
             let hooks = common.hooks()?;
+            if let Ok(info) = staterepo::open(&repo) {
+                onboard::refuse_core(&repo, &info)?;
+            }
             let mut data = repo_event(&repo, &out);
             hooks.run_pre(TOOL, EventKind::IntermediateRequested, &data)?;
             let r = onboard::request(&repo, &common.policies, &out)?;
@@ -513,6 +617,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             add_file(&mut data, "written", &r.key_file);
             add_file(&mut data, "written", &r.csr);
             post(&hooks, EventKind::IntermediateRequested, &data);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Intermediate {
+            command:
+                IntermediateCommand::LocalConfig {
+                    values,
+                    dir,
+                    address,
+                },
+        } => {
+            let config = stepca::local_config(&values, &dir, &address)?;
+            out!("{}", serde_json::to_string_pretty(&config)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Intermediate {
@@ -768,9 +884,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     root,
                 },
         } => {
-            let root_bytes = std::fs::read(&root)
-                .map_err(|e| anyhow::anyhow!("cannot read the root {}: {e}", root.display()))?;
-            let pin = staterepo::root_fingerprint(&root, &root_bytes)?;
+            let pin = staterepo::read_root(&root)?;
             let outcome = staterepo::init(
                 &dir,
                 &slug,
