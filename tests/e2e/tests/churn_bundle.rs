@@ -309,6 +309,25 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
         handover.contains("secrets/intermediate.key.sops.yaml") && handover.contains(&old_serial),
         "{handover}"
     );
+    // The customer's root cannot sign a renewal yet: HANDOVER.md says so, and when the
+    // re-rooted certificate expires.
+    let end = openssl_ok(
+        w,
+        &["x509", "-in", path_str(&rerooted), "-noout", "-enddate"]
+            .into_iter()
+            .chain(["-dateopt", "iso_8601"])
+            .collect::<Vec<_>>(),
+    );
+    let end_date = end
+        .trim_start_matches("notAfter=")
+        .split(' ')
+        .next()
+        .expect("date");
+    assert!(
+        handover.contains(&format!("`intermediate.pem` expires on {end_date}"))
+            && handover.contains("`kiwi-signer sign` refuses there"),
+        "{handover}"
+    );
     run_ok(
         Command::new("sha256sum")
             .current_dir(&out)
