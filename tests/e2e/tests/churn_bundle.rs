@@ -9,33 +9,8 @@ use std::process::{Command, Output};
 
 use kiwi_e2e::{
     age_keygen, kiwictl, kiwictl_ok, openssl_ok, path_str, run, run_ok, stderr, stdout, venv_tool,
-    Fixture,
+    workspace_root, Fixture,
 };
-
-/// Re-signs `orig` (same subject, key and extensions, SKI included) under the customer root.
-/// Stands in for `kiwi-signer reroot`, which is built on another branch: the coordinator
-/// switches this test to `kiwi-signer reroot` after the merge.
-const REROOT: &str = r#"
-import sys, datetime
-from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
-from cryptography.hazmat.primitives import hashes, serialization
-orig = x509.load_pem_x509_certificate(open(sys.argv[1], 'rb').read())
-root = x509.load_pem_x509_certificate(open(sys.argv[2], 'rb').read())
-key = serialization.load_pem_private_key(open(sys.argv[3], 'rb').read(), None)
-now = datetime.datetime.now(datetime.timezone.utc)
-b = (x509.CertificateBuilder().subject_name(orig.subject).issuer_name(root.subject)
-     .public_key(orig.public_key()).serial_number(x509.random_serial_number())
-     .not_valid_before(now - datetime.timedelta(minutes=1))
-     .not_valid_after(now + datetime.timedelta(days=365)))
-skip = {ExtensionOID.AUTHORITY_KEY_IDENTIFIER, ExtensionOID.CRL_DISTRIBUTION_POINTS,
-        ExtensionOID.AUTHORITY_INFORMATION_ACCESS}
-for ext in orig.extensions:
-    if ext.oid not in skip:
-        b = b.add_extension(ext.value, ext.critical)
-b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root.public_key()), False)
-open(sys.argv[4], 'wb').write(b.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
-"#;
 
 fn sops_decrypt(file: &Path, key: &Path) -> Output {
     run(Command::new(venv_tool("sops"))
@@ -144,6 +119,12 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
         ],
         None,
     );
+    // The customer's own root (`init --org`).
+    let customer = Fixture::with_root(
+        &workspace_root().join("policies/customer-root.yaml"),
+        &["--org", "Acme GmbH"],
+    );
+    let customer_root = customer.root_pem();
     let out = ca.w("bundle");
     let export = |repo: &Path, cert: &Path, crl: &Path, extra: &[&str], key: &Path| {
         let mut args = vec![
@@ -154,7 +135,7 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
             "--customer-age",
             &cust,
             "--root",
-            "customer-root.pem",
+            path_str(&customer_root),
             "--cert",
             path_str(cert),
             "--msp-crl",
@@ -171,8 +152,8 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
         run(&mut cmd)
     };
 
-    // The MSP side: acme (mesh) with an installed intermediate; the customer's root (openssl);
-    // the intermediate re-rooted under it; the MSP revokes its own certificate.
+    // The MSP side: acme (mesh) with an installed intermediate; the customer's root re-roots
+    // it; the MSP hands it over (revoked as affiliationChanged).
     let r = ca.installed_repo("acme", "mesh", &[]);
     run_ok(
         Command::new("git")
@@ -195,41 +176,33 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
         "-qm",
         "onboarded",
     ]));
-    openssl_ok(
-        w,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "customer-root.key",
-            "-out",
-            "customer-root.pem",
-            "-subj",
-            "/O=Acme GmbH/CN=Acme GmbH Root CA",
-            "-days",
-            "3650",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ],
-    );
+    let current_crl = ca.w("msp-current.crl");
+    ca.signer_ok(&["crl", "--out", path_str(&current_crl)]);
     let rerooted = ca.w("rerooted.pem");
-    run_ok(
-        Command::new(venv_tool("python"))
-            .args(["-c", REROOT])
-            .arg(&r.cert)
-            .arg(ca.w("customer-root.pem"))
-            .arg(ca.w("customer-root.key"))
-            .arg(&rerooted),
-    );
+    customer.signer_ok(&[
+        "reroot",
+        "--cert",
+        path_str(&r.cert),
+        "--msp-root",
+        path_str(&ca.root_pem()),
+        "--msp-crl",
+        path_str(&current_crl),
+        "--out",
+        path_str(&rerooted),
+        "--yes",
+    ]);
     let old_serial = ca.serial_of(&r.cert);
-    let msp_crl = ca.revoke(&old_serial, "affiliationChanged", "msp.crl");
+    let msp_crl = ca.w("msp.crl");
+    ca.signer_ok(&[
+        "handover",
+        "--serial",
+        &old_serial,
+        "--new-root",
+        path_str(&customer_root),
+        "--out",
+        path_str(&msp_crl),
+        "--yes",
+    ]);
 
     let o = export(&core, &rerooted, &msp_crl, &[], &ca.w("core-op.agekey"));
     assert!(!o.status.success());
@@ -334,6 +307,25 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
     let handover = std::fs::read_to_string(out.join("HANDOVER.md")).expect("HANDOVER.md");
     assert!(
         handover.contains("secrets/intermediate.key.sops.yaml") && handover.contains(&old_serial),
+        "{handover}"
+    );
+    // The customer's root cannot sign a renewal yet: HANDOVER.md says so, and when the
+    // re-rooted certificate expires.
+    let end = openssl_ok(
+        w,
+        &["x509", "-in", path_str(&rerooted), "-noout", "-enddate"]
+            .into_iter()
+            .chain(["-dateopt", "iso_8601"])
+            .collect::<Vec<_>>(),
+    );
+    let end_date = end
+        .trim_start_matches("notAfter=")
+        .split(' ')
+        .next()
+        .expect("date");
+    assert!(
+        handover.contains(&format!("`intermediate.pem` expires on {end_date}"))
+            && handover.contains("`kiwi-signer sign` refuses there"),
         "{handover}"
     );
     run_ok(

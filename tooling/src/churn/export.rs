@@ -325,6 +325,7 @@ pub fn export(
         customer_root: &customer_root_sha256,
         msp_root: &info.root_sha256,
         transition_end: &transition_end,
+        intermediate_end: &na.date().to_string(),
         resealed: &resealed,
         keep_history: input.keep_history,
         date: &now.date().to_string(),
@@ -480,6 +481,8 @@ struct Facts<'a> {
     customer_root: &'a Fingerprint,
     msp_root: &'a Fingerprint,
     transition_end: &'a str,
+    /// The re-rooted intermediate's notAfter (date).
+    intermediate_end: &'a str,
     resealed: &'a [String],
     keep_history: bool,
     date: &'a str,
@@ -506,14 +509,14 @@ fn handover_text(f: &Facts<'_>) -> String {
 - `msp.crl`: KiwiStack's CRL, revoking the KiwiStack-issued intermediate (serial {old}).\n\
 - `MANIFEST`: the SHA-256 of every file above (`repo/.git/` aside).\n\n\
 ## The transition\n\n\
-`repo/values/smallstep.yaml` lists two roots in `root_ca`: yours first, KiwiStack's second. The transition starts when you deploy this repo and ends when every relying party (every workload trust store, every client that checks your services) has your root, and at the latest on {end}, the notAfter of the KiwiStack-issued intermediate (nothing chains to KiwiStack's root after that). With both roots in `root_ca`, the trust bundle step-ca hands out (`step ca roots`, its `/roots` endpoint) brings your root to the clients that still know only KiwiStack's: that is how most of them learn it. A renewal (step 6) keeps both roots until you end the transition.\n\n\
+`repo/values/smallstep.yaml` lists two roots in `root_ca`: yours first, KiwiStack's second. The transition starts when you deploy this repo and ends when every relying party (every workload trust store, every client that checks your services) has your root, and at the latest on {end}, the notAfter of the KiwiStack-issued intermediate (nothing chains to KiwiStack's root after that). With both roots in `root_ca`, the trust bundle step-ca hands out (`step ca roots`, its `/roots` endpoint) brings your root to the clients that still know only KiwiStack's: that is how most of them learn it. A later `kiwictl intermediate install --replace` keeps both roots until you end the transition.\n\n\
 ## Steps, in this order\n\n\
 1. Check the bundle: `kiwictl churn verify BUNDLE --identity YOUR_AGE_KEY` (also `sha256sum -c MANIFEST` in the bundle).\n\
 2. Give your cluster your age identity: replace the SOPS age key Argo CD holds (KiwiStack's operator key) with the identity of your first recipient. KiwiStack's key opens nothing in `repo/`.\n\
 3. Push `repo/` to a git remote you own and point Argo CD at it; it keeps reconciling, and step-ca serves the re-rooted intermediate.\n\
 4. Distribute `customer-root.pem` to every relying party's trust store.\n\
 5. Rotate every secret KiwiStack could read (listed below).\n\
-6. Rotate the intermediate key itself: `kiwictl intermediate renew --repo repo --out new.csr --new-key`, sign `new.csr` with your root, `kiwictl intermediate install --repo repo --cert NEW.pem --root customer-root.pem --replace`, and revoke the old serial it prints as superseded.\n\
+6. Plan the intermediate's replacement. KiwiStack could read its key, and `intermediate.pem` expires on {int_end} (a re-root keeps the KiwiStack-issued certificate's notAfter, within your root's validity): every leaf it issued stops verifying then. kiwi-pki cannot yet issue a new intermediate under your root, with a new key or the same one: your root (`kiwi-signer init --policy policies/customer-root.yaml`) holds no tier policies, so `kiwi-signer sign` refuses there, and `kiwi-signer reroot` re-signs only a certificate KiwiStack's root issued (and keeps its notAfter). `kiwictl intermediate renew` writes a CSR, but nothing in kiwi-pki signs it under your root today. Until that is supported, keep serving `intermediate.pem`, treat its key as known to KiwiStack, and plan to replace intermediate and key well before {int_end}.\n\
 7. End the transition: remove the second certificate (KiwiStack's root) from `root_ca` in `repo/values/smallstep.yaml`.\n\n\
 ## What KiwiStack could read, and you should rotate\n\n\
 KiwiStack's operator key decrypted every file below before the hand-over, so KiwiStack could read every value in each of them: rotate them all. That includes the intermediate CA's private key (`repo/secrets/intermediate.key.sops.yaml`, step 6) and step-ca's key password (`repo/secrets/smallstep.sops.yaml`).\n\n\
@@ -526,5 +529,6 @@ KiwiStack's operator key decrypted every file below before the hand-over, so Kiw
         croot = f.customer_root.hex(),
         mroot = f.msp_root.hex(),
         end = f.transition_end,
+        int_end = f.intermediate_end,
     )
 }
