@@ -18,12 +18,15 @@ use crate::backend::soft::SoftConfig;
 use crate::backend::yubikey_config::{parse_slot, YubikeyConfig};
 use crate::backend::{BackendConfig, BackendKind, BackendSpec};
 use crate::ceremony::crl::Crl;
+use crate::ceremony::handover::Handover;
 use crate::ceremony::head::ExpectedHead;
+use crate::ceremony::reroot::Reroot;
 use crate::ceremony::revoke::Revoke;
 use crate::ceremony::sign::SignRequest;
 use crate::ceremony::Operation;
 use crate::error::{Error, Result};
 use crate::ledger::Reason;
+use crate::policy;
 use crate::slug::{Slug, Tier};
 use crate::words::Fingerprint;
 use crate::x509::Serial;
@@ -39,6 +42,8 @@ struct RawFile {
     expect_head: Option<String>,
     #[serde(default)]
     policy: Option<String>,
+    #[serde(default)]
+    org: Option<String>,
     #[serde(default)]
     steps: Option<Vec<RawStep>>,
     #[serde(default)]
@@ -71,6 +76,10 @@ struct RawStep {
     sign: Option<RawSign>,
     #[serde(default)]
     revoke: Option<RawRevoke>,
+    #[serde(default)]
+    reroot: Option<RawReroot>,
+    #[serde(default)]
+    handover: Option<RawHandover>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +103,25 @@ struct RawRevoke {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawReroot {
+    cert: String,
+    msp_root: String,
+    msp_crl: String,
+    #[serde(default)]
+    permit_dns: Vec<String>,
+    out: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHandover {
+    serial: String,
+    new_root: String,
+    crl_out: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawCrl {
     out: String,
 }
@@ -103,7 +131,7 @@ struct RawCrl {
 pub enum ScriptKind {
     /// A new root CA, its key generated on the device.
     RootInit,
-    /// Sign and revoke steps, then a CRL.
+    /// Sign, revoke, reroot and handover steps, then a CRL.
     Signing,
     /// The CRL again (the scheduled ceremony).
     CrlReissue,
@@ -225,6 +253,9 @@ pub enum Body {
     Init {
         /// The root policy.
         policy: Input,
+        /// A customer-owned root's organization (required exactly with a customer-root
+        /// policy; `init::precheck` checks it against the policy).
+        org: Option<String>,
     },
     /// `signing`: steps in order, then a CRL.
     Signing {
@@ -277,6 +308,29 @@ pub enum ScriptStep {
         /// The CRL issued with it.
         crl_out: Output,
     },
+    /// Re-sign an MSP-issued intermediate under this (customer-owned) root.
+    Reroot {
+        /// The MSP-issued intermediate.
+        cert: Input,
+        /// The MSP root that issued it.
+        msp_root: Input,
+        /// The MSP root's current CRL.
+        msp_crl: Input,
+        /// DNS names of the customer's own added to the permitted subtrees.
+        permit_dns: Vec<String>,
+        /// The re-rooted certificate.
+        out: Output,
+    },
+    /// Hand an intermediate over to the customer's root: revoked as affiliationChanged, the
+    /// new root recorded, a CRL issued.
+    Handover {
+        /// The intermediate's serial.
+        serial: Serial,
+        /// The customer's new root certificate.
+        new_root: Input,
+        /// The CRL issued with it.
+        crl_out: Output,
+    },
 }
 
 impl ScriptStep {
@@ -285,6 +339,8 @@ impl ScriptStep {
         match self {
             ScriptStep::Sign { .. } => "sign",
             ScriptStep::Revoke { .. } => "revoke",
+            ScriptStep::Reroot { .. } => "reroot",
+            ScriptStep::Handover { .. } => "handover",
         }
     }
 
@@ -293,6 +349,13 @@ impl ScriptStep {
         match self {
             ScriptStep::Sign { csr, .. } => vec![csr],
             ScriptStep::Revoke { .. } => vec![],
+            ScriptStep::Reroot {
+                cert,
+                msp_root,
+                msp_crl,
+                ..
+            } => vec![cert, msp_root, msp_crl],
+            ScriptStep::Handover { new_root, .. } => vec![new_root],
         }
     }
 
@@ -300,11 +363,19 @@ impl ScriptStep {
     pub fn outputs(&self) -> Vec<&Output> {
         match self {
             ScriptStep::Sign { out, .. } => vec![out],
-            ScriptStep::Revoke { crl_out, .. } => vec![crl_out],
+            ScriptStep::Revoke { crl_out, .. } | ScriptStep::Handover { crl_out, .. } => {
+                vec![crl_out]
+            }
+            ScriptStep::Reroot { out, .. } => vec![out],
         }
     }
 
-    /// The engine operation that performs it (the CSR is read now).
+    /// Whether its output is a certificate (otherwise a CRL).
+    pub fn issues_certificate(&self) -> bool {
+        matches!(self, ScriptStep::Sign { .. } | ScriptStep::Reroot { .. })
+    }
+
+    /// The engine operation that performs it (its input files are read now).
     pub fn operation(&self) -> Result<Box<dyn Operation>> {
         Ok(match self {
             ScriptStep::Sign {
@@ -333,6 +404,28 @@ impl ScriptStep {
                 reason: *reason,
                 out: crl_out.path.clone(),
             }),
+            ScriptStep::Reroot {
+                cert,
+                msp_root,
+                msp_crl,
+                permit_dns,
+                out,
+            } => Box::new(Reroot::read(
+                &cert.path,
+                &msp_root.path,
+                &msp_crl.path,
+                permit_dns.clone(),
+                out.path.clone(),
+            )?),
+            ScriptStep::Handover {
+                serial,
+                new_root,
+                crl_out,
+            } => Box::new(Handover::read(
+                serial.clone(),
+                &new_root.path,
+                crl_out.path.clone(),
+            )?),
         })
     }
 }
@@ -407,6 +500,7 @@ impl Script {
             .transpose()?;
         let init = matches!(kind, ScriptKind::RootInit | ScriptKind::BackupImport);
         f.only(init, "policy", raw.policy.is_some())?;
+        f.only(init, "org", raw.org.is_some())?;
         f.only(kind == ScriptKind::Signing, "steps", raw.steps.is_some())?;
         f.only(!init, "crl", raw.crl.is_some())?;
         if init && expect_head.is_some() {
@@ -438,6 +532,7 @@ impl Script {
                         )
                     })?,
                 )?,
+                org: raw.org,
             },
             ScriptKind::Signing => {
                 let raw_steps = raw.steps.unwrap_or_default();
@@ -471,7 +566,7 @@ impl Script {
     /// Every file the ceremony reads, in order.
     pub fn inputs(&self) -> Vec<&Input> {
         match &self.body {
-            Body::Init { policy } => vec![policy],
+            Body::Init { policy, .. } => vec![policy],
             Body::Signing { steps, .. } => steps.iter().flat_map(ScriptStep::inputs).collect(),
             Body::CrlReissue { .. } => vec![],
         }
@@ -669,12 +764,12 @@ impl Fields<'_> {
     }
 
     fn step(&self, i: usize, raw: RawStep) -> Result<ScriptStep> {
-        Ok(match raw {
-            RawStep {
-                sign: Some(s),
-                revoke: None,
-            } => {
-                let at = |f: &str| format!("steps[{i}].sign.{f}");
+        let at = |step: &str, f: &str| format!("steps[{i}].{step}.{f}");
+        let serial =
+            |field: &str, hex: &str| Serial::parse_hex(hex).map_err(|m| self.err(field, m));
+        Ok(match (raw.sign, raw.revoke, raw.reroot, raw.handover) {
+            (Some(s), None, None, None) => {
+                let at = |f: &str| at("sign", f);
                 ScriptStep::Sign {
                     csr: self.path(&at("csr"), &s.csr)?,
                     slug: Slug::parse(&s.slug).map_err(|e| self.err(&at("slug"), e.to_string()))?,
@@ -685,13 +780,10 @@ impl Fields<'_> {
                     out: self.path(&at("out"), &s.out)?,
                 }
             }
-            RawStep {
-                sign: None,
-                revoke: Some(r),
-            } => {
-                let at = |f: &str| format!("steps[{i}].revoke.{f}");
+            (None, Some(r), None, None) => {
+                let at = |f: &str| at("revoke", f);
                 ScriptStep::Revoke {
-                    serial: Serial::parse_hex(&r.serial).map_err(|m| self.err(&at("serial"), m))?,
+                    serial: serial(&at("serial"), &r.serial)?,
                     reason: r
                         .reason
                         .parse()
@@ -699,10 +791,32 @@ impl Fields<'_> {
                     crl_out: self.path(&at("crl_out"), &r.crl_out)?,
                 }
             }
+            (None, None, Some(r), None) => {
+                let at = |f: &str| at("reroot", f);
+                for (j, name) in r.permit_dns.iter().enumerate() {
+                    policy::check_dns_name(name)
+                        .map_err(|m| self.err(&at(&format!("permit_dns[{j}]")), m))?;
+                }
+                ScriptStep::Reroot {
+                    cert: self.path(&at("cert"), &r.cert)?,
+                    msp_root: self.path(&at("msp_root"), &r.msp_root)?,
+                    msp_crl: self.path(&at("msp_crl"), &r.msp_crl)?,
+                    permit_dns: r.permit_dns,
+                    out: self.path(&at("out"), &r.out)?,
+                }
+            }
+            (None, None, None, Some(h)) => {
+                let at = |f: &str| at("handover", f);
+                ScriptStep::Handover {
+                    serial: serial(&at("serial"), &h.serial)?,
+                    new_root: self.path(&at("new_root"), &h.new_root)?,
+                    crl_out: self.path(&at("crl_out"), &h.crl_out)?,
+                }
+            }
             _ => {
                 return Err(self.err(
                     &format!("steps[{i}]"),
-                    "each step is exactly one of `sign:` or `revoke:`",
+                    "each step is exactly one of `sign:`, `revoke:`, `reroot:` or `handover:`",
                 ))
             }
         })
@@ -770,6 +884,59 @@ mod tests {
             let e = parse(&text).expect_err(&text).to_string();
             assert!(e.contains(needle), "{needle}: {e}");
         }
+    }
+
+    const CHURN: &str =
+        "kind: signing\noperator: Ana\nwitnesses: [Ben]\ndevice: {backend: soft}\nsteps:\n  \
+        - reroot: {cert: i/a.pem, msp_root: i/r.pem, msp_crl: i/r.crl, permit_dns: [a.example], out: o/x.pem}\n  \
+        - handover: {serial: 0a1b, new_root: i/c.pem, crl_out: o/h.crl}\ncrl: {out: o/crl.pem}\n";
+
+    #[test]
+    fn reroot_and_handover_steps_parse_strictly() {
+        let s = parse(CHURN).expect("valid");
+        let ins: Vec<_> = s.inputs().iter().map(|i| i.rel.clone()).collect();
+        assert_eq!(ins, ["i/a.pem", "i/r.pem", "i/r.crl", "i/c.pem"]);
+        let Body::Signing { steps, .. } = &s.body else {
+            panic!("not a signing body")
+        };
+        assert!(steps[0].issues_certificate() && !steps[1].issues_certificate());
+        assert_eq!(s.outputs()[1].path, PathBuf::from("/m/o/h.crl"));
+        let cases = [
+            (
+                CHURN.replace("out: o/x.pem", "out: o/x.pem, days: 3"),
+                "steps[0].reroot",
+            ),
+            (CHURN.replace("msp_crl: i/r.crl, ", ""), "steps[0].reroot"),
+            (
+                CHURN.replace("[a.example]", "[\"a b\"]"),
+                "steps[0].reroot.permit_dns[0]",
+            ),
+            (
+                CHURN.replace("i/r.pem", "/i/r.pem"),
+                "steps[0].reroot.msp_root",
+            ),
+            (CHURN.replace("0a1b", "zz"), "steps[1].handover.serial"),
+            (CHURN.replace("i/c.pem", ""), "steps[1].handover.new_root"),
+            (CHURN.replace("o/h.crl", "o/x.pem"), "two steps write"),
+            (
+                CHURN.replace("- handover: {", "- handover: {reason: superseded, "),
+                "steps[1].handover",
+            ),
+        ];
+        for (text, needle) in cases {
+            let e = parse(&text).expect_err(&text).to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    #[test]
+    fn org_belongs_to_a_new_root_only() {
+        let init = "kind: root-init\noperator: Ana\nwitnesses: [Ben]\ndevice: {backend: soft}\n\
+            policy: p/customer-root.yaml\norg: Acme GmbH\n";
+        let s = parse(init).expect("valid");
+        assert!(matches!(&s.body, Body::Init { org: Some(o), .. } if o == "Acme GmbH"));
+        let e = parse(&format!("{SIGNING}org: Acme\n")).expect_err("org in signing");
+        assert!(e.to_string().contains("org"), "{e}");
     }
 
     #[test]

@@ -80,8 +80,24 @@ pub fn plan(script: &Script, ca_dir: &Path, c: &Ceremony<'_>) -> Result<Planned>
         inputs.push((i.rel.clone(), Fingerprint::of(&bytes)));
     }
     let now = c.now.replace_nanosecond(0).unwrap_or(c.now);
-    if let Body::Init { policy } = &script.body {
-        let checked = init::precheck(ca_dir, &policy.path, None)?;
+    if let Body::Init { policy, org } = &script.body {
+        // The policy decides whether `org` is required; the field names the fault.
+        let checked =
+            init::precheck(ca_dir, &policy.path, org.as_deref()).map_err(|e| match e {
+                Error::BadOrg { detail } => Error::Script {
+                    file: script.path.display().to_string(),
+                    field: "org".into(),
+                    message: match org {
+                        Some(_) => detail,
+                        None => format!(
+                            "{} is a customer-owned root's policy: add `org: <the customer's \
+                             organization>`",
+                            policy.rel
+                        ),
+                    },
+                },
+                e => e,
+            })?;
         let (pol, path) = (checked.pol, checked.policy_path);
         // The intermediate policies beside the root policy go into the CA too.
         let dir = path.parent().unwrap_or(Path::new("."));
@@ -93,7 +109,10 @@ pub fn plan(script: &Script, ca_dir: &Path, c: &Ceremony<'_>) -> Result<Planned>
             inputs.push((rel.display().to_string(), Fingerprint::of(&bytes)));
         }
         let summary = format!(
-            "Create a root CA in {} under {} ({} days), the key {} {}\n",
+            "Create a root CA{} in {} under {} ({} days), the key {} {}\n",
+            org.as_deref()
+                .map(|o| format!(" owned by {o}"))
+                .unwrap_or_default(),
             ca_dir.display(),
             policy.rel,
             pol.validity_days,
@@ -215,14 +234,20 @@ pub fn run(
     };
     let mut warnings = Vec::new();
     let result = match &script.body {
-        Body::Init { policy } => {
+        Body::Init { policy, org } => {
             // `init` asks nothing before it creates the key: the ceremony asks here.
             let summary = planned.steps.first().map(|(_, s)| s.as_str()).unwrap_or("");
             if !c.cb.confirm(summary)? {
                 return Err(Error::NotConfirmed);
             }
             let step_start = Instant::now();
-            let o = super::init(ca_dir, &policy.path, &script.device.spec(), c)?;
+            let o = init::init_org(
+                ca_dir,
+                &policy.path,
+                org.as_deref(),
+                &script.device.spec(),
+                c,
+            )?;
             warnings.extend(o.warnings);
             let ca = Ca::open(ca_dir)?;
             if let Some(e) = ca.ledger().entries().next() {
@@ -297,13 +322,14 @@ fn run_steps(
     at: &dyn Fn(Instant) -> OffsetDateTime,
 ) -> Result<()> {
     let ops = script.operations()?;
-    let outputs: Vec<Vec<&file::Output>> = match &script.body {
+    // Each operation's outputs, and whether they are a certificate (otherwise a CRL).
+    let outputs: Vec<(Vec<&file::Output>, bool)> = match &script.body {
         Body::Signing { steps, crl } => steps
             .iter()
-            .map(ScriptStep::outputs)
-            .chain(std::iter::once(vec![crl]))
+            .map(|s| (s.outputs(), s.issues_certificate()))
+            .chain(std::iter::once((vec![crl], false)))
             .collect(),
-        Body::CrlReissue { crl } => vec![vec![crl]],
+        Body::CrlReissue { crl } => vec![(vec![crl], false)],
         Body::Init { .. } => Vec::new(),
     };
     let key: OnceCell<Box<dyn KeyBackend + '_>> = OnceCell::new();
@@ -317,7 +343,7 @@ fn run_steps(
         Ok(Box::new(Shared(k.as_ref())))
     };
     let mut expect = c.witness.expect.clone().or(script.expect_head.clone());
-    for (i, ((name, op), outs)) in ops.iter().zip(outputs).enumerate() {
+    for (i, ((name, op), (outs, certificate))) in ops.iter().zip(outputs).enumerate() {
         let step_start = Instant::now();
         let step_c = Ceremony {
             cb: c.cb,
@@ -344,8 +370,8 @@ fn run_steps(
         let mut records = Vec::new();
         for out in outs {
             let bytes = std::fs::read(&out.path).map_err(|e| Error::io(&out.path, e, ""))?;
-            let artifact = match (*name, &o.serial) {
-                ("sign", Some(s)) => ArtifactRef::Certificate(s.to_string()),
+            let artifact = match (certificate, &o.serial) {
+                (true, Some(s)) => ArtifactRef::Certificate(s.to_string()),
                 _ => ArtifactRef::Crl(o.crl_number.unwrap_or(0)),
             };
             records.push(OutputRecord {
