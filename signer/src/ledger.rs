@@ -11,6 +11,12 @@
 //! revoked, CRL number) is derived from a verified ledger and from nothing else. Truncation of
 //! the newest entries is caught against the head the witness wrote down (`--expect-head`,
 //! `--head-file`) and, on hardware backends, against the head the device remembers.
+//!
+//! [`Check::Full`] also holds what each `intermediate_issued` entry records (slug, tier,
+//! subject, key id) to the certificate it holds. The tier is read from the certificate's tier
+//! marker ([`crate::certpolicy`]); a certificate without one was issued before tier markers:
+//! its entry is listed in [`State::before_tier_markers`] (and `ledger verify` says so) and not
+//! failed, so ledgers written before markers still verify.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,6 +28,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::algo::PublicKey;
+use crate::certpolicy::{self, PolicyOid};
 use crate::constraints::{NameConstraints, Subtree};
 use crate::preflight::PreflightRecord;
 use crate::slug::{Slug, Tier};
@@ -366,6 +373,9 @@ pub struct State {
     pub last_time: OffsetDateTime,
     /// Number of entries.
     pub len: u64,
+    /// Entries (`seq`) of intermediates issued before tier markers, whose recorded tier the
+    /// certificate cannot confirm (filled by [`Check::Full`] only).
+    pub before_tier_markers: Vec<u64>,
 }
 
 /// How much of the ledger to check.
@@ -514,8 +524,8 @@ pub fn genesis(
 
 /// Checks what an entry records about a certificate against the certificate itself: the
 /// subject, the key id, and for an intermediate the slug, which must be a label of every
-/// permitted DNS, email and URI subtree (policies put `{slug}` there as a whole label). The tier is not in
-/// the certificate, so only the signed policy it was issued under could confirm it.
+/// permitted DNS, email and URI subtree (policies put `{slug}` there as a whole label). The tier
+/// is checked by [`check_recorded_tier`].
 fn check_recorded_names(
     cert: &x509_parser::certificate::X509Certificate<'_>,
     subject: &str,
@@ -562,6 +572,22 @@ fn check_recorded_names(
         ));
     }
     Ok(())
+}
+
+/// Checks an entry's tier against the certificate's tier marker; `Ok(false)` when the
+/// certificate has none (issued before tier markers).
+fn check_recorded_tier(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    tier: Tier,
+) -> Result<bool, String> {
+    match certpolicy::marked_tier(cert).map_err(|m| format!("certificate policies: {m}"))? {
+        None => Ok(false),
+        Some(t) if t == tier => Ok(true),
+        Some(t) => Err(format!(
+            "recorded tier `{tier}` differs from the certificate's: it carries tier {t}'s policy OID {}",
+            PolicyOid::tier(t)
+        )),
+    }
 }
 
 fn decode_artifact(sha: &str, b64: &str) -> Result<Vec<u8>, String> {
@@ -672,6 +698,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     head: Fingerprint([0; 32]),
                     last_time: time,
                     len: 0,
+                    before_tier_markers: Vec::new(),
                 });
             }
             (None, _) => return Err(e("the first entry must be root_created".into())),
@@ -702,6 +729,9 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                         return Err(e("recorded serial differs from the certificate's".into()));
                     }
                     check_recorded_names(&cert, subject, key_id, Some(slug)).map_err(e)?;
+                    if !check_recorded_tier(&cert, *tier).map_err(e)? {
+                        s.before_tier_markers.push(n);
+                    }
                 }
                 if !serials.insert(serial.clone()) {
                     return Err(e(format!(

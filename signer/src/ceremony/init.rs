@@ -170,6 +170,7 @@ fn init_with_key(
                     path_len: pol.path_len,
                     key_usages: &pol.key_usages,
                     name_constraints: None,
+                    certificate_policy: None,
                 },
             )
         }

@@ -652,6 +652,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let st = ca::verify_ledger(&ca, expect_head.as_ref())?;
             out!("ledger intact: {} entries", st.len);
             out!("  head {}", st.head.for_reading());
+            for n in &st.before_tier_markers {
+                out!("  entry {n}: issued before tier markers (its recorded tier is not in the certificate, so it is not checked)");
+            }
         }
     }
     Ok(())
