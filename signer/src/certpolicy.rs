@@ -3,15 +3,20 @@
 //!
 //! The three tier policies differ only in `tier:`, so without a marker nothing in an issued
 //! intermediate says its tier. Each tier policy names an OID under KiwiStack's arc
-//! ([`KIWISTACK_ARC`], ITU-T X.667: `2.25.` and a UUID as an integer, which anyone may mint
-//! without registration); the tier markers are `KIWISTACK_ARC.1.n` ([`PolicyOid::tier`]).
+//! ([`KIWISTACK_ARC`]); the tier markers are `KIWISTACK_ARC.1.n` ([`PolicyOid::tier`]).
 //! Intermediates carry it as a non-critical extension holding that one OID without
 //! qualifiers. The assignment lives here as well as in the policy files because `ledger
 //! verify` and `kiwictl intermediate install` read a certificate's tier without any policy file.
 //!
-//! UUID arcs are 128-bit numbers, beyond the 32-bit arcs of `const-oid` (the `der` crate's
-//! OIDs) and of rcgen, so OIDs are kept as their DER content octets and encoded here; the
-//! extension's SEQUENCEs are written with `der` as in [`crate::constraints`].
+//! KiwiStack has no IANA Private Enterprise Number, so its arc is minted from one UUID, as
+//! anyone may without registration. Not in the ITU-T X.667 form (`2.25.<the UUID as one
+//! 128-bit integer>`): an arc that large makes pkilint fail to decode the certificate and Go
+//! before 1.22 refuse to parse it at all (policies/README.md, "Tier markers"). The same UUID
+//! is written under Microsoft's arc for GUID-derived OIDs, 1.2.840.113556.1.8000.2554, as
+//! seven arcs of at most 24 bits. OIDs are still read whatever their arcs' size (they are
+//! kept as DER content octets, since `const-oid`, the `der` crate's OID type, and rcgen stop
+//! at 32 or 64 bits); the extension's SEQUENCEs are written with `der` as in
+//! [`crate::constraints`].
 
 use std::fmt;
 
@@ -24,12 +29,17 @@ use crate::slug::Tier;
 /// The certificatePolicies extension's OID (2.5.29.32).
 pub const OID: &[u64] = &[2, 5, 29, 32];
 
-/// KiwiStack's OID arc: `2.25` and UUID c8d9212b-1c69-4376-b137-c068a7dc0a54 as an integer
-/// (generated once, 2026-12-04; see policies/README.md).
-pub const KIWISTACK_ARC: &str = "2.25.266973000310405976868740274316944083540";
+/// KiwiStack's UUID, generated once (2026-12-04) to name its OID arc.
+pub const KIWISTACK_UUID: &str = "c8d9212b-1c69-4376-b137-c068a7dc0a54";
+
+/// KiwiStack's OID arc: [`KIWISTACK_UUID`] under 1.2.840.113556.1.8000.2554, its hex digits
+/// split 4-4-4-4-4-6-6 into decimal arcs (see policies/README.md).
+pub const KIWISTACK_ARC: &str =
+    "1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564";
 
 /// The arc of the tier markers, under [`KIWISTACK_ARC`]: `.1` then 1, 2, 3 for core, mesh, fleet.
-pub const TIER_ARC: &str = "2.25.266973000310405976868740274316944083540.1";
+pub const TIER_ARC: &str =
+    "1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1";
 
 /// A certificate policy OID, any size of arc: dotted text and DER content octets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +49,7 @@ pub struct PolicyOid {
 }
 
 impl PolicyOid {
-    /// Parses dotted decimal (`2.25.1234.1.1`): at least two arcs, the first 0, 1 or 2 (the
+    /// Parses dotted decimal (`1.3.6.1.4.1.99999.1`): at least two arcs, the first 0, 1 or 2 (the
     /// second at most 39 under 0 and 1), each a decimal number below 2^128 without leading zeros.
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("`{s}` is not an OID: {why}");
@@ -248,6 +258,32 @@ mod tests {
         // An arc is whole: a string prefix of the last arc is another arc.
         let shorter = &KIWISTACK_ARC[..KIWISTACK_ARC.len() - 1];
         assert!(!PolicyOid::tier(Tier::Core).is_under(shorter));
+    }
+
+    #[test]
+    fn the_arc_is_kiwistacks_uuid_in_small_arcs() {
+        let hex = KIWISTACK_UUID.replace('-', "");
+        let mut arcs = Vec::new();
+        let mut at = 0;
+        for width in [4, 4, 4, 4, 4, 6, 6] {
+            let n = u32::from_str_radix(&hex[at..at + width], 16).expect("hex");
+            arcs.push(n.to_string());
+            at += width;
+        }
+        assert_eq!(
+            KIWISTACK_ARC,
+            format!("1.2.840.113556.1.8000.2554.{}", arcs.join("."))
+        );
+        assert_eq!(TIER_ARC, format!("{KIWISTACK_ARC}.1"));
+        // Every subidentifier fits 28 bits (four base-128 octets), which every verifier handles.
+        for t in Tier::ALL {
+            let der = PolicyOid::tier(t).der;
+            let mut run = 0;
+            for b in der {
+                run = if b & 0x80 != 0 { run + 1 } else { 0 };
+                assert!(run < 4, "{t}: a subidentifier over 28 bits");
+            }
+        }
     }
 
     #[test]

@@ -720,8 +720,8 @@ mod tests {
             (
                 Box::new(|_| {}),
                 Box::new(move |e| e.certificate_policy = Some(fleet)),
-                "certificatePolicies lists [2.25.266973000310405976868740274316944083540.1.2], \
-                 the tier's policy says exactly 2.25.266973000310405976868740274316944083540.1.3",
+                "certificatePolicies lists [1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.2], \
+                 the tier's policy says exactly 1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.3",
             ),
             (
                 Box::new(|_| {}),
@@ -731,7 +731,7 @@ mod tests {
             (
                 Box::new(|p| p.custom_extensions.truncate(1)),
                 Box::new(|_| {}),
-                "certificatePolicies is missing: the tier's policy OID 2.25.",
+                "certificatePolicies is missing: the tier's policy OID 1.2.840.113556.1.8000.2554.",
             ),
             (
                 Box::new(with_ext(critical)),
@@ -741,8 +741,8 @@ mod tests {
             (
                 Box::new(with_ext(policies(vec![oid_of(Tier::Mesh), oid_of(Tier::Fleet)]))),
                 Box::new(|_| {}),
-                "certificatePolicies lists [2.25.266973000310405976868740274316944083540.1.2, \
-                 2.25.266973000310405976868740274316944083540.1.3]",
+                "certificatePolicies lists [1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.2, \
+                 1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.3]",
             ),
             (
                 Box::new(with_ext(policies(vec![qualified]))),

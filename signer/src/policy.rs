@@ -896,11 +896,21 @@ mod tests {
             (".1.1\"", ".1.2\"", "certificate_policy"),
             (".1.1\"", ".1.1.1\"", "certificate_policy"),
             (
-                "certificate_policy: \"2.25.",
-                "certificate_policy: \"2.26.",
+                "certificate_policy: \"1.2.840.113556.1.8000.2554.",
+                "certificate_policy: \"1.2.840.113556.1.8000.2555.",
                 "certificate_policy",
             ),
-            ("certificate_policy: \"2.25.", "certificate_policy: \"2..", "certificate_policy"),
+            (
+                "certificate_policy: \"1.2.840.113556.1.8000.2554.",
+                "certificate_policy: \"1.2..",
+                "certificate_policy",
+            ),
+            (
+                "certificate_policy: \"1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.1\"",
+                // The same UUID in the X.667 form: not the arc the signer uses.
+                "certificate_policy: \"2.25.266973000310405976868740274316944083540.1.1\"",
+                "certificate_policy",
+            ),
             ("certificate_policy: ", "certificate_policy_typo: ", "certificate_policy_typo"),
             (
                 "    - \".{slug}.od.kiwistack.io\"\n  # No directoryName",

@@ -377,7 +377,7 @@ mod tests {
         let e = check_certificate("c", &cert, &root, None, &other_tier, now).expect_err("tier");
         assert!(
             e.to_string()
-                .contains("it is a core-tier certificate (policy OID 2.25.")
+                .contains("it is a core-tier certificate (policy OID 1.2.840.113556.")
                 && e.to_string().contains("this state repo is mesh tier"),
             "{e}"
         );
