@@ -164,6 +164,32 @@ fn intermediates_constrain_every_name_form() {
         assert_eq!(out.trim_end(), format!("not critical\n{oid}"), "{out}");
     }
 
+    // openssl enforces no policy unless asked, and the root needs none: `-policy_check` accepts
+    // a leaf without a policy (as step-ca issues them); requiring an explicit policy refuses it.
+    let leaf = openssl_leaf(
+        &f.work,
+        "no-policy",
+        &shipped,
+        "acme.key",
+        "/CN=x.acme.od.kiwistack.io",
+        "DNS:x.acme.od.kiwistack.io",
+    );
+    let mesh_oid = policy_oid("mesh");
+    for (extra, ok_wanted) in [
+        (vec!["-policy_check"], true),
+        (
+            vec!["-explicit_policy", "-policy", mesh_oid.as_str()],
+            false,
+        ),
+    ] {
+        let mut args = vec!["verify", "-CAfile", path_str(&root), "-untrusted"];
+        args.extend([path_str(&shipped)]);
+        args.extend(extra.iter().copied());
+        args.push(&leaf);
+        let o = openssl(&f.work, &args);
+        assert_eq!(o.status.success(), ok_wanted, "{extra:?}: {}", stderr(&o));
+    }
+
     for cert in [&shipped, &with_dn] {
         let findings = pkilint(cert, false);
         assert!(
