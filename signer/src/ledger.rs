@@ -965,6 +965,66 @@ mod tests {
         assert!(verify_text("l", lines[0]).is_err(), "a cut last line");
     }
 
+    /// A ledger written before tier markers: the root, a CRL, and an intermediate for `acme`
+    /// that the root signed without certificatePolicies (as the signer did before markers).
+    #[test]
+    fn an_intermediate_issued_before_tier_markers_is_listed_not_failed() {
+        use crate::backend::{soft, KeyBackend as _, RcgenSigner, Secret};
+        let (tmp, text) = two_entry_ledger();
+        let dir = tmp.path().join("ca");
+        let state = verify_text(FILE, &text).expect("intact");
+        let secret = Secret::new("unit test passphrase".into());
+        let root_key = soft::SoftKey::open(&soft::key_path(&dir), &secret).expect("root key");
+        let ca = crate::ca::Ca::open(&dir).expect("ca");
+        let mut p = rcgen::CertificateParams::default();
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x33; 16]));
+        p.distinguished_name.push(rcgen::DnType::CommonName, "acme");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let nc = NameConstraints {
+            permitted: vec![Subtree::Dns("acme.od.kiwistack.io".into())],
+            excluded: vec![],
+        };
+        p.custom_extensions = vec![nc.extension().expect("nameConstraints")];
+        let subject_key =
+            crate::backend::soft::SoftKey::generate(crate::algo::KeyAlgorithm::EcdsaP256);
+        let issuer_params = ca.issuer_params();
+        let signer = RcgenSigner::new(&root_key);
+        let issuer = rcgen::Issuer::from_params(&issuer_params, &signer);
+        let der = p
+            .signed_by(subject_key.public_key(), &issuer)
+            .expect("sign")
+            .der()
+            .to_vec();
+        let cert = x509::parse_cert(&der).expect("parse");
+        assert_eq!(certpolicy::marked_tier(&cert), Ok(None));
+        let subject = x509::rcgen_name(cert.subject())
+            .map(|dn| x509::dn_string(&dn))
+            .expect("subject");
+        let (artifact_sha256, artifact) = encode_artifact(&der);
+        let event = Event::IntermediateIssued {
+            serial: x509::Serial::from_der_integer(cert.raw_serial()),
+            slug: Slug::parse("acme").expect("slug"),
+            tier: Tier::Mesh,
+            subject,
+            not_after: fmt_time(cert.validity().not_after.to_datetime()),
+            key_id: hex::encode(subject_key.public_key().key_id()),
+            csr_sha256: ZERO.into(),
+            policy_sha256: ZERO.into(),
+            artifact_sha256,
+            artifact,
+        };
+        let now = OffsetDateTime::now_utc();
+        let (line, _) = make_line(state.len, now, &state.head.hex(), event, None);
+        let old = format!("{text}{line}\n");
+        let verified = verify_text(FILE, &old).expect("an old ledger still verifies");
+        assert_eq!(verified.before_tier_markers, [state.len]);
+        assert!(state.before_tier_markers.is_empty());
+    }
+
     #[test]
     fn reason_names_are_rfc5280s() {
         assert_eq!(Reason::KeyCompromise.name(), "keyCompromise");
