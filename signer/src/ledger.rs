@@ -14,6 +14,12 @@
 //! `ceremony_closed` entry records no signature: it binds a scripted ceremony's transcript (its
 //! SHA-256) to the ledger, right after the entries of the ceremony's steps.
 //!
+//! [`Check::Full`] also holds what each `intermediate_issued` entry records (slug, tier,
+//! subject, key id) to the certificate it holds. The tier is read from the certificate's tier
+//! marker ([`crate::certpolicy`]); a certificate without one was issued before tier markers:
+//! its entry is listed in [`State::before_tier_markers`] (and `ledger verify` says so) and not
+//! failed, so ledgers written before markers still verify.
+//!
 //! # Storage and crashes
 //!
 //! The ledger grows by appending and is never rewritten, so a command's cost does not grow with
@@ -65,6 +71,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::algo::PublicKey;
+use crate::certpolicy::{self, PolicyOid};
 use crate::constraints::{NameConstraints, Subtree};
 use crate::error::{Error, Result};
 use crate::fsutil::{self, Mode};
@@ -499,6 +506,9 @@ pub struct State {
     /// Bytes after the committed end that are ignored: an append that did not commit (the
     /// next append removes them).
     pub ignored_tail: u64,
+    /// Entries (`seq`) of intermediates issued before tier markers, whose recorded tier the
+    /// certificate cannot confirm (filled by [`Check::Full`] only).
+    pub before_tier_markers: Vec<u64>,
 }
 
 /// How much of the ledger to check.
@@ -759,8 +769,8 @@ pub fn genesis(
 
 /// Checks what an entry records about a certificate against the certificate itself: the
 /// subject, the key id, and for an intermediate the slug, which must be a label of every
-/// permitted DNS, email and URI subtree (policies put `{slug}` there as a whole label). The tier is not in
-/// the certificate, so only the signed policy it was issued under could confirm it.
+/// permitted DNS, email and URI subtree (policies put `{slug}` there as a whole label). The tier
+/// is checked by [`check_recorded_tier`].
 fn check_recorded_names(
     cert: &x509_parser::certificate::X509Certificate<'_>,
     subject: &str,
@@ -814,14 +824,17 @@ fn check_recorded_names(
 type IssuedRecord<'a> = (&'a Serial, &'a str, &'a str, &'a str, &'a str);
 
 /// Checks an entry that issued a certificate: its serial is new (added to `serials`) and, in a
-/// full check, the certificate is the root's and says what the entry records.
+/// full check, the certificate is the root's and says what the entry records (its `tier` too,
+/// when the entry records one). `Ok(false)`: a full check found no tier marker to check the
+/// recorded tier against (issued before tier markers).
 fn check_issued(
     full: bool,
     root_key: &PublicKey,
     (serial, subject, key_id, artifact_sha256, artifact): IssuedRecord<'_>,
-    slug: Option<&Slug>,
+    (slug, tier): (Option<&Slug>, Option<Tier>),
     serials: &mut BTreeSet<Serial>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
+    let mut marked = true;
     if full {
         let der = decode_artifact(artifact_sha256, artifact)?;
         let cert = x509::parse_cert(&der).map_err(|m| format!("certificate: {m}"))?;
@@ -830,13 +843,32 @@ fn check_issued(
             return Err("recorded serial differs from the certificate's".into());
         }
         check_recorded_names(&cert, subject, key_id, slug)?;
+        if let Some(t) = tier {
+            marked = check_recorded_tier(&cert, t)?;
+        }
     }
     if !serials.insert(serial.clone()) {
         return Err(format!(
             "serial {serial} was issued before: serials must be unique"
         ));
     }
-    Ok(())
+    Ok(marked)
+}
+
+/// Checks an entry's tier against the certificate's tier marker; `Ok(false)` when the
+/// certificate has none (issued before tier markers).
+fn check_recorded_tier(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    tier: Tier,
+) -> Result<bool, String> {
+    match certpolicy::marked_tier(cert).map_err(|m| format!("certificate policies: {m}"))? {
+        None => Ok(false),
+        Some(t) if t == tier => Ok(true),
+        Some(t) => Err(format!(
+            "recorded tier `{tier}` differs from the certificate's: it carries tier {t}'s policy OID {}",
+            PolicyOid::tier(t)
+        )),
+    }
 }
 
 fn decode_artifact(sha: &str, b64: &str) -> Result<Vec<u8>, String> {
@@ -951,6 +983,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     last_time: time,
                     len: 0,
                     ignored_tail: 0,
+                    before_tier_markers: Vec::new(),
                 });
             }
             (None, _) => return Err(e("the first entry must be root_created".into())),
@@ -1003,7 +1036,10 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                 );
                 // A shared sub-CA's subtrees name no slug (they cover every tenant).
                 let named = (!*shared).then_some(slug);
-                check_issued(full, &s.root_key, recorded, named, &mut serials).map_err(e)?;
+                let names = (named, Some(*tier));
+                if !check_issued(full, &s.root_key, recorded, names, &mut serials).map_err(e)? {
+                    s.before_tier_markers.push(n);
+                }
                 s.issued.insert(
                     serial.clone(),
                     Issued {
@@ -1090,7 +1126,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     artifact_sha256.as_str(),
                     artifact.as_str(),
                 );
-                check_issued(full, &s.root_key, recorded, None, &mut serials).map_err(e)?;
+                check_issued(full, &s.root_key, recorded, (None, None), &mut serials).map_err(e)?;
                 s.rerooted.insert(
                     serial.clone(),
                     Rerooted {
@@ -1396,6 +1432,74 @@ mod tests {
             let err = verify_text(FILE, &with(closed(&bad))).expect_err(&bad);
             assert_eq!(err.entry, Some(2), "{err}");
         }
+    }
+
+    /// A ledger written before tier markers: the root, a CRL, and an intermediate for `acme`
+    /// that the root signed without certificatePolicies (as the signer did before markers).
+    #[test]
+    fn an_intermediate_issued_before_tier_markers_is_listed_not_failed() {
+        use crate::backend::{soft, KeyBackend as _, RcgenSigner, Secret};
+        let (tmp, text) = two_entry_ledger();
+        let dir = tmp.path().join("ca");
+        let state = verify_text(FILE, &text).expect("intact");
+        let secret = Secret::new("unit test passphrase".into());
+        let root_key = soft::SoftKey::open(&soft::key_path(&dir), &secret).expect("root key");
+        let ca = crate::ca::Ca::open(&dir).expect("ca");
+        let mut p = rcgen::CertificateParams::default();
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x33; 16]));
+        p.distinguished_name.push(rcgen::DnType::CommonName, "acme");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let nc = NameConstraints {
+            permitted: vec![Subtree::Dns("acme.od.kiwistack.io".into())],
+            excluded: vec![],
+        };
+        p.custom_extensions = vec![nc.extension().expect("nameConstraints")];
+        let subject_key =
+            crate::backend::soft::SoftKey::generate(crate::algo::KeyAlgorithm::EcdsaP256);
+        let issuer_params = ca.issuer_params();
+        let signer = RcgenSigner::new(&root_key);
+        let issuer = rcgen::Issuer::from_params(&issuer_params, &signer);
+        let der = p
+            .signed_by(subject_key.public_key(), &issuer)
+            .expect("sign")
+            .der()
+            .to_vec();
+        let cert = x509::parse_cert(&der).expect("parse");
+        assert_eq!(certpolicy::marked_tier(&cert), Ok(None));
+        let subject = x509::rcgen_name(cert.subject())
+            .map(|dn| x509::dn_string(&dn))
+            .expect("subject");
+        let (artifact_sha256, artifact) = encode_artifact(&der);
+        let event = Event::IntermediateIssued {
+            serial: x509::Serial::from_der_integer(cert.raw_serial()),
+            slug: Slug::parse("acme").expect("slug"),
+            tier: Tier::Mesh,
+            subject,
+            not_after: fmt_time(cert.validity().not_after.to_datetime()),
+            key_id: hex::encode(subject_key.public_key().key_id()),
+            csr_sha256: ZERO.into(),
+            policy_sha256: ZERO.into(),
+            artifact_sha256,
+            artifact,
+            shared: false,
+        };
+        let len = state.len;
+        let ledger = Ledger {
+            path: FILE.into(),
+            file: FILE.into(),
+            state,
+            text,
+            recorded: false,
+        };
+        let (lines, _) = ledger.new_lines(vec![event], OffsetDateTime::now_utc(), None);
+        let old = format!("{}{lines}", ledger.text);
+        let verified = verify_text(FILE, &old).expect("an old ledger still verifies");
+        assert_eq!(verified.before_tier_markers, [len]);
+        assert!(ledger.state.before_tier_markers.is_empty());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod backend;
 pub mod ca;
 pub mod callbacks;
 pub mod ceremony;
+pub mod certpolicy;
 pub mod config_v1;
 pub mod constraints;
 pub mod csr;

@@ -11,13 +11,15 @@ use x509_parser::extensions::ParsedExtension;
 use x509_parser::extensions::X509Extension;
 use x509_parser::oid_registry::Oid;
 use x509_parser::oid_registry::{
-    OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_KEY_USAGE,
-    OID_X509_EXT_NAME_CONSTRAINTS, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
+    OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER, OID_X509_EXT_BASIC_CONSTRAINTS,
+    OID_X509_EXT_CERTIFICATE_POLICIES, OID_X509_EXT_KEY_USAGE, OID_X509_EXT_NAME_CONSTRAINTS,
+    OID_X509_EXT_SUBJECT_KEY_IDENTIFIER,
 };
 use x509_parser::revocation_list::CertificateRevocationList;
 use x509_parser::x509::X509Version;
 
 use crate::algo::PublicKey;
+use crate::certpolicy::{self, PolicyOid};
 use crate::constraints::NameConstraints;
 use crate::policy::KeyUsage;
 
@@ -39,6 +41,9 @@ pub struct CaExpectations<'a> {
     /// The nameConstraints the certificate must carry, exactly (None: the root, which
     /// carries none).
     pub name_constraints: Option<&'a NameConstraints>,
+    /// The tier's policy OID, the certificatePolicies extension's only entry (None: the root,
+    /// or an intermediate issued before tier markers, which carry no certificatePolicies).
+    pub certificate_policy: Option<&'a PolicyOid>,
 }
 
 /// Lints a CA certificate; returns every finding.
@@ -167,7 +172,42 @@ pub fn lint_ca_cert(cert: &X509Certificate<'_>, want: &CaExpectations<'_>) -> Ve
         (None, Some(_)) => f.push("nameConstraints is missing".into()),
         (Some(ext), Some(want)) => lint_name_constraints(ext, want, &mut f),
     }
+    match (
+        get(&OID_X509_EXT_CERTIFICATE_POLICIES),
+        want.certificate_policy,
+    ) {
+        (None, None) => {}
+        (Some(_), None) => f.push("certificatePolicies is present, but none is expected".into()),
+        (None, Some(p)) => f.push(format!(
+            "certificatePolicies is missing: the tier's policy OID {p} must be there"
+        )),
+        (Some(ext), Some(want)) => lint_certificate_policies(ext, want, &mut f),
+    }
     f
+}
+
+/// Checks an intermediate's tier marker: a non-critical certificatePolicies listing the tier
+/// policy's OID and nothing else, without qualifiers, encoded as the policy's.
+fn lint_certificate_policies(ext: &X509Extension<'_>, want: &PolicyOid, f: &mut Vec<String>) {
+    if ext.critical {
+        f.push("certificatePolicies must not be critical here (4.2.1.4)".into());
+    }
+    match certpolicy::read_extension(ext.value) {
+        Err(e) => f.push(e),
+        Ok((oids, qualified)) => {
+            if oids != [want.clone()] {
+                let listed: Vec<String> = oids.iter().map(PolicyOid::to_string).collect();
+                f.push(format!(
+                    "certificatePolicies lists [{}], the tier's policy says exactly {want}",
+                    listed.join(", ")
+                ));
+            } else if qualified {
+                f.push("certificatePolicies carries policy qualifiers; none are issued".into());
+            } else if want.extension_der().ok().as_deref() != Some(ext.value) {
+                f.push("certificatePolicies is not encoded as the policy's".into());
+            }
+        }
+    }
 }
 
 /// Checks an intermediate's nameConstraints against what its policy grants: critical, every
@@ -283,6 +323,7 @@ pub fn lint_crl(
 
 #[cfg(test)]
 mod tests {
+    use der::{Decode as _, Encode as _};
     use rcgen::{
         BasicConstraints, CertificateParams, CertificateRevocationListParams, CustomExtension,
         DistinguishedName, DnType, ExtendedKeyUsagePurpose, GeneralSubtree, IsCa, Issuer,
@@ -295,6 +336,7 @@ mod tests {
     use crate::backend::soft::SoftKey;
     use crate::backend::{KeyBackend as _, RcgenSigner};
     use crate::constraints::{DirAttr, NameConstraints as Nc, Subtree};
+    use crate::slug::Tier;
     use crate::x509;
 
     /// Changes what the policy and issuer expect.
@@ -352,10 +394,18 @@ mod tests {
         p.not_after = w.now + Duration::days(365);
         p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        p.custom_extensions = vec![granted().extension().expect("encode")];
+        p.custom_extensions = vec![
+            granted().extension().expect("encode"),
+            marker().extension().expect("encode"),
+        ];
         p.use_authority_key_identifier_extension = true;
         p.key_identifier_method = KeyIdMethod::PreSpecified(w.subject.public_key().key_id());
         p
+    }
+
+    /// The lint tests' tier marker.
+    fn marker() -> PolicyOid {
+        PolicyOid::tier(Tier::Mesh)
     }
 
     /// What the lint tests' policy grants: every form.
@@ -394,6 +444,7 @@ mod tests {
         let rt = &root.tbs_certificate;
         let root_id = w.root.public_key().key_id();
         let granted = granted();
+        let marker = marker();
         let usages = [KeyUsage::KeyCertSign, KeyUsage::CrlSign];
         let mut want = CaExpectations {
             issuer_name: rt.subject.as_raw(),
@@ -406,6 +457,7 @@ mod tests {
             path_len: Some(0),
             key_usages: &usages,
             name_constraints: Some(&granted),
+            certificate_policy: Some(&marker),
         };
         tweak(&mut want);
         lint_ca_cert(&cert, &want)
@@ -622,6 +674,91 @@ mod tests {
                 &findings(&w, &p, |_| {}),
                 &format!("nameConstraints does not {kind} {s}"),
             );
+        }
+    }
+
+    #[test]
+    fn an_intermediate_carries_exactly_its_tiers_marker() {
+        let w = world();
+        // certificatePolicies with these PolicyInformation bodies (OID, then qualifiers).
+        let policies = |infos: Vec<Vec<u8>>| {
+            let mut body = Vec::new();
+            for info in infos {
+                body.extend(
+                    der::asn1::Any::new(der::Tag::Sequence, info)
+                        .expect("info")
+                        .to_der()
+                        .expect("der"),
+                );
+            }
+            let value = der::asn1::Any::new(der::Tag::Sequence, body)
+                .expect("ext")
+                .to_der()
+                .expect("der");
+            CustomExtension::from_oid_content(certpolicy::OID, value)
+        };
+        let oid_of = |t: Tier| {
+            let ext = PolicyOid::tier(t).extension_der().expect("encode");
+            // SEQUENCE { SEQUENCE { OID } }: the OID's TLV is the innermost value.
+            let outer = der::asn1::Any::from_der(&ext).expect("outer");
+            let info = der::asn1::Any::from_der(outer.value()).expect("info");
+            info.value().to_vec()
+        };
+        let fleet: &'static PolicyOid = Box::leak(Box::new(PolicyOid::tier(Tier::Fleet)));
+        let with_ext = |ext: CustomExtension| {
+            move |p: &mut CertificateParams| {
+                p.custom_extensions.truncate(1);
+                p.custom_extensions.push(ext.clone());
+            }
+        };
+        let mut critical = marker().extension().expect("encode");
+        critical.set_criticality(true);
+        let mut qualified = oid_of(Tier::Mesh);
+        qualified.extend([0x30, 0x00]);
+        let cases: Vec<(Box<Edit>, Box<Tweak>, &str)> =
+            vec![
+            (
+                Box::new(|_| {}),
+                Box::new(move |e| e.certificate_policy = Some(fleet)),
+                "certificatePolicies lists [1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.2], \
+                 the tier's policy says exactly 1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.3",
+            ),
+            (
+                Box::new(|_| {}),
+                Box::new(|e| e.certificate_policy = None),
+                "certificatePolicies is present, but none is expected",
+            ),
+            (
+                Box::new(|p| p.custom_extensions.truncate(1)),
+                Box::new(|_| {}),
+                "certificatePolicies is missing: the tier's policy OID 1.2.840.113556.1.8000.2554.",
+            ),
+            (
+                Box::new(with_ext(critical)),
+                Box::new(|_| {}),
+                "certificatePolicies must not be critical",
+            ),
+            (
+                Box::new(with_ext(policies(vec![oid_of(Tier::Mesh), oid_of(Tier::Fleet)]))),
+                Box::new(|_| {}),
+                "certificatePolicies lists [1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.2, \
+                 1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.3]",
+            ),
+            (
+                Box::new(with_ext(policies(vec![qualified]))),
+                Box::new(|_| {}),
+                "certificatePolicies carries policy qualifiers",
+            ),
+            (
+                Box::new(with_ext(policies(vec![vec![0x05, 0x00]]))),
+                Box::new(|_| {}),
+                "something other than a policy OID",
+            ),
+        ];
+        for (edit, tweak, needle) in &cases {
+            let mut p = good(&w);
+            edit(&mut p);
+            assert_finds(&findings(&w, &p, tweak), needle);
         }
     }
 

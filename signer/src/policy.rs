@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::algo::KeyAlgorithm;
+use crate::certpolicy::{PolicyOid, KIWISTACK_ARC};
 use crate::constraints::{DirAttr, NameConstraints, Subtree};
 use crate::slug::{Slug, Tier};
 use crate::words::Fingerprint;
@@ -210,6 +211,8 @@ pub struct IntermediatePolicy {
     pub source: PolicySource,
     /// The tier it governs.
     pub tier: Tier,
+    /// The certificate policy OID that marks the tier in every intermediate it issues.
+    pub certificate_policy: PolicyOid,
     /// Key algorithms a CSR may carry.
     pub allowed_keys: Vec<KeyAlgorithm>,
     /// Longest validity.
@@ -365,6 +368,7 @@ struct RawSubjectPrefix {
 struct RawIntermediate {
     kind: String,
     tier: String,
+    certificate_policy: String,
     keys: RawKeys,
     validity: RawIntValidity,
     subject: RawSubject,
@@ -661,6 +665,7 @@ fn load_intermediate_file(
             format!("is `{}` but the file is for tier {tier}", raw.tier),
         ));
     }
+    let certificate_policy = tier_marker(&ctx, tier, &raw.certificate_policy)?;
     let mut allowed_keys = Vec::new();
     for (i, a) in raw.keys.allowed.iter().enumerate() {
         let k = KeyAlgorithm::parse(a).map_err(|m| ctx.err(&format!("keys.allowed[{i}]"), m))?;
@@ -708,6 +713,7 @@ fn load_intermediate_file(
     Ok(IntermediatePolicy {
         source,
         tier,
+        certificate_policy,
         allowed_keys,
         max_days: v.max_days,
         default_days,
@@ -717,6 +723,31 @@ fn load_intermediate_file(
         path_len: raw.path_len,
         crl_distribution_point: cdp,
     })
+}
+
+/// The tier's certificate policy OID: an OID under KiwiStack's arc, and the one that marks
+/// this tier (so each tier's is its own, and `ledger verify` reads the tier back from it).
+fn tier_marker(ctx: &Ctx, tier: Tier, s: &str) -> Result<PolicyOid, PolicyError> {
+    let field = "certificate_policy";
+    let oid = PolicyOid::parse(s).map_err(|m| ctx.err(field, m))?;
+    if !oid.is_under(KIWISTACK_ARC) {
+        return Err(ctx.err(
+            field,
+            format!("`{oid}` is not under KiwiStack's arc {KIWISTACK_ARC} (policies/README.md)"),
+        ));
+    }
+    let want = PolicyOid::tier(tier);
+    if oid != want {
+        let whose = oid
+            .marked_tier()
+            .map(|t| format!("the marker of tier {t}"))
+            .unwrap_or_else(|| "no tier's marker".into());
+        return Err(ctx.err(
+            field,
+            format!("`{oid}` is {whose}; tier {tier}'s is `{want}`"),
+        ));
+    }
+    Ok(oid)
 }
 
 fn name_constraints(
@@ -899,6 +930,7 @@ mod tests {
         for tier in Tier::ALL {
             let p = load_intermediate(&policies_dir(), tier).expect("intermediate policy");
             assert_eq!(p.tier, tier);
+            assert_eq!(p.certificate_policy.marked_tier(), Some(tier));
             let slug = Slug::parse("acme").expect("slug");
             assert_eq!(
                 p.name_constraints.render(&slug).to_string(),
@@ -914,7 +946,10 @@ mod tests {
         let p = load_core_shared(&policies_dir()).expect("shared policy");
         assert_eq!(p.tier, Tier::Core);
         let cluster = Slug::parse("core-eu1").expect("slug");
-        assert_eq!(p.permitted_dns[0].render(&cluster), "od.kiwistack.io");
+        assert_eq!(
+            p.name_constraints.permitted_dns[0].render(&cluster),
+            "od.kiwistack.io"
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let base = std::fs::read_to_string(policies_dir().join(CORE_SHARED_FILE)).expect("read");
         for (from, to, field) in [
@@ -975,6 +1010,25 @@ mod tests {
             ),
             ("path_len: 0", "path_len: 2", "path_len"),
             ("tier: core", "tier: mesh", "tier"),
+            (".1.1\"", ".1.2\"", "certificate_policy"),
+            (".1.1\"", ".1.1.1\"", "certificate_policy"),
+            (
+                "certificate_policy: \"1.2.840.113556.1.8000.2554.",
+                "certificate_policy: \"1.2.840.113556.1.8000.2555.",
+                "certificate_policy",
+            ),
+            (
+                "certificate_policy: \"1.2.840.113556.1.8000.2554.",
+                "certificate_policy: \"1.2..",
+                "certificate_policy",
+            ),
+            (
+                "certificate_policy: \"1.2.840.113556.1.8000.2554.51417.8491.7273.17270.45367.12609703.14420564.1.1\"",
+                // The same UUID in the X.667 form: not the arc the signer uses.
+                "certificate_policy: \"2.25.266973000310405976868740274316944083540.1.1\"",
+                "certificate_policy",
+            ),
+            ("certificate_policy: ", "certificate_policy_typo: ", "certificate_policy_typo"),
             (
                 "    - \".{slug}.od.kiwistack.io\"\n  # No directoryName",
                 "    - \".od.kiwistack.io\"\n  # No directoryName",

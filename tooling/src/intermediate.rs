@@ -5,7 +5,9 @@
 //! The key is generated in memory, in the algorithm the tier's policy lists first, and leaves
 //! this process only SOPS-encrypted (the caller does that) or as the password-encrypted PKCS#8
 //! PEM that step-ca reads. The certificate checks reuse the PKI core's RFC 5280 linter with the
-//! tier policy's expectations, so the online side accepts exactly what the signer issues.
+//! tier policy's expectations, so the online side accepts exactly what the signer issues; a
+//! certificate whose tier marker names another tier than the repo's is refused (one issued
+//! before tier markers carries none and is accepted).
 
 use std::path::Path;
 
@@ -15,6 +17,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use kiwi_signer::algo::PublicKey;
+use kiwi_signer::certpolicy::{self, PolicyOid};
 use kiwi_signer::eckey::EcKey;
 use kiwi_signer::lint::{self, CaExpectations};
 use kiwi_signer::policy::{self, IntermediatePolicy};
@@ -219,6 +222,17 @@ pub fn check_certificate(
     }
     x509::verify_cert(&parsed, &root_key)
         .map_err(|e| refused(format!("its signature does not verify with the root's key ({e}): it is from another root or damaged")))?;
+    // The root signed the tier marker; one issued before markers has none and is not checked.
+    let marked = certpolicy::marked_tier(&parsed).map_err(|e| refused(format!("its tier: {e}")))?;
+    if let Some(t) = marked.filter(|t| *t != want.policy.tier) {
+        return Err(refused(format!(
+            "it is a {t}-tier certificate (policy OID {}), but this state repo is {} tier \
+             (.kiwi/repo.yaml); it was signed with the wrong --tier: ask for a {}-tier certificate",
+            PolicyOid::tier(t),
+            want.policy.tier,
+            want.policy.tier
+        )));
+    }
     let cert_key = x509::cert_key(&parsed).map_err(|e| refused(format!("its key: {e}")))?;
     if cert_key != *want.key {
         return Err(refused(
@@ -238,6 +252,7 @@ pub fn check_certificate(
         path_len: Some(want.policy.path_len),
         key_usages: &want.policy.key_usages,
         name_constraints: Some(&constraints),
+        certificate_policy: marked.map(|_| &want.policy.certificate_policy),
     };
     let findings = lint::lint_ca_cert(&parsed, &expect);
     if !findings.is_empty() {
@@ -354,6 +369,19 @@ mod tests {
         };
         let e = check_certificate("c", &cert, &root, None, &other_slug, now).expect_err("slug");
         assert!(e.to_string().contains("globex.od.kiwistack.io"), "{e}");
+        // Another tier: the certificate's marker says core, the repo says mesh.
+        let mesh = tier_policy(&policies(), Tier::Mesh).expect("policy");
+        let other_tier = Expected {
+            policy: &mesh,
+            ..want
+        };
+        let e = check_certificate("c", &cert, &root, None, &other_tier, now).expect_err("tier");
+        assert!(
+            e.to_string()
+                .contains("it is a core-tier certificate (policy OID 1.2.840.113556.")
+                && e.to_string().contains("this state repo is mesh tier"),
+            "{e}"
+        );
         let other_key = generate_key(&pol);
         let wrong_key = Expected {
             key: other_key.public_key(),

@@ -195,7 +195,7 @@ pub(crate) fn precheck(dir: &Path, policy_path: &Path, org: Option<&str>) -> Res
     for tier in tiers {
         policy::load_intermediate(&policies_dir, *tier)?;
     }
-    if policies_dir.join(policy::CORE_SHARED_FILE).exists() {
+    if !tiers.is_empty() && policies_dir.join(policy::CORE_SHARED_FILE).exists() {
         policy::load_core_shared(&policies_dir)?;
     }
     Ok(Prechecked {
@@ -256,6 +256,7 @@ fn init_with_key(
                     path_len: pol.path_len,
                     key_usages: &pol.key_usages,
                     name_constraints: None,
+                    certificate_policy: None,
                 },
             )
         }
@@ -291,9 +292,10 @@ fn init_with_key(
             let beside = policy_path.parent().unwrap_or(Path::new(""));
             copies.push((beside.join(&file), file));
         }
-        // The Core tier's shared sub-CA policy, where the policies folder has one.
+        // The Core tier's shared sub-CA policy, where the policies folder has one (not for a
+        // customer-owned root, which signs under no tier policy).
         let beside = policy_path.parent().unwrap_or(Path::new(""));
-        if beside.join(policy::CORE_SHARED_FILE).exists() {
+        if !tiers.is_empty() && beside.join(policy::CORE_SHARED_FILE).exists() {
             let file = policy::CORE_SHARED_FILE.to_string();
             copies.push((beside.join(&file), file));
         }

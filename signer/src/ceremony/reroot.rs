@@ -28,6 +28,7 @@ use x509_parser::x509::ReasonCode;
 use super::{add_file, Operation, Plan};
 use crate::algo::PublicKey;
 use crate::ca::{Ca, CLOCK_SKEW};
+use crate::certpolicy::{self, PolicyOid};
 use crate::constraints::{NameConstraints, Subtree};
 use crate::error::{Error, Result};
 use crate::hooks::{EventData, EventKind};
@@ -217,6 +218,20 @@ impl Operation for Reroot {
             ext.set_criticality(true);
             p.custom_extensions.push(ext);
         }
+        // The tier marker is the original's (none on one issued before tier markers).
+        let marker = certpolicy::marked_tier(&orig)
+            .map_err(|m| Error::NotReRootable {
+                cert: self.cert.0.clone(),
+                detail: format!("its certificatePolicies: {m}"),
+            })?
+            .map(PolicyOid::tier);
+        if let Some(m) = &marker {
+            p.custom_extensions
+                .push(m.extension().map_err(|e| Error::Build {
+                    what: "certificate",
+                    detail: format!("certificatePolicies: {e}"),
+                })?);
+        }
         p.use_authority_key_identifier_extension = true;
         p.key_identifier_method = KeyIdMethod::PreSpecified(ski.clone());
 
@@ -254,6 +269,7 @@ impl Operation for Reroot {
                         path_len: Some(0),
                         key_usages: &key_usages,
                         name_constraints: expected_nc.as_ref(),
+                        certificate_policy: marker.as_ref(),
                     },
                 )
                 .into_iter()

@@ -96,10 +96,18 @@ impl Operation for SignRequest {
         let constraints = pol.name_constraints.render(&self.slug);
         let mut params =
             intermediate_params(&pol, &self.slug, &csr, &serial, not_before, not_after);
-        params.custom_extensions = vec![constraints.extension().map_err(|e| Error::Build {
+        let build_err = |what: &str, e: der::Error| Error::Build {
             what: "certificate",
-            detail: format!("nameConstraints: {e}"),
-        })?];
+            detail: format!("{what}: {e}"),
+        };
+        params.custom_extensions = vec![
+            constraints
+                .extension()
+                .map_err(|e| build_err("nameConstraints", e))?,
+            pol.certificate_policy
+                .extension()
+                .map_err(|e| build_err("certificatePolicies", e))?,
+        ];
         let who = if self.shared {
             format!(
                 "SHARED sub-CA of core cluster {} (covers every tenant of the cluster)",
@@ -120,6 +128,7 @@ impl Operation for SignRequest {
         let root_id = ca.root_key().key_id();
         let lint_key = csr.public_key.clone();
         let (path_len, key_usages) = (pol.path_len, pol.key_usages.clone());
+        let marker = pol.certificate_policy.clone();
         let lint = move |der: &[u8]| match x509::parse_cert(der) {
             Ok(c) => lint::lint_ca_cert(
                 &c,
@@ -131,6 +140,7 @@ impl Operation for SignRequest {
                     path_len: Some(path_len),
                     key_usages: &key_usages,
                     name_constraints: Some(&constraints),
+                    certificate_policy: Some(&marker),
                 },
             ),
             Err(e) => vec![e],

@@ -5,6 +5,7 @@ Usage:
   check_pki.py issued ROOT CERT                         CERT's signature verifies under ROOT's key
   check_pki.py crl ROOT CRL                             the CRL's signature verifies; prints revoked serials (hex)
   check_pki.py constraints CERT                         prints CERT's nameConstraints, one subtree a line
+  check_pki.py policies CERT                            prints CERT's certificatePolicies, one policy a line
 
 Prints `ok` (and details) and exits 0 on success; prints `error: ...` and exits 1 otherwise.
 """
@@ -73,6 +74,13 @@ def main(argv):
             for t in trees or []:
                 value = t.value.rfc4514_string() if isinstance(t, x509.DirectoryName) else t.value
                 print(f"{kind} {type(t).__name__} {value}")
+        return 0
+    if mode == "policies":
+        ext = load_cert(argv[2]).extensions.get_extension_for_class(x509.CertificatePolicies)
+        print("critical" if ext.critical else "not critical")
+        for p in ext.value:
+            qualifiers = " with qualifiers" if p.policy_qualifiers else ""
+            print(f"{p.policy_identifier.dotted_string}{qualifiers}")
         return 0
     print(f"error: unknown mode {mode}")
     return 2

@@ -426,6 +426,17 @@ pub fn pkilint(file: &Path, crl: bool) -> String {
     text.trim().to_string()
 }
 
+/// The certificate policy OID `policies/intermediate-TIER.yaml` names.
+pub fn policy_oid(tier: &str) -> String {
+    let file = workspace_root().join(format!("policies/intermediate-{tier}.yaml"));
+    let text = std::fs::read_to_string(&file).expect("policy");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("certificate_policy: "))
+        .expect("the policy names its OID");
+    line.trim_matches('"').to_string()
+}
+
 /// Runs `tests/e2e/python/check_pki.py ARGS` (Python `cryptography`); returns whether it
 /// succeeded and its output.
 pub fn check_pki(args: &[&str]) -> (bool, String) {

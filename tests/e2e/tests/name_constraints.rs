@@ -2,6 +2,8 @@
 //! `openssl verify` on leaves that openssl itself signs with the intermediate's key: DNS, URI
 //! (SPIFFE IDs) and email outside `acme.od.kiwistack.io` are refused, the customer's own
 //! names accepted. Python `cryptography` reads the constraints back, pkilint finds nothing.
+//! openssl and Python `cryptography` read each intermediate's tier marker (its tier's policy
+//! OID in certificatePolicies).
 //!
 //! The shipped policies grant no directoryName subtree (policies/README.md, "Subject names");
 //! a policy that adds one (`permitted_subject`) is checked too, including the reason it is
@@ -10,7 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use kiwi_e2e::{
-    check_pki, openssl, openssl_leaf, path_str, pkilint, stderr, stdout, workspace_root, Fixture,
+    check_pki, openssl, openssl_leaf, path_str, pkilint, policy_oid, stderr, stdout,
+    workspace_root, Fixture,
 };
 
 /// The shipped policies, with `permitted_subject` added to the core tier.
@@ -140,6 +143,52 @@ fn intermediates_constrain_every_name_form() {
     );
     let (ok, out) = check_pki(&["constraints", path_str(&shipped)]);
     assert!(ok && !out.contains("DirectoryName"), "{out}");
+
+    // The tier marker: each intermediate carries its tier's policy OID, non-critical, without
+    // qualifiers, as openssl and Python cryptography read it.
+    for (cert, tier) in [(&shipped, "mesh"), (&with_dn, "core")] {
+        let oid = policy_oid(tier);
+        let text = openssl(&f.work, &["x509", "-in", path_str(cert), "-noout", "-text"]);
+        let text = stdout(&text);
+        let at = text
+            .find("X509v3 Certificate Policies: \n")
+            .expect("policies shown");
+        let shown: Vec<&str> = text[at..].lines().skip(1).take(2).map(str::trim).collect();
+        assert_eq!(shown[0], format!("Policy: {oid}"), "{text}");
+        assert!(
+            !shown[1].starts_with("CPS") && !shown[1].starts_with("User"),
+            "{text}"
+        );
+        let (ok, out) = check_pki(&["policies", path_str(cert)]);
+        assert!(ok, "{out}");
+        assert_eq!(out.trim_end(), format!("not critical\n{oid}"), "{out}");
+    }
+
+    // openssl enforces no policy unless asked, and the root needs none: `-policy_check` accepts
+    // a leaf without a policy (as step-ca issues them); requiring an explicit policy refuses it.
+    let leaf = openssl_leaf(
+        &f.work,
+        "no-policy",
+        &shipped,
+        "acme.key",
+        "/CN=x.acme.od.kiwistack.io",
+        "DNS:x.acme.od.kiwistack.io",
+    );
+    let mesh_oid = policy_oid("mesh");
+    for (extra, ok_wanted) in [
+        (vec!["-policy_check"], true),
+        (
+            vec!["-explicit_policy", "-policy", mesh_oid.as_str()],
+            false,
+        ),
+    ] {
+        let mut args = vec!["verify", "-CAfile", path_str(&root), "-untrusted"];
+        args.extend([path_str(&shipped)]);
+        args.extend(extra.iter().copied());
+        args.push(&leaf);
+        let o = openssl(&f.work, &args);
+        assert_eq!(o.status.success(), ok_wanted, "{extra:?}: {}", stderr(&o));
+    }
 
     for cert in [&shipped, &with_dn] {
         let findings = pkilint(cert, false);

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use kiwi_e2e::{
-    age_keygen, bin, kiwictl, kiwictl_ok, openssl_ok, path_str, run_ok, sops_decrypt, stderr,
-    stdout, workspace_root, write_private, Fixture,
+    age_keygen, bin, kiwictl, kiwictl_ok, openssl_ok, path_str, policy_oid, run_ok, sops_decrypt,
+    stderr, stdout, workspace_root, write_private, Fixture,
 };
 
 /// Every file under `dir` except .git, with its bytes: to prove a refusal changed nothing.
@@ -169,6 +169,8 @@ fn onboarding_story_checked_with_sops_openssl_and_git() {
     let crl = ca.revoke(&serial, "superseded", "root.crl");
     let other_key_csr = ca.csr("other", "P-256", &[]);
     let wrong_key = ca.sign(&other_key_csr, "acme", "mesh", "acme-wrong-key.crt");
+    // acme's own request signed with the wrong --tier: only the tier marker tells it apart.
+    let wrong_tier = ca.sign(&csr, "acme", "fleet", "acme-fleet.crt");
     // A rogue root signs a certificate for acme's own key: only the pin tells it apart.
     let ca2 = Fixture::new();
     let foreign_root = ca2.sign(&csr, "acme", "mesh", "acme-foreign.crt");
@@ -204,7 +206,12 @@ fn onboarding_story_checked_with_sops_openssl_and_git() {
         sha256_of(&rogue_root),
         sha256_of(&root)
     );
+    let tier_refusal = format!(
+        "it is a fleet-tier certificate (policy OID {}), but this state repo is mesh tier",
+        policy_oid("fleet")
+    );
     for (cert, root, needle) in [
+        (&wrong_tier, &root, tier_refusal.as_str()),
         (&foreign_root, &rogue_root, pin_refusal.as_str()),
         (&foreign_root, &root, "another root"),
         (&revoked, &root, "revoked"),

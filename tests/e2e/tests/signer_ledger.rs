@@ -1,7 +1,7 @@
 //! The ledger through the real binary: it verifies after every command, `--expect-head`
 //! catches truncation, and a one-byte edit anywhere is reported with the entry's number.
 
-use kiwi_e2e::{path_str, stderr, stdout, Fixture};
+use kiwi_e2e::{path_str, policy_oid, stderr, stdout, Fixture};
 
 #[test]
 fn ledger_verifies_after_every_command_and_reports_one_byte_edits() {
@@ -108,7 +108,7 @@ fn rewrite(text: &str, at: usize, edit: impl Fn(&mut kiwi_signer::ledger::Event)
 }
 
 #[test]
-fn verify_checks_recorded_slug_subject_and_key_id_against_the_certificate() {
+fn verify_checks_recorded_slug_tier_subject_and_key_id_against_the_certificate() {
     use kiwi_signer::ledger::Event;
     let f = Fixture::new();
     let acme = f.csr("acme", "P-256", &[]);
@@ -122,7 +122,20 @@ fn verify_checks_recorded_slug_subject_and_key_id_against_the_certificate() {
     f.assert_ledger_ok();
 
     type Edit = Box<dyn Fn(&mut Event)>;
-    let cases: [(usize, &str, Edit); 4] = [
+    let mesh_oid = policy_oid("mesh");
+    let tier_needle = format!(
+        "recorded tier `fleet` differs from the certificate's: it carries tier mesh's policy OID {mesh_oid}"
+    );
+    let cases: [(usize, &str, Edit); 5] = [
+        (
+            2,
+            &tier_needle,
+            Box::new(|ev| {
+                if let Event::IntermediateIssued { tier, .. } = ev {
+                    *tier = kiwi_signer::slug::Tier::Fleet;
+                }
+            }),
+        ),
         (
             1,
             "recorded slug `globex` differs from the certificate's",

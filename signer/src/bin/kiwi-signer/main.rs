@@ -845,6 +845,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     st.ignored_tail
                 );
             }
+            for n in &st.before_tier_markers {
+                out!("  entry {n}: issued before tier markers (its recorded tier is not in the certificate, so it is not checked)");
+            }
         }
     }
     Ok(())
