@@ -3,14 +3,19 @@
 //! signing) on the soft backend; `ceremony verify` passes with a witness signature made by the
 //! real `ssh-keygen -Y sign`, which the real `ssh-keygen -Y verify` accepts too, and fails after
 //! one changed byte in the transcript, in an output, in the ledger, and without the signature
-//! or with one by another key.
+//! or with one by another key. The churn hand-over examples run as their story goes: the
+//! customer's root (`customer-root-init.yaml`) on a second CA directory, the re-root there
+//! (`reroot.yaml`, what the MSP sends copied into `in/`), then the MSP's `handover.yaml` (the
+//! customer's root in `in/`, the serial filled in from `kiwi-signer status`), each verified
+//! with a witness signature and its outcome checked with openssl; `ceremony plan` refuses a
+//! re-root against anything but the MSP root, and the handover example's placeholder serial.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kiwi_e2e::{
-    path_str, run, stderr, stdout, witness_key, witness_sign, workspace_root, write_private,
-    Fixture, PASSPHRASE,
+    openssl, openssl_ok, path_str, run, stderr, stdout, witness_key, witness_sign, workspace_root,
+    write_private, Fixture, PASSPHRASE,
 };
 
 /// A copy of `ceremony/examples` and `policies` in `dir`, as the examples' relative paths
@@ -28,9 +33,13 @@ fn examples(dir: &Path) -> PathBuf {
                 .expect("copy");
         }
     }
+    std::fs::create_dir_all(ex.join("in")).expect("mkdir");
     for f in [
         "root-init.yaml",
         "signing.yaml",
+        "customer-root-init.yaml",
+        "reroot.yaml",
+        "handover.yaml",
         "requests/acme.csr",
         "requests/globex.csr",
     ] {
@@ -41,6 +50,27 @@ fn examples(dir: &Path) -> PathBuf {
 
 fn signer(args: &[&str]) -> std::process::Output {
     run(Command::new(kiwi_e2e::bin("kiwi-signer")).args(args))
+}
+
+/// `ceremony run FILE --ca CA --transcript OUT --pin-file PIN --yes EXTRA...`, which must
+/// succeed; returns its standard output.
+fn ceremony_run(file: &Path, ca: &Path, pin: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "ceremony",
+        "run",
+        path_str(file),
+        "--ca",
+        path_str(ca),
+        "--transcript",
+        path_str(out),
+        "--pin-file",
+        path_str(pin),
+        "--yes",
+    ];
+    args.extend_from_slice(extra);
+    let o = signer(&args);
+    assert!(o.status.success(), "ceremony run {file:?}: {}", stderr(&o));
+    stdout(&o)
 }
 
 fn verify(out: &Path, ca: &Path, allowed: &Path) -> std::process::Output {
@@ -85,24 +115,7 @@ fn examples_run_and_verify_and_every_change_is_caught() {
     let pin = t.join("pin");
     write_private(&pin, &format!("{PASSPHRASE}\n"));
     let run_ceremony = |file: &str, out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            "ceremony",
-            "run",
-            file,
-            "--ca",
-            path_str(&ca),
-            "--transcript",
-            path_str(out),
-            "--pin-file",
-            path_str(&pin),
-            "--yes",
-        ];
-        args.extend_from_slice(extra);
-        let file = ex.join(file);
-        args[2] = path_str(&file);
-        let o = signer(&args);
-        assert!(o.status.success(), "ceremony run {file:?}: {}", stderr(&o));
-        stdout(&o)
+        ceremony_run(&ex.join(file), &ca, &pin, out, extra)
     };
     run_ceremony("root-init.yaml", &t.join("t0"), &[]);
     let head = signer(&["ledger", "verify", "--ca", path_str(&ca)]);
@@ -356,4 +369,276 @@ fn plan_refuses_bad_inputs_before_any_pin_and_changes_nothing() {
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
     assert_eq!(before, f.ledger_bytes(), "the ledger changed");
     f.assert_ledger_ok();
+}
+
+/// `openssl x509 -noout ARGS` of `cert`.
+fn x509(dir: &Path, cert: &Path, args: &[&str]) -> String {
+    let mut all = vec!["x509", "-in", path_str(cert), "-noout"];
+    all.extend_from_slice(args);
+    openssl_ok(dir, &all)
+}
+
+/// The certificate's SHA-256 (of its DER) in lowercase hex, as the ledger records it.
+fn cert_sha256(dir: &Path, cert: &Path) -> String {
+    x509(dir, cert, &["-fingerprint", "-sha256"])
+        .trim()
+        .rsplit('=')
+        .next()
+        .expect("fingerprint")
+        .replace(':', "")
+        .to_ascii_lowercase()
+}
+
+/// The one ledger entry of `ca` whose event is `kind`, as JSON (the event's fields).
+fn ledger_event(ca: &Path, kind: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(ca.join("ledger.jsonl")).expect("ledger");
+    let found: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("ledger line"))
+        .filter_map(|e| e["event"].get(kind).cloned())
+        .collect();
+    assert_eq!(found.len(), 1, "{kind} entries in {ca:?}: {found:?}");
+    found.into_iter().next().expect("one")
+}
+
+#[test]
+fn churn_examples_run_as_the_runbook_orders_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let t = tmp.path();
+    let ex = examples(t);
+    let out = ex.join("out");
+    let msp = t.join("msp-ca");
+    let acme = t.join("acme-ca");
+    let pin = t.join("pin");
+    write_private(&pin, &format!("{PASSPHRASE}\n"));
+    let run_on = |ca: &Path, file: &str, transcript: &str| {
+        ceremony_run(&ex.join(file), ca, &pin, &t.join(transcript), &[])
+    };
+    let plan = |ca: &Path, file: &str| {
+        signer(&[
+            "ceremony",
+            "plan",
+            path_str(&ex.join(file)),
+            "--ca",
+            path_str(ca),
+        ])
+    };
+    let ledger = |ca: &Path| std::fs::read(ca.join("ledger.jsonl")).expect("ledger");
+
+    // The MSP's CA and the customer's intermediate (out/acme.pem), with its CRL.
+    run_on(&msp, "root-init.yaml", "msp-init");
+    run_on(&msp, "signing.yaml", "msp-signing");
+    let acme_pem = out.join("acme.pem");
+    let acme_serial = x509(t, &acme_pem, &["-serial"])
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+
+    // 1. The customer's own root, on their own CA directory: it names no one but them.
+    run_on(&acme, "customer-root-init.yaml", "acme-init");
+    let acme_root = acme.join("root.pem");
+    let subject = x509(t, &acme_root, &["-subject", "-nameopt", "RFC2253"]);
+    assert_eq!(subject.trim(), "subject=CN=Acme GmbH Root CA,O=Acme GmbH");
+
+    // 2. What the MSP sends goes into in/. The re-root is planned against the MSP root only:
+    // the customer's own root, a root that did not issue the intermediate, and the
+    // intermediate itself are each refused before any PIN, with nothing written.
+    std::fs::copy(&acme_pem, ex.join("in/acme.pem")).expect("copy the intermediate");
+    std::fs::copy(
+        out.join("root-crl.pem"),
+        ex.join("in/kiwistack-root-crl.pem"),
+    )
+    .expect("copy the MSP CRL");
+    let msp_root_in = ex.join("in/kiwistack-root.pem");
+    let foreign_key = t.join("foreign.key");
+    let foreign = t.join("foreign-root.pem");
+    openssl_ok(
+        t,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            path_str(&foreign_key),
+            "-subj",
+            "/O=KiwiStack/CN=KiwiStack Root CA R1",
+            "-days",
+            "30",
+            "-out",
+            path_str(&foreign),
+        ],
+    );
+    for (wrong, needle) in [
+        (&acme_root, "this CA's own root, not the MSP's"),
+        (&foreign, "was not issued by the MSP root"),
+        (&acme_pem, "is not a root CA certificate"),
+    ] {
+        std::fs::copy(wrong, &msp_root_in).expect("copy into in/");
+        let before = ledger(&acme);
+        let o = plan(&acme, "reroot.yaml");
+        let err = stderr(&o);
+        assert!(!o.status.success(), "reroot planned with {wrong:?}");
+        assert!(err.contains(needle), "{wrong:?}: `{needle}` not in {err}");
+        assert!(!err.to_lowercase().contains("passphrase"), "{err}");
+        assert_eq!(before, ledger(&acme), "the ledger changed");
+        assert!(!out.join("acme-rerooted.pem").exists() && !out.join("acme-root-crl.pem").exists());
+    }
+
+    // The MSP root, as the MSP sends it: the re-root runs.
+    std::fs::copy(msp.join("root.pem"), &msp_root_in).expect("copy the MSP root");
+    run_on(&acme, "reroot.yaml", "acme-reroot");
+    let rerooted = out.join("acme-rerooted.pem");
+    let o = openssl(
+        t,
+        &[
+            "verify",
+            "-CAfile",
+            path_str(&acme_root),
+            path_str(&rerooted),
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "not under the customer root: {}",
+        stderr(&o)
+    );
+    let o = openssl(
+        t,
+        &[
+            "verify",
+            "-CAfile",
+            path_str(&msp.join("root.pem")),
+            path_str(&rerooted),
+        ],
+    );
+    assert!(
+        !o.status.success(),
+        "the re-rooted certificate verifies under the MSP root"
+    );
+    for args in [&["-pubkey"][..], &["-subject", "-nameopt", "RFC2253"]] {
+        assert_eq!(
+            x509(t, &acme_pem, args),
+            x509(t, &rerooted, args),
+            "{args:?} differs"
+        );
+    }
+    assert_ne!(
+        x509(t, &acme_pem, &["-serial"]),
+        x509(t, &rerooted, &["-serial"])
+    );
+    let nc = x509(t, &rerooted, &["-ext", "nameConstraints"]);
+    assert!(nc.contains("DNS:acme.example"), "permit_dns missing:\n{nc}");
+    let r = ledger_event(&acme, "rerooted");
+    assert_eq!(r["original_serial"], acme_serial.as_str());
+    assert_eq!(
+        r["msp_root_sha256"],
+        cert_sha256(t, &msp.join("root.pem")).as_str()
+    );
+
+    // 3. (The customer installs the new chain and trusts their root.) 4. The MSP hands over:
+    // the placeholder serial is refused, then filled in from `kiwi-signer status`.
+    std::fs::copy(&acme_root, ex.join("in/acme-root.pem")).expect("copy the customer root");
+    let before = ledger(&msp);
+    let o = plan(&msp, "handover.yaml");
+    let err = stderr(&o);
+    assert!(!o.status.success(), "the placeholder serial was planned");
+    assert!(
+        err.contains("0123456789abcdef") && err.contains("kiwi-signer status"),
+        "{err}"
+    );
+    assert_eq!(before, ledger(&msp), "the ledger changed");
+    let status = stdout(&signer(&["status", "--ca", path_str(&msp)]));
+    let listed = status
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let serial = w.next()?;
+            (w.next() == Some("acme")).then(|| serial.to_string())
+        })
+        .unwrap_or_else(|| panic!("acme not listed:\n{status}"));
+    assert_eq!(listed, acme_serial);
+    let handover = ex.join("handover.yaml");
+    let text = std::fs::read_to_string(&handover).expect("handover.yaml");
+    assert_eq!(
+        text.matches("serial: 0123456789abcdef").count(),
+        1,
+        "{text}"
+    );
+    std::fs::write(
+        &handover,
+        text.replace("serial: 0123456789abcdef", &format!("serial: {listed}")),
+    )
+    .expect("fill the serial");
+    run_on(&msp, "handover.yaml", "msp-handover");
+    let h = ledger_event(&msp, "handed_over");
+    assert_eq!(h["serial"], acme_serial.as_str());
+    assert_eq!(h["new_root_sha256"], cert_sha256(t, &acme_root).as_str());
+    let upper = acme_serial.to_ascii_uppercase();
+    for crl in ["acme-handover-crl.pem", "handover-closing-crl.pem"] {
+        let crl = out.join(crl);
+        let o = openssl(
+            t,
+            &[
+                "crl",
+                "-in",
+                path_str(&crl),
+                "-CAfile",
+                path_str(&msp.join("root.pem")),
+                "-noout",
+                "-text",
+            ],
+        );
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(o.status.success() && text.contains("verify OK"), "{text}");
+        let entry = text
+            .split("Serial Number:")
+            .find(|e| e.trim_start().starts_with(&upper))
+            .unwrap_or_else(|| panic!("{upper} not listed in {crl:?}:\n{text}"));
+        assert!(entry.contains("Affiliation Changed"), "{entry}");
+    }
+    let o = openssl(
+        t,
+        &[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            path_str(&msp.join("root.pem")),
+            "-CRLfile",
+            path_str(&out.join("acme-handover-crl.pem")),
+            path_str(&acme_pem),
+        ],
+    );
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        !o.status.success() && text.contains("certificate revoked"),
+        "{text}"
+    );
+
+    // Each ceremony verifies on its own CA with the witness's signature.
+    let ben = witness_key(t, "ben");
+    let allowed = t.join("allowed_signers");
+    std::fs::write(
+        &allowed,
+        format!("ben@example.org namespaces=\"kiwi-ceremony\" {ben}"),
+    )
+    .expect("allowed");
+    for (transcript, ca) in [
+        ("acme-init", &acme),
+        ("acme-reroot", &acme),
+        ("msp-handover", &msp),
+    ] {
+        let dir = t.join(transcript);
+        witness_sign(t, "ben", &dir.join("transcript.json"));
+        let o = verify(&dir, ca, &allowed);
+        assert!(
+            o.status.success() && stdout(&o).contains("good signature by ben@example.org"),
+            "{transcript}:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
 }
