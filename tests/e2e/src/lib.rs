@@ -595,6 +595,33 @@ pub fn x509_template_check() -> PathBuf {
     step_ca_binary().with_file_name("x509-template-check")
 }
 
+/// `acme-client` (tests/stepca/acmeclient), built beside step-ca by `scripts/build-step-ca`:
+/// an RFC 8555 client (golang.org/x/crypto/acme) answering HTTP-01 on port 80 itself.
+pub fn acme_client() -> PathBuf {
+    step_ca_binary().with_file_name("acme-client")
+}
+
+/// Why fresh network and mount namespaces (`unshare -n -m`) cannot be made here, if they cannot
+/// (they need root; CI runs as root).
+pub fn cannot_unshare() -> Option<String> {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        })
+        .unwrap_or_default();
+    if uid != "0" {
+        return Some(format!("not root (uid {uid}); run the e2e tests as root"));
+    }
+    match Command::new("unshare").args(["-n", "-m", "true"]).output() {
+        Ok(o) if o.status.success() => None,
+        Ok(o) => Some(format!("`unshare -n -m` failed: {}", stderr(&o).trim())),
+        Err(e) => Some(format!("`unshare` cannot run: {e}; install util-linux")),
+    }
+}
+
 /// A running step-ca, killed and reaped on drop (also when the test panics).
 pub struct StepCa {
     child: std::process::Child,

@@ -6,27 +6,7 @@
 
 use std::process::{Command, Output};
 
-use kiwi_e2e::{bin, path_str, run, stderr, stdout};
-
-/// Why namespaces cannot be made here, if they cannot.
-fn cannot_unshare() -> Option<String> {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        })
-        .unwrap_or_default();
-    if uid != "0" {
-        return Some(format!("not root (uid {uid}); run the e2e tests as root"));
-    }
-    match Command::new("unshare").args(["-n", "-m", "true"]).output() {
-        Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!("`unshare -n -m` failed: {}", stderr(&o).trim())),
-        Err(e) => Some(format!("`unshare` cannot run: {e}; install util-linux")),
-    }
-}
+use kiwi_e2e::{bin, cannot_unshare, path_str, run, stderr, stdout};
 
 /// Runs `setup` (shell, iproute2) in a fresh network and mount namespace with its own sysfs,
 /// then `kiwi-signer preflight --json` there.
