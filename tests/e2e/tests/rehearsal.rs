@@ -18,13 +18,17 @@ fn ledger_verify(ca: &Path) -> String {
     stdout(&verify)
 }
 
-/// Every file under `dir` whose text holds an unencrypted PEM private key.
+/// Every file under `dir` whose text holds an unencrypted PEM private key (regular files only:
+/// opening a FIFO, such as the password pipe step-ca read, would block).
 fn plaintext_keys(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     for e in std::fs::read_dir(dir).expect("read dir").flatten() {
         let p = e.path();
-        if p.is_dir() {
+        let kind = e.file_type().expect("file type");
+        if kind.is_dir() {
             found.extend(plaintext_keys(&p));
+        } else if !kind.is_file() {
+            continue;
         } else if let Ok(text) = std::fs::read_to_string(&p) {
             if text.contains("BEGIN PRIVATE KEY") || text.contains("BEGIN EC PRIVATE KEY") {
                 found.push(p.display().to_string());
