@@ -190,8 +190,15 @@ fn parsers_never_panic_on_mutated_input() {
         },
         Target {
             name: "policies",
-            seeds: ["root", "intermediate-core", "intermediate-mesh", "intermediate-fleet"]
-                .iter()
+            seeds: [
+                "root",
+                "customer-root",
+                "intermediate-core",
+                "intermediate-mesh",
+                "intermediate-fleet",
+                "intermediate-core-shared",
+            ]
+            .iter()
                 .map(|n| read(&root.join(format!("policies/{n}.yaml"))))
                 .collect(),
             parse: Box::new(|b| {
@@ -203,6 +210,9 @@ fn parsers_never_panic_on_mutated_input() {
                     std::fs::write(&p, b).expect("write");
                     let _ = kiwi_signer::policy::load_intermediate(&policy_dir, tier);
                 }
+                let shared = policy_dir.join(kiwi_signer::policy::CORE_SHARED_FILE);
+                std::fs::write(&shared, b).expect("write");
+                let _ = kiwi_signer::policy::load_core_shared(&policy_dir);
             }),
         },
         Target {
@@ -222,7 +232,16 @@ fn parsers_never_panic_on_mutated_input() {
         },
         Target {
             name: "ceremony file",
-            seeds: ["signing", "revoke", "root-init", "backup-import", "crl-reissue"]
+            seeds: [
+                "signing",
+                "revoke",
+                "root-init",
+                "backup-import",
+                "crl-reissue",
+                "customer-root-init",
+                "reroot",
+                "handover",
+            ]
                 .iter()
                 .map(|n| read(&root.join(format!("ceremony/examples/{n}.yaml"))))
                 .collect(),
