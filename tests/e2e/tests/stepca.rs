@@ -1,7 +1,9 @@
 //! Issue 13: a real step-ca (smallstep's, built offline from Debian's 0.19 sources by
 //! `scripts/build-step-ca`) starts from what `kiwictl intermediate install` wrote, decrypted from
 //! the state repo by the real sops, and serves a TLS chain that `openssl s_client
-//! -verify_return_error` accepts with the MSP root alone; `/health` answers ok. The Core tier:
+//! -verify_return_error` accepts with the MSP root alone; `/health` answers ok. After a
+//! hand-over (issue 12), the bundle's repo, decrypted with the customer's age key alone, starts
+//! a step-ca whose chain verifies against the customer's root and not the MSP's. The Core tier:
 //! `intermediate request` refuses a Core repo naming the tier and `provisioner add`; `provisioner
 //! add` records each tenant's ACME provisioner and template; `provisioner gather` puts every
 //! tenant's provisioner into the shared CA's configuration, which step-ca starts with.
@@ -30,11 +32,44 @@ fn yaml_file(path: &Path) -> Value {
     serde_yaml_ng::from_slice(&std::fs::read(path).expect("read")).expect("yaml")
 }
 
-/// Starts step-ca on `values` (chart values: ca.json and certificates) with the decrypted
-/// `secrets` (chart values: key and password) and checks /health and the TLS chain for
-/// `dns_name` against `root` with openssl.
-fn start_and_check(work: &Path, values: &Value, secrets: &Value, root: &Path, dns_name: &str) {
-    let dir = private_dir(&work.join("step"));
+/// The PEM certificates in `pem`, each with its END line.
+fn pem_certs(pem: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    pem.split_inclusive(END)
+        .filter(|c| c.contains("-----BEGIN CERTIFICATE-----"))
+        .map(|c| format!("{}\n", c.trim_start()))
+        .collect()
+}
+
+/// `openssl s_client -verify_return_error` against the CA at `port` for `dns_name`, trusting
+/// `cafile` alone: whether it verified the chain (exit 0 and verify code 0) and what it said.
+fn s_client(port: u16, cafile: &Path, dns_name: &str) -> (bool, String) {
+    let o = run(Command::new("openssl")
+        .args(["s_client", "-verify_return_error", "-CAfile"])
+        .arg(cafile)
+        .args(["-servername", dns_name, "-verify_hostname", dns_name])
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .stdin(std::process::Stdio::null()));
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    (
+        o.status.success() && text.contains("Verify return code: 0 (ok)"),
+        text,
+    )
+}
+
+/// Starts step-ca in the new private directory `dir` on `values` (chart values: ca.json and
+/// certificates) with the decrypted `secrets` (chart values: key and password), checks /health
+/// and the TLS chain for `dns_name` against `root` with openssl, and returns it running
+/// (stopped on drop).
+fn start_and_check(
+    dir: &Path,
+    values: &Value,
+    secrets: &Value,
+    root: &Path,
+    dns_name: &str,
+) -> StepCa {
+    let dir = private_dir(dir);
     let files = &values["inject"]["config"]["files"];
     assert_eq!(values["inject"]["enabled"], true, "inject.enabled");
     assert_eq!(files["ca.json"]["dnsNames"], serde_json::json!([dns_name]));
@@ -60,37 +95,41 @@ fn start_and_check(work: &Path, values: &Value, secrets: &Value, root: &Path, dn
     let password = run_ok(Command::new("base64").arg("-d").arg(&b64));
     write_private(&dir.join("password"), &password);
     let port = free_port();
+    let mut ca_json =
+        kiwi_tooling::stepca::localise(&files["ca.json"], &dir, &format!("127.0.0.1:{port}"));
+    // A hand-over bundle's root_ca holds two roots (the customer's, then the MSP's). Current
+    // step-ca reads `root` as a bundle (pemutil.ReadCertificateBundle); 0.19, built here, reads
+    // one certificate per file and stops at a second ("contains more than one PEM encoded
+    // block"). So each root gets its own file, all listed in `root` (0.19 takes a list): the
+    // same roots, in the same order, current step-ca loads from the one file.
+    let roots = pem_certs(certs["root_ca"].as_str().expect("root_ca"));
+    if roots.len() > 1 {
+        let files: Vec<String> = roots
+            .iter()
+            .enumerate()
+            .map(|(i, pem)| {
+                let f = dir.join(format!("root_ca-{i}.crt"));
+                std::fs::write(&f, pem).expect("w");
+                path_str(&f).to_string()
+            })
+            .collect();
+        ca_json["root"] = serde_json::json!(files);
+    }
     let config = dir.join("ca.json");
-    std::fs::write(
-        &config,
-        serde_json::to_vec_pretty(&kiwi_tooling::stepca::localise(
-            &files["ca.json"],
-            &dir,
-            &format!("127.0.0.1:{port}"),
-        ))
-        .expect("json"),
-    )
-    .expect("w");
+    std::fs::write(&config, serde_json::to_vec_pretty(&ca_json).expect("json")).expect("w");
     let ca = StepCa::start(&dir, &config, &dir.join("password"), port, dns_name, root);
 
-    // The TLS chain, for the CA's own name, verifies against the MSP root alone.
-    let o = run(Command::new("openssl")
-        .args(["s_client", "-verify_return_error", "-CAfile"])
-        .arg(root)
-        .args(["-servername", dns_name, "-verify_hostname", dns_name])
-        .arg("-connect")
-        .arg(format!("127.0.0.1:{}", ca.port))
-        .stdin(std::process::Stdio::null()));
-    let text = format!("{}{}", stdout(&o), stderr(&o));
+    // The TLS chain, for the CA's own name, verifies against `root` alone.
+    let (ok, text) = s_client(ca.port, root, dns_name);
     assert!(
-        o.status.success() && text.contains("Verify return code: 0 (ok)"),
+        ok,
         "openssl s_client refused the chain:\n{text}\nstep-ca:\n{}",
         ca.log_text()
     );
-    // /roots serves the MSP root.
+    // /roots answers over that chain.
     let roots = ca.get(dns_name, root, "/roots");
     assert!(roots.status.success(), "{}", stderr(&roots));
-    drop(ca);
+    ca
 }
 
 /// `kiwictl repo init` of `cust-SLUG` in the fixture's directory for `tier`, encrypting to `op`.
@@ -185,12 +224,105 @@ fn a_real_step_ca_starts_from_what_intermediate_install_wrote() {
     let d = sops_decrypt(&secrets_file, &op_key);
     assert!(d.status.success(), "{}", stderr(&d));
     let secrets: Value = serde_yaml_ng::from_slice(&d.stdout).expect("yaml");
-    start_and_check(
-        &ca.work,
+    let name = "ca.acme.od.kiwistack.io";
+    drop(start_and_check(
+        &ca.w("step"),
         &values,
         &secrets,
         &ca.root_pem(),
-        "ca.acme.od.kiwistack.io",
+        name,
+    ));
+
+    // After the hand-over (issue 12): acme's own root re-roots the intermediate, the MSP revokes
+    // its certificate, and the bundle's repo, decrypted with acme's age key alone, starts a
+    // step-ca whose chain verifies against acme's root and no longer against the MSP's.
+    let customer = Fixture::with_root(
+        &kiwi_e2e::workspace_root().join("policies/customer-root.yaml"),
+        &["--org", "Acme GmbH"],
+    );
+    let cust_key = t.join("customer.agekey");
+    let cust = age_keygen(&cust_key);
+    let crl = ca.w("msp-current.crl");
+    ca.signer_ok(&["crl", "--out", path_str(&crl)]);
+    let rerooted = ca.w("rerooted.pem");
+    customer.signer_ok(&[
+        "reroot",
+        "--cert",
+        path_str(&cert),
+        "--msp-root",
+        path_str(&ca.root_pem()),
+        "--msp-crl",
+        path_str(&crl),
+        "--out",
+        path_str(&rerooted),
+        "--yes",
+    ]);
+    let msp_crl = ca.w("msp-handover.crl");
+    ca.signer_ok(&[
+        "handover",
+        "--serial",
+        &ca.serial_of(&cert),
+        "--new-root",
+        path_str(&customer.root_pem()),
+        "--out",
+        path_str(&msp_crl),
+        "--yes",
+    ]);
+    let bundle = t.join("bundle");
+    kiwictl_ok(
+        &[
+            "churn",
+            "export",
+            "--repo",
+            path_str(&repo),
+            "--customer-age",
+            &cust,
+            "--root",
+            path_str(&customer.root_pem()),
+            "--cert",
+            path_str(&rerooted),
+            "--msp-crl",
+            path_str(&msp_crl),
+            "--out",
+            path_str(&bundle),
+        ],
+        Some(&op_key),
+    );
+    let values = yaml_file(&bundle.join("repo/values/smallstep.yaml"));
+    let secrets_file = bundle.join("repo/secrets/smallstep.sops.yaml");
+    assert!(
+        !sops_decrypt(&secrets_file, &op_key).status.success(),
+        "the operator's key still opens the bundle's step-ca secrets"
+    );
+    let d = sops_decrypt(&secrets_file, &cust_key);
+    assert!(d.status.success(), "{}", stderr(&d));
+    let secrets: Value = serde_yaml_ng::from_slice(&d.stdout).expect("yaml");
+    let customer_root = bundle.join("customer-root.pem");
+    let step = start_and_check(
+        &ca.w("step-handover"),
+        &values,
+        &secrets,
+        &customer_root,
+        name,
+    );
+    // During the transition step-ca hands out both roots (HANDOVER.md): acme's, then the MSP's.
+    let served = step.get(name, &customer_root, "/roots");
+    assert!(served.status.success(), "{}", stderr(&served));
+    let served: Value = serde_json::from_slice(&served.stdout).expect("/roots json");
+    let pem = |text: &str| text.replace("\r\n", "\n").trim().to_string();
+    let read = |f: &Path| pem(&std::fs::read_to_string(f).expect("root"));
+    let crts: Vec<String> = served["crts"]
+        .as_array()
+        .expect("crts")
+        .iter()
+        .map(|c| pem(c.as_str().expect("pem")))
+        .collect();
+    assert_eq!(crts, [read(&customer_root), read(&ca.root_pem())]);
+    // The served intermediate is issued by acme's root: the MSP root alone refuses the chain.
+    let (ok, text) = s_client(step.port, &ca.root_pem(), name);
+    assert!(
+        !ok && text.contains("unable to get local issuer certificate"),
+        "the MSP root accepted the handed-over chain (or the CA did not answer):\n{text}"
     );
 }
 
@@ -445,11 +577,22 @@ fn core_tenants_get_provisioners_on_the_shared_ca() {
     // step-ca starts with that configuration and the shared sub-CA's materials.
     let (certs, secrets) = shared_sub_ca(&ca, "core-eu1");
     values["inject"]["certificates"] = certs;
-    start_and_check(
-        &ca.work,
-        &values,
-        &secrets,
-        &ca.root_pem(),
-        "ca.core-eu1.od.kiwistack.io",
-    );
+    let name = "ca.core-eu1.od.kiwistack.io";
+    let step = start_and_check(&ca.w("step"), &values, &secrets, &ca.root_pem(), name);
+    // ... and serves every tenant's provisioner from it.
+    let served = step.get(name, &ca.root_pem(), "/provisioners");
+    assert!(served.status.success(), "{}", stderr(&served));
+    let served: Value = serde_json::from_slice(&served.stdout).expect("/provisioners json");
+    let served: Vec<(&str, &str)> = served["provisioners"]
+        .as_array()
+        .expect("provisioners")
+        .iter()
+        .map(|p| {
+            (
+                p["type"].as_str().expect("type"),
+                p["name"].as_str().expect("name"),
+            )
+        })
+        .collect();
+    assert_eq!(served, [("ACME", "acme"), ("ACME", "globex")]);
 }
