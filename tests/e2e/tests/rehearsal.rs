@@ -1,8 +1,9 @@
 //! The README's main command, `scripts/rehearsal`, run in a fresh directory: it must succeed,
 //! leave a CA whose ledger verifies and state repos with the hook's commits, tell the hand-over
 //! (the leaf acme's intermediate issued before it chains to acme's root, and is revoked in the
-//! MSP chain; the bundle verifies with acme's key; no plaintext key is left behind), and refuse
-//! a directory that is not empty.
+//! MSP chain; the bundle verifies with acme's key; with step-ca built, acme's step-ca starts
+//! from the bundle with acme's key and its chain verifies against acme's root alone; no
+//! plaintext key is left behind), and refuse a directory that is not empty.
 
 use std::path::Path;
 use std::process::Command;
@@ -60,11 +61,18 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
         out.contains("Ceremony verified."),
         "the ceremony transcript did not verify:\n{out}"
     );
-    // With step-ca built (scripts/install-test-deps builds it), acme's CA was started.
+    // With step-ca built (scripts/install-test-deps builds it), acme's CA was started from its
+    // state repo, then from the bundle with acme's key: the chain verified against acme's root,
+    // and the MSP root alone refused it.
     if workspace_root().join("target/step-ca/step-ca").exists() {
         assert!(
             out.contains("step-ca for acme: /health ok")
-                && out.contains("Verify return code: 0 (ok)"),
+                && out.contains("step-ca for acme from the bundle: /health ok")
+                && out.matches("Verify return code: 0 (ok)").count() == 2
+                && out.contains(&format!(
+                    "step-ca for acme from the bundle: {} alone refuses its chain (verify error:",
+                    dir.join("offline-root/root.pem").display()
+                )),
             "{out}"
         );
     }
