@@ -1,0 +1,290 @@
+//! `renew`: a customer-owned root issues a replacement for an intermediate it re-rooted (or
+//! renewed before), certifying a NEW key (after a hand-over KiwiStack could read the old one).
+//!
+//! The new certificate has the CSR's key (proof of possession checked, ecdsa-p256 or
+//! ecdsa-p384 as the tier policies allow), the replaced certificate's subject DN bytes, its
+//! nameConstraints extension byte for byte (critical) and its tier marker (if it has one),
+//! pathLenConstraint 0, keyCertSign and cRLSign, a fresh serial, an RFC 7093 subject key
+//! identifier of the new key (as `sign` makes), and a validity from now for `--days` or, by
+//! default, as long as the replaced certificate's, clamped to this root's notAfter (`--days`
+//! beyond it is refused). The plan refuses, before anything is signed: a KiwiStack root (it
+//! renews with `sign`), a serial this root did not re-root or renew or has revoked, and a CSR
+//! whose key is the replaced certificate's or any other this root certified. The `renewed`
+//! entry records the serial it replaces; revoke that one afterwards (`revoke --reason superseded`).
+
+use std::path::PathBuf;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, IsCa, Issuer, KeyIdMethod, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+use x509_parser::oid_registry::OID_X509_EXT_NAME_CONSTRAINTS;
+
+use super::reroot::fresh_serial;
+use super::{add_file, Operation, Plan};
+use crate::algo::KeyAlgorithm;
+use crate::ca::{Ca, CLOCK_SKEW};
+use crate::certpolicy::{self, PolicyOid};
+use crate::constraints::NameConstraints;
+use crate::csr;
+use crate::error::{Error, Result};
+use crate::hooks::{EventData, EventKind};
+use crate::ledger::{self, Event, Recorded};
+use crate::lint::{self, CaExpectations};
+use crate::policy::KeyUsage;
+use crate::words::Fingerprint;
+use crate::x509::{self, Serial};
+
+/// The nameConstraints extension's OID (2.5.29.30).
+const NAME_CONSTRAINTS: &[u64] = &[2, 5, 29, 30];
+
+/// The key types a renewal may certify: what every tier policy allows.
+pub const ALLOWED_KEYS: [KeyAlgorithm; 2] = [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384];
+
+/// Parameters for `renew`.
+#[derive(Debug, Clone)]
+pub struct Renew {
+    /// The serial of the certificate to replace (re-rooted or renewed by this root).
+    pub serial: Serial,
+    /// CSR bytes (PEM or DER) for the new key.
+    pub csr: Vec<u8>,
+    /// Where the CSR came from (for messages).
+    pub csr_origin: String,
+    /// Validity in days (None: as long as the replaced certificate's, within the root's).
+    pub days: Option<u32>,
+    /// Output certificate path.
+    pub out: PathBuf,
+}
+
+impl Operation for Renew {
+    fn events(&self) -> &'static [EventKind] {
+        &[EventKind::IntermediateRenewed]
+    }
+
+    fn hook_data(&self) -> EventData {
+        let mut data = EventData::default();
+        data.details
+            .insert("replaces".into(), self.serial.hex().to_string());
+        data.sha256
+            .insert("csr".into(), Fingerprint::of(&self.csr).hex());
+        add_file(&mut data, "csr", &PathBuf::from(&self.csr_origin));
+        add_file(&mut data, "out", &self.out);
+        data
+    }
+
+    fn plan<'a>(&'a self, ca: &'a Ca, now: OffsetDateTime) -> Result<Plan<'a>> {
+        if ca.root_policy()?.subject.is_some() {
+            return Err(Error::NotCustomerRoot {
+                dir: ca.dir().to_path_buf(),
+            });
+        }
+        let state = ca.state();
+        let not_renewable = |detail: String| Error::NotRenewable {
+            serial: self.serial.clone(),
+            dir: ca.dir().to_path_buf(),
+            detail,
+        };
+        let Some((_, old_key_id)) = state.customer_owned(&self.serial) else {
+            return Err(not_renewable(if state.issued.contains_key(&self.serial) {
+                "this root issued it for a KiwiStack customer, it did not re-root it".into()
+            } else {
+                "this root neither re-rooted nor renewed it".into()
+            }));
+        };
+        if let Some(r) = state.revoked.get(&self.serial) {
+            return Err(not_renewable(format!(
+                "it was revoked ({}) at {}",
+                r.reason.name(),
+                r.revoked_at
+            )));
+        }
+        let old_der = ca
+            .ledger()
+            .artifact(&Recorded::Certificate(self.serial.clone()))
+            .ok_or_else(|| Error::SelfCheck(format!("the ledger holds no {}", self.serial)))?;
+        let old = x509::parse_cert(&old_der).map_err(Error::SelfCheck)?;
+
+        let csr = csr::parse_and_verify(&self.csr, &self.csr_origin)?;
+        let alg = csr.public_key.algorithm();
+        if !ALLOWED_KEYS.contains(&alg) {
+            return Err(Error::RenewKeyNotAllowed { alg });
+        }
+        let key_id = hex::encode(csr.public_key.key_id());
+        if key_id == old_key_id {
+            return Err(Error::RenewSameKey {
+                serial: self.serial.clone(),
+            });
+        }
+        if csr.public_key == *ca.root_key() {
+            return Err(Error::RootKeyInCsr);
+        }
+        let reused = state
+            .rerooted
+            .values()
+            .map(|r| (&r.serial, &r.key_id))
+            .chain(state.renewed.values().map(|r| (&r.serial, &r.key_id)))
+            .chain(state.issued.values().map(|i| (&i.serial, &i.key_id)))
+            .find(|(_, k)| **k == key_id);
+        if let Some((serial, _)) = reused {
+            return Err(Error::RenewKeyInUse {
+                serial: serial.clone(),
+            });
+        }
+
+        let root_end = ca.root_window().1;
+        let old_len = old.validity().not_after.timestamp() - old.validity().not_before.timestamp();
+        let not_before = now - CLOCK_SKEW;
+        let not_after = match self.days {
+            Some(0) => return Err(not_renewable("--days 0: give at least one day".into())),
+            Some(days) => {
+                let end = now + Duration::days(i64::from(days));
+                if end.unix_timestamp() > root_end {
+                    return Err(Error::PastRootExpiry {
+                        days,
+                        left: (root_end - now.unix_timestamp()) / 86_400,
+                    });
+                }
+                end
+            }
+            None => unix((now.unix_timestamp() + old_len).min(root_end)),
+        };
+        if not_after <= now {
+            return Err(Error::RootExpired {
+                not_after: ledger::fmt_time(unix(root_end)),
+            });
+        }
+
+        let refuse = |what: &str, m: String| not_renewable(format!("its {what}: {m}"));
+        let subject_dn = x509::rcgen_name(old.subject()).map_err(|m| refuse("subject", m))?;
+        let nc_ext = old
+            .tbs_certificate
+            .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS)
+            .map_err(|e| refuse("nameConstraints", e.to_string()))?;
+        let (nc_der, expected_nc, shown_nc) = match nc_ext {
+            Some(ext) => {
+                let x509_parser::extensions::ParsedExtension::NameConstraints(nc) =
+                    ext.parsed_extension()
+                else {
+                    return Err(refuse("nameConstraints", "they do not parse".into()));
+                };
+                let (expected, _) = NameConstraints::from_parsed(&nc);
+                let shown = expected.to_string();
+                (Some(ext.value.to_vec()), Some(expected), shown)
+            }
+            None => (None, None, "none (as the replaced certificate)".into()),
+        };
+        let marker = certpolicy::marked_tier(&old)
+            .map_err(|m| refuse("certificatePolicies", m))?
+            .map(PolicyOid::tier);
+
+        let serial = fresh_serial(ca);
+        let mut p = CertificateParams::default();
+        p.serial_number = Some(SerialNumber::from_slice(serial.bytes()));
+        p.not_before = not_before;
+        p.not_after = not_after;
+        p.distinguished_name = subject_dn.clone();
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        let key_usages = [KeyUsage::KeyCertSign, KeyUsage::CrlSign];
+        p.key_usages = key_usages.iter().map(|u| u.rcgen()).collect();
+        if let Some(der) = &nc_der {
+            let mut ext = CustomExtension::from_oid_content(NAME_CONSTRAINTS, der.clone());
+            ext.set_criticality(true);
+            p.custom_extensions.push(ext);
+        }
+        if let Some(m) = &marker {
+            p.custom_extensions
+                .push(m.extension().map_err(|e| Error::Build {
+                    what: "certificate",
+                    detail: format!("certificatePolicies: {e}"),
+                })?);
+        }
+        p.use_authority_key_identifier_extension = true;
+        p.key_identifier_method = KeyIdMethod::PreSpecified(csr.public_key.key_id());
+
+        let summary = format!(
+            "Renew an intermediate under this (customer-owned) root, with a NEW key\n  \
+             replaces:         {}\n  subject (kept):   {}\n  new key:          {alg} (key id {key_id})\n  \
+             validity:         {} to {}\n  name constraints: {shown_nc} (kept byte for byte, critical)\n  \
+             basicConstraints: CA:TRUE, pathlen:0 (critical)\n  request SHA-256:  {}\n  \
+             Afterwards revoke {} (`revoke --reason superseded`).\n",
+            self.serial,
+            x509::dn_string(&subject_dn),
+            ledger::fmt_time(not_before),
+            ledger::fmt_time(not_after),
+            csr.fingerprint.for_reading(),
+            self.serial,
+        );
+        let kept_subject = old.subject().as_raw().to_vec();
+        let issuer_params = ca.issuer_params();
+        let subject_key = csr.public_key.clone();
+        let build_key = subject_key.clone();
+        let build = move |signer: &crate::backend::RcgenSigner<'_>| {
+            let issuer = Issuer::from_params(&issuer_params, signer);
+            p.signed_by(&build_key, &issuer).map(|c| c.der().to_vec())
+        };
+        let root_id = ca.root_key().key_id();
+        let lint = move |der: &[u8]| match x509::parse_cert(der) {
+            Ok(c) => {
+                let mut f: Vec<String> = lint::lint_ca_cert(
+                    &c,
+                    &CaExpectations {
+                        issuer_name: ca.root_subject_raw(),
+                        issuer_key_id: &root_id,
+                        issuer_window: ca.root_window(),
+                        subject_key: &subject_key,
+                        path_len: Some(0),
+                        key_usages: &key_usages,
+                        name_constraints: expected_nc.as_ref(),
+                        certificate_policy: marker.as_ref(),
+                    },
+                )
+                .into_iter()
+                // The nameConstraints are the replaced certificate's bytes, compared below.
+                .filter(|m| !m.starts_with("nameConstraints is not encoded as the policy's"))
+                .collect();
+                if c.subject().as_raw() != kept_subject.as_slice() {
+                    f.push("subject DN bytes differ from the replaced certificate's".into());
+                }
+                let nc = c
+                    .tbs_certificate
+                    .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS)
+                    .ok()
+                    .flatten()
+                    .map(|e| (e.critical, e.value.to_vec()));
+                match (nc, &nc_der) {
+                    (None, None) => {}
+                    (Some((true, got)), Some(want)) if got == *want => {}
+                    _ => f.push(
+                        "nameConstraints are not the replaced certificate's, critical".into(),
+                    ),
+                }
+                f
+            }
+            Err(e) => vec![e],
+        };
+        let event_serial = serial.clone();
+        let replaces = self.serial.clone();
+        let subject = x509::dn_string(&subject_dn);
+        let csr_sha256 = csr.fingerprint.hex();
+        let record = move |der: &[u8]| {
+            let (artifact_sha256, artifact) = ledger::encode_artifact(der);
+            Event::Renewed {
+                serial: event_serial,
+                replaces,
+                subject,
+                not_after: ledger::fmt_time(not_after),
+                key_id,
+                csr_sha256,
+                artifact_sha256,
+                artifact,
+            }
+        };
+        Ok(Plan::certificate(
+            summary, serial, &self.out, build, lint, record,
+        ))
+    }
+}
+
+fn unix(t: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
