@@ -354,7 +354,15 @@ impl Ca {
             customer_owned: s
                 .rerooted
                 .values()
-                .map(|r| (&r.serial, "rerooted", &r.original_serial, &r.subject, &r.not_after))
+                .map(|r| {
+                    (
+                        &r.serial,
+                        "rerooted",
+                        &r.original_serial,
+                        &r.subject,
+                        &r.not_after,
+                    )
+                })
                 .chain(
                     s.renewed
                         .values()

@@ -288,3 +288,268 @@ impl Operation for Renew {
 fn unix(t: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use time::OffsetDateTime;
+
+    use super::super::crl::Crl;
+    use super::super::init::{init_org, BackendSpec};
+    use super::super::reroot::Reroot;
+    use super::super::revoke::Revoke;
+    use super::super::tests::{crl_reason, csr_for, fresh, go, ledger_text, request, yes};
+    use super::super::Ceremony;
+    use super::*;
+    use crate::backend::soft::SoftKey;
+    use crate::backend::KeyBackend;
+    use crate::ledger::Reason;
+
+    fn der(path: &Path) -> Vec<u8> {
+        pem::parse(std::fs::read(path).expect("read"))
+            .expect("pem")
+            .into_contents()
+    }
+
+    fn renew(t: &Path, serial: &Serial, key: &SoftKey, out: &str) -> Renew {
+        Renew {
+            serial: serial.clone(),
+            csr: csr_for(key),
+            csr_origin: "new.csr".into(),
+            days: None,
+            out: t.join(out),
+        }
+    }
+
+    #[test]
+    fn renew_certifies_a_new_key_with_the_old_subject_and_constraints_and_revoke_takes_both() {
+        let now = OffsetDateTime::now_utc();
+        let (tmp, msp) = fresh(now);
+        let t = tmp.path();
+        let old_key = SoftKey::generate(KeyAlgorithm::EcdsaP256);
+        let issued = go(
+            &msp,
+            &request(&tmp, &csr_for(&old_key), "acme", "acme.pem"),
+            &yes(),
+            now,
+        )
+        .expect("sign")
+        .serial
+        .expect("serial");
+        go(
+            &msp,
+            &Crl {
+                out: t.join("msp.crl"),
+            },
+            &yes(),
+            now,
+        )
+        .expect("crl");
+        let customer = t.join("customer");
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/customer-root.yaml");
+        let cb = yes();
+        init_org(
+            &customer,
+            &policy,
+            Some("Acme GmbH"),
+            &BackendSpec::soft(),
+            &Ceremony::new(&cb, now),
+        )
+        .expect("init");
+        let op = Reroot::read(
+            &t.join("acme.pem"),
+            &msp.join("root.pem"),
+            &t.join("msp.crl"),
+            vec![],
+            t.join("rerooted.pem"),
+        )
+        .expect("read");
+        let rerooted = go(&customer, &op, &yes(), now)
+            .expect("reroot")
+            .serial
+            .expect("serial");
+
+        // Refusals: nothing written, nothing recorded.
+        let new_key = SoftKey::generate(KeyAlgorithm::EcdsaP384);
+        let before = ledger_text(&customer);
+        let msp_before = ledger_text(&msp);
+        let cases = [
+            (
+                customer.clone(),
+                renew(t, &rerooted, &old_key, "x1.pem"),
+                "same key",
+            ),
+            (
+                customer.clone(),
+                renew(t, &issued, &new_key, "x2.pem"),
+                "unknown",
+            ),
+            (
+                msp.clone(),
+                renew(t, &issued, &new_key, "x3.pem"),
+                "msp root",
+            ),
+            (
+                customer.clone(),
+                Renew {
+                    days: Some(40_000),
+                    ..renew(t, &rerooted, &new_key, "x4.pem")
+                },
+                "past the root",
+            ),
+        ];
+        for (dir, op, why) in &cases {
+            let err = go(dir, op, &yes(), now).expect_err(why);
+            let ok = match *why {
+                "same key" => matches!(err, Error::RenewSameKey { .. }),
+                "unknown" => matches!(err, Error::NotRenewable { .. }),
+                "msp root" => matches!(err, Error::NotCustomerRoot { .. }),
+                _ => matches!(err, Error::PastRootExpiry { .. }),
+            };
+            assert!(ok, "{why}: {err}");
+            assert!(!op.out.exists(), "{why}");
+        }
+        assert_eq!(before, ledger_text(&customer));
+        assert_eq!(msp_before, ledger_text(&msp));
+
+        let op = renew(t, &rerooted, &new_key, "renewed.pem");
+        let renewed = go(&customer, &op, &yes(), now)
+            .expect("renew")
+            .serial
+            .expect("serial");
+        let (old_der, new_der) = (der(&t.join("rerooted.pem")), der(&op.out));
+        let (old, new) = (
+            x509::parse_cert(&old_der).expect("old"),
+            x509::parse_cert(&new_der).expect("new"),
+        );
+        assert_eq!(old.subject().as_raw(), new.subject().as_raw());
+        assert_ne!(old.public_key().raw, new.public_key().raw);
+        assert_eq!(
+            x509::cert_key(&new).expect("key").key_id(),
+            new_key.public_key().key_id()
+        );
+        let nc = |c: &x509_parser::certificate::X509Certificate<'_>| {
+            let e = c
+                .tbs_certificate
+                .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS)
+                .expect("unique")
+                .expect("nameConstraints");
+            (e.critical, e.value.to_vec())
+        };
+        assert_eq!(nc(&old), nc(&new));
+        assert_eq!(
+            certpolicy::marked_tier(&new).expect("marker"),
+            certpolicy::marked_tier(&old).expect("marker")
+        );
+        let ca = Ca::open(&customer).expect("open");
+        // Default validity: as long as the re-rooted one, within the root's.
+        let len = |c: &x509_parser::certificate::X509Certificate<'_>| {
+            c.validity().not_after.timestamp() - c.validity().not_before.timestamp()
+        };
+        assert!(new.validity().not_after.timestamp() <= ca.root_window().1);
+        assert!((len(&new) - len(&old)).abs() <= 2 * CLOCK_SKEW.whole_seconds());
+        assert_eq!(ca.state().renewed[&renewed].replaces, rerooted);
+        crate::ca::verify_ledger(&customer, None).expect("the ledger verifies");
+
+        // The same new key again is refused: it is certified already.
+        let err = go(
+            &customer,
+            &renew(t, &renewed, &new_key, "x5.pem"),
+            &yes(),
+            now,
+        )
+        .expect_err("in use");
+        assert!(matches!(err, Error::RenewSameKey { .. }), "{err}");
+        let err = go(
+            &customer,
+            &renew(t, &rerooted, &new_key, "x6.pem"),
+            &yes(),
+            now,
+        )
+        .expect_err("in use");
+        assert!(matches!(err, Error::RenewKeyInUse { .. }), "{err}");
+
+        // Revoke the re-rooted one as superseded: listed on the customer's CRL.
+        let rv = Revoke {
+            serial: rerooted.clone(),
+            reason: Reason::Superseded,
+            out: t.join("customer-1.crl"),
+        };
+        go(&customer, &rv, &yes(), now).expect("revoke re-rooted");
+        assert_eq!(
+            crl_reason(&t.join("customer-1.crl"), &rerooted),
+            Some(Reason::Superseded.rcgen() as u8)
+        );
+        assert_eq!(crl_reason(&t.join("customer-1.crl"), &renewed), None);
+        let st = Ca::open(&customer)
+            .expect("open")
+            .status(now)
+            .expect("status");
+        let listed: Vec<(&str, bool)> = st
+            .customer_owned
+            .iter()
+            .map(|o| (o.origin, o.revoked.is_some()))
+            .collect();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.contains(&("rerooted", true)) && listed.contains(&("renewed", false)));
+        // A revoked one is not renewed again; superseded may become keyCompromise.
+        let err = go(
+            &customer,
+            &renew(
+                t,
+                &rerooted,
+                &SoftKey::generate(KeyAlgorithm::EcdsaP256),
+                "x7.pem",
+            ),
+            &yes(),
+            now,
+        )
+        .expect_err("revoked");
+        assert!(matches!(err, Error::NotRenewable { .. }), "{err}");
+        let kc = Revoke {
+            reason: Reason::KeyCompromise,
+            out: t.join("customer-2.crl"),
+            ..rv
+        };
+        go(&customer, &kc, &yes(), now).expect("superseded becomes keyCompromise");
+        let again = Revoke {
+            reason: Reason::Superseded,
+            out: t.join("customer-3.crl"),
+            ..kc
+        };
+        let err = go(&customer, &again, &yes(), now).expect_err("compromise is forever");
+        assert!(matches!(err, Error::AlreadyRevoked { .. }), "{err}");
+        // The renewed one can be renewed and revoked in turn.
+        let op = renew(
+            t,
+            &renewed,
+            &SoftKey::generate(KeyAlgorithm::EcdsaP256),
+            "r2.pem",
+        );
+        go(&customer, &op, &yes(), now).expect("renew the renewed");
+        let rv = Revoke {
+            serial: renewed.clone(),
+            reason: Reason::Superseded,
+            out: t.join("customer-4.crl"),
+        };
+        go(&customer, &rv, &yes(), now).expect("revoke renewed");
+        crate::ca::verify_ledger(&customer, None).expect("the ledger verifies");
+
+        // The ledger refuses a forged slug on such a revocation.
+        let ca = Ca::open(&customer).expect("open");
+        let forged = Event::Revoked {
+            serial: renewed.clone(),
+            slug: Some(crate::slug::Slug::parse("acme").expect("slug")),
+            reason: Reason::KeyCompromise,
+            revoked_at: ca.state().revoked[&renewed].revoked_at.clone(),
+            replaces: Some(Reason::Superseded),
+        };
+        let (lines, _) = ca
+            .ledger()
+            .new_lines(vec![forged], now + time::Duration::hours(1), None);
+        let text = format!("{}{lines}", ca.ledger().text());
+        let err = ledger::verify_text("ledger", &text).expect_err("forged slug");
+        assert!(err.to_string().contains("names no customer"), "{err}");
+    }
+}

@@ -67,7 +67,10 @@ impl Operation for Revoke {
                 } else {
                     "renewed"
                 };
-                (None, format!("{origin} by this root\n  subject:  {subject}"))
+                (
+                    None,
+                    format!("{origin} by this root\n  subject:  {subject}"),
+                )
             }
             (None, None) => {
                 return Err(Error::NotIssued {
