@@ -202,7 +202,10 @@ fn the_customer_renews_a_rerooted_intermediate_with_a_new_key_and_revokes_the_ol
         "DNS:web.evil.example",
     ));
     let (ok, said) = verify(w, &[], &customer_root, Some(&renewed), &outside);
-    assert!(!ok && said.contains("permitted subtree violation"), "{said}");
+    assert!(
+        !ok && said.contains("permitted subtree violation"),
+        "{said}"
+    );
 
     // Revoke the re-rooted certificate (superseded) with the customer's CRL.
     let crl = customer.revoke(&old_serial, "superseded", "customer-1.crl");
