@@ -167,7 +167,7 @@ impl Operation for Renew {
                 else {
                     return Err(refuse("nameConstraints", "they do not parse".into()));
                 };
-                let (expected, _) = NameConstraints::from_parsed(&nc);
+                let (expected, _) = NameConstraints::from_parsed(nc);
                 let shown = expected.to_string();
                 (Some(ext.value.to_vec()), Some(expected), shown)
             }
