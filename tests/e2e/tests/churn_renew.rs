@@ -149,7 +149,18 @@ fn the_customer_renews_a_rerooted_intermediate_with_a_new_key_and_revokes_the_ol
     );
     refuse(&msp, &msp_serial, &new_csr, "is a KiwiStack root");
 
-    // The renewal.
+    // The renewal, with a hook recording its event.
+    let seen = customer.w("seen.json");
+    let hooks = customer.w("hooks.yaml");
+    std::fs::write(
+        &hooks,
+        format!(
+            "hooks:\n  - name: record\n    event: intermediate_renewed\n    phase: post\n    \
+             timeout_secs: 10\n    run: [sh, -c, 'cat > {}']\n",
+            seen.display()
+        ),
+    )
+    .expect("hooks");
     let renewed = customer.w("renewed.pem");
     let said = customer.signer_ok(&[
         "renew",
@@ -160,10 +171,31 @@ fn the_customer_renews_a_rerooted_intermediate_with_a_new_key_and_revokes_the_ol
         "--out",
         path_str(&renewed),
         "--yes",
+        "--hooks",
+        path_str(&hooks),
     ]);
     assert!(said.contains("Intermediate renewed"), "{said}");
     let new_serial = last_serial(&customer, "renewed");
     customer.assert_ledger_ok();
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&seen).expect("hook ran")).expect("json");
+    assert_eq!(event["event"], "intermediate_renewed");
+    assert_eq!(event["tool"], "kiwi-signer");
+    assert_eq!(event["serial"], new_serial.as_str());
+    assert_eq!(event["details"]["replaces"], old_serial.as_str());
+    // `export` writes it again from the ledger.
+    let exported = customer.w("exported.pem");
+    customer.signer_ok(&[
+        "export",
+        "--serial",
+        &new_serial,
+        "--out",
+        path_str(&exported),
+    ]);
+    assert_eq!(
+        std::fs::read(&exported).expect("exported"),
+        std::fs::read(&renewed).expect("renewed")
+    );
     let (ok, said) = verify(w, &[], &customer_root, None, &renewed);
     assert!(ok, "{said}");
     assert_eq!(pkilint(&renewed, false), "", "renewed certificate");
