@@ -551,5 +551,39 @@ mod tests {
         let text = format!("{}{lines}", ca.ledger().text());
         let err = ledger::verify_text("ledger", &text).expect_err("forged slug");
         assert!(err.to_string().contains("names no customer"), "{err}");
+
+        // ... and a `renewed` entry that replaces what this root never re-rooted, a revoked
+        // certificate, or keeps the replaced key.
+        let r = &ca.state().renewed[&renewed];
+        let forge = |replaces: &Serial, key_id: &str| Event::Renewed {
+            serial: Serial::random(),
+            replaces: replaces.clone(),
+            subject: r.subject.clone(),
+            not_after: r.not_after.clone(),
+            key_id: key_id.to_string(),
+            csr_sha256: "0".repeat(64),
+            artifact_sha256: "0".repeat(64),
+            artifact: String::new(),
+        };
+        let live = ca
+            .state()
+            .renewed
+            .keys()
+            .find(|s| !ca.state().revoked.contains_key(*s))
+            .expect("the second renewal")
+            .clone();
+        let live_key = ca.state().renewed[&live].key_id.clone();
+        for (event, why) in [
+            (forge(&issued, "00"), "neither re-rooted nor renewed"),
+            (forge(&rerooted, "00"), "was revoked before"),
+            (forge(&live, &live_key), "with the same key"),
+        ] {
+            let (lines, _) =
+                ca.ledger()
+                    .new_lines(vec![event], now + time::Duration::hours(1), None);
+            let text = format!("{}{lines}", ca.ledger().text());
+            let err = ledger::verify_text("ledger", &text).expect_err(why);
+            assert!(err.to_string().contains(why), "{why}: {err}");
+        }
     }
 }
