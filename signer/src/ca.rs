@@ -253,7 +253,10 @@ pub struct Status {
     pub rollback_protection: String,
     /// The window `expiring` looks ahead (`status --warn-days`).
     pub warn_days: u32,
-    /// Unrevoked intermediates (issued or re-rooted here) that expire within `warn_days`,
+    /// Intermediates a customer-owned root re-rooted or renewed (revoked ones included,
+    /// marked); empty on a KiwiStack root.
+    pub customer_owned: Vec<OwnedCert>,
+    /// Unrevoked intermediates (issued, re-rooted or renewed here) that expire within `warn_days`,
     /// soonest first.
     pub expiring: Vec<Expiring>,
 }
@@ -272,8 +275,26 @@ pub struct Expiring {
     pub not_after: String,
     /// Whole days left (negative once expired).
     pub days_left: i64,
-    /// `issued` (by this root for a customer) or `rerooted` (another root's, re-signed here).
+    /// `issued` (by this root for a customer), `rerooted` (another root's, re-signed here) or
+    /// `renewed` (a replacement with a new key, issued here).
     pub origin: &'static str,
+}
+
+/// An intermediate a customer-owned root re-rooted or renewed, in the status.
+#[derive(Debug, Clone, Serialize)]
+pub struct OwnedCert {
+    /// Serial.
+    pub serial: String,
+    /// `rerooted` or `renewed`.
+    pub origin: &'static str,
+    /// The serial it replaces (renewed), or the MSP-issued original's (rerooted).
+    pub replaces: String,
+    /// Subject.
+    pub subject: String,
+    /// notAfter.
+    pub not_after: String,
+    /// Revocation reason, if revoked.
+    pub revoked: Option<String>,
 }
 
 /// One intermediate in the status.
@@ -330,6 +351,35 @@ impl Ca {
                         .map(|r| format!("{} at {}", r.reason.name(), r.revoked_at)),
                 })
                 .collect(),
+            customer_owned: s
+                .rerooted
+                .values()
+                .map(|r| {
+                    (
+                        &r.serial,
+                        "rerooted",
+                        &r.original_serial,
+                        &r.subject,
+                        &r.not_after,
+                    )
+                })
+                .chain(
+                    s.renewed
+                        .values()
+                        .map(|r| (&r.serial, "renewed", &r.replaces, &r.subject, &r.not_after)),
+                )
+                .map(|(serial, origin, replaces, subject, not_after)| OwnedCert {
+                    serial: serial.hex(),
+                    origin,
+                    replaces: replaces.hex(),
+                    subject: subject.clone(),
+                    not_after: not_after.clone(),
+                    revoked: s
+                        .revoked
+                        .get(serial)
+                        .map(|r| format!("{} at {}", r.reason.name(), r.revoked_at)),
+                })
+                .collect(),
             crl_number: s.last_crl.as_ref().map(|c| c.number),
             crl_next_update: s.last_crl.as_ref().map(|c| c.next_update.clone()),
             next_crl_due: due.map(ledger::fmt_time),
@@ -351,7 +401,13 @@ impl Ca {
         let rerooted = s
             .rerooted
             .values()
-            .map(|r| (&r.serial, &r.subject, &r.not_after, "rerooted"));
+            .map(|r| (&r.serial, &r.subject, &r.not_after, "rerooted"))
+            .chain(
+                s.renewed
+                    .values()
+                    .map(|r| (&r.serial, &r.subject, &r.not_after, "renewed")),
+            )
+            .filter(|(serial, ..)| !s.revoked.contains_key(*serial));
         let horizon = now + Duration::days(i64::from(warn_days));
         let mut list: Vec<Expiring> = issued
             .chain(rerooted)

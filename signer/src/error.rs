@@ -414,6 +414,59 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// `renew` on a KiwiStack root.
+    #[error(
+        "{} is a KiwiStack root: `renew` runs on a customer-owned root (`kiwi-signer init \
+         --policy policies/customer-root.yaml --org ...`). A KiwiStack root renews an \
+         intermediate with `kiwi-signer sign` for the new CSR",
+        dir.display()
+    )]
+    NotCustomerRoot {
+        /// The CA directory.
+        dir: PathBuf,
+    },
+    /// `renew --serial` names a certificate this root cannot renew.
+    #[error(
+        "serial {serial} cannot be renewed: {detail}. Only an intermediate this customer-owned \
+         root re-rooted or renewed, and has not revoked, is; `kiwi-signer status --ca {}` lists them",
+        dir.display()
+    )]
+    NotRenewable {
+        /// The serial.
+        serial: Serial,
+        /// The CA directory.
+        dir: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// `renew` with a CSR for the key of the certificate it replaces.
+    #[error(
+        "the CSR carries the key of {serial}, the certificate it would replace: a renewal \
+         certifies a NEW key (KiwiStack could read the old one). Make a CSR for a new key with \
+         `kiwictl intermediate renew --new-key`; nothing was signed"
+    )]
+    RenewSameKey {
+        /// The certificate it would replace.
+        serial: Serial,
+    },
+    /// `renew` with a CSR for a key this root already certified.
+    #[error(
+        "the CSR's key is already certified by this root (serial {serial}); a renewal needs a \
+         key of its own: make a CSR with `kiwictl intermediate renew --new-key`"
+    )]
+    RenewKeyInUse {
+        /// The certificate that certifies it.
+        serial: Serial,
+    },
+    /// `renew` with a key type the tier policies do not allow.
+    #[error(
+        "the CSR's key is {alg}; a renewed intermediate's key is ecdsa-p256 or ecdsa-p384, as the \
+         tier policies allow; ask for a new CSR"
+    )]
+    RenewKeyNotAllowed {
+        /// The CSR's algorithm.
+        alg: KeyAlgorithm,
+    },
 }
 
 fn hint_suffix(hint: &str) -> String {

@@ -51,7 +51,8 @@ pub enum EventKind {
     Rerooted,
     /// A churning customer's PKI and state repo were handed over.
     HandedOver,
-    /// `kiwictl intermediate install --replace` installed a renewed intermediate.
+    /// `kiwictl intermediate install --replace` installed a renewed intermediate, or
+    /// `kiwi-signer renew` issued one under a customer-owned root.
     IntermediateRenewed,
     /// `kiwictl provisioner add` recorded a Core tenant's step-ca provisioner.
     ProvisionerAdded,

@@ -239,8 +239,10 @@ pub enum Event {
     Revoked {
         /// Serial.
         serial: Serial,
-        /// Customer slug.
-        slug: Slug,
+        /// Customer slug; absent for a certificate a customer-owned root re-rooted or
+        /// renewed (it names no KiwiStack customer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        slug: Option<Slug>,
         /// Reason.
         reason: Reason,
         /// Revocation time (RFC 3339): the first revocation's, also when the reason changes
@@ -298,6 +300,26 @@ pub enum Event {
         /// The certificate, base64 DER.
         artifact: String,
     },
+    /// A customer-owned root issued a replacement for an intermediate it re-rooted or renewed:
+    /// a new key, the replaced certificate's subject, nameConstraints and tier marker.
+    Renewed {
+        /// Serial of the new certificate.
+        serial: Serial,
+        /// Serial of the certificate it replaces (re-rooted or renewed by this root).
+        replaces: Serial,
+        /// Subject (the replaced certificate's).
+        subject: String,
+        /// notAfter (RFC 3339).
+        not_after: String,
+        /// Subject key id (hex) of the new key.
+        key_id: String,
+        /// SHA-256 of the CSR DER.
+        csr_sha256: String,
+        /// SHA-256 of the certificate DER.
+        artifact_sha256: String,
+        /// The certificate, base64 DER.
+        artifact: String,
+    },
     /// An intermediate was handed over to the customer's own root at churn: the `revoked`
     /// entry (affiliationChanged) and the CRL listing it follow in the same append.
     HandedOver {
@@ -319,7 +341,8 @@ impl Event {
             Event::RootCreated { artifact, .. }
             | Event::IntermediateIssued { artifact, .. }
             | Event::CrlIssued { artifact, .. }
-            | Event::Rerooted { artifact, .. } => base64::engine::general_purpose::STANDARD
+            | Event::Rerooted { artifact, .. }
+            | Event::Renewed { artifact, .. } => base64::engine::general_purpose::STANDARD
                 .decode(artifact)
                 .ok(),
             Event::Revoked { .. } | Event::CeremonyClosed { .. } | Event::HandedOver { .. } => None,
@@ -335,6 +358,7 @@ impl Event {
             Event::CrlIssued { .. } => "crl_issued",
             Event::CeremonyClosed { .. } => "ceremony_closed",
             Event::Rerooted { .. } => "rerooted",
+            Event::Renewed { .. } => "renewed",
             Event::HandedOver { .. } => "handed_over",
         }
     }
@@ -442,8 +466,8 @@ pub struct Issued {
 pub struct Revocation {
     /// Serial.
     pub serial: Serial,
-    /// Slug.
-    pub slug: Slug,
+    /// Slug (None for a re-rooted or renewed certificate of a customer-owned root).
+    pub slug: Option<Slug>,
     /// Reason.
     pub reason: Reason,
     /// When.
@@ -467,6 +491,25 @@ pub struct Rerooted {
     pub key_id: String,
     /// When re-rooted.
     pub rerooted_at: String,
+    /// Ledger entry.
+    pub entry: u64,
+}
+
+/// A replacement a customer-owned root issued for an intermediate it re-rooted or renewed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Renewed {
+    /// Serial of the new certificate.
+    pub serial: Serial,
+    /// Serial of the certificate it replaces.
+    pub replaces: Serial,
+    /// Subject.
+    pub subject: String,
+    /// notAfter.
+    pub not_after: String,
+    /// Subject key id of the new key.
+    pub key_id: String,
+    /// When renewed.
+    pub renewed_at: String,
     /// Ledger entry.
     pub entry: u64,
 }
@@ -499,6 +542,8 @@ pub struct State {
     pub head: Fingerprint,
     /// Intermediates of other roots this root re-signed, by (new) serial.
     pub rerooted: BTreeMap<Serial, Rerooted>,
+    /// Replacements this (customer-owned) root issued for them, by (new) serial.
+    pub renewed: BTreeMap<Serial, Renewed>,
     /// Time of the newest entry.
     pub last_time: OffsetDateTime,
     /// Number of entries.
@@ -509,6 +554,21 @@ pub struct State {
     /// Entries (`seq`) of intermediates issued before tier markers, whose recorded tier the
     /// certificate cannot confirm (filled by [`Check::Full`] only).
     pub before_tier_markers: Vec<u64>,
+}
+
+impl State {
+    /// The subject and key id of a certificate this root re-rooted or renewed (a
+    /// customer-owned root's own intermediates), None for any other serial.
+    pub fn customer_owned(&self, serial: &Serial) -> Option<(&str, &str)> {
+        self.rerooted
+            .get(serial)
+            .map(|r| (r.subject.as_str(), r.key_id.as_str()))
+            .or_else(|| {
+                self.renewed
+                    .get(serial)
+                    .map(|r| (r.subject.as_str(), r.key_id.as_str()))
+            })
+    }
 }
 
 /// How much of the ledger to check.
@@ -672,7 +732,8 @@ impl Ledger {
                 (
                     Event::RootCreated { serial, .. }
                     | Event::IntermediateIssued { serial, .. }
-                    | Event::Rerooted { serial, .. },
+                    | Event::Rerooted { serial, .. }
+                    | Event::Renewed { serial, .. },
                     Recorded::Certificate(want),
                 ) => serial == want,
                 (Event::CrlIssued { crl_number, .. }, Recorded::Crl(want)) => crl_number == want,
@@ -980,6 +1041,7 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     last_crl: None,
                     head: Fingerprint([0; 32]),
                     rerooted: BTreeMap::new(),
+                    renewed: BTreeMap::new(),
                     last_time: time,
                     len: 0,
                     ignored_tail: 0,
@@ -1064,13 +1126,23 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                     replaces,
                 },
             ) => {
-                let Some(issued) = s.issued.get(serial) else {
-                    return Err(e(format!("revokes {serial}, which this root never issued")));
-                };
-                if issued.slug != *slug {
-                    return Err(e(
-                        "recorded slug differs from the issued certificate's".into()
-                    ));
+                match (s.issued.get(serial), s.customer_owned(serial)) {
+                    (Some(issued), _) if Some(&issued.slug) == slug.as_ref() => {}
+                    (Some(_), _) => {
+                        return Err(e(
+                            "recorded slug differs from the issued certificate's".into()
+                        ))
+                    }
+                    (None, Some(_)) if slug.is_none() => {}
+                    (None, Some(_)) => {
+                        return Err(e(format!(
+                            "records slug for {serial}, a re-rooted or renewed certificate, \
+                             which names no customer"
+                        )))
+                    }
+                    (None, None) => {
+                        return Err(e(format!("revokes {serial}, which this root never issued")))
+                    }
                 }
                 match (s.revoked.get(serial), replaces) {
                     (None, None) => {}
@@ -1137,6 +1209,53 @@ pub fn verify(file: &str, text: &str, check: Check) -> Result<State, LedgerError
                         not_after: not_after.clone(),
                         key_id: key_id.clone(),
                         rerooted_at: entry.time.clone(),
+                        entry: n,
+                    },
+                );
+            }
+            (
+                Some(s),
+                Event::Renewed {
+                    serial,
+                    replaces,
+                    subject,
+                    not_after,
+                    key_id,
+                    artifact_sha256,
+                    artifact,
+                    ..
+                },
+            ) => {
+                let Some(old_key) = s.customer_owned(replaces).map(|(_, k)| k.to_string()) else {
+                    return Err(e(format!(
+                        "renews {replaces}, which this root neither re-rooted nor renewed"
+                    )));
+                };
+                if s.revoked.contains_key(replaces) {
+                    return Err(e(format!("renews {replaces}, which was revoked before")));
+                }
+                if old_key == *key_id {
+                    return Err(e(format!(
+                        "renews {replaces} with the same key: a renewal certifies a new key"
+                    )));
+                }
+                let recorded = (
+                    serial,
+                    subject.as_str(),
+                    key_id.as_str(),
+                    artifact_sha256.as_str(),
+                    artifact.as_str(),
+                );
+                check_issued(full, &s.root_key, recorded, (None, None), &mut serials).map_err(e)?;
+                s.renewed.insert(
+                    serial.clone(),
+                    Renewed {
+                        serial: serial.clone(),
+                        replaces: replaces.clone(),
+                        subject: subject.clone(),
+                        not_after: not_after.clone(),
+                        key_id: key_id.clone(),
+                        renewed_at: entry.time.clone(),
                         entry: n,
                     },
                 );

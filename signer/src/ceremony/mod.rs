@@ -1,7 +1,7 @@
 //! The one pipeline every operation that changes a CA goes through.
 //!
 //! An operation ([`sign::SignRequest`], [`revoke::Revoke`], [`crl::Crl`], [`reroot::Reroot`],
-//! [`handover::Handover`], and the operations to come) only supplies a [`Plan`]: what to record, what to sign, where each artifact goes, which
+//! [`handover::Handover`], [`renew::Renew`], and the operations to come) only supplies a [`Plan`]: what to record, what to sign, where each artifact goes, which
 //! hook events it raises. [`run`] does the rest, always in this order:
 //!
 //! 1. take an `flock` on the CA directory before reading anything (the kernel drops it when the
@@ -41,6 +41,7 @@ pub mod crl;
 pub mod handover;
 pub mod head;
 pub mod init;
+pub mod renew;
 pub mod reroot;
 pub mod revoke;
 pub mod script;
@@ -443,7 +444,8 @@ fn export_args(event: &Event) -> String {
         Event::CrlIssued { crl_number, .. } => format!("--crl-number {crl_number}"),
         Event::RootCreated { serial, .. }
         | Event::IntermediateIssued { serial, .. }
-        | Event::Rerooted { serial, .. } => {
+        | Event::Rerooted { serial, .. }
+        | Event::Renewed { serial, .. } => {
             format!("--serial {serial}")
         }
         Event::Revoked { .. } | Event::CeremonyClosed { .. } | Event::HandedOver { .. } => {

@@ -598,10 +598,12 @@ fn differences(c: &X509Certificate<'_>, kept: &Kept) -> Vec<String> {
     f
 }
 
-fn fresh_serial(ca: &Ca) -> Serial {
+/// A random serial no certificate of this CA has.
+pub(super) fn fresh_serial(ca: &Ca) -> Serial {
     loop {
         let s = Serial::random();
-        if !ca.state().issued.contains_key(&s) && !ca.state().rerooted.contains_key(&s) {
+        let st = ca.state();
+        if !st.issued.contains_key(&s) && st.customer_owned(&s).is_none() {
             return s;
         }
     }

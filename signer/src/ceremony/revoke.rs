@@ -1,4 +1,5 @@
-//! `revoke`: an issued intermediate is revoked and a new CRL listing it is issued, recorded as
+//! `revoke`: an issued intermediate (on a customer-owned root: one it re-rooted or renewed) is
+//! revoked and a new CRL listing it is issued, recorded as
 //! two ledger entries (`revoked`, then `crl_issued`) in one append.
 //!
 //! Compromise is forever: a certificate revoked as superseded, cessationOfOperation or
@@ -47,11 +48,36 @@ impl Operation for Revoke {
 
     fn plan<'a>(&'a self, ca: &'a Ca, now: OffsetDateTime) -> Result<Plan<'a>> {
         let serial = &self.serial;
-        let Some(issued) = ca.state().issued.get(serial) else {
-            return Err(Error::NotIssued {
-                serial: serial.clone(),
-                dir: ca.dir().to_path_buf(),
-            });
+        // An intermediate this root issued for a customer, or (a customer-owned root) one it
+        // re-rooted or renewed, which names no customer.
+        let (slug, who) = match (
+            ca.state().issued.get(serial),
+            ca.state().customer_owned(serial),
+        ) {
+            (Some(i), _) => (
+                Some(i.slug.clone()),
+                format!(
+                    "customer: {} ({} tier)\n  subject:  {}",
+                    i.slug, i.tier, i.subject
+                ),
+            ),
+            (None, Some((subject, _))) => {
+                let origin = if ca.state().rerooted.contains_key(serial) {
+                    "re-rooted"
+                } else {
+                    "renewed"
+                };
+                (
+                    None,
+                    format!("{origin} by this root\n  subject:  {subject}"),
+                )
+            }
+            (None, None) => {
+                return Err(Error::NotIssued {
+                    serial: serial.clone(),
+                    dir: ca.dir().to_path_buf(),
+                })
+            }
         };
         let mut revoked = revoked_list(ca);
         let (title, reason, revoked_at, replaces) = match ca.state().revoked.get(serial) {
@@ -91,16 +117,13 @@ impl Operation for Revoke {
         };
         let (crl, _, listed) = crl_artifact(ca, revoked, now, &self.out)?;
         let summary = format!(
-            "{title}\n  serial:   {serial}\n  customer: {} ({} tier)\n  subject:  {}\n  reason:   {reason}\n  \
+            "{title}\n  serial:   {serial}\n  {who}\n  reason:   {reason}\n  \
              A new CRL listing {listed} revoked certificate(s) is written to {}.\n",
-            issued.slug,
-            issued.tier,
-            issued.subject,
             self.out.display()
         );
         let revoked_event = Event::Revoked {
             serial: serial.clone(),
-            slug: issued.slug.clone(),
+            slug,
             reason: self.reason,
             revoked_at,
             replaces,

@@ -151,7 +151,7 @@ impl Fixture {
             .args(&args[words..]);
         if matches!(
             args[0],
-            "init" | "sign" | "revoke" | "crl" | "reroot" | "handover"
+            "init" | "sign" | "revoke" | "crl" | "reroot" | "handover" | "renew"
         ) {
             cmd.arg("--pin-file").arg(&self.pin);
         }

@@ -323,9 +323,22 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
         .split(' ')
         .next()
         .expect("date");
+    // Step 6 is the renewal under the customer's root, with the re-rooted serial to revoke.
+    let rerooted_serial = kiwi_signer::x509::Serial::parse_hex(&ca.serial_of(&rerooted))
+        .expect("hex")
+        .hex();
     assert!(
         handover.contains(&format!("`intermediate.pem` expires on {end_date}"))
-            && handover.contains("`kiwi-signer sign` refuses there"),
+            && handover.contains("kiwictl intermediate renew --repo repo --out new.csr --new-key")
+            && handover.contains(&format!(
+                "kiwi-signer renew --ca YOUR_ROOT_CA --serial {rerooted_serial} --csr new.csr --out new.pem"
+            ))
+            && handover.contains(
+                "kiwictl intermediate install --repo repo --cert new.pem --root customer-root.pem --replace"
+            )
+            && handover.contains(&format!(
+                "kiwi-signer revoke --ca YOUR_ROOT_CA --serial {rerooted_serial} --reason superseded"
+            )),
         "{handover}"
     );
     run_ok(
@@ -425,4 +438,81 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
     );
     assert_eq!(count.trim(), "2");
     assert!(verify(&out, &cust_key).status.success());
+
+    // HANDOVER.md step 6, as the customer runs it on the bundle with their age key alone: a
+    // new key and CSR in the repo, the renewal under their root, install --replace, and the
+    // re-rooted certificate revoked on their CRL.
+    let bundle = ca.w("renew-bundle");
+    copy_bundle(&ca.w("first-bundle"), &bundle);
+    let repo = bundle.join("repo");
+    let policies = workspace_root().join("policies");
+    let pol = path_str(&policies);
+    let new_csr = ca.w("new.csr");
+    kiwictl_ok(
+        &[
+            "intermediate",
+            "renew",
+            "--repo",
+            path_str(&repo),
+            "--out",
+            path_str(&new_csr),
+            "--new-key",
+            "--policies",
+            pol,
+        ],
+        Some(&cust_key),
+    );
+    let new_pem = ca.w("new.pem");
+    customer.signer_ok(&[
+        "renew",
+        "--serial",
+        &rerooted_serial,
+        "--csr",
+        path_str(&new_csr),
+        "--out",
+        path_str(&new_pem),
+        "--yes",
+    ]);
+    let installed = kiwictl_ok(
+        &[
+            "intermediate",
+            "install",
+            "--repo",
+            path_str(&repo),
+            "--cert",
+            path_str(&new_pem),
+            "--root",
+            path_str(&bundle.join("customer-root.pem")),
+            "--replace",
+            "--policies",
+            pol,
+        ],
+        Some(&cust_key),
+    );
+    assert!(installed.contains(&rerooted_serial), "{installed}");
+    let doc = sops_decrypt(&repo.join("secrets/intermediate.crt.sops.yaml"), &cust_key);
+    assert!(doc.status.success(), "{}", stderr(&doc));
+    let new_serial = kiwi_signer::x509::Serial::parse_hex(&ca.serial_of(&new_pem))
+        .expect("hex")
+        .hex();
+    assert!(stdout(&doc).contains(&new_serial), "{}", stdout(&doc));
+    // The pending new key became the repo's key (install checked it is the certificate's).
+    let key_doc = sops_decrypt(&repo.join("secrets/intermediate.key.sops.yaml"), &cust_key);
+    assert!(key_doc.status.success(), "{}", stderr(&key_doc));
+    assert!(!repo
+        .join("secrets/intermediate.next.key.sops.yaml")
+        .exists());
+    // During the transition both roots stay in step-ca's root_ca.
+    let values = std::fs::read_to_string(repo.join("values/smallstep.yaml")).expect("values");
+    assert_eq!(values.matches("BEGIN CERTIFICATE").count(), 3, "{values}");
+    let crl = customer.revoke(&rerooted_serial, "superseded", "customer-1.crl");
+    let crl_check = ["-crl_check", "-CRLfile", path_str(&crl)];
+    let check = |cert: &Path| {
+        let mut args = vec!["verify"];
+        args.extend_from_slice(&crl_check);
+        args.extend(["-CAfile", path_str(&customer_root), path_str(cert)]);
+        kiwi_e2e::openssl(w, &args).status.success()
+    };
+    assert!(!check(&rerooted), "the re-rooted certificate is revoked");
+    assert!(check(&new_pem), "the renewed certificate verifies");
 }

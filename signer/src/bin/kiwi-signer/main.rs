@@ -19,6 +19,7 @@ use kiwi_signer::ca::{self, Ca};
 use kiwi_signer::ceremony::crl::Crl;
 use kiwi_signer::ceremony::handover::Handover;
 use kiwi_signer::ceremony::init::BackendSpec;
+use kiwi_signer::ceremony::renew::Renew;
 use kiwi_signer::ceremony::reroot::Reroot;
 use kiwi_signer::ceremony::revoke::Revoke;
 use kiwi_signer::ceremony::sign::SignRequest;
@@ -337,6 +338,34 @@ enum Command {
         /// Output certificate (PEM; DER if the name ends in .der). Never overwritten.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Do not ask for confirmation (the summary is still printed).
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        secrets: Secrets,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// On a customer-owned root: issue a replacement, for a NEW key, of an intermediate this
+    /// root re-rooted or renewed (same subject, name constraints and tier marker); revoke the
+    /// old one afterwards.
+    Renew {
+        /// The customer's CA directory.
+        #[arg(long, value_name = "DIR")]
+        ca: PathBuf,
+        /// Serial of the re-rooted or renewed intermediate to replace, in hex (as `status`
+        /// prints it).
+        #[arg(long, value_parser = parse_serial)]
+        serial: Serial,
+        /// The CSR for the new key (PEM or DER), e.g. from `kiwictl intermediate renew --new-key`.
+        #[arg(long, value_name = "FILE")]
+        csr: PathBuf,
+        /// Output certificate (PEM; DER if the name ends in .der). Never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Validity in days (default: as long as the replaced certificate's, within the root's).
+        #[arg(long)]
+        days: Option<u32>,
         /// Do not ask for confirmation (the summary is still printed).
         #[arg(long)]
         yes: bool,
@@ -682,6 +711,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cb = secrets.terminal(yes);
             change(&ca, "Intermediate re-rooted", &op, &cb, run, now)?;
         }
+        Command::Renew {
+            ca,
+            serial,
+            csr,
+            out,
+            days,
+            yes,
+            secrets,
+            run,
+        } => {
+            let bytes = std::fs::read(&csr)
+                .with_context(|| format!("cannot read the CSR {}", csr.display()))?;
+            let op = Renew {
+                serial,
+                csr: bytes,
+                csr_origin: csr.display().to_string(),
+                days,
+                out,
+            };
+            let cb = secrets.terminal(yes);
+            let what = "Intermediate renewed (revoke the one it replaces as superseded)";
+            change(&ca, what, &op, &cb, run, now)?;
+        }
         Command::Handover {
             ca,
             serial,
@@ -750,6 +802,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         i.slug,
                         i.tier.as_str(),
                         i.not_after,
+                        state
+                    );
+                }
+                if !st.customer_owned.is_empty() {
+                    out!("re-rooted and renewed here ({}):", st.customer_owned.len());
+                }
+                for o in &st.customer_owned {
+                    let state = o
+                        .revoked
+                        .as_deref()
+                        .map(|r| format!("REVOKED {r}"))
+                        .unwrap_or_else(|| "valid".into());
+                    out!(
+                        "  {}  {:<8} (replaces {})  {}  until {}  {}",
+                        o.serial,
+                        o.origin,
+                        o.replaces,
+                        o.subject,
+                        o.not_after,
                         state
                     );
                 }
