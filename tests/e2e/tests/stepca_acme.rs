@@ -199,6 +199,24 @@ fn a_core_tenant_gets_its_own_name_over_acme_and_not_another_tenants() {
         core_tenant(&ca, &op, "globex"),
     );
     let platform = t.join("od-platform");
+    let shared = platform.join("core-shared").join(CLUSTER);
+    kiwictl_ok(
+        &[
+            "repo",
+            "init",
+            path_str(&shared),
+            "--shared",
+            "--slug",
+            CLUSTER,
+            "--tier",
+            "core",
+            "--operator-age",
+            &op,
+            "--root",
+            path_str(&ca.root_pem()),
+        ],
+        None,
+    );
     kiwictl_ok(
         &[
             "provisioner",
@@ -207,8 +225,6 @@ fn a_core_tenant_gets_its_own_name_over_acme_and_not_another_tenants() {
             path_str(&platform),
             "--cluster",
             CLUSTER,
-            "--root",
-            path_str(&ca.root_pem()),
             "--repo",
             path_str(&acme),
             "--repo",
@@ -228,7 +244,7 @@ fn a_core_tenant_gets_its_own_name_over_acme_and_not_another_tenants() {
     shared_sub_ca(&ca, &dir);
     let config = dir.join("ca.json");
     let local = kiwi_tooling::stepca::local_config(
-        &platform.join(format!("core-shared/{CLUSTER}/smallstep.yaml")),
+        &shared.join("values/smallstep-config.yaml"),
         &dir,
         "127.0.0.1:443",
     )
