@@ -455,7 +455,9 @@ fn shared_sub_ca(ca: &Fixture, op: &str, op_key: &Path, platform: &Path, cluster
     assert!(!o.status.success(), "a per-customer certificate installed");
     let err = stderr(&o);
     assert!(
-        err.contains("does not match the core policy") && err.contains("od.kiwistack.io"),
+        err.contains("does not match the core policy")
+            && err.contains("nameConstraints")
+            && err.contains("od.kiwistack.io"),
         "{err}"
     );
     assert!(!repo.join("values/smallstep.yaml").exists());
@@ -488,8 +490,16 @@ fn shared_sub_ca(ca: &Fixture, op: &str, op_key: &Path, platform: &Path, cluster
     let values = yaml_file(&repo.join("values/smallstep.yaml"));
     assert!(values["inject"]["config"].is_null(), "{values:?}");
     assert_eq!(
-        pem_certs(values["inject"]["certificates"]["intermediate_ca"].as_str().expect("pem")),
-        pem_certs(&std::fs::read_to_string(&cert).expect("cert").replace("\r\n", "\n"))
+        pem_certs(
+            values["inject"]["certificates"]["intermediate_ca"]
+                .as_str()
+                .expect("pem")
+        ),
+        pem_certs(
+            &std::fs::read_to_string(&cert)
+                .expect("cert")
+                .replace("\r\n", "\n")
+        )
     );
     // `intermediate check` reads it like any repo's.
     let said = kiwictl_ok(&["intermediate", "check", "--repo", path_str(&repo)], None);
