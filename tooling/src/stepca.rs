@@ -563,7 +563,8 @@ mod tests {
         let e = gather(&platform, &slug("core-us1"), std::slice::from_ref(&acme))
             .expect_err("another cluster");
         assert!(e.to_string().contains("no .kiwi/repo.yaml"), "{e}");
-        let e = gather(&platform, &cluster, &[shared.clone()]).expect_err("shared as tenant");
+        let e = gather(&platform, &cluster, std::slice::from_ref(&shared))
+            .expect_err("shared as tenant");
         assert!(e.to_string().contains("not a tenant"), "{e}");
         // A tenant pinned to another root is refused.
         let elsewhere = tmp.path().join("elsewhere");
