@@ -6,7 +6,9 @@
 //! a step-ca whose chain verifies against the customer's root and not the MSP's. The Core tier:
 //! `intermediate request` refuses a Core repo naming the tier and `provisioner add`; `provisioner
 //! add` records each tenant's ACME provisioner and template; `provisioner gather` puts every
-//! tenant's provisioner into the shared CA's configuration, which step-ca starts with.
+//! tenant's provisioner into the shared CA's configuration, which step-ca starts with, from the
+//! shared sub-CA made by `repo init --shared`, `intermediate request` and `intermediate install`
+//! on its repo in the platform repo (no key in plaintext on disk).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
