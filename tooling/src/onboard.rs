@@ -13,6 +13,11 @@
 //!                                       (root_ca, intermediate_ca), bootstrap.enabled: false
 //! ```
 //!
+//! A Core cluster's shared sub-CA is a repo like these (`staterepo`, `shared: true`): the same
+//! commands and files, with the shared policy (`policies/intermediate-core-shared.yaml`) and a
+//! `values/smallstep.yaml` holding only the certificates (its configuration is `provisioner
+//! gather`'s, see `stepca`).
+//!
 //! Both operations are all or nothing: every output is built and checked in memory (each SOPS
 //! file is decrypted and MAC-checked by the engine before it is returned), then written with
 //! create_new; if a write fails, the files already written are removed. The plaintext key
@@ -25,6 +30,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use kiwi_signer::fsutil::{self, Mode};
+use kiwi_signer::policy::IntermediatePolicy;
 use kiwi_signer::slug::{Slug, Tier};
 use kiwi_signer::words::Fingerprint;
 
@@ -142,13 +148,38 @@ fn write_all_or_nothing(files: &[(PathBuf, &[u8])]) -> Result<(), OnboardError> 
 /// Refuses a Core tenant's repo: Core tenants get a provisioner on their cluster's shared
 /// sub-CA (`kiwictl provisioner add`), not an intermediate of their own.
 pub fn refuse_core(repo: &Path, info: &RepoInfo) -> Result<(), OnboardError> {
-    if info.tier == Tier::Core {
+    if info.tier == Tier::Core && !info.shared {
         return Err(OnboardError::CoreTier(
             repo.to_path_buf(),
             info.slug.clone(),
         ));
     }
     Ok(())
+}
+
+/// The policy the repo's intermediate is issued under: the tier's, or for a Core cluster's
+/// shared sub-CA the shared policy (`kiwi-signer sign --shared` signs under the same file).
+pub fn repo_policy(
+    policies_dir: &Path,
+    info: &RepoInfo,
+) -> Result<IntermediatePolicy, IntermediateError> {
+    if info.shared {
+        Ok(kiwi_signer::policy::load_core_shared(policies_dir)?)
+    } else {
+        intermediate::tier_policy(policies_dir, info.tier)
+    }
+}
+
+/// The `kiwi-signer sign` command line the ceremony runs for `csr` from this repo.
+pub fn sign_command(info: &RepoInfo, csr: &Path) -> String {
+    format!(
+        "kiwi-signer sign --csr {} --slug {} --tier {}{} --out {}.crt",
+        csr.file_name().unwrap_or(csr.as_os_str()).to_string_lossy(),
+        info.slug,
+        info.tier,
+        if info.shared { " --shared" } else { "" },
+        info.slug
+    )
 }
 
 /// Generates the intermediate key (algorithm from the tier's policy in `policies_dir`), stores
@@ -178,7 +209,7 @@ fn new_key(
     key_rel: &str,
     csr_out: &Path,
 ) -> Result<Requested, OnboardError> {
-    let pol = intermediate::tier_policy(policies_dir, info.tier)?;
+    let pol = repo_policy(policies_dir, &info)?;
     let key_file = repo.join(key_rel);
     if csr_out.exists() {
         return Err(OnboardError::Exists(
@@ -402,11 +433,13 @@ pub fn values_doc(
             "# step-certificates Helm values (public). Written by `{written_by}`.\n\
              # The matching key and password are in {STEP_SECRETS}. The CA answers at {ca_dns}.\n{note}"
         ),
-        stepca::ca_json(
-            std::slice::from_ref(&ca_dns),
-            stepca::own_ca_provisioners(slug),
-        ),
-        stepca::defaults_json(&format!("https://{ca_dns}"), root_sha256),
+        Some((
+            stepca::ca_json(
+                std::slice::from_ref(&ca_dns),
+                stepca::own_ca_provisioners(slug),
+            ),
+            stepca::defaults_json(&format!("https://{ca_dns}"), root_sha256),
+        )),
         Some((roots_pem, cert_pem)),
     )
     .map_err(|e| IntermediateError::Build {
@@ -437,7 +470,7 @@ pub fn install(
         replace,
     } = *input;
     let info = staterepo::open(repo)?;
-    let pol = intermediate::tier_policy(policies_dir, info.tier)?;
+    let pol = repo_policy(policies_dir, &info)?;
     let outputs = [CERT_FILE, STEP_SECRETS, STEP_VALUES].map(|f| repo.join(f));
     if let Some(o) = outputs.iter().find(|o| o.exists() != replace) {
         return Err(if replace {
@@ -506,14 +539,23 @@ pub fn install(
         block(&enc_key, 8),
         password_b64 = password_b64.as_str(),
     ));
-    let values = values_doc(
-        &info.slug,
-        &roots,
-        &cert_pem,
-        &checked.root_sha256,
-        written_by,
-        "",
-    )?;
+    let values = if info.shared {
+        stepca::shared_certificates_yaml(&info.slug, &roots, &cert_pem, written_by).map_err(
+            |e| IntermediateError::Build {
+                what: "step-ca values",
+                detail: e.to_string(),
+            },
+        )?
+    } else {
+        values_doc(
+            &info.slug,
+            &roots,
+            &cert_pem,
+            &checked.root_sha256,
+            written_by,
+            "",
+        )?
+    };
     let cert_enc = encrypt_for(repo, &info, &outputs[0], cert_doc.as_bytes())?;
     let secrets_enc = encrypt_for(repo, &info, &outputs[1], secrets_doc.as_bytes())?;
     let files = [

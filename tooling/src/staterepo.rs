@@ -10,6 +10,14 @@
 //! values/ overrides/       Helm values and Kustomize patches (seed G1)
 //! fleet-config/            mesh and fleet tiers only
 //! ```
+//!
+//! A Core cluster's shared sub-CA has the same layout, in the platform repo at
+//! `core-shared/CLUSTER/` (`kiwictl repo init --shared`): its marker says `shared: true`, the
+//! slug names the cluster and the tier is core. That one field is the whole difference, so the
+//! shared sub-CA's key, CSR and certificate go through the per-customer commands (`intermediate
+//! request`, `install`, `renew`, `check`) instead of a second implementation: they take the
+//! shared policy (`policies/intermediate-core-shared.yaml`) for it, and `provisioner gather`
+//! writes the tenants' provisioners into the same directory (see `stepca`).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
@@ -44,6 +52,8 @@ pub struct RepoInfo {
     /// The operator's age recipient, then the customer's recovery recipient if they keep one:
     /// the only recipients key material in this repo may be encrypted to.
     pub recipients: Vec<String>,
+    /// A Core cluster's shared sub-CA (`slug` names the cluster), not a customer's repo.
+    pub shared: bool,
 }
 
 /// The marker as written (format 3) or found (format 2 has no recipients, format 1 no root).
@@ -59,6 +69,8 @@ struct RawRepoInfo {
     operator_age: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     recovery_age: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    shared: bool,
 }
 
 /// Why a state repo operation refused.
@@ -184,6 +196,12 @@ fn read_marker(dir: &Path) -> Result<RawRepoInfo, RepoError> {
 pub fn open(dir: &Path) -> Result<RepoInfo, RepoError> {
     let raw = read_marker(dir)?;
     let bad = |m: String| RepoError::Marker(format!("{}: {m}", dir.join(MARKER).display()));
+    if raw.shared && raw.tier != Tier::Core {
+        return Err(bad(format!(
+            "shared: true, but tier: {}; only a Core cluster has a shared sub-CA",
+            raw.tier
+        )));
+    }
     match (raw.format, raw.root_sha256, raw.operator_age) {
         (1, None, None) => Err(RepoError::NoPinnedRoot(dir.to_path_buf())),
         (2, Some(_), None) => Err(RepoError::NoRecordedRecipients(dir.to_path_buf())),
@@ -202,6 +220,7 @@ pub fn open(dir: &Path) -> Result<RepoInfo, RepoError> {
                     ))
                 })?,
                 recipients,
+                shared: raw.shared,
             })
         }
         (FORMAT, None, _) => Err(bad("root_sha256: missing".into())),
@@ -223,6 +242,7 @@ pub fn open(dir: &Path) -> Result<RepoInfo, RepoError> {
 fn marker_text(
     slug: &Slug,
     tier: Tier,
+    shared: bool,
     root: &Fingerprint,
     recipients: &[String],
 ) -> Result<String, RepoError> {
@@ -233,6 +253,7 @@ fn marker_text(
         root_sha256: Some(root.hex()),
         operator_age: recipients.first().cloned(),
         recovery_age: recipients.get(1).cloned(),
+        shared,
     })
     .map_err(|e| RepoError::Marker(e.to_string()))
 }
@@ -249,7 +270,13 @@ pub fn write_marker(dir: &Path, info: &RepoInfo) -> Result<(), RepoError> {
     for r in &info.recipients {
         check_recipient(r)?;
     }
-    let text = marker_text(&info.slug, info.tier, &info.root_sha256, &info.recipients)?;
+    let text = marker_text(
+        &info.slug,
+        info.tier,
+        info.shared,
+        &info.root_sha256,
+        &info.recipients,
+    )?;
     fsutil::replace_atomically(&dir.join(MARKER), text.as_bytes(), Mode::Public)?;
     Ok(())
 }
@@ -291,6 +318,46 @@ pub fn init(
     recovery: Option<&str>,
     root_sha256: &Fingerprint,
 ) -> Result<Initialized, RepoError> {
+    init_as(dir, slug, tier, false, operator, recovery, root_sha256)
+}
+
+/// [`init`] for the shared sub-CA of the Core cluster `cluster` (the platform repo's
+/// `core-shared/CLUSTER/`): the same layout, its marker saying `shared: true`.
+pub fn init_shared(
+    dir: &Path,
+    cluster: &Slug,
+    operator: &str,
+    recovery: Option<&str>,
+    root_sha256: &Fingerprint,
+) -> Result<Initialized, RepoError> {
+    init_as(
+        dir,
+        cluster,
+        Tier::Core,
+        true,
+        operator,
+        recovery,
+        root_sha256,
+    )
+}
+
+fn what(slug: &Slug, tier: Tier, shared: bool) -> String {
+    if shared {
+        format!("the shared sub-CA of core cluster {slug}")
+    } else {
+        format!("{slug} ({tier})")
+    }
+}
+
+fn init_as(
+    dir: &Path,
+    slug: &Slug,
+    tier: Tier,
+    shared: bool,
+    operator: &str,
+    recovery: Option<&str>,
+    root_sha256: &Fingerprint,
+) -> Result<Initialized, RepoError> {
     check_recipient(operator)?;
     let mut recipients = vec![operator.to_string()];
     if let Some(r) = recovery {
@@ -298,14 +365,14 @@ pub fn init(
         recipients.push(r.to_string());
     }
     let config = sops_config(&recipients);
-    let marker = marker_text(slug, tier, root_sha256, &recipients)?;
+    let marker = marker_text(slug, tier, shared, root_sha256, &recipients)?;
     if dir.join(MARKER).exists() {
         let found = read_marker(dir)?;
-        if found.slug != *slug || found.tier != tier {
+        if found.slug != *slug || found.tier != tier || found.shared != shared {
             return Err(RepoError::Mismatch {
                 path: dir.to_path_buf(),
-                found: format!("{} ({})", found.slug, found.tier),
-                wanted: format!("{slug} ({tier})"),
+                found: what(&found.slug, found.tier, found.shared),
+                wanted: what(slug, tier, shared),
             });
         }
         let existing = std::fs::read_to_string(dir.join(SOPS_CONFIG)).unwrap_or_default();
@@ -513,6 +580,44 @@ mod tests {
             std::fs::write(dir.join(MARKER), &bad).expect("bad");
             assert!(matches!(open(&dir), Err(RepoError::Marker(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_shared_sub_ca_repo_is_marked_and_not_mistaken_for_a_tenant() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("core-eu1");
+        let cluster = slug("core-eu1");
+        init_shared(&dir, &cluster, OP, None, &root()).expect("init");
+        let info = open(&dir).expect("open");
+        assert!(info.shared && info.tier == Tier::Core && info.slug == cluster);
+        let marker = std::fs::read_to_string(dir.join(MARKER)).expect("marker");
+        assert!(marker.contains("shared: true"), "{marker}");
+        assert_eq!(
+            init_shared(&dir, &cluster, OP, None, &root()).expect("again"),
+            Initialized::AlreadyThere
+        );
+        // The same slug as a tenant's repo, and the other way round: refused, naming both.
+        let e = init(&dir, &cluster, Tier::Core, OP, None, &root()).expect_err("as a tenant");
+        assert!(
+            e.to_string()
+                .contains("the shared sub-CA of core cluster core-eu1")
+                && e.to_string().contains("core-eu1 (core)"),
+            "{e}"
+        );
+        let tenant = tmp.path().join("acme");
+        init(&tenant, &slug("acme"), Tier::Core, OP, None, &root()).expect("tenant");
+        assert!(!open(&tenant).expect("open").shared);
+        assert!(!std::fs::read_to_string(tenant.join(MARKER))
+            .expect("marker")
+            .contains("shared"));
+        assert!(matches!(
+            init_shared(&tenant, &slug("acme"), OP, None, &root()),
+            Err(RepoError::Mismatch { .. })
+        ));
+        // A hand-edited marker claiming a shared Mesh CA is refused.
+        std::fs::write(dir.join(MARKER), marker.replace("tier: core", "tier: mesh")).expect("w");
+        let e = open(&dir).expect_err("shared mesh");
+        assert!(e.to_string().contains("only a Core cluster"), "{e}");
     }
 
     #[test]

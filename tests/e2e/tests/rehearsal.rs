@@ -89,7 +89,11 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
         "cust-acme/values/smallstep.yaml",
         "cust-globex/secrets/intermediate.crt.sops.yaml",
         "cust-initech/values/step-provisioner.yaml",
-        "od-platform/core-shared/core-eu1/smallstep.yaml",
+        "od-platform/core-shared/core-eu1/values/smallstep-config.yaml",
+        "od-platform/core-shared/core-eu1/values/smallstep.yaml",
+        "od-platform/core-shared/core-eu1/secrets/intermediate.key.sops.yaml",
+        "od-platform/core-shared/core-eu1/secrets/smallstep.sops.yaml",
+        "transfer/core-eu1.crt",
         "acme-root/root.pem",
         "transfer/acme-rerooted.pem",
         "transfer/root-crl-3.pem",
@@ -98,10 +102,10 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
     ] {
         assert!(dir.join(f).exists(), "{f} missing after the rehearsal");
     }
-    // root, 2 intermediates, CRL, ceremony_closed, revocation, CRL, hand-over (handed_over,
-    // revocation, CRL).
+    // root, 2 intermediates, CRL, ceremony_closed, the shared sub-CA, revocation, CRL,
+    // hand-over (handed_over, revocation, CRL).
     let said = ledger_verify(&dir.join("offline-root"));
-    assert!(said.contains("10 entries"), "{said}");
+    assert!(said.contains("11 entries"), "{said}");
     let msp_ledger =
         std::fs::read_to_string(dir.join("offline-root/ledger.jsonl")).expect("MSP ledger");
     assert!(msp_ledger.contains("\"handed_over\""), "{msp_ledger}");
@@ -200,9 +204,10 @@ fn rehearsal_runs_in_a_fresh_directory_and_refuses_a_used_one() {
         "{}",
         stdout(&log)
     );
-    let shared =
-        std::fs::read_to_string(dir.join("od-platform/core-shared/core-eu1/smallstep.yaml"))
-            .expect("shared values");
+    let shared = std::fs::read_to_string(
+        dir.join("od-platform/core-shared/core-eu1/values/smallstep-config.yaml"),
+    )
+    .expect("shared values");
     assert!(shared.contains("name: initech"), "{shared}");
 
     let again = run(Command::new(&script).arg(path_str(&dir)));

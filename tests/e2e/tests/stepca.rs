@@ -6,7 +6,9 @@
 //! a step-ca whose chain verifies against the customer's root and not the MSP's. The Core tier:
 //! `intermediate request` refuses a Core repo naming the tier and `provisioner add`; `provisioner
 //! add` records each tenant's ACME provisioner and template; `provisioner gather` puts every
-//! tenant's provisioner into the shared CA's configuration, which step-ca starts with.
+//! tenant's provisioner into the shared CA's configuration, which step-ca starts with, from the
+//! shared sub-CA made by `repo init --shared`, `intermediate request` and `intermediate install`
+//! on its repo in the platform repo (no key in plaintext on disk).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -326,15 +328,104 @@ fn a_real_step_ca_starts_from_what_intermediate_install_wrote() {
     );
 }
 
-/// The cluster's shared sub-CA, signed by the MSP root with `kiwi-signer sign --shared` under
-/// `policies/intermediate-core-shared.yaml`; its key made with openssl and encrypted (PKCS#8,
-/// PBES2 AES-256-CBC) as step-ca reads it. Returns chart certificates and secrets.
-fn shared_sub_ca(ca: &Fixture, cluster: &str) -> (Value, Value) {
-    let work = &ca.work;
-    let csr = ca.csr("shared", "P-256", &[]);
-    // Only the core tier has a shared sub-CA: refused, nothing issued.
-    let sign = |tier: &str, out: &str| {
-        ca.signer(&[
+/// `kiwictl intermediate install` of `cert` into `repo` with the operator's key.
+fn install(repo: &Path, cert: &Path, root: &Path, op_key: &Path) -> std::process::Output {
+    let pol = path_str(&kiwi_e2e::workspace_root().join("policies")).to_string();
+    kiwictl(
+        &[
+            "intermediate",
+            "install",
+            "--repo",
+            path_str(repo),
+            "--cert",
+            path_str(cert),
+            "--root",
+            path_str(root),
+            "--policies",
+            &pol,
+        ],
+        Some(op_key),
+    )
+}
+
+/// The cluster's shared sub-CA made the way an operator makes it, with no key in plaintext on
+/// disk: `kiwictl repo init --shared` of the platform repo's `core-shared/CLUSTER`, `intermediate
+/// request` on it (the shared policy's key; it prints the `kiwi-signer sign --shared` line),
+/// `kiwi-signer sign --shared` under `policies/intermediate-core-shared.yaml`, `intermediate
+/// install` (checked against that policy). Returns the shared repo.
+fn shared_sub_ca(ca: &Fixture, op: &str, op_key: &Path, platform: &Path, cluster: &str) -> PathBuf {
+    let repo = platform.join("core-shared").join(cluster);
+    let init = |tier: &str| {
+        kiwictl(
+            &[
+                "repo",
+                "init",
+                path_str(&repo),
+                "--shared",
+                "--slug",
+                cluster,
+                "--tier",
+                tier,
+                "--operator-age",
+                op,
+                "--root",
+                path_str(&ca.root_pem()),
+            ],
+            None,
+        )
+    };
+    let o = init("mesh");
+    assert!(
+        !o.status.success() && stderr(&o).contains("pass --tier core") && !repo.exists(),
+        "{}",
+        stderr(&o)
+    );
+    let o = init("core");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let marker = std::fs::read_to_string(repo.join(".kiwi/repo.yaml")).expect("marker");
+    assert!(marker.contains("shared: true"), "{marker}");
+    // Not a tenant: no provisioner of its own.
+    let o = kiwictl(&["provisioner", "add", "--repo", path_str(&repo)], None);
+    assert!(
+        !o.status.success() && stderr(&o).contains("shared sub-CA, not a tenant"),
+        "{}",
+        stderr(&o)
+    );
+
+    let csr = ca.w("shared.csr");
+    let pol = path_str(&kiwi_e2e::workspace_root().join("policies")).to_string();
+    let said = kiwictl_ok(
+        &[
+            "intermediate",
+            "request",
+            "--repo",
+            path_str(&repo),
+            "--out",
+            path_str(&csr),
+            "--policies",
+            &pol,
+        ],
+        None,
+    );
+    assert!(
+        said.contains(&format!(
+            "kiwi-signer sign --csr shared.csr --slug {cluster} --tier core --shared --out {cluster}.crt"
+        )),
+        "{said}"
+    );
+    let key_file = repo.join("secrets/intermediate.key.sops.yaml");
+    let sealed = std::fs::read_to_string(&key_file).expect("key file");
+    assert!(!sealed.contains("PRIVATE KEY"), "{sealed}");
+    let d = sops_decrypt(&key_file, op_key);
+    assert!(
+        d.status.success() && stdout(&d).contains("BEGIN PRIVATE KEY"),
+        "{}",
+        stderr(&d)
+    );
+
+    let sign = |tier: &str, shared: bool, out: &str| {
+        let out = ca.w(out);
+        let mut args = vec![
             "sign",
             "--csr",
             path_str(&csr),
@@ -342,29 +433,49 @@ fn shared_sub_ca(ca: &Fixture, cluster: &str) -> (Value, Value) {
             cluster,
             "--tier",
             tier,
-            "--shared",
             "--out",
-            path_str(&ca.w(out)),
+            path_str(&out),
             "--yes",
-        ])
+        ];
+        if shared {
+            args.push("--shared");
+        }
+        (ca.signer(&args), out)
     };
-    let o = sign("mesh", "shared-mesh.pem");
+    // Only the core tier has a shared sub-CA: refused, nothing issued.
+    let (o, _) = sign("mesh", true, "shared-mesh.pem");
     assert!(
         !o.status.success() && stderr(&o).contains("--tier core"),
         "{}",
         stderr(&o)
     );
-    let o = sign("core", "shared.pem");
+    // A per-customer Core intermediate for the cluster's name (signed without --shared) carries
+    // another policy's name constraints: install refuses it, naming them, and writes nothing.
+    let (o, narrow) = sign("core", false, "shared-narrow.pem");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = install(&repo, &narrow, &ca.root_pem(), op_key);
+    assert!(!o.status.success(), "a per-customer certificate installed");
+    let err = stderr(&o);
+    assert!(
+        err.contains("does not match the core policy")
+            && err.contains("nameConstraints")
+            && err.contains("od.kiwistack.io"),
+        "{err}"
+    );
+    assert!(!repo.join("values/smallstep.yaml").exists());
+    assert!(!repo.join("secrets/smallstep.sops.yaml").exists());
+
+    let (o, cert) = sign("core", true, "shared.pem");
     assert!(o.status.success(), "{}", stderr(&o));
     // The summary the witness reads says what is signed.
     let said = format!("{}{}", stdout(&o), stderr(&o));
     assert!(
-        said.contains("SHARED sub-CA of core cluster core-eu1"),
+        said.contains(&format!("SHARED sub-CA of core cluster {cluster}")),
         "{said}"
     );
     ca.assert_ledger_ok();
     let text = openssl_ok(
-        work,
+        &ca.work,
         &[
             "x509",
             "-in",
@@ -375,36 +486,27 @@ fn shared_sub_ca(ca: &Fixture, cluster: &str) -> (Value, Value) {
         ],
     );
     assert!(text.contains("DNS:od.kiwistack.io"), "{text}");
-    std::fs::write(work.join("shared.pass"), "test-only").expect("w");
-    openssl_ok(
-        work,
-        &[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            "shared.key",
-            "-v2",
-            "aes-256-cbc",
-            "-passout",
-            "file:shared.pass",
-            "-out",
-            "shared.enc",
-        ],
+    let o = install(&repo, &cert, &ca.root_pem(), op_key);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The certificates file holds the chain only; the configuration is `provisioner gather`'s.
+    let values = yaml_file(&repo.join("values/smallstep.yaml"));
+    assert!(values["inject"]["config"].is_null(), "{values:?}");
+    assert_eq!(
+        pem_certs(
+            values["inject"]["certificates"]["intermediate_ca"]
+                .as_str()
+                .expect("pem")
+        ),
+        pem_certs(
+            &std::fs::read_to_string(&cert)
+                .expect("cert")
+                .replace("\r\n", "\n")
+        )
     );
-    let read = |f: &str| std::fs::read_to_string(work.join(f)).expect("read");
-    let password_b64 = run_ok(
-        Command::new("base64")
-            .arg("-w0")
-            .arg(work.join("shared.pass")),
-    );
-    let certs = serde_json::json!({
-        "root_ca": std::fs::read_to_string(ca.root_pem()).expect("root"),
-        "intermediate_ca": read("shared.pem"),
-    });
-    let secrets = serde_json::json!({"inject": {"secrets": {
-        "ca_password": password_b64,
-        "x509": {"intermediate_ca_key": read("shared.enc")}}}});
-    (certs, secrets)
+    // `intermediate check` reads it like any repo's.
+    let said = kiwictl_ok(&["intermediate", "check", "--repo", path_str(&repo)], None);
+    assert!(said.contains("valid for"), "{said}");
+    repo
 }
 
 #[test]
@@ -543,8 +645,9 @@ fn core_tenants_get_provisioners_on_the_shared_ca() {
         );
     }
 
-    // The platform repo's shared CA configuration gathers both tenants' provisioners.
+    // The platform repo's shared sub-CA, then its configuration with both tenants' provisioners.
     let platform = t.join("od-platform");
+    let shared = shared_sub_ca(&ca, &op, &op_key, &platform, "core-eu1");
     kiwictl_ok(
         &[
             "provisioner",
@@ -553,8 +656,6 @@ fn core_tenants_get_provisioners_on_the_shared_ca() {
             path_str(&platform),
             "--cluster",
             "core-eu1",
-            "--root",
-            path_str(&ca.root_pem()),
             "--repo",
             path_str(&globex),
             "--repo",
@@ -562,7 +663,7 @@ fn core_tenants_get_provisioners_on_the_shared_ca() {
         ],
         None,
     );
-    let mut values = yaml_file(&platform.join("core-shared/core-eu1/smallstep.yaml"));
+    let mut values = yaml_file(&shared.join("values/smallstep-config.yaml"));
     let provs = values["inject"]["config"]["files"]["ca.json"]["authority"]["provisioners"]
         .as_array()
         .expect("provisioners")
@@ -574,9 +675,13 @@ fn core_tenants_get_provisioners_on_the_shared_ca() {
     assert_eq!(names, ["acme", "globex"]);
     assert_eq!(provs[0], record["provisioner"]);
 
-    // step-ca starts with that configuration and the shared sub-CA's materials.
-    let (certs, secrets) = shared_sub_ca(&ca, "core-eu1");
-    values["inject"]["certificates"] = certs;
+    // step-ca starts with that configuration and the shared sub-CA's materials, as the chart
+    // merges the repo's two values files, its secrets decrypted by the real sops.
+    values["inject"]["certificates"] =
+        yaml_file(&shared.join("values/smallstep.yaml"))["inject"]["certificates"].clone();
+    let d = sops_decrypt(&shared.join("secrets/smallstep.sops.yaml"), &op_key);
+    assert!(d.status.success(), "{}", stderr(&d));
+    let secrets: Value = serde_yaml_ng::from_slice(&d.stdout).expect("yaml");
     let name = "ca.core-eu1.od.kiwistack.io";
     let step = start_and_check(&ca.w("step"), &values, &secrets, &ca.root_pem(), name);
     // ... and serves every tenant's provisioner from it.

@@ -1,7 +1,8 @@
 //! Issue 13, where feasible: a Core tenant's ACME provisioner on the cluster's shared sub-CA
 //! issues a leaf for the tenant's own name through the real ACME protocol, and refuses another
 //! tenant's name. Real parts only: step-ca (smallstep's, Debian's 0.19 sources) on what `kiwictl
-//! provisioner gather` wrote and the shared sub-CA `kiwi-signer sign --shared` issued; an RFC 8555
+//! provisioner gather` wrote and the shared sub-CA `kiwi-signer sign --shared` issued (its key
+//! made and installed by `kiwictl intermediate request/install` in its repo); an RFC 8555
 //! client (`acme-client`, golang.org/x/crypto/acme) that answers HTTP-01 on port 80 itself.
 //!
 //! step-ca 0.19 validates HTTP-01 by connecting to the identifier on port 80 and ignores proxy
@@ -20,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use kiwi_e2e::{
-    acme_client, age_keygen, cannot_unshare, kiwictl_ok, openssl_ok, path_str, run, stderr, stdout,
-    step_ca_binary, write_private, x509_template_check, Fixture,
+    acme_client, age_keygen, cannot_unshare, kiwictl_ok, openssl_ok, path_str, run, sops_decrypt,
+    stderr, stdout, step_ca_binary, write_private, x509_template_check, Fixture,
 };
 
 const CLUSTER: &str = "core-eu1";
@@ -145,11 +146,46 @@ fn core_tenant(ca: &Fixture, op: &str, slug: &str) -> PathBuf {
     repo
 }
 
-/// The cluster's shared sub-CA as step-ca reads it, in `dir` (0700): `intermediate_ca.crt`
-/// signed by `kiwi-signer sign --shared --tier core`, its key encrypted (PKCS#8, PBES2
-/// AES-256-CBC) as `intermediate_ca_key`, `password`, and `root_ca.crt`.
-fn shared_sub_ca(ca: &Fixture, dir: &Path) {
-    let csr = ca.csr("shared", "P-256", &[]);
+/// The cluster's shared sub-CA as step-ca reads it, in `dir` (0700), made as an operator makes
+/// it: `kiwictl repo init --shared` of `shared` (the platform repo's core-shared/CLUSTER),
+/// `intermediate request`, `kiwi-signer sign --shared --tier core`, `intermediate install`; then
+/// the chart's files: `intermediate_ca.crt` and `root_ca.crt` from values/smallstep.yaml,
+/// `intermediate_ca_key` (encrypted PKCS#8) and `password` from secrets/smallstep.sops.yaml
+/// decrypted by the real sops with the operator's key.
+fn shared_sub_ca(ca: &Fixture, op: &str, op_key: &Path, shared: &Path, dir: &Path) {
+    let root = ca.root_pem();
+    let pol = path_str(&kiwi_e2e::workspace_root().join("policies")).to_string();
+    kiwictl_ok(
+        &[
+            "repo",
+            "init",
+            path_str(shared),
+            "--shared",
+            "--slug",
+            CLUSTER,
+            "--tier",
+            "core",
+            "--operator-age",
+            op,
+            "--root",
+            path_str(&root),
+        ],
+        None,
+    );
+    let csr = ca.w("shared.csr");
+    kiwictl_ok(
+        &[
+            "intermediate",
+            "request",
+            "--repo",
+            path_str(shared),
+            "--out",
+            path_str(&csr),
+            "--policies",
+            &pol,
+        ],
+        None,
+    );
     let cert = ca.w("shared.pem");
     ca.signer_ok(&[
         "sign",
@@ -164,25 +200,45 @@ fn shared_sub_ca(ca: &Fixture, dir: &Path) {
         path_str(&cert),
         "--yes",
     ]);
-    write_private(&dir.join("password"), "test-only");
-    let key = dir.join("intermediate_ca_key");
-    openssl_ok(
-        &ca.work,
+    kiwictl_ok(
         &[
-            "pkcs8",
-            "-topk8",
-            "-in",
-            "shared.key",
-            "-v2",
-            "aes-256-cbc",
-            "-passout",
-            &format!("file:{}", dir.join("password").display()),
-            "-out",
-            path_str(&key),
+            "intermediate",
+            "install",
+            "--repo",
+            path_str(shared),
+            "--cert",
+            path_str(&cert),
+            "--root",
+            path_str(&root),
+            "--policies",
+            &pol,
         ],
+        Some(op_key),
     );
-    std::fs::copy(&cert, dir.join("intermediate_ca.crt")).expect("copy");
-    std::fs::copy(ca.root_pem(), dir.join("root_ca.crt")).expect("copy");
+    let values: serde_json::Value = serde_yaml_ng::from_slice(
+        &std::fs::read(shared.join("values/smallstep.yaml")).expect("values"),
+    )
+    .expect("yaml");
+    let certs = &values["inject"]["certificates"];
+    for (name, field) in [
+        ("intermediate_ca.crt", "intermediate_ca"),
+        ("root_ca.crt", "root_ca"),
+    ] {
+        std::fs::write(dir.join(name), certs[field].as_str().expect("pem")).expect("w");
+    }
+    let d = sops_decrypt(&shared.join("secrets/smallstep.sops.yaml"), op_key);
+    assert!(d.status.success(), "{}", stderr(&d));
+    let secrets: serde_json::Value = serde_yaml_ng::from_slice(&d.stdout).expect("yaml");
+    let sec = &secrets["inject"]["secrets"];
+    write_private(
+        &dir.join("intermediate_ca_key"),
+        sec["x509"]["intermediate_ca_key"].as_str().expect("key"),
+    );
+    // The chart base64-decodes ca_password into the password file step-ca reads.
+    let b64 = dir.join("password.b64");
+    write_private(&b64, sec["ca_password"].as_str().expect("ca_password"));
+    let password = kiwi_e2e::run_ok(Command::new("base64").arg("-d").arg(&b64));
+    write_private(&dir.join("password"), &password);
 }
 
 #[test]
@@ -193,30 +249,14 @@ fn a_core_tenant_gets_its_own_name_over_acme_and_not_another_tenants() {
     }
     let ca = Fixture::new();
     let t = ca.tmp.path();
-    let op = age_keygen(&t.join("operator.agekey"));
+    let op_key = t.join("operator.agekey");
+    let op = age_keygen(&op_key);
     let (acme, globex) = (
         core_tenant(&ca, &op, "acme"),
         core_tenant(&ca, &op, "globex"),
     );
     let platform = t.join("od-platform");
-    kiwictl_ok(
-        &[
-            "provisioner",
-            "gather",
-            "--platform",
-            path_str(&platform),
-            "--cluster",
-            CLUSTER,
-            "--root",
-            path_str(&ca.root_pem()),
-            "--repo",
-            path_str(&acme),
-            "--repo",
-            path_str(&globex),
-        ],
-        None,
-    );
-
+    let shared = platform.join("core-shared").join(CLUSTER);
     let dir = t.join("step");
     {
         use std::os::unix::fs::DirBuilderExt as _;
@@ -225,10 +265,26 @@ fn a_core_tenant_gets_its_own_name_over_acme_and_not_another_tenants() {
             .create(&dir)
             .expect("step dir");
     }
-    shared_sub_ca(&ca, &dir);
+    shared_sub_ca(&ca, &op, &op_key, &shared, &dir);
+    kiwictl_ok(
+        &[
+            "provisioner",
+            "gather",
+            "--platform",
+            path_str(&platform),
+            "--cluster",
+            CLUSTER,
+            "--repo",
+            path_str(&acme),
+            "--repo",
+            path_str(&globex),
+        ],
+        None,
+    );
+
     let config = dir.join("ca.json");
     let local = kiwi_tooling::stepca::local_config(
-        &platform.join(format!("core-shared/{CLUSTER}/smallstep.yaml")),
+        &shared.join("values/smallstep-config.yaml"),
         &dir,
         "127.0.0.1:443",
     )

@@ -212,7 +212,7 @@ enum IntermediateCommand {
     /// Kubernetes: mount paths replaced by files in --dir, the listen address by --address.
     LocalConfig {
         /// Chart values holding inject.config.files.ca.json (values/smallstep.yaml, or the
-        /// platform repo's core-shared/CLUSTER/smallstep.yaml).
+        /// platform repo's core-shared/CLUSTER/values/smallstep-config.yaml).
         #[arg(long, value_name = "FILE")]
         values: PathBuf,
         /// Where root_ca.crt, intermediate_ca.crt, intermediate_ca_key and db/ will be.
@@ -309,8 +309,9 @@ enum ProvisionerCommand {
         #[arg(long, value_name = "FILE")]
         hooks: Option<PathBuf>,
     },
-    /// Write the cluster's shared step-ca configuration into the platform repo with every
-    /// tenant's provisioner (core-shared/CLUSTER/smallstep.yaml, regenerated each time).
+    /// Write the cluster's shared step-ca configuration with every tenant's provisioner into
+    /// the shared sub-CA's repo (core-shared/CLUSTER/values/smallstep-config.yaml, regenerated
+    /// each time; the repo is made by `repo init --shared`, whose pinned root it uses).
     Gather {
         /// The platform repo.
         #[arg(long, value_name = "DIR")]
@@ -318,9 +319,6 @@ enum ProvisionerCommand {
         /// The Core cluster's name (its shared CA answers at ca.CLUSTER.od.kiwistack.io).
         #[arg(long, value_parser = parse_slug)]
         cluster: Slug,
-        /// The MSP root certificate (its fingerprint goes into defaults.json).
-        #[arg(long, value_name = "ROOT.pem")]
-        root: PathBuf,
         /// Every Core tenant's state repo on this cluster (repeat the option).
         #[arg(long, value_name = "DIR", required = true)]
         repo: Vec<PathBuf>,
@@ -347,6 +345,11 @@ enum RepoCommand {
         /// .kiwi/repo.yaml and `intermediate install` accepts no other root.
         #[arg(long, value_name = "ROOT.pem")]
         root: PathBuf,
+        /// A Core cluster's shared sub-CA (the platform repo's core-shared/CLUSTER), not a
+        /// customer: --slug names the cluster, --tier is core. `intermediate request/install`
+        /// then work on it under policies/intermediate-core-shared.yaml.
+        #[arg(long)]
+        shared: bool,
     },
 }
 
@@ -578,12 +581,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ProvisionerCommand::Gather {
                     platform,
                     cluster,
-                    root,
                     repo,
                 },
         } => {
-            let pin = staterepo::read_root(&root)?;
-            let done = stepca::gather(&platform, &cluster, &repo, &pin)?;
+            let done = stepca::gather(&platform, &cluster, &repo)?;
             let names: Vec<&str> = done.tenants.iter().map(|s| s.as_str()).collect();
             out!(
                 "shared step-ca of {cluster}: {} provisioner(s): {}",
@@ -613,6 +614,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out!("  CSR                   {}", r.csr.display());
             out!("  CSR SHA-256           {}", r.csr_sha256.for_reading());
             out!("  (send the fingerprint to the ceremony out of band; the witness compares it)");
+            out!("  sign it: {}", onboard::sign_command(&r.info, &r.csr));
             data.sha256.insert("csr".into(), r.csr_sha256.hex());
             add_file(&mut data, "written", &r.key_file);
             add_file(&mut data, "written", &r.csr);
@@ -882,17 +884,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     operator_age,
                     recovery_age,
                     root,
+                    shared,
                 },
         } => {
             let pin = staterepo::read_root(&root)?;
-            let outcome = staterepo::init(
-                &dir,
-                &slug,
-                tier,
-                &operator_age,
-                recovery_age.as_deref(),
-                &pin,
-            )?;
+            let recovery = recovery_age.as_deref();
+            let outcome = if shared {
+                if tier != Tier::Core {
+                    anyhow::bail!("--shared with --tier {tier}: only a Core cluster has a shared sub-CA; pass --tier core and the cluster as --slug");
+                }
+                staterepo::init_shared(&dir, &slug, &operator_age, recovery, &pin)?
+            } else {
+                staterepo::init(&dir, &slug, tier, &operator_age, recovery, &pin)?
+            };
+            let slug = if shared {
+                format!("the shared sub-CA of core cluster {slug}")
+            } else {
+                slug.to_string()
+            };
             match outcome {
                 staterepo::Initialized::Created(paths) => {
                     out!("state repo for {slug} ({tier}) in {}", dir.display());
