@@ -2,7 +2,8 @@
 //! and `kiwictl churn verify` as the customer runs it, judged with the real `sops` (the
 //! operator's key opens nothing, the customer's key opens everything), openssl and git.
 //! Tampering (one byte in any file, a recipient added with `sops`, a file left to the operator)
-//! fails the check; a Core-tier export is refused with nothing written.
+//! fails the check; a Core-tier export is refused with nothing written. A re-root with an
+//! extra permitted DNS name exports, and its renewal installs in the bundle's repo.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -520,8 +521,8 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
 /// A customer who re-rooted with `--permit-dns acme.example`: the bundle's export takes that
 /// certificate, and the bundle repo installs a renewal of it (`install --replace`, the
 /// customer's root pinned since the export) although its name constraints are the tier
-/// policy's plus acme.example. The same extra subtree in a certificate the MSP root issued is
-/// refused, naming the names that are not the policy's.
+/// policy's plus acme.example. (That the check without a hand-over refuses the extra name is
+/// `intermediate`'s unit test: no MSP-root tool issues one.)
 #[test]
 fn a_reroot_with_extra_permitted_names_exports_and_its_renewal_installs() {
     let ca = Fixture::new();
