@@ -242,6 +242,23 @@ impl NameConstraints {
             odd,
         )
     }
+
+    /// [`NameConstraints::from_parsed`] of a certificate's extension; None when it has none
+    /// or it does not parse.
+    pub fn of_cert(
+        cert: &x509_parser::certificate::X509Certificate<'_>,
+    ) -> Option<(Self, Vec<String>)> {
+        let ext = cert
+            .tbs_certificate
+            .get_extension_unique(&x509_parser::oid_registry::OID_X509_EXT_NAME_CONSTRAINTS)
+            .ok()??;
+        match ext.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::NameConstraints(nc) => {
+                Some(Self::from_parsed(nc))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for NameConstraints {

@@ -858,7 +858,7 @@ fn host_templates(
 /// Why `s` is not a DNS name we issue under: labels of lowercase letters, digits and inner
 /// hyphens, at most 63 characters each and 253 in all, none reserved (`xn--` and any other `--`
 /// in positions 3 and 4).
-pub(crate) fn check_dns_name(s: &str) -> Result<(), String> {
+pub fn check_dns_name(s: &str) -> Result<(), String> {
     if s.is_empty() || s.len() > 253 {
         return Err(format!("{} characters; a DNS name has 1 to 253", s.len()));
     }

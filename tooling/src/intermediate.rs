@@ -8,6 +8,14 @@
 //! tier policy's expectations, so the online side accepts exactly what the signer issues; a
 //! certificate whose tier marker names another tier than the repo's is refused (one issued
 //! before tier markers carries none and is accepted).
+//!
+//! One exception to "exactly the tier policy's name constraints": after a churn hand-over the
+//! repo pins the customer's own root, and `kiwi-signer reroot --permit-dns` may have added
+//! permitted DNS subtrees of the customer's own (renewals under that root keep them byte for
+//! byte). [`check_handed_over`] accepts those extra DNS names, and nothing else beyond the
+//! policy. It is for a root that is not the MSP root the repo was onboarded with only: the MSP
+//! root never grants a customer names outside the tier policy, so an MSP-issued certificate
+//! with more is refused (as [`check_certificate`] does).
 
 use std::path::Path;
 
@@ -18,6 +26,7 @@ use zeroize::Zeroizing;
 
 use kiwi_signer::algo::PublicKey;
 use kiwi_signer::certpolicy::{self, PolicyOid};
+use kiwi_signer::constraints::{NameConstraints, Subtree};
 use kiwi_signer::eckey::EcKey;
 use kiwi_signer::lint::{self, CaExpectations};
 use kiwi_signer::policy::{self, IntermediatePolicy};
@@ -193,6 +202,32 @@ pub fn check_certificate(
     want: &Expected<'_>,
     now: OffsetDateTime,
 ) -> Result<CheckedCert, IntermediateError> {
+    check(origin, cert, root, crl_bytes, want, false, now)
+}
+
+/// [`check_certificate`] for a repo handed over to the customer (pinned to their own root, not
+/// the MSP root it was onboarded with): the name constraints may permit DNS names beyond the
+/// tier policy's (`reroot --permit-dns`); everything else is checked as for the MSP root.
+pub fn check_handed_over(
+    origin: &str,
+    cert: &[u8],
+    root: &[u8],
+    crl_bytes: Option<&[u8]>,
+    want: &Expected<'_>,
+    now: OffsetDateTime,
+) -> Result<CheckedCert, IntermediateError> {
+    check(origin, cert, root, crl_bytes, want, true, now)
+}
+
+fn check(
+    origin: &str,
+    cert: &[u8],
+    root: &[u8],
+    crl_bytes: Option<&[u8]>,
+    want: &Expected<'_>,
+    customer_root: bool,
+    now: OffsetDateTime,
+) -> Result<CheckedCert, IntermediateError> {
     let refused = |reason: String| IntermediateError::Refused {
         path: origin.to_string(),
         reason,
@@ -239,7 +274,13 @@ pub fn check_certificate(
             "it certifies a different key from the one in this state repo's secrets; it belongs to another request".into(),
         ));
     }
-    let constraints = want.policy.name_constraints.render(want.slug);
+    let mut constraints = want.policy.name_constraints.render(want.slug);
+    if customer_root {
+        // Without the extension (or unparsable) nothing is extra: the linter names the fault.
+        let have = NameConstraints::of_cert(&parsed).map(|(nc, _)| nc.permitted);
+        let extra = extra_dns(have.unwrap_or_default(), &constraints).map_err(refused)?;
+        constraints.permitted.extend(extra);
+    }
     let root_key_id = root_key.key_id();
     let expect = CaExpectations {
         issuer_name: root_cert.tbs_certificate.subject.as_raw(),
@@ -256,11 +297,21 @@ pub fn check_certificate(
     };
     let findings = lint::lint_ca_cert(&parsed, &expect);
     if !findings.is_empty() {
+        let extra = findings
+            .iter()
+            .any(|f| f.starts_with("nameConstraints permits DNS:"));
         return Err(refused(format!(
-            "it does not match the {} policy for `{}`: {}",
+            "it does not match the {} policy for `{}`: {}{}",
             want.policy.tier,
             want.slug,
-            findings.join("; ")
+            findings.join("; "),
+            if extra && !customer_root {
+                " (DNS names beyond the policy's are accepted only under the customer's own \
+                 root after a hand-over, from `kiwi-signer reroot --permit-dns`, never from the \
+                 MSP root)"
+            } else {
+                ""
+            }
         )));
     }
     let nb = tbs.validity.not_before.to_datetime();
@@ -301,6 +352,22 @@ pub fn check_certificate(
         der,
         root_der,
     })
+}
+
+/// The DNS names of `permitted` (a certificate's) beyond `policy`'s, each a well-formed name.
+fn extra_dns(permitted: Vec<Subtree>, policy: &NameConstraints) -> Result<Vec<Subtree>, String> {
+    let mut extra = Vec::new();
+    for s in permitted {
+        if let Subtree::Dns(name) = &s {
+            if !policy.permitted.contains(&s) {
+                policy::check_dns_name(name).map_err(|m| {
+                    format!("its nameConstraints permit the DNS name `{name}`: {m}")
+                })?;
+                extra.push(s);
+            }
+        }
+    }
+    Ok(extra)
 }
 
 #[cfg(test)]
@@ -428,6 +495,96 @@ mod tests {
         let e = check_certificate("c", &cert, &root, Some(&crl_bytes), &want, now)
             .expect_err("revoked");
         assert!(e.to_string().contains("revoked"), "{e}");
+    }
+
+    #[test]
+    fn extra_permitted_dns_names_pass_only_as_handed_over() {
+        use kiwi_signer::ceremony::{self, init, reroot::Reroot};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let t = tmp.path();
+        let now = OffsetDateTime::now_utc();
+        let cb = Scripted {
+            confirm: true,
+            secret: "unit test passphrase".into(),
+        };
+        let c = ceremony::Ceremony::new(&cb, now);
+        let (msp, customer) = (t.join("msp"), t.join("customer"));
+        let soft = init::BackendSpec::soft();
+        ceremony::init(&msp, &policies().join("root.yaml"), &soft, &c).expect("init");
+        let root = policies().join("customer-root.yaml");
+        init::init_org(&customer, &root, Some("Acme GmbH"), &soft, &c).expect("init --org");
+        let slug = Slug::parse("acme").expect("slug");
+        let pol = tier_policy(&policies(), Tier::Mesh).expect("policy");
+        let key = generate_key(&pol);
+        let req = ceremony::sign::SignRequest {
+            csr: make_csr(&key, &slug).expect("csr").into_bytes(),
+            csr_origin: "acme.csr".into(),
+            slug: slug.clone(),
+            tier: Tier::Mesh,
+            days: None,
+            out: t.join("acme.crt"),
+            shared: false,
+        };
+        ceremony::run(&msp, &req, &c).expect("sign");
+        let crl = ceremony::crl::Crl {
+            out: t.join("msp.crl"),
+        };
+        ceremony::run(&msp, &crl, &c).expect("crl");
+        let reroot = |names: &[&str], out: &str| {
+            let op = Reroot::read(
+                &t.join("acme.crt"),
+                &msp.join("root.pem"),
+                &t.join("msp.crl"),
+                names.iter().map(|n| n.to_string()).collect(),
+                t.join(out),
+            )
+            .expect("read");
+            ceremony::run(&customer, &op, &c).expect("reroot");
+            std::fs::read(t.join(out)).expect("cert")
+        };
+        let plain = reroot(&[], "plain.pem");
+        let extra = reroot(&["acme.example"], "extra.pem");
+        let root = std::fs::read(customer.join("root.pem")).expect("root");
+        let pinned = Fingerprint::of(&der_of(&root));
+        let want = Expected {
+            slug: &slug,
+            policy: &pol,
+            key: key.public_key(),
+            root_sha256: &pinned,
+        };
+        // Exactly the policy's constraints: both checks take it.
+        for check in [check_certificate, check_handed_over] {
+            check("plain.pem", &plain, &root, None, &want, now).expect("plain");
+        }
+        // One more DNS name: only as handed over; the other check says why not.
+        check_handed_over("extra.pem", &extra, &root, None, &want, now).expect("handed over");
+        let e = check_certificate("extra.pem", &extra, &root, None, &want, now)
+            .expect_err("extra names from a root that is not the customer's")
+            .to_string();
+        assert!(
+            e.contains("permits DNS:acme.example, which the policy does not list")
+                && e.contains("never from the MSP root"),
+            "{e}"
+        );
+        // Handed over or not, the rest of the policy still binds: another customer's slug.
+        let globex = Slug::parse("globex").expect("slug");
+        let other = Expected {
+            slug: &globex,
+            ..want
+        };
+        let e = check_handed_over("extra.pem", &extra, &root, None, &other, now)
+            .expect_err("another slug")
+            .to_string();
+        assert!(e.contains("globex.od.kiwistack.io"), "{e}");
+        // A name that is no DNS name is refused, naming it.
+        let dns = |n: &str| Subtree::Dns(n.into());
+        let policy_nc = pol.name_constraints.render(&slug);
+        let e = extra_dns(vec![dns("")], &policy_nc).expect_err("empty name");
+        assert!(e.contains("the DNS name ``"), "{e}");
+        assert_eq!(
+            extra_dns(vec![dns("acme.example")], &policy_nc),
+            Ok(vec![dns("acme.example")])
+        );
     }
 
     #[test]

@@ -494,7 +494,19 @@ pub fn install(
         Some(k) if certified.as_ref() == Some(k.public_key()) => (k, true),
         _ => (load_key(repo, ids)?, false),
     };
-    let checked = intermediate::check_certificate(
+    // After a hand-over the repo pins the customer's own root and keeps the MSP root it was
+    // onboarded with as previous_root: only then may the name constraints add DNS names of the
+    // customer's own to the tier policy's (`intermediate` says why).
+    let handed_over = previous
+        .as_ref()
+        .and_then(|p| p.previous_root.as_deref())
+        .is_some_and(|r| Fingerprint::of(&intermediate::der_of(r.as_bytes())) != info.root_sha256);
+    let check = if handed_over {
+        intermediate::check_handed_over
+    } else {
+        intermediate::check_certificate
+    };
+    let checked = check(
         cert_origin,
         cert,
         root,

@@ -7,8 +7,11 @@
 //! customer's root (`customer-root-init.yaml`) on a second CA directory, the re-root there
 //! (`reroot.yaml`, what the MSP sends copied into `in/`), then the MSP's `handover.yaml` (the
 //! customer's root in `in/`, the serial filled in from `kiwi-signer status`), each verified
-//! with a witness signature and its outcome checked with openssl; `ceremony plan` refuses a
-//! re-root against anything but the MSP root, and the handover example's placeholder serial.
+//! with a witness signature and its outcome checked with openssl; then the customer's
+//! `renew.yaml` (a new P-256 key's CSR made with openssl in `in/`, the re-rooted serial filled
+//! in) replaces the re-rooted certificate under their root and revokes it as superseded in the
+//! same ceremony. `ceremony plan` refuses a re-root against anything but the MSP root, and the
+//! handover and renew examples' placeholder serials.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,6 +43,7 @@ fn examples(dir: &Path) -> PathBuf {
         "customer-root-init.yaml",
         "reroot.yaml",
         "handover.yaml",
+        "renew.yaml",
         "requests/acme.csr",
         "requests/globex.csr",
     ] {
@@ -618,6 +622,149 @@ fn churn_examples_run_as_the_runbook_orders_them() {
         "{text}"
     );
 
+    // 5. The customer replaces the re-rooted certificate with one for a new key (the MSP could
+    // read the old one), and revokes it as superseded, in one ceremony on their root.
+    let rerooted_serial = x509(t, &rerooted, &["-serial"])
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    assert_eq!(r["serial"], rerooted_serial.as_str());
+    let new_key = t.join("acme-new.key");
+    openssl_ok(
+        t,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            path_str(&new_key),
+            "-subj",
+            "/CN=acme renewal request",
+            "-out",
+            path_str(&ex.join("in/acme-renew.csr")),
+        ],
+    );
+    let before = ledger(&acme);
+    let o = plan(&acme, "renew.yaml");
+    let err = stderr(&o);
+    assert!(!o.status.success(), "the placeholder serial was planned");
+    assert!(
+        err.contains("0123456789abcdef") && err.contains("kiwi-signer status"),
+        "{err}"
+    );
+    assert_eq!(before, ledger(&acme), "the ledger changed");
+    let status = stdout(&signer(&["status", "--ca", path_str(&acme)]));
+    assert!(status.contains(&rerooted_serial), "{status}");
+    let renew = ex.join("renew.yaml");
+    let text = std::fs::read_to_string(&renew).expect("renew.yaml");
+    assert_eq!(
+        text.matches("serial: 0123456789abcdef").count(),
+        2,
+        "{text}"
+    );
+    std::fs::write(
+        &renew,
+        text.replace(
+            "serial: 0123456789abcdef",
+            &format!("serial: {rerooted_serial}"),
+        ),
+    )
+    .expect("fill the serial");
+    run_on(&acme, "renew.yaml", "acme-renew");
+    let renewed = out.join("acme-renewed.pem");
+    let o = openssl(
+        t,
+        &[
+            "verify",
+            "-CAfile",
+            path_str(&acme_root),
+            path_str(&renewed),
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "the renewal is not under the customer root: {}",
+        stderr(&o)
+    );
+    let new_pub = openssl_ok(t, &["pkey", "-in", path_str(&new_key), "-pubout"]);
+    assert_eq!(
+        x509(t, &renewed, &["-pubkey"]),
+        new_pub,
+        "not the CSR's key"
+    );
+    assert_ne!(
+        x509(t, &renewed, &["-pubkey"]),
+        x509(t, &rerooted, &["-pubkey"])
+    );
+    for args in [
+        &["-subject", "-nameopt", "RFC2253"][..],
+        &["-ext", "nameConstraints"],
+    ] {
+        assert_eq!(
+            x509(t, &rerooted, args),
+            x509(t, &renewed, args),
+            "{args:?} differs"
+        );
+    }
+    let n = ledger_event(&acme, "renewed");
+    assert_eq!(n["replaces"], rerooted_serial.as_str());
+    assert_eq!(
+        n["serial"],
+        x509(t, &renewed, &["-serial"])
+            .trim()
+            .trim_start_matches("serial=")
+            .to_ascii_lowercase()
+            .as_str()
+    );
+    let upper = rerooted_serial.to_ascii_uppercase();
+    for crl in ["acme-superseded-crl.pem", "acme-renew-closing-crl.pem"] {
+        let crl = out.join(crl);
+        let o = openssl(
+            t,
+            &[
+                "crl",
+                "-in",
+                path_str(&crl),
+                "-CAfile",
+                path_str(&acme_root),
+                "-noout",
+                "-text",
+            ],
+        );
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(o.status.success() && text.contains("verify OK"), "{text}");
+        let entry = text
+            .split("Serial Number:")
+            .find(|e| e.trim_start().starts_with(&upper))
+            .unwrap_or_else(|| panic!("{upper} not listed in {crl:?}:\n{text}"));
+        assert!(entry.contains("Superseded"), "{entry}");
+    }
+    for (cert, revoked) in [(&rerooted, true), (&renewed, false)] {
+        let o = openssl(
+            t,
+            &[
+                "verify",
+                "-crl_check",
+                "-CAfile",
+                path_str(&acme_root),
+                "-CRLfile",
+                path_str(&out.join("acme-renew-closing-crl.pem")),
+                path_str(cert),
+            ],
+        );
+        let text = format!("{}{}", stdout(&o), stderr(&o));
+        assert_eq!(
+            !o.status.success() && text.contains("certificate revoked"),
+            revoked,
+            "{cert:?}: {text}"
+        );
+        assert_eq!(o.status.success(), !revoked, "{cert:?}: {text}");
+    }
+
     // Each ceremony verifies on its own CA with the witness's signature.
     let ben = witness_key(t, "ben");
     let allowed = t.join("allowed_signers");
@@ -630,6 +777,7 @@ fn churn_examples_run_as_the_runbook_orders_them() {
         ("acme-init", &acme),
         ("acme-reroot", &acme),
         ("msp-handover", &msp),
+        ("acme-renew", &acme),
     ] {
         let dir = t.join(transcript);
         witness_sign(t, "ben", &dir.join("transcript.json"));
@@ -641,4 +789,21 @@ fn churn_examples_run_as_the_runbook_orders_them() {
             stderr(&o)
         );
     }
+    // The renewal is the artifact verify checks against the customer's ledger.
+    let o = verify(&t.join("acme-renew"), &acme, &allowed);
+    let text = stdout(&o);
+    for needle in [
+        "step 1 (renew): ledger head",
+        "step 1: out/acme-renewed.pem matches the transcript and the ledger",
+        "step 2: out/acme-superseded-crl.pem matches the transcript and the ledger",
+    ] {
+        assert!(text.contains(needle), "`{needle}` not in:\n{text}");
+    }
+    let orig = change_byte(&renewed, "MII");
+    assert_fails(
+        &verify(&t.join("acme-renew"), &acme, &allowed),
+        "out/acme-renewed.pem",
+        "with a changed renewed certificate",
+    );
+    std::fs::write(&renewed, orig).expect("restore");
 }

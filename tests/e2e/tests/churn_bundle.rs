@@ -2,7 +2,8 @@
 //! and `kiwictl churn verify` as the customer runs it, judged with the real `sops` (the
 //! operator's key opens nothing, the customer's key opens everything), openssl and git.
 //! Tampering (one byte in any file, a recipient added with `sops`, a file left to the operator)
-//! fails the check; a Core-tier export is refused with nothing written.
+//! fails the check; a Core-tier export is refused with nothing written. A re-root with an
+//! extra permitted DNS name exports, and its renewal installs in the bundle's repo.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -515,4 +516,164 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
     };
     assert!(!check(&rerooted), "the re-rooted certificate is revoked");
     assert!(check(&new_pem), "the renewed certificate verifies");
+}
+
+/// A customer who re-rooted with `--permit-dns acme.example`: the bundle's export takes that
+/// certificate, and the bundle repo installs a renewal of it (`install --replace`, the
+/// customer's root pinned since the export) although its name constraints are the tier
+/// policy's plus acme.example. (That the check without a hand-over refuses the extra name is
+/// `intermediate`'s unit test: no MSP-root tool issues one.)
+#[test]
+fn a_reroot_with_extra_permitted_names_exports_and_its_renewal_installs() {
+    let ca = Fixture::new();
+    let w = &ca.work;
+    let cust_key = ca.w("customer.agekey");
+    let cust = age_keygen(&cust_key);
+    let customer = Fixture::with_root(
+        &workspace_root().join("policies/customer-root.yaml"),
+        &["--org", "Acme GmbH"],
+    );
+    let customer_root = customer.root_pem();
+    let policies = workspace_root().join("policies");
+    let pol = path_str(&policies);
+
+    let r = ca.installed_repo("acme", "mesh", &[]);
+    let current_crl = ca.w("msp-current.crl");
+    ca.signer_ok(&["crl", "--out", path_str(&current_crl)]);
+    let rerooted = ca.w("rerooted.pem");
+    customer.signer_ok(&[
+        "reroot",
+        "--cert",
+        path_str(&r.cert),
+        "--msp-root",
+        path_str(&ca.root_pem()),
+        "--msp-crl",
+        path_str(&current_crl),
+        "--permit-dns",
+        "acme.example",
+        "--out",
+        path_str(&rerooted),
+        "--yes",
+    ]);
+    let nc = openssl_ok(
+        w,
+        &[
+            "x509",
+            "-in",
+            path_str(&rerooted),
+            "-noout",
+            "-ext",
+            "nameConstraints",
+        ],
+    );
+    assert!(nc.contains("DNS:acme.example"), "{nc}");
+    let old_serial = ca.serial_of(&r.cert);
+    let msp_crl = ca.w("msp.crl");
+    ca.signer_ok(&[
+        "handover",
+        "--serial",
+        &old_serial,
+        "--new-root",
+        path_str(&customer_root),
+        "--out",
+        path_str(&msp_crl),
+        "--yes",
+    ]);
+
+    // The export takes the re-rooted certificate with the extra subtree.
+    let out = ca.w("bundle");
+    let mut cmd = Command::new(kiwi_e2e::bin("kiwictl"));
+    cmd.current_dir(w)
+        .args([
+            "churn",
+            "export",
+            "--repo",
+            path_str(&r.repo),
+            "--customer-age",
+            &cust,
+            "--root",
+            path_str(&customer_root),
+            "--cert",
+            path_str(&rerooted),
+            "--msp-crl",
+            path_str(&msp_crl),
+            "--out",
+            path_str(&out),
+        ])
+        .env_remove("SOPS_AGE_KEY")
+        .env("SOPS_AGE_KEY_FILE", &r.op_key);
+    let o = run(&mut cmd);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let o = verify(&out, &cust_key);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+
+    // The renewal under the customer's root keeps the extra subtree; install --replace takes it.
+    let repo = out.join("repo");
+    let new_csr = ca.w("new.csr");
+    kiwictl_ok(
+        &[
+            "intermediate",
+            "renew",
+            "--repo",
+            path_str(&repo),
+            "--out",
+            path_str(&new_csr),
+            "--new-key",
+            "--policies",
+            pol,
+        ],
+        Some(&cust_key),
+    );
+    let rerooted_serial = kiwi_signer::x509::Serial::parse_hex(&ca.serial_of(&rerooted))
+        .expect("hex")
+        .hex();
+    let new_pem = ca.w("new.pem");
+    customer.signer_ok(&[
+        "renew",
+        "--serial",
+        &rerooted_serial,
+        "--csr",
+        path_str(&new_csr),
+        "--out",
+        path_str(&new_pem),
+        "--yes",
+    ]);
+    let nc_new = openssl_ok(
+        w,
+        &[
+            "x509",
+            "-in",
+            path_str(&new_pem),
+            "-noout",
+            "-ext",
+            "nameConstraints",
+        ],
+    );
+    assert_eq!(nc, nc_new);
+    let install = |cert: &Path, root: &Path, repo: &Path, key: &Path| {
+        kiwictl(
+            &[
+                "intermediate",
+                "install",
+                "--repo",
+                path_str(repo),
+                "--cert",
+                path_str(cert),
+                "--root",
+                path_str(root),
+                "--replace",
+                "--policies",
+                pol,
+            ],
+            Some(key),
+        )
+    };
+    let o = install(&new_pem, &out.join("customer-root.pem"), &repo, &cust_key);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains(&rerooted_serial), "{}", stdout(&o));
+    let doc = sops_decrypt(&repo.join("secrets/intermediate.crt.sops.yaml"), &cust_key);
+    let new_serial = kiwi_signer::x509::Serial::parse_hex(&ca.serial_of(&new_pem))
+        .expect("hex")
+        .hex();
+    assert!(stdout(&doc).contains(&new_serial), "{}", stdout(&doc));
 }

@@ -241,6 +241,7 @@ fn parsers_never_panic_on_mutated_input() {
                 "customer-root-init",
                 "reroot",
                 "handover",
+                "renew",
             ]
                 .iter()
                 .map(|n| read(&root.join(format!("ceremony/examples/{n}.yaml"))))

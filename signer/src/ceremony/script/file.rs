@@ -20,6 +20,7 @@ use crate::backend::{BackendConfig, BackendKind, BackendSpec};
 use crate::ceremony::crl::Crl;
 use crate::ceremony::handover::Handover;
 use crate::ceremony::head::ExpectedHead;
+use crate::ceremony::renew::Renew;
 use crate::ceremony::reroot::Reroot;
 use crate::ceremony::revoke::Revoke;
 use crate::ceremony::sign::SignRequest;
@@ -80,6 +81,8 @@ struct RawStep {
     reroot: Option<RawReroot>,
     #[serde(default)]
     handover: Option<RawHandover>,
+    #[serde(default)]
+    renew: Option<RawRenew>,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +125,16 @@ struct RawHandover {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRenew {
+    serial: String,
+    csr: String,
+    #[serde(default)]
+    days: Option<u32>,
+    out: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawCrl {
     out: String,
 }
@@ -131,7 +144,7 @@ struct RawCrl {
 pub enum ScriptKind {
     /// A new root CA, its key generated on the device.
     RootInit,
-    /// Sign, revoke, reroot and handover steps, then a CRL.
+    /// Sign, revoke, reroot, handover and renew steps, then a CRL.
     Signing,
     /// The CRL again (the scheduled ceremony).
     CrlReissue,
@@ -331,6 +344,18 @@ pub enum ScriptStep {
         /// The CRL issued with it.
         crl_out: Output,
     },
+    /// Issue, under this (customer-owned) root, a replacement for an intermediate it
+    /// re-rooted or renewed, certifying a new key.
+    Renew {
+        /// The serial of the certificate replaced.
+        serial: Serial,
+        /// The CSR for the new key.
+        csr: Input,
+        /// Validity in days (None: as long as the replaced certificate's).
+        days: Option<u32>,
+        /// The new certificate.
+        out: Output,
+    },
 }
 
 impl ScriptStep {
@@ -341,13 +366,14 @@ impl ScriptStep {
             ScriptStep::Revoke { .. } => "revoke",
             ScriptStep::Reroot { .. } => "reroot",
             ScriptStep::Handover { .. } => "handover",
+            ScriptStep::Renew { .. } => "renew",
         }
     }
 
     /// The files it reads.
     pub fn inputs(&self) -> Vec<&Input> {
         match self {
-            ScriptStep::Sign { csr, .. } => vec![csr],
+            ScriptStep::Sign { csr, .. } | ScriptStep::Renew { csr, .. } => vec![csr],
             ScriptStep::Revoke { .. } => vec![],
             ScriptStep::Reroot {
                 cert,
@@ -362,17 +388,21 @@ impl ScriptStep {
     /// The files it writes.
     pub fn outputs(&self) -> Vec<&Output> {
         match self {
-            ScriptStep::Sign { out, .. } => vec![out],
+            ScriptStep::Sign { out, .. }
+            | ScriptStep::Reroot { out, .. }
+            | ScriptStep::Renew { out, .. } => vec![out],
             ScriptStep::Revoke { crl_out, .. } | ScriptStep::Handover { crl_out, .. } => {
                 vec![crl_out]
             }
-            ScriptStep::Reroot { out, .. } => vec![out],
         }
     }
 
     /// Whether its output is a certificate (otherwise a CRL).
     pub fn issues_certificate(&self) -> bool {
-        matches!(self, ScriptStep::Sign { .. } | ScriptStep::Reroot { .. })
+        matches!(
+            self,
+            ScriptStep::Sign { .. } | ScriptStep::Reroot { .. } | ScriptStep::Renew { .. }
+        )
     }
 
     /// The engine operation that performs it (its input files are read now).
@@ -426,6 +456,20 @@ impl ScriptStep {
                 &new_root.path,
                 crl_out.path.clone(),
             )?),
+            ScriptStep::Renew {
+                serial,
+                csr,
+                days,
+                out,
+            } => Box::new(Renew {
+                serial: serial.clone(),
+                csr: std::fs::read(&csr.path).map_err(|e| {
+                    Error::io(&csr.path, e, "check the csr path in the ceremony file")
+                })?,
+                csr_origin: csr.path.display().to_string(),
+                days: *days,
+                out: out.path.clone(),
+            }),
         })
     }
 }
@@ -767,59 +811,70 @@ impl Fields<'_> {
         let at = |step: &str, f: &str| format!("steps[{i}].{step}.{f}");
         let serial =
             |field: &str, hex: &str| Serial::parse_hex(hex).map_err(|m| self.err(field, m));
-        Ok(match (raw.sign, raw.revoke, raw.reroot, raw.handover) {
-            (Some(s), None, None, None) => {
-                let at = |f: &str| at("sign", f);
-                ScriptStep::Sign {
-                    csr: self.path(&at("csr"), &s.csr)?,
-                    slug: Slug::parse(&s.slug).map_err(|e| self.err(&at("slug"), e.to_string()))?,
-                    tier: s.tier.parse().map_err(|e: crate::slug::TierError| {
-                        self.err(&at("tier"), e.to_string())
-                    })?,
-                    days: s.days,
-                    out: self.path(&at("out"), &s.out)?,
+        Ok(
+            match (raw.sign, raw.revoke, raw.reroot, raw.handover, raw.renew) {
+                (Some(s), None, None, None, None) => {
+                    let at = |f: &str| at("sign", f);
+                    ScriptStep::Sign {
+                        csr: self.path(&at("csr"), &s.csr)?,
+                        slug: Slug::parse(&s.slug)
+                            .map_err(|e| self.err(&at("slug"), e.to_string()))?,
+                        tier: s.tier.parse().map_err(|e: crate::slug::TierError| {
+                            self.err(&at("tier"), e.to_string())
+                        })?,
+                        days: s.days,
+                        out: self.path(&at("out"), &s.out)?,
+                    }
                 }
-            }
-            (None, Some(r), None, None) => {
-                let at = |f: &str| at("revoke", f);
-                ScriptStep::Revoke {
-                    serial: serial(&at("serial"), &r.serial)?,
-                    reason: r
-                        .reason
-                        .parse()
-                        .map_err(|m: String| self.err(&at("reason"), m))?,
-                    crl_out: self.path(&at("crl_out"), &r.crl_out)?,
+                (None, Some(r), None, None, None) => {
+                    let at = |f: &str| at("revoke", f);
+                    ScriptStep::Revoke {
+                        serial: serial(&at("serial"), &r.serial)?,
+                        reason: r
+                            .reason
+                            .parse()
+                            .map_err(|m: String| self.err(&at("reason"), m))?,
+                        crl_out: self.path(&at("crl_out"), &r.crl_out)?,
+                    }
                 }
-            }
-            (None, None, Some(r), None) => {
-                let at = |f: &str| at("reroot", f);
-                for (j, name) in r.permit_dns.iter().enumerate() {
-                    policy::check_dns_name(name)
-                        .map_err(|m| self.err(&at(&format!("permit_dns[{j}]")), m))?;
+                (None, None, Some(r), None, None) => {
+                    let at = |f: &str| at("reroot", f);
+                    for (j, name) in r.permit_dns.iter().enumerate() {
+                        policy::check_dns_name(name)
+                            .map_err(|m| self.err(&at(&format!("permit_dns[{j}]")), m))?;
+                    }
+                    ScriptStep::Reroot {
+                        cert: self.path(&at("cert"), &r.cert)?,
+                        msp_root: self.path(&at("msp_root"), &r.msp_root)?,
+                        msp_crl: self.path(&at("msp_crl"), &r.msp_crl)?,
+                        permit_dns: r.permit_dns,
+                        out: self.path(&at("out"), &r.out)?,
+                    }
                 }
-                ScriptStep::Reroot {
-                    cert: self.path(&at("cert"), &r.cert)?,
-                    msp_root: self.path(&at("msp_root"), &r.msp_root)?,
-                    msp_crl: self.path(&at("msp_crl"), &r.msp_crl)?,
-                    permit_dns: r.permit_dns,
-                    out: self.path(&at("out"), &r.out)?,
+                (None, None, None, Some(h), None) => {
+                    let at = |f: &str| at("handover", f);
+                    ScriptStep::Handover {
+                        serial: serial(&at("serial"), &h.serial)?,
+                        new_root: self.path(&at("new_root"), &h.new_root)?,
+                        crl_out: self.path(&at("crl_out"), &h.crl_out)?,
+                    }
                 }
-            }
-            (None, None, None, Some(h)) => {
-                let at = |f: &str| at("handover", f);
-                ScriptStep::Handover {
-                    serial: serial(&at("serial"), &h.serial)?,
-                    new_root: self.path(&at("new_root"), &h.new_root)?,
-                    crl_out: self.path(&at("crl_out"), &h.crl_out)?,
+                (None, None, None, None, Some(r)) => {
+                    let at = |f: &str| at("renew", f);
+                    ScriptStep::Renew {
+                        serial: serial(&at("serial"), &r.serial)?,
+                        csr: self.path(&at("csr"), &r.csr)?,
+                        days: r.days,
+                        out: self.path(&at("out"), &r.out)?,
+                    }
                 }
-            }
-            _ => {
-                return Err(self.err(
+                _ => return Err(self.err(
                     &format!("steps[{i}]"),
-                    "each step is exactly one of `sign:`, `revoke:`, `reroot:` or `handover:`",
-                ))
-            }
-        })
+                    "each step is exactly one of `sign:`, `revoke:`, `reroot:`, `handover:` or \
+                     `renew:`",
+                )),
+            },
+        )
     }
 }
 
@@ -921,6 +976,65 @@ mod tests {
             (
                 CHURN.replace("- handover: {", "- handover: {reason: superseded, "),
                 "steps[1].handover",
+            ),
+        ];
+        for (text, needle) in cases {
+            let e = parse(&text).expect_err(&text).to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+
+    const RENEW: &str =
+        "kind: signing\noperator: Ana\nwitnesses: [Ben]\ndevice: {backend: soft}\nsteps:\n  \
+        - renew: {serial: 0a1b, csr: i/n.csr, days: 30, out: o/n.pem}\n  \
+        - revoke: {serial: 0a1b, reason: superseded, crl_out: o/r.crl}\ncrl: {out: o/crl.pem}\n";
+
+    #[test]
+    fn renew_steps_parse_strictly() {
+        let s = parse(RENEW).expect("valid");
+        let Body::Signing { steps, .. } = &s.body else {
+            panic!("not a signing body")
+        };
+        let ScriptStep::Renew {
+            serial, days, csr, ..
+        } = &steps[0]
+        else {
+            panic!("not a renew step: {:?}", steps[0])
+        };
+        assert_eq!((serial.hex().as_str(), *days), ("0a1b", Some(30)));
+        assert_eq!(csr.path, PathBuf::from("/m/i/n.csr"));
+        assert_eq!(steps[0].name(), "renew");
+        assert!(steps[0].issues_certificate());
+        assert_eq!(s.outputs()[0].path, PathBuf::from("/m/o/n.pem"));
+        let no_days = parse(&RENEW.replace("days: 30, ", "")).expect("days is optional");
+        assert!(matches!(
+            &no_days.body,
+            Body::Signing { steps, .. } if matches!(steps[0], ScriptStep::Renew { days: None, .. })
+        ));
+        let cases = [
+            (
+                RENEW.replace("serial: 0a1b, csr", "serial: zz, csr"),
+                "steps[0].renew.serial",
+            ),
+            (RENEW.replace("i/n.csr", "/i/n.csr"), "steps[0].renew.csr"),
+            (RENEW.replace("o/n.pem", ""), "steps[0].renew.out"),
+            (RENEW.replace("csr: i/n.csr, ", ""), "steps[0].renew"),
+            (RENEW.replace("days: 30", "days: -1"), "steps[0].renew"),
+            (
+                RENEW.replace("days: 30", "days: 30, reason: superseded"),
+                "steps[0].renew",
+            ),
+            (
+                RENEW.replace("- renew: {", "- renew: {slug: acme, "),
+                "steps[0].renew",
+            ),
+            (RENEW.replace("o/r.crl", "o/n.pem"), "two steps write"),
+            (
+                RENEW.replace(
+                    "  - revoke",
+                    "    sign: {csr: a, slug: a, tier: core, out: b}\n  - revoke",
+                ),
+                "steps[0]",
             ),
         ];
         for (text, needle) in cases {

@@ -90,7 +90,7 @@ pub struct Hashed {
 pub struct StepRecord {
     /// 1-based.
     pub n: usize,
-    /// `init`, `sign`, `revoke`, `reroot`, `handover`, `crl`.
+    /// `init`, `sign`, `revoke`, `reroot`, `handover`, `renew`, `crl`.
     pub op: String,
     /// When it started.
     pub started: String,
