@@ -93,6 +93,8 @@ struct RawSign {
     tier: String,
     #[serde(default)]
     days: Option<u32>,
+    #[serde(default)]
+    shared: bool,
     out: String,
 }
 
@@ -309,6 +311,8 @@ pub enum ScriptStep {
         tier: Tier,
         /// Validity in days (None: the policy's default).
         days: Option<u32>,
+        /// A Core cluster's shared sub-CA (`slug` names the cluster; `sign --shared`).
+        shared: bool,
         /// The certificate.
         out: Output,
     },
@@ -413,6 +417,7 @@ impl ScriptStep {
                 slug,
                 tier,
                 days,
+                shared,
                 out,
             } => Box::new(SignRequest {
                 csr: std::fs::read(&csr.path).map_err(|e| {
@@ -423,7 +428,7 @@ impl ScriptStep {
                 tier: *tier,
                 days: *days,
                 out: out.path.clone(),
-                shared: false,
+                shared: *shared,
             }),
             ScriptStep::Revoke {
                 serial,
@@ -823,6 +828,7 @@ impl Fields<'_> {
                             self.err(&at("tier"), e.to_string())
                         })?,
                         days: s.days,
+                        shared: s.shared,
                         out: self.path(&at("out"), &s.out)?,
                     }
                 }
@@ -901,6 +907,28 @@ mod tests {
             ["/m/o/a.pem", "/m/o/r.crl", "/m/o/crl.pem"].map(PathBuf::from)
         );
         assert_eq!(s.inputs()[0].path, PathBuf::from("/m/r/a.csr"));
+    }
+
+    #[test]
+    fn a_sign_step_is_for_a_shared_sub_ca_only_when_it_says_so() {
+        let shared = |text: &str| {
+            let s = parse(text).expect("valid");
+            let Body::Signing { steps, .. } = &s.body else {
+                panic!("signing");
+            };
+            match &steps[0] {
+                ScriptStep::Sign { shared, .. } => *shared,
+                _ => panic!("sign first"),
+            }
+        };
+        assert!(!shared(SIGNING));
+        assert!(shared(
+            &SIGNING.replace("tier: core,", "tier: core, shared: true,")
+        ));
+        let e = parse(&SIGNING.replace("tier: core,", "tier: core, shared: yes please,"))
+            .expect_err("not a bool")
+            .to_string();
+        assert!(e.contains("steps[0].sign") || e.contains("steps"), "{e}");
     }
 
     #[test]
