@@ -281,6 +281,18 @@ pub enum StepCaError {
         /// What is wrong.
         reason: String,
     },
+    /// A tenant's repo pins another root than its cluster's shared sub-CA.
+    #[error("{repo} pins the root {tenant}, but the shared sub-CA of {cluster} pins {shared}: the tenant's certificates would not chain to the root its repo trusts. Check that --repo names a tenant of this cluster and that both were made with the same MSP root (`kiwictl repo init --root`); nothing was written")]
+    OtherRoot {
+        /// The tenant's repo.
+        repo: PathBuf,
+        /// The cluster.
+        cluster: Slug,
+        /// The root the tenant's repo pins.
+        tenant: Fingerprint,
+        /// The root the shared sub-CA's repo pins.
+        shared: Fingerprint,
+    },
     /// Two repos are the same tenant.
     #[error(
         "the tenant `{0}` is given twice (two --repo of the same customer); nothing was written"
@@ -474,13 +486,11 @@ pub fn gather(platform: &Path, cluster: &Slug, repos: &[PathBuf]) -> Result<Gath
         }
         let pinned = staterepo::open(repo)?.root_sha256;
         if pinned != shared.root_sha256 {
-            return Err(StepCaError::BadRecord {
-                path: repo.join(staterepo::MARKER),
-                reason: format!(
-                    "it pins the root {}, the shared sub-CA of {cluster} pins {}",
-                    pinned.hex(),
-                    shared.root_sha256.hex()
-                ),
+            return Err(StepCaError::OtherRoot {
+                repo: repo.to_path_buf(),
+                cluster: cluster.clone(),
+                tenant: pinned,
+                shared: shared.root_sha256,
             });
         }
         tenants.push((slug, p));
@@ -579,6 +589,10 @@ mod tests {
         .expect("init");
         add_provisioner(&elsewhere).expect("add");
         let e = gather(&platform, &cluster, &[acme.clone(), elsewhere]).expect_err("root");
+        assert!(
+            matches!(&e, StepCaError::OtherRoot { cluster: c, .. } if *c == cluster),
+            "{e}"
+        );
         assert!(e.to_string().contains("pins the root"), "{e}");
         assert!(!shared.join(SHARED_CONFIG).exists());
         let g = gather(&platform, &cluster, &[acme.clone(), globex.clone()]).expect("gather");

@@ -120,6 +120,25 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
         ],
         None,
     );
+    // A Core cluster's shared sub-CA repo is no customer's: refused too.
+    let shared = ca.w("core-shared-eu1");
+    kiwictl_ok(
+        &[
+            "repo",
+            "init",
+            path_str(&shared),
+            "--shared",
+            "--slug",
+            "core-eu1",
+            "--tier",
+            "core",
+            "--operator-age",
+            &core_op,
+            "--root",
+            path_str(&ca.root_pem()),
+        ],
+        None,
+    );
     // The customer's own root (`init --org`).
     let customer = Fixture::with_root(
         &workspace_root().join("policies/customer-root.yaml"),
@@ -208,6 +227,14 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
     let o = export(&core, &rerooted, &msp_crl, &[], &ca.w("core-op.agekey"));
     assert!(!o.status.success());
     assert!(stderr(&o).contains("core-tier customer"), "{}", stderr(&o));
+    assert_no_bundle(w);
+    let o = export(&shared, &rerooted, &msp_crl, &[], &ca.w("core-op.agekey"));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("shared sub-CA") && stderr(&o).contains("nothing was written"),
+        "{}",
+        stderr(&o)
+    );
     assert_no_bundle(w);
 
     // The MSP-issued certificate is not a re-rooted one: refused, nothing written.

@@ -96,6 +96,12 @@ pub fn export(
     let refused = |m: String| ChurnError::Refused(m);
     let repo = input.repo;
     let info = staterepo::open(repo)?;
+    if info.shared {
+        return Err(refused(format!(
+            "{} is a Core cluster's shared sub-CA (its repo in the platform repo), not a customer's state repo: it stays with KiwiStack; hand over a Mesh or Fleet customer's repo; nothing was written",
+            repo.display()
+        )));
+    }
     if info.tier == Tier::Core {
         return Err(ChurnError::CoreTier {
             repo: repo.to_path_buf(),
