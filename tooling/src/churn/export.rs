@@ -15,6 +15,7 @@ use std::process::Command;
 
 use time::OffsetDateTime;
 
+use kiwi_signer::constraints::{NameConstraints, Subtree};
 use kiwi_signer::fsutil::{self, Mode};
 use kiwi_signer::slug::Tier;
 use kiwi_signer::words::Fingerprint;
@@ -160,6 +161,14 @@ pub fn export(
         return Err(refused(format!(
             "the re-rooted certificate's subject `{}` differs from the installed intermediate's `{}`; leaves it issued would stop chaining",
             parsed.tbs_certificate.subject, old.tbs_certificate.subject
+        )));
+    }
+    if !keeps_constraints(
+        NameConstraints::of_cert(&old),
+        NameConstraints::of_cert(&parsed),
+    ) {
+        return Err(refused(format!(
+            "the re-rooted certificate's name constraints are not the installed intermediate's ({CERT_FILE}) plus, at most, DNS names of the customer's own (as `kiwi-signer reroot --permit-dns` adds): re-root the installed certificate with `kiwi-signer reroot`"
         )));
     }
     let (nb, na) = (
@@ -479,6 +488,28 @@ fn commit(repo: &Path, keep_history: bool, info: &RepoInfo) -> Result<(), ChurnE
     ])
 }
 
+/// Whether `new` (the re-rooted certificate's name constraints) keeps `old`'s (the installed
+/// intermediate's): the same excluded subtrees, every permitted one, and beyond them only DNS
+/// names (`reroot --permit-dns`). A re-root by `kiwi-signer reroot` always does; one made by
+/// other means may not, and its leaves would then be bound by other names than the ones the
+/// customer's relying parties were told.
+fn keeps_constraints(
+    old: Option<(NameConstraints, Vec<String>)>,
+    new: Option<(NameConstraints, Vec<String>)>,
+) -> bool {
+    match (old, new) {
+        (Some((o, o_other)), Some((n, n_other))) => {
+            o_other == n_other
+                && o.excluded == n.excluded
+                && o.permitted.iter().all(|s| n.permitted.contains(s))
+                && n.permitted
+                    .iter()
+                    .all(|s| o.permitted.contains(s) || matches!(s, Subtree::Dns(_)))
+        }
+        _ => false,
+    }
+}
+
 /// What HANDOVER.md tells.
 struct Facts<'a> {
     info: &'a RepoInfo,
@@ -537,4 +568,53 @@ KiwiStack's operator key decrypted every file below before the hand-over, so Kiw
         end = f.transition_end,
         int_end = f.intermediate_end,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nc(permitted: &[Subtree]) -> Option<(NameConstraints, Vec<String>)> {
+        Some((
+            NameConstraints {
+                permitted: permitted.to_vec(),
+                excluded: vec![Subtree::Ip("0.0.0.0".parse().expect("ip"), 0)],
+            },
+            Vec::new(),
+        ))
+    }
+
+    #[test]
+    fn a_reroot_keeps_the_constraints_and_may_add_dns_names_only() {
+        let dns = |n: &str| Subtree::Dns(n.into());
+        let old = [
+            dns("acme.od.kiwistack.io"),
+            Subtree::Uri(".acme.od.kiwistack.io".into()),
+        ];
+        assert!(keeps_constraints(nc(&old), nc(&old)));
+        let plus_dns = [old[0].clone(), old[1].clone(), dns("acme.example")];
+        assert!(keeps_constraints(nc(&old), nc(&plus_dns)));
+        let plus_uri = [
+            old[0].clone(),
+            old[1].clone(),
+            Subtree::Uri("evil.example".into()),
+        ];
+        assert!(
+            !keeps_constraints(nc(&old), nc(&plus_uri)),
+            "a URI subtree added"
+        );
+        assert!(
+            !keeps_constraints(nc(&old), nc(&old[..1])),
+            "a subtree dropped"
+        );
+        let mut no_exclusion = nc(&old);
+        if let Some((n, _)) = no_exclusion.as_mut() {
+            n.excluded.clear();
+        }
+        assert!(
+            !keeps_constraints(nc(&old), no_exclusion),
+            "IP exclusion dropped"
+        );
+        assert!(!keeps_constraints(nc(&old), None), "no constraints at all");
+    }
 }
