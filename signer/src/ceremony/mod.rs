@@ -37,6 +37,7 @@
 //! that apply (plan, hooks, one checked signature, the head file) and renames a staged
 //! directory into place as its commit point.
 
+mod carry;
 pub mod crl;
 pub mod handover;
 pub mod head;

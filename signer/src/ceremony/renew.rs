@@ -14,12 +14,10 @@
 
 use std::path::PathBuf;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, IsCa, Issuer, KeyIdMethod, SerialNumber,
-};
 use time::{Duration, OffsetDateTime};
 use x509_parser::oid_registry::OID_X509_EXT_NAME_CONSTRAINTS;
 
+use super::carry::{self, unix, Carried};
 use super::reroot::fresh_serial;
 use super::{add_file, Operation, Plan};
 use crate::algo::KeyAlgorithm;
@@ -30,13 +28,8 @@ use crate::csr;
 use crate::error::{Error, Result};
 use crate::hooks::{EventData, EventKind};
 use crate::ledger::{self, Event, Recorded};
-use crate::lint::{self, CaExpectations};
-use crate::policy::KeyUsage;
 use crate::words::Fingerprint;
 use crate::x509::{self, Serial};
-
-/// The nameConstraints extension's OID (2.5.29.30).
-const NAME_CONSTRAINTS: &[u64] = &[2, 5, 29, 30];
 
 /// The key types a renewal may certify: what every tier policy allows.
 pub const ALLOWED_KEYS: [KeyAlgorithm; 2] = [KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384];
@@ -178,28 +171,15 @@ impl Operation for Renew {
             .map(PolicyOid::tier);
 
         let serial = fresh_serial(ca);
-        let mut p = CertificateParams::default();
-        p.serial_number = Some(SerialNumber::from_slice(serial.bytes()));
-        p.not_before = not_before;
-        p.not_after = not_after;
-        p.distinguished_name = subject_dn.clone();
-        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        let key_usages = [KeyUsage::KeyCertSign, KeyUsage::CrlSign];
-        p.key_usages = key_usages.iter().map(|u| u.rcgen()).collect();
-        if let Some(der) = &nc_der {
-            let mut ext = CustomExtension::from_oid_content(NAME_CONSTRAINTS, der.clone());
-            ext.set_criticality(true);
-            p.custom_extensions.push(ext);
+        let p = Carried {
+            serial: serial.clone(),
+            subject: subject_dn.clone(),
+            validity: (not_before, not_after),
+            nc_der: nc_der.clone(),
+            marker: marker.clone(),
+            ski: csr.public_key.key_id(),
         }
-        if let Some(m) = &marker {
-            p.custom_extensions
-                .push(m.extension().map_err(|e| Error::Build {
-                    what: "certificate",
-                    detail: format!("certificatePolicies: {e}"),
-                })?);
-        }
-        p.use_authority_key_identifier_extension = true;
-        p.key_identifier_method = KeyIdMethod::PreSpecified(csr.public_key.key_id());
+        .params()?;
 
         let summary = format!(
             "Renew an intermediate under this (customer-owned) root, with a NEW key\n  \
@@ -215,53 +195,24 @@ impl Operation for Renew {
             self.serial,
         );
         let kept_subject = old.subject().as_raw().to_vec();
-        let issuer_params = ca.issuer_params();
-        let subject_key = csr.public_key.clone();
-        let build_key = subject_key.clone();
-        let build = move |signer: &crate::backend::RcgenSigner<'_>| {
-            let issuer = Issuer::from_params(&issuer_params, signer);
-            p.signed_by(&build_key, &issuer).map(|c| c.der().to_vec())
-        };
-        let root_id = ca.root_key().key_id();
-        let lint = move |der: &[u8]| match x509::parse_cert(der) {
-            Ok(c) => {
-                let mut f: Vec<String> = lint::lint_ca_cert(
-                    &c,
-                    &CaExpectations {
-                        issuer_name: ca.root_subject_raw(),
-                        issuer_key_id: &root_id,
-                        issuer_window: ca.root_window(),
-                        subject_key: &subject_key,
-                        path_len: Some(0),
-                        key_usages: &key_usages,
-                        name_constraints: expected_nc.as_ref(),
-                        certificate_policy: marker.as_ref(),
-                    },
-                )
-                .into_iter()
-                // The nameConstraints are the replaced certificate's bytes, compared below.
-                .filter(|m| !m.starts_with("nameConstraints is not encoded as the policy's"))
-                .collect();
+        // The nameConstraints are the replaced certificate's bytes, compared below.
+        let (build, lint) = carry::build_and_lint(
+            ca,
+            p,
+            csr.public_key.clone(),
+            (expected_nc, marker),
+            &["nameConstraints is not encoded as the policy's"],
+            move |c| {
+                let mut f = Vec::new();
                 if c.subject().as_raw() != kept_subject.as_slice() {
                     f.push("subject DN bytes differ from the replaced certificate's".into());
                 }
-                let nc = c
-                    .tbs_certificate
-                    .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS)
-                    .ok()
-                    .flatten()
-                    .map(|e| (e.critical, e.value.to_vec()));
-                match (nc, &nc_der) {
-                    (None, None) => {}
-                    (Some((true, got)), Some(want)) if got == *want => {}
-                    _ => f.push(
-                        "nameConstraints are not the replaced certificate's, critical".into(),
-                    ),
+                if !carry::keeps_name_constraints(c, nc_der.as_deref()) {
+                    f.push("nameConstraints are not the replaced certificate's, critical".into());
                 }
                 f
-            }
-            Err(e) => vec![e],
-        };
+            },
+        );
         let event_serial = serial.clone();
         let replaces = self.serial.clone();
         let subject = x509::dn_string(&subject_dn);
@@ -283,10 +234,6 @@ impl Operation for Renew {
             summary, serial, &self.out, build, lint, record,
         ))
     }
-}
-
-fn unix(t: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

@@ -14,9 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, IsCa, Issuer, KeyIdMethod, SerialNumber,
-};
+use rcgen::CertificateParams;
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
@@ -25,6 +23,7 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::x509::ReasonCode;
 
+use super::carry::{self, unix, Carried};
 use super::{add_file, Operation, Plan};
 use crate::algo::PublicKey;
 use crate::ca::{Ca, CLOCK_SKEW};
@@ -33,13 +32,9 @@ use crate::constraints::{NameConstraints, Subtree};
 use crate::error::{Error, Result};
 use crate::hooks::{EventData, EventKind};
 use crate::ledger::{self, Event};
-use crate::lint::{self, CaExpectations};
-use crate::policy::{self, KeyUsage};
+use crate::policy;
 use crate::words::Fingerprint;
 use crate::x509::{self, Serial};
-
-/// The nameConstraints extension's OID (2.5.29.30).
-const NAME_CONSTRAINTS: &[u64] = &[2, 5, 29, 30];
 
 /// Parameters for `reroot`: the files as read, and where they came from.
 #[derive(Debug, Clone)]
@@ -205,19 +200,6 @@ impl Operation for Reroot {
             });
         }
         let serial = fresh_serial(ca);
-        let mut p = CertificateParams::default();
-        p.serial_number = Some(SerialNumber::from_slice(serial.bytes()));
-        p.not_before = not_before;
-        p.not_after = not_after;
-        p.distinguished_name = subject_dn.clone();
-        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        let key_usages = [KeyUsage::KeyCertSign, KeyUsage::CrlSign];
-        p.key_usages = key_usages.iter().map(|u| u.rcgen()).collect();
-        if let Some(der) = &nc.der {
-            let mut ext = CustomExtension::from_oid_content(NAME_CONSTRAINTS, der.clone());
-            ext.set_criticality(true);
-            p.custom_extensions.push(ext);
-        }
         // The tier marker is the original's (none on one issued before tier markers).
         let marker = certpolicy::marked_tier(&orig)
             .map_err(|m| Error::NotReRootable {
@@ -225,15 +207,15 @@ impl Operation for Reroot {
                 detail: format!("its certificatePolicies: {m}"),
             })?
             .map(PolicyOid::tier);
-        if let Some(m) = &marker {
-            p.custom_extensions
-                .push(m.extension().map_err(|e| Error::Build {
-                    what: "certificate",
-                    detail: format!("certificatePolicies: {e}"),
-                })?);
+        let p = Carried {
+            serial: serial.clone(),
+            subject: subject_dn.clone(),
+            validity: (not_before, not_after),
+            nc_der: nc.der.clone(),
+            marker: marker.clone(),
+            ski: ski.clone(),
         }
-        p.use_authority_key_identifier_extension = true;
-        p.key_identifier_method = KeyIdMethod::PreSpecified(ski.clone());
+        .params()?;
 
         let summary = summary(
             self,
@@ -243,49 +225,26 @@ impl Operation for Reroot {
             &p,
             &nc.shown,
         );
-        let expected_nc = nc.expected;
         let kept = Kept {
             spki: orig.public_key().raw.to_vec(),
             subject: orig.subject().as_raw().to_vec(),
             ski: ski.clone(),
             nc: nc.der,
         };
-        let issuer_params = ca.issuer_params();
-        let build_key = subject_key.clone();
-        let build = move |signer: &crate::backend::RcgenSigner<'_>| {
-            let issuer = Issuer::from_params(&issuer_params, signer);
-            p.signed_by(&build_key, &issuer).map(|c| c.der().to_vec())
-        };
-        let root_id = ca.root_key().key_id();
-        let lint = move |der: &[u8]| match x509::parse_cert(der) {
-            Ok(c) => {
-                let mut f: Vec<String> = lint::lint_ca_cert(
-                    &c,
-                    &CaExpectations {
-                        issuer_name: ca.root_subject_raw(),
-                        issuer_key_id: &root_id,
-                        issuer_window: ca.root_window(),
-                        subject_key: &subject_key,
-                        path_len: Some(0),
-                        key_usages: &key_usages,
-                        name_constraints: expected_nc.as_ref(),
-                        certificate_policy: marker.as_ref(),
-                    },
-                )
-                .into_iter()
-                // The SKI is the original's, whichever method the MSP used, and the
-                // nameConstraints are encoded as the original's (plus --permit-dns): both
-                // are compared byte for byte below.
-                .filter(|m| {
-                    !m.starts_with("subjectKeyIdentifier is not RFC 7093")
-                        && !m.starts_with("nameConstraints is not encoded as the policy's")
-                })
-                .collect();
-                f.extend(differences(&c, &kept));
-                f
-            }
-            Err(e) => vec![e],
-        };
+        // The SKI is the original's, whichever method the MSP used, and the nameConstraints
+        // are encoded as the original's (plus --permit-dns): both are compared byte for byte
+        // by `differences`.
+        let (build, lint) = carry::build_and_lint(
+            ca,
+            p,
+            subject_key,
+            (nc.expected, marker),
+            &[
+                "subjectKeyIdentifier is not RFC 7093",
+                "nameConstraints is not encoded as the policy's",
+            ],
+            move |c| differences(c, &kept),
+        );
         let event_serial = serial.clone();
         let subject = x509::dn_string(&subject_dn);
         let key_id = hex::encode(&ski);
@@ -306,10 +265,6 @@ impl Operation for Reroot {
             summary, serial, &self.out, build, lint, record,
         ))
     }
-}
-
-fn unix(t: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(t).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// The MSP CRL must be the MSP root's, current, and must not list `serial` as compromised.
@@ -584,16 +539,8 @@ fn differences(c: &X509Certificate<'_>, kept: &Kept) -> Vec<String> {
     if subject_key_id(c).as_deref() != Some(kept.ski.as_slice()) {
         f.push("subjectKeyIdentifier differs from the original's".into());
     }
-    let nc = c
-        .tbs_certificate
-        .get_extension_unique(&OID_X509_EXT_NAME_CONSTRAINTS)
-        .ok()
-        .flatten()
-        .map(|e| (e.critical, e.value.to_vec()));
-    match (nc, &kept.nc) {
-        (None, None) => {}
-        (Some((true, got)), Some(want)) if got == *want => {}
-        _ => f.push("nameConstraints are not the original's (plus --permit-dns), critical".into()),
+    if !carry::keeps_name_constraints(c, kept.nc.as_deref()) {
+        f.push("nameConstraints are not the original's (plus --permit-dns), critical".into());
     }
     f
 }
