@@ -94,6 +94,52 @@ fn assert_fails_naming(bundle: &Path, key: &Path, prefix: &str, needle: &str) {
     );
 }
 
+/// The serial of the certificate in `pem`, as the signer prints it.
+fn serial_hex(ca: &Fixture, pem: &Path) -> String {
+    kiwi_signer::x509::Serial::parse_hex(&ca.serial_of(pem))
+        .expect("hex")
+        .hex()
+}
+
+/// HANDOVER.md step 6 (a) and (b), with the customer's age key alone: a new key and its CSR in
+/// the bundle's `repo` (`intermediate renew --new-key`), then the renewal of the re-rooted
+/// certificate `serial` under the customer's root. Returns the renewed certificate.
+fn renew_in_bundle(
+    ca: &Fixture,
+    customer: &Fixture,
+    repo: &Path,
+    key: &Path,
+    serial: &str,
+) -> PathBuf {
+    let new_csr = ca.w("new.csr");
+    kiwictl_ok(
+        &[
+            "intermediate",
+            "renew",
+            "--repo",
+            path_str(repo),
+            "--out",
+            path_str(&new_csr),
+            "--new-key",
+            "--policies",
+            path_str(&workspace_root().join("policies")),
+        ],
+        Some(key),
+    );
+    let new_pem = ca.w("new.pem");
+    customer.signer_ok(&[
+        "renew",
+        "--serial",
+        serial,
+        "--csr",
+        path_str(&new_csr),
+        "--out",
+        path_str(&new_pem),
+        "--yes",
+    ]);
+    new_pem
+}
+
 #[test]
 fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
     let ca = Fixture::new();
@@ -352,9 +398,7 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
         .next()
         .expect("date");
     // Step 6 is the renewal under the customer's root, with the re-rooted serial to revoke.
-    let rerooted_serial = kiwi_signer::x509::Serial::parse_hex(&ca.serial_of(&rerooted))
-        .expect("hex")
-        .hex();
+    let rerooted_serial = serial_hex(&ca, &rerooted);
     assert!(
         handover.contains(&format!("`intermediate.pem` expires on {end_date}"))
             && handover.contains("kiwictl intermediate renew --repo repo --out new.csr --new-key")
@@ -475,32 +519,7 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
     let repo = bundle.join("repo");
     let policies = workspace_root().join("policies");
     let pol = path_str(&policies);
-    let new_csr = ca.w("new.csr");
-    kiwictl_ok(
-        &[
-            "intermediate",
-            "renew",
-            "--repo",
-            path_str(&repo),
-            "--out",
-            path_str(&new_csr),
-            "--new-key",
-            "--policies",
-            pol,
-        ],
-        Some(&cust_key),
-    );
-    let new_pem = ca.w("new.pem");
-    customer.signer_ok(&[
-        "renew",
-        "--serial",
-        &rerooted_serial,
-        "--csr",
-        path_str(&new_csr),
-        "--out",
-        path_str(&new_pem),
-        "--yes",
-    ]);
+    let new_pem = renew_in_bundle(&ca, &customer, &repo, &cust_key, &rerooted_serial);
     let installed = kiwictl_ok(
         &[
             "intermediate",
@@ -520,9 +539,7 @@ fn churn_bundle_is_the_customers_alone_and_any_tampering_fails_verify() {
     assert!(installed.contains(&rerooted_serial), "{installed}");
     let doc = sops_decrypt(&repo.join("secrets/intermediate.crt.sops.yaml"), &cust_key);
     assert!(doc.status.success(), "{}", stderr(&doc));
-    let new_serial = kiwi_signer::x509::Serial::parse_hex(&ca.serial_of(&new_pem))
-        .expect("hex")
-        .hex();
+    let new_serial = serial_hex(&ca, &new_pem);
     assert!(stdout(&doc).contains(&new_serial), "{}", stdout(&doc));
     // The pending new key became the repo's key (install checked it is the certificate's).
     let key_doc = sops_decrypt(&repo.join("secrets/intermediate.key.sops.yaml"), &cust_key);
@@ -636,35 +653,8 @@ fn a_reroot_with_extra_permitted_names_exports_and_its_renewal_installs() {
 
     // The renewal under the customer's root keeps the extra subtree; install --replace takes it.
     let repo = out.join("repo");
-    let new_csr = ca.w("new.csr");
-    kiwictl_ok(
-        &[
-            "intermediate",
-            "renew",
-            "--repo",
-            path_str(&repo),
-            "--out",
-            path_str(&new_csr),
-            "--new-key",
-            "--policies",
-            pol,
-        ],
-        Some(&cust_key),
-    );
-    let rerooted_serial = kiwi_signer::x509::Serial::parse_hex(&ca.serial_of(&rerooted))
-        .expect("hex")
-        .hex();
-    let new_pem = ca.w("new.pem");
-    customer.signer_ok(&[
-        "renew",
-        "--serial",
-        &rerooted_serial,
-        "--csr",
-        path_str(&new_csr),
-        "--out",
-        path_str(&new_pem),
-        "--yes",
-    ]);
+    let rerooted_serial = serial_hex(&ca, &rerooted);
+    let new_pem = renew_in_bundle(&ca, &customer, &repo, &cust_key, &rerooted_serial);
     let nc_new = openssl_ok(
         w,
         &[
@@ -699,8 +689,6 @@ fn a_reroot_with_extra_permitted_names_exports_and_its_renewal_installs() {
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains(&rerooted_serial), "{}", stdout(&o));
     let doc = sops_decrypt(&repo.join("secrets/intermediate.crt.sops.yaml"), &cust_key);
-    let new_serial = kiwi_signer::x509::Serial::parse_hex(&ca.serial_of(&new_pem))
-        .expect("hex")
-        .hex();
+    let new_serial = serial_hex(&ca, &new_pem);
     assert!(stdout(&doc).contains(&new_serial), "{}", stdout(&doc));
 }
