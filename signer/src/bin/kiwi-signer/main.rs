@@ -791,11 +791,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out!("rollback     {}", st.rollback_protection);
                 out!("intermediates ({}):", st.intermediates.len());
                 for i in &st.intermediates {
-                    let state = i
-                        .revoked
-                        .as_deref()
-                        .map(|r| format!("REVOKED {r}"))
-                        .unwrap_or_else(|| "valid".into());
+                    let state = revocation_state(i.revoked.as_deref());
                     out!(
                         "  {}  {:<20} {:<5}  until {}  {}",
                         i.serial,
@@ -809,11 +805,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     out!("re-rooted and renewed here ({}):", st.customer_owned.len());
                 }
                 for o in &st.customer_owned {
-                    let state = o
-                        .revoked
-                        .as_deref()
-                        .map(|r| format!("REVOKED {r}"))
-                        .unwrap_or_else(|| "valid".into());
+                    let state = revocation_state(o.revoked.as_deref());
                     out!(
                         "  {}  {:<8} (replaces {})  {}  until {}  {}",
                         o.serial,
@@ -922,6 +914,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// How `status` shows a certificate's revocation: `valid` or `REVOKED <reason, time>`.
+fn revocation_state(revoked: Option<&str>) -> String {
+    revoked.map_or_else(|| "valid".into(), |r| format!("REVOKED {r}"))
 }
 
 /// `ceremony plan|run|verify|close`.
