@@ -102,7 +102,11 @@ impl Env {
         let mut child = c.spawn().expect("spawn");
         let mut input = child.stdin.take().expect("stdin");
         if let Some(b) = stdin {
-            input.write_all(b).expect("write stdin");
+            // A command that refuses before reading its input may close the pipe first.
+            match input.write_all(b) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                r => r.expect("write stdin"),
+            }
         }
         drop(input);
         child.wait_with_output().expect("wait")
